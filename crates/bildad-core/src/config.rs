@@ -1,0 +1,73 @@
+//! A node's configuration (SPEC §5), with its defaults.
+
+use crate::backoff::Backoff;
+use crate::error::{StoreError, Violation};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How one node runs: killer cadence, engine batch, expiry, retries, concurrency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeConfig {
+    /// The node's name (default: the host name, set by the binary).
+    pub node_name: String,
+    /// How often the killer ticks (default 20 s).
+    pub killer_interval: Duration,
+    /// How often the optional ticker runs the engine; `None` = cron drives it (default).
+    pub engine_interval: Option<Duration>,
+    /// Entries claimed per engine run (default 10).
+    pub batch_size: u32,
+    /// `expires_at = timeout_at + expiry_grace` (default 600 s).
+    pub expiry_grace: Duration,
+    /// A node whose heartbeat is older is dead (default 3 × killer interval).
+    pub node_dead_after: Duration,
+    /// The retry delay (default base 1 s, cap 300 s).
+    pub backoff: Backoff,
+    /// Most jobs running at once on this node (default 100).
+    pub max_concurrent_jobs: u32,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        let killer = Duration::from_secs(20);
+        Self {
+            node_name: String::from("bildad"),
+            killer_interval: killer,
+            engine_interval: None,
+            batch_size: 10,
+            expiry_grace: Duration::from_secs(600),
+            node_dead_after: killer * 3,
+            backoff: Backoff::default(),
+            max_concurrent_jobs: 100,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Checks that every value is usable. `Invalid` names each bad field.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let mut v = Vec::new();
+        if self.node_name.trim().is_empty() {
+            v.push(Violation::new("node_name", "must not be empty"));
+        }
+        if self.killer_interval.is_zero() {
+            v.push(Violation::new("killer_interval", "must be positive"));
+        }
+        if self.batch_size == 0 {
+            v.push(Violation::new("batch_size", "must be positive"));
+        }
+        if self.max_concurrent_jobs == 0 {
+            v.push(Violation::new("max_concurrent_jobs", "must be positive"));
+        }
+        if self.node_dead_after <= self.killer_interval {
+            v.push(Violation::new(
+                "node_dead_after",
+                "must be longer than the killer interval, or live nodes look dead",
+            ));
+        }
+        if v.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Invalid(v))
+        }
+    }
+}

@@ -1,0 +1,532 @@
+//! What callers hand to the store: new templates and entries, claims, finalizes —
+//! and the rules every store applies to them before writing anything.
+
+use crate::backoff::Backoff;
+use crate::error::{StoreError, Violation};
+use crate::model::{JobRun, RunId, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::time::Duration;
+
+/// The most bytes a run's `reason` keeps (SPEC §2.4).
+pub const MAX_REASON_BYTES: usize = 4096;
+/// The longest template code, job type, name or entry identifier, in characters.
+pub const MAX_NAME_CHARS: usize = 255;
+/// The longest timeout: one year.
+pub const MAX_TIMEOUT_SECONDS: i32 = 366 * 24 * 3600;
+/// The most retries an entry may ask for.
+pub const MAX_RETRIES: i32 = 1000;
+
+/// Default `timeout_seconds` of a template (SPEC §1).
+pub const DEFAULT_TIMEOUT_SECONDS: i32 = 3600;
+/// Default `max_retries` of a template (SPEC §1).
+pub const DEFAULT_MAX_RETRIES: i32 = 3;
+/// Default priority of an entry (SPEC §1).
+pub const DEFAULT_PRIORITY: i32 = 5;
+
+/// A template to create.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewTemplate {
+    /// Unique code: letters, digits, `_ . : -`, 1..=255 characters.
+    pub code: String,
+    /// Display name, non-empty.
+    pub name: String,
+    /// The job type that runs it, non-empty.
+    pub job_type: String,
+    /// A JSON Schema that resolves locally.
+    pub context_schema: Value,
+    /// Default true.
+    pub active: bool,
+    /// Default 0.
+    pub display_order: i32,
+    /// Default 3600.
+    pub default_timeout_seconds: i32,
+    /// Default 3.
+    pub default_max_retries: i32,
+}
+
+impl NewTemplate {
+    /// A template with the SPEC §1 defaults.
+    pub fn new(
+        code: impl Into<String>,
+        name: impl Into<String>,
+        job_type: impl Into<String>,
+        context_schema: Value,
+    ) -> Self {
+        Self {
+            code: code.into(),
+            name: name.into(),
+            job_type: job_type.into(),
+            context_schema,
+            active: true,
+            display_order: 0,
+            default_timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+            default_max_retries: DEFAULT_MAX_RETRIES,
+        }
+    }
+
+    /// Every rule a new template must satisfy, the schema included.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let mut v = Vec::new();
+        check_code("/code", &self.code, &mut v);
+        check_text("/name", &self.name, &mut v);
+        check_code("/job_type", &self.job_type, &mut v);
+        check_timeout(
+            "/default_timeout_seconds",
+            self.default_timeout_seconds,
+            &mut v,
+        );
+        check_retries("/default_max_retries", self.default_max_retries, &mut v);
+        v.extend(crate::validation::check_schema(&self.context_schema));
+        finish(v)
+    }
+}
+
+/// A partial update of a template; `None` keeps the field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TemplatePatch {
+    /// New display name.
+    pub name: Option<String>,
+    /// New job type.
+    pub job_type: Option<String>,
+    /// New schema (must be valid and local).
+    pub context_schema: Option<Value>,
+    /// Activate or deactivate.
+    pub active: Option<bool>,
+    /// New listing order.
+    pub display_order: Option<i32>,
+    /// New default timeout.
+    pub default_timeout_seconds: Option<i32>,
+    /// New default retries.
+    pub default_max_retries: Option<i32>,
+}
+
+impl TemplatePatch {
+    /// Every rule the present fields must satisfy.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let mut v = Vec::new();
+        if let Some(n) = &self.name {
+            check_text("/name", n, &mut v);
+        }
+        if let Some(t) = &self.job_type {
+            check_code("/job_type", t, &mut v);
+        }
+        if let Some(t) = self.default_timeout_seconds {
+            check_timeout("/default_timeout_seconds", t, &mut v);
+        }
+        if let Some(r) = self.default_max_retries {
+            check_retries("/default_max_retries", r, &mut v);
+        }
+        if let Some(s) = &self.context_schema {
+            v.extend(crate::validation::check_schema(s));
+        }
+        finish(v)
+    }
+}
+
+/// A job to enqueue. Unset fields take the template's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEntry {
+    /// The template's code.
+    pub template: String,
+    /// The job's input; must satisfy the template's schema.
+    pub context: Value,
+    /// Default 5; lower runs first.
+    pub priority: Option<i32>,
+    /// Default: the template's.
+    pub timeout_seconds: Option<i32>,
+    /// Default: the template's.
+    pub max_retries: Option<i32>,
+    /// Default: a new UUID. A duplicate is a conflict.
+    pub job_run_identifier: Option<String>,
+    /// Default: now (database clock).
+    pub run_at: Option<Timestamp>,
+}
+
+impl NewEntry {
+    /// An entry of `template` with `context` and every default.
+    pub fn new(template: impl Into<String>, context: Value) -> Self {
+        Self {
+            template: template.into(),
+            context,
+            priority: None,
+            timeout_seconds: None,
+            max_retries: None,
+            job_run_identifier: None,
+            run_at: None,
+        }
+    }
+
+    /// Sets the identifier.
+    pub fn identifier(mut self, id: impl Into<String>) -> Self {
+        self.job_run_identifier = Some(id.into());
+        self
+    }
+
+    /// Sets the priority.
+    pub fn priority(mut self, p: i32) -> Self {
+        self.priority = Some(p);
+        self
+    }
+
+    /// Sets the timeout.
+    pub fn timeout_seconds(mut self, t: i32) -> Self {
+        self.timeout_seconds = Some(t);
+        self
+    }
+
+    /// Sets the retries.
+    pub fn max_retries(mut self, r: i32) -> Self {
+        self.max_retries = Some(r);
+        self
+    }
+
+    /// Sets the earliest start.
+    pub fn run_at(mut self, t: Timestamp) -> Self {
+        self.run_at = Some(t);
+        self
+    }
+
+    /// The rules that need no template: identifier, bounds. Pointers are prefixed
+    /// with `prefix` (e.g. `/3` for the fourth entry of a bulk enqueue).
+    pub fn check_fields(&self, prefix: &str, v: &mut Vec<Violation>) {
+        check_code(&format!("{prefix}/template"), &self.template, v);
+        if let Some(id) = &self.job_run_identifier {
+            check_identifier(&format!("{prefix}/job_run_identifier"), id, v);
+        }
+        if let Some(t) = self.timeout_seconds {
+            check_timeout(&format!("{prefix}/timeout_seconds"), t, v);
+        }
+        if let Some(r) = self.max_retries {
+            check_retries(&format!("{prefix}/max_retries"), r, v);
+        }
+    }
+}
+
+/// A claim of up to `limit` available entries for `node` (SPEC §2.2–2.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimRequest {
+    /// Who claims; the runs record its instance id and name.
+    pub node: crate::model::NodeRef,
+    /// Only entries whose template's job type is in this set.
+    pub job_types: Vec<String>,
+    /// At most this many entries.
+    pub limit: u32,
+    /// `expires_at = timeout_at + expiry_grace`.
+    pub expiry_grace: Duration,
+    /// Claim only this entry, if it is available (for `enqueue_and_run`), ignoring
+    /// `run_at` and priority.
+    pub only_identifier: Option<String>,
+}
+
+/// A run the claim created, with what the runtime needs to start it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimedRun {
+    /// The new run (`RUNNING`).
+    pub run: JobRun,
+    /// The entry's `max_retries`.
+    pub max_retries: i32,
+    /// The template's id and `updated_at`: the schema version to validate against.
+    pub template_id: i64,
+    /// See `template_id`.
+    pub template_updated_at: Timestamp,
+}
+
+/// Why a run failed; decides what happens to its entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FailureKind {
+    /// The job returned an error: retry rule.
+    Error,
+    /// The job panicked: retry rule.
+    Panic,
+    /// The killer ended it past `timeout_at`: retry rule.
+    Timeout,
+    /// The engine found it past `expires_at` or its node dead: retry rule.
+    Expired,
+    /// The node shut down before the job ended: retry rule.
+    Shutdown,
+    /// An operator stopped it: the entry returns to `AVAILABLE` now.
+    Stopped,
+    /// An operator removed the entry: the entry is deleted.
+    Removed,
+    /// Invalid context or unknown job type at start: the entry is deleted (retrying
+    /// cannot fix it).
+    Invalid,
+    /// The job said retrying is pointless: the entry is deleted.
+    Permanent,
+}
+
+impl FailureKind {
+    /// What happens to the entry after a failure of this kind.
+    pub fn disposition(self) -> Disposition {
+        match self {
+            Self::Error | Self::Panic | Self::Timeout | Self::Expired | Self::Shutdown => {
+                Disposition::RetryRule
+            }
+            Self::Stopped => Disposition::RequeueNow,
+            Self::Removed | Self::Invalid | Self::Permanent => Disposition::Delete,
+        }
+    }
+}
+
+/// What a failure does to its entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// `retry + 1 <= max_retries`: back to `AVAILABLE` after the backoff; else deleted.
+    RetryRule,
+    /// Back to `AVAILABLE` at once, whatever the retries.
+    RequeueNow,
+    /// Deleted.
+    Delete,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// `SUCCEEDED`, with the job's output.
+    Succeeded {
+        /// The job's output, stored on the run.
+        output: Option<Value>,
+    },
+    /// `FAILED`.
+    Failed {
+        /// Decides the entry's fate.
+        kind: FailureKind,
+        /// The run's `reason`, capped at [`MAX_REASON_BYTES`].
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// A success.
+    pub fn succeeded(output: Option<Value>) -> Self {
+        Self::Succeeded { output }
+    }
+
+    /// A failure; the reason is capped at [`MAX_REASON_BYTES`] on a char boundary.
+    pub fn failed(kind: FailureKind, reason: impl Into<String>) -> Self {
+        Self::Failed {
+            kind,
+            reason: cap_reason(reason.into()),
+        }
+    }
+
+    /// A failure whose reason is the kind's name (`Timeout`, `Expired`, `Stopped`, `Removed`).
+    pub fn standard(kind: FailureKind) -> Self {
+        let reason = match kind {
+            FailureKind::Timeout => "Timeout",
+            FailureKind::Expired => "Expired",
+            FailureKind::Stopped => "Stopped",
+            FailureKind::Removed => "Removed",
+            FailureKind::Shutdown => "Shutdown",
+            FailureKind::Error => "Error",
+            FailureKind::Panic => "Panic",
+            FailureKind::Invalid => "Invalid",
+            FailureKind::Permanent => "Permanent",
+        };
+        Self::failed(kind, reason)
+    }
+}
+
+/// Cuts `reason` to at most [`MAX_REASON_BYTES`] bytes on a char boundary.
+pub fn cap_reason(mut reason: String) -> String {
+    if reason.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
+}
+
+/// End one run: the one conditional step of SPEC §2.4.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finalize {
+    /// The run (the lease).
+    pub run_id: RunId,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The delay before a retry, by the run's `retry`.
+    pub backoff: Backoff,
+}
+
+/// What a finalize did to the entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryFate {
+    /// Success, retries exhausted, removed or invalid.
+    Deleted,
+    /// Back to `AVAILABLE`, not before `run_at`.
+    Requeued {
+        /// The earliest next start.
+        run_at: Timestamp,
+    },
+    /// The finalize lost (the run was already `DONE`): nothing changed.
+    Untouched,
+}
+
+/// The result of one finalize.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinalizeResult {
+    /// The run.
+    pub run_id: RunId,
+    /// True for the one finalize that ended the run; false for every loser.
+    pub won: bool,
+    /// The entry's fate (`Untouched` for a loser).
+    pub entry: EntryFate,
+}
+
+/// A running run, as the killer and the engine see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRef {
+    /// The run.
+    pub run_id: RunId,
+    /// Its entry's identifier.
+    pub job_run_identifier: String,
+    /// Its retry number.
+    pub retry: i32,
+    /// The owning node instance.
+    pub node: String,
+}
+
+/// What stopping an entry did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopResult {
+    /// The run that was stopped.
+    pub run_id: RunId,
+    /// The node instance that owns the (now aborted) task.
+    pub node: String,
+}
+
+/// What removing an entry did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveResult {
+    /// The run that ended `Removed`, when the entry was running.
+    pub stopped_run: Option<RunId>,
+}
+
+fn finish(v: Vec<Violation>) -> Result<(), StoreError> {
+    if v.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(v))
+    }
+}
+
+fn check_text(pointer: &str, s: &str, v: &mut Vec<Violation>) {
+    if s.trim().is_empty() {
+        v.push(Violation::new(pointer, "must not be empty"));
+    } else if s.chars().count() > MAX_NAME_CHARS {
+        v.push(Violation::new(
+            pointer,
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        ));
+    } else if s.chars().any(char::is_control) {
+        v.push(Violation::new(
+            pointer,
+            "must not contain control characters",
+        ));
+    }
+}
+
+fn check_code(pointer: &str, s: &str, v: &mut Vec<Violation>) {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-');
+    if s.is_empty() {
+        v.push(Violation::new(pointer, "must not be empty"));
+    } else if s.len() > MAX_NAME_CHARS {
+        v.push(Violation::new(
+            pointer,
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        ));
+    } else if !s.chars().all(ok) {
+        v.push(Violation::new(
+            pointer,
+            "may contain only ASCII letters, digits and _ . : -",
+        ));
+    }
+}
+
+/// Identifiers are caller-chosen idempotency keys: any printable text without `/`
+/// (they appear in URL paths).
+fn check_identifier(pointer: &str, s: &str, v: &mut Vec<Violation>) {
+    if s.is_empty() {
+        v.push(Violation::new(pointer, "must not be empty"));
+    } else if s.chars().count() > MAX_NAME_CHARS {
+        v.push(Violation::new(
+            pointer,
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        ));
+    } else if s.chars().any(|c| c.is_control() || c == '/') {
+        v.push(Violation::new(
+            pointer,
+            "must not contain control characters or '/'",
+        ));
+    }
+}
+
+fn check_timeout(pointer: &str, t: i32, v: &mut Vec<Violation>) {
+    if !(1..=MAX_TIMEOUT_SECONDS).contains(&t) {
+        v.push(Violation::new(
+            pointer,
+            format!("must be between 1 and {MAX_TIMEOUT_SECONDS}"),
+        ));
+    }
+}
+
+fn check_retries(pointer: &str, r: i32, v: &mut Vec<Violation>) {
+    if !(0..=MAX_RETRIES).contains(&r) {
+        v.push(Violation::new(
+            pointer,
+            format!("must be between 0 and {MAX_RETRIES}"),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reason_is_capped_on_a_char_boundary() {
+        let long = "é".repeat(3000); // 6000 bytes
+        let capped = cap_reason(long);
+        assert!(capped.len() <= MAX_REASON_BYTES);
+        assert!(capped.len() >= MAX_REASON_BYTES - 1);
+        assert!(capped.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn template_rules_report_every_violation() {
+        let mut t = NewTemplate::new("bad code", "", "demo.echo", json!({"type": 12}));
+        t.default_timeout_seconds = 0;
+        t.default_max_retries = -1;
+        let err = t.validate().unwrap_err();
+        let pointers: Vec<_> = err
+            .violations()
+            .iter()
+            .map(|v| v.pointer.as_str())
+            .collect();
+        for p in [
+            "/code",
+            "/name",
+            "/default_timeout_seconds",
+            "/default_max_retries",
+            "/context_schema",
+        ] {
+            assert!(
+                pointers.iter().any(|x| x.starts_with(p)),
+                "{p} missing in {pointers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn dispositions_follow_the_spec() {
+        assert_eq!(FailureKind::Stopped.disposition(), Disposition::RequeueNow);
+        assert_eq!(FailureKind::Removed.disposition(), Disposition::Delete);
+        assert_eq!(FailureKind::Invalid.disposition(), Disposition::Delete);
+        assert_eq!(FailureKind::Timeout.disposition(), Disposition::RetryRule);
+        assert_eq!(FailureKind::Expired.disposition(), Disposition::RetryRule);
+    }
+}

@@ -1,0 +1,250 @@
+//! The `Job` trait, what a job receives, and the registry of job types.
+
+use crate::model::RunId;
+use async_trait::async_trait;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A job type: the code that runs entries of the templates naming it.
+///
+/// A job runs as an async task. It is ended cooperatively (at its next `.await`) when
+/// it times out or an operator stops it; a job with long blocking sections should
+/// check [`JobContext::is_cancelled`] or move the blocking work to a blocking thread.
+#[async_trait]
+pub trait Job: Send + Sync + 'static {
+    /// Runs one attempt. `Ok(output)` succeeds (the output is stored on the run);
+    /// `Err` fails the run and the retry rule applies, unless the error is
+    /// [`JobError::permanent`].
+    async fn run(&self, ctx: JobContext) -> Result<Option<Value>, JobError>;
+}
+
+/// Any `async fn(JobContext) -> Result<Option<Value>, JobError>` is a job.
+#[async_trait]
+impl<F, Fut> Job for F
+where
+    F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Option<Value>, JobError>> + Send + 'static,
+{
+    async fn run(&self, ctx: JobContext) -> Result<Option<Value>, JobError> {
+        (self)(ctx).await
+    }
+}
+
+/// What a running job knows about itself.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// The entry's context (validated against the template's schema at start).
+    pub context: Value,
+    /// The entry's identifier.
+    pub job_run_identifier: String,
+    /// 0 for the first attempt.
+    pub retry: i32,
+    /// The entry's `max_retries`.
+    pub max_retries: i32,
+    /// This run's id.
+    pub run_id: RunId,
+    /// The template's code.
+    pub template: String,
+    /// Set when the run was ended from outside (timeout, stop, removal, shutdown).
+    pub cancellation: Cancellation,
+}
+
+impl JobContext {
+    /// True once the run was ended from outside; the job should return soon.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancellation.is_cancelled()
+    }
+
+    /// Deserializes the context into a typed value.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, JobError> {
+        serde_json::from_value(self.context.clone())
+            .map_err(|e| JobError::permanent(format!("context does not fit the job: {e}")))
+    }
+}
+
+/// A cancellation flag that a job can poll or await.
+#[derive(Clone, Default)]
+pub struct Cancellation {
+    inner: Arc<CancelInner>,
+}
+
+#[derive(Default)]
+struct CancelInner {
+    cancelled: AtomicBool,
+    event: event_listener::Event,
+}
+
+impl fmt::Debug for Cancellation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cancellation")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+impl Cancellation {
+    /// A fresh, uncancelled flag.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn cancel(&self) {
+        self.inner.cancelled.store(true, Ordering::SeqCst);
+        self.inner.event.notify(usize::MAX);
+    }
+
+    /// True once cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Completes when cancelled.
+    pub async fn cancelled(&self) {
+        loop {
+            if self.is_cancelled() {
+                return;
+            }
+            let listener = self.inner.event.listen();
+            if self.is_cancelled() {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// The error a job returns.
+///
+/// Any `std::error::Error` converts with `?`; [`JobError::msg`] takes any message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    message: String,
+    permanent: bool,
+}
+
+impl JobError {
+    /// A failure; the retry rule applies.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        Self {
+            message: message.to_string(),
+            permanent: false,
+        }
+    }
+
+    /// A failure that retrying cannot fix: the entry is deleted after this run.
+    pub fn permanent(message: impl fmt::Display) -> Self {
+        Self {
+            message: message.to_string(),
+            permanent: true,
+        }
+    }
+
+    /// The message, stored as the run's reason.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// True when the entry must not be retried.
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
+    }
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
+    fn from(e: E) -> Self {
+        Self::msg(e)
+    }
+}
+
+/// Job types by name (e.g. `"email.send"`). A node claims only entries whose job type
+/// it has registered.
+#[derive(Clone, Default)]
+pub struct JobRegistry {
+    jobs: BTreeMap<String, Arc<dyn Job>>,
+}
+
+impl fmt::Debug for JobRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobRegistry")
+            .field("job_types", &self.jobs.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl JobRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `job` under `name`, replacing an earlier one of that name.
+    pub fn register(&mut self, name: impl Into<String>, job: impl Job) -> &mut Self {
+        self.jobs.insert(name.into(), Arc::new(job));
+        self
+    }
+
+    /// Builder form of [`JobRegistry::register`].
+    pub fn with(mut self, name: impl Into<String>, job: impl Job) -> Self {
+        self.register(name, job);
+        self
+    }
+
+    /// The job registered under `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Job>> {
+        self.jobs.get(name).cloned()
+    }
+
+    /// The registered names, sorted.
+    pub fn job_types(&self) -> Vec<String> {
+        self.jobs.keys().cloned().collect()
+    }
+
+    /// True when nothing is registered.
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancellation_wakes_waiters() {
+        let c = Cancellation::new();
+        let c2 = c.clone();
+        let t = std::thread::spawn(move || futures::executor::block_on(c2.cancelled()));
+        c.cancel();
+        t.join().unwrap();
+        assert!(c.is_cancelled());
+    }
+
+    #[test]
+    fn registry_lists_sorted_names() {
+        async fn noop(_: JobContext) -> Result<Option<Value>, JobError> {
+            Ok(None)
+        }
+        let r = JobRegistry::new().with("b", noop).with("a", noop);
+        assert_eq!(r.job_types(), vec!["a", "b"]);
+        assert!(r.get("a").is_some());
+        assert!(r.get("c").is_none());
+    }
+
+    #[test]
+    fn errors_convert_and_keep_messages() {
+        let e: JobError = std::io::Error::other("disk full").into();
+        assert_eq!(e.message(), "disk full");
+        assert!(!e.is_permanent());
+        assert!(JobError::permanent("no").is_permanent());
+    }
+}

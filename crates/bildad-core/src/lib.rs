@@ -1,0 +1,29 @@
+//! Bildad's core: the domain model, the storage contract (`JobStore`), jobs and their
+//! registry, the executor contract, context validation, and node configuration.
+//!
+//! **Architecture invariant:** this crate knows nothing of diesel, tokio or axum. A
+//! custom storage backend depends on this crate alone.
+
+pub mod backoff;
+pub mod config;
+pub mod error;
+pub mod executor;
+pub mod input;
+pub mod job;
+#[cfg(feature = "memory")]
+pub mod memory;
+pub mod model;
+pub mod store;
+pub mod validation;
+
+pub use backoff::Backoff;
+pub use config::NodeConfig;
+pub use error::{ErrorKind, StoreError, StoreResult, Violation};
+pub use executor::JobExecutor;
+pub use input::*;
+pub use job::{Cancellation, Job, JobContext, JobError, JobRegistry};
+#[cfg(feature = "memory")]
+pub use memory::MemoryStore;
+pub use model::*;
+pub use store::JobStore;
+pub use validation::SchemaCache;

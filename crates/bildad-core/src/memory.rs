@@ -1,0 +1,694 @@
+//! `MemoryStore`: a `JobStore` in process memory, for users' unit tests.
+//!
+//! It follows every rule of the contract (the conformance suite runs against it), with
+//! one lock serialising all calls and the process clock standing in for the database's.
+//! It is not durable and not shared between processes: never a production store.
+
+use crate::error::{StoreError, StoreResult, Violation};
+use crate::input::{
+    ClaimRequest, ClaimedRun, DEFAULT_PRIORITY, Disposition, EntryFate, Finalize, FinalizeResult,
+    NewEntry, NewTemplate, Outcome, RemoveResult, RunRef, StopResult, TemplatePatch,
+};
+use crate::model::{
+    EntryId, EntryStatus, JobRun, JobTemplate, Node, NodeRef, Page, PageRequest, QueueEntry,
+    QueueStats, RunFilter, RunId, RunResult, RunStatus, TemplateFilter, Timestamp,
+};
+use crate::store::JobStore;
+use crate::validation::SchemaCache;
+use async_trait::async_trait;
+use chrono::Utc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// A `JobStore` in memory. Cheap to create: one per test.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    schemas: SchemaCache,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_id: i64,
+    last_now: Option<Timestamp>,
+    templates: BTreeMap<i64, JobTemplate>,
+    entries: BTreeMap<EntryId, QueueEntry>,
+    runs: BTreeMap<RunId, JobRun>,
+    nodes: HashMap<String, Node>,
+}
+
+impl State {
+    fn id(&mut self) -> i64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// A strictly increasing clock, so `updated_at` always changes on update.
+    fn now(&mut self) -> Timestamp {
+        let mut t = Utc::now();
+        if let Some(last) = self.last_now {
+            if t <= last {
+                t = last + chrono::Duration::microseconds(1);
+            }
+        }
+        self.last_now = Some(t);
+        t
+    }
+
+    fn template_by_code(&self, code: &str) -> Option<&JobTemplate> {
+        self.templates.values().find(|t| t.code == code)
+    }
+
+    fn entry_id_by_identifier(&self, identifier: &str) -> Option<EntryId> {
+        self.entries
+            .values()
+            .find(|e| e.job_run_identifier == identifier)
+            .map(|e| e.id)
+    }
+
+    fn identifier_taken(&self, identifier: &str) -> bool {
+        self.entry_id_by_identifier(identifier).is_some()
+            || self
+                .runs
+                .values()
+                .any(|r| r.job_run_identifier == identifier)
+    }
+
+    /// The one conditional step of SPEC §2.4.
+    fn finalize(&mut self, req: &Finalize) -> FinalizeResult {
+        let now = self.now();
+        let lost = FinalizeResult {
+            run_id: req.run_id,
+            won: false,
+            entry: EntryFate::Untouched,
+        };
+        let Some(run) = self.runs.get_mut(&req.run_id) else {
+            return lost;
+        };
+        if run.status != RunStatus::Running {
+            return lost;
+        }
+        run.status = RunStatus::Done;
+        run.ended_at = Some(now);
+        let disposition = match &req.outcome {
+            Outcome::Succeeded { output } => {
+                run.result = Some(RunResult::Succeeded);
+                run.output = output.clone();
+                Disposition::Delete
+            }
+            Outcome::Failed { kind, reason } => {
+                run.result = Some(RunResult::Failed);
+                run.reason = Some(crate::input::cap_reason(reason.clone()));
+                kind.disposition()
+            }
+        };
+        let (retry, run_id) = (run.retry, run.id);
+        let entry_id = self
+            .entries
+            .values()
+            .find(|e| e.current_run_id == Some(run_id))
+            .map(|e| e.id);
+        let Some(entry_id) = entry_id else {
+            return FinalizeResult {
+                run_id,
+                won: true,
+                entry: EntryFate::Deleted,
+            };
+        };
+        let max_retries = self.entries[&entry_id].max_retries;
+        let requeue_at = match disposition {
+            Disposition::Delete => None,
+            Disposition::RequeueNow => Some(now),
+            Disposition::RetryRule if retry < max_retries => {
+                let delay = req.backoff.delay(retry, run_id);
+                Some(now + chrono::Duration::from_std(delay).unwrap_or_default())
+            }
+            Disposition::RetryRule => None,
+        };
+        let entry = match requeue_at {
+            None => {
+                self.entries.remove(&entry_id);
+                EntryFate::Deleted
+            }
+            Some(run_at) => {
+                let e = self.entries.get_mut(&entry_id).expect("entry exists");
+                e.status = EntryStatus::Available;
+                e.current_run_id = None;
+                e.run_at = run_at;
+                e.updated_at = now;
+                EntryFate::Requeued { run_at }
+            }
+        };
+        FinalizeResult {
+            run_id,
+            won: true,
+            entry,
+        }
+    }
+
+    fn run_ref(r: &JobRun) -> RunRef {
+        RunRef {
+            run_id: r.id,
+            job_run_identifier: r.job_run_identifier.clone(),
+            retry: r.retry,
+            node: r.node.clone(),
+        }
+    }
+}
+
+fn run_order(e: &QueueEntry) -> (i32, Timestamp, EntryId) {
+    (e.priority, e.inserted_at, e.id)
+}
+
+fn paginate<T: Clone>(all: Vec<T>, page: PageRequest) -> Page<T> {
+    let total = all.len() as u64;
+    let items = all
+        .into_iter()
+        .skip(page.offset() as usize)
+        .take(page.limit as usize)
+        .collect();
+    Page::new(items, total, page)
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent state (every method mutates
+        // only after all checks), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Checks one entry against the rules of SPEC §2.1 and builds it (without an id).
+    fn prepare(
+        &self,
+        st: &State,
+        new: &NewEntry,
+        prefix: &str,
+        v: &mut Vec<Violation>,
+    ) -> Option<(JobTemplate, String)> {
+        new.check_fields(prefix, v);
+        let Some(t) = st.template_by_code(&new.template) else {
+            v.push(Violation::new(
+                format!("{prefix}/template"),
+                format!("no template has code {:?}", new.template),
+            ));
+            return None;
+        };
+        if !t.active {
+            v.push(Violation::new(
+                format!("{prefix}/template"),
+                format!("template {:?} is inactive", t.code),
+            ));
+        }
+        if let Err(errs) =
+            self.schemas
+                .validate((t.id, t.updated_at), &t.context_schema, &new.context)
+        {
+            v.extend(errs.into_iter().map(|mut e| {
+                e.pointer = format!("{prefix}{}", e.pointer);
+                e
+            }));
+        }
+        let identifier = new
+            .job_run_identifier
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        Some((t.clone(), identifier))
+    }
+}
+
+#[async_trait]
+impl JobStore for MemoryStore {
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn now(&self) -> StoreResult<Timestamp> {
+        Ok(self.lock().now())
+    }
+
+    async fn create_template(&self, new: NewTemplate) -> StoreResult<JobTemplate> {
+        new.validate()?;
+        let mut st = self.lock();
+        if st.template_by_code(&new.code).is_some() {
+            return Err(StoreError::Conflict(format!(
+                "a template with code {:?} exists",
+                new.code
+            )));
+        }
+        let (id, now) = (st.id(), st.now());
+        let t = JobTemplate {
+            id,
+            code: new.code,
+            name: new.name,
+            job_type: new.job_type,
+            active: new.active,
+            display_order: new.display_order,
+            default_timeout_seconds: new.default_timeout_seconds,
+            default_max_retries: new.default_max_retries,
+            context_schema: new.context_schema,
+            inserted_at: now,
+            updated_at: now,
+        };
+        st.templates.insert(id, t.clone());
+        Ok(t)
+    }
+
+    async fn get_template(&self, code: &str) -> StoreResult<JobTemplate> {
+        self.lock()
+            .template_by_code(code)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(format!("template {code:?}")))
+    }
+
+    async fn update_template(&self, code: &str, patch: TemplatePatch) -> StoreResult<JobTemplate> {
+        patch.validate()?;
+        let mut st = self.lock();
+        let id = st
+            .template_by_code(code)
+            .map(|t| t.id)
+            .ok_or_else(|| StoreError::NotFound(format!("template {code:?}")))?;
+        let now = st.now();
+        let t = st.templates.get_mut(&id).expect("template exists");
+        if let Some(x) = patch.name {
+            t.name = x;
+        }
+        if let Some(x) = patch.job_type {
+            t.job_type = x;
+        }
+        if let Some(x) = patch.context_schema {
+            t.context_schema = x;
+        }
+        if let Some(x) = patch.active {
+            t.active = x;
+        }
+        if let Some(x) = patch.display_order {
+            t.display_order = x;
+        }
+        if let Some(x) = patch.default_timeout_seconds {
+            t.default_timeout_seconds = x;
+        }
+        if let Some(x) = patch.default_max_retries {
+            t.default_max_retries = x;
+        }
+        t.updated_at = now;
+        Ok(t.clone())
+    }
+
+    async fn delete_template(&self, code: &str) -> StoreResult<()> {
+        let mut st = self.lock();
+        let id = st
+            .template_by_code(code)
+            .map(|t| t.id)
+            .ok_or_else(|| StoreError::NotFound(format!("template {code:?}")))?;
+        if st.entries.values().any(|e| e.template == code) {
+            return Err(StoreError::Conflict(format!(
+                "template {code:?} has queue entries; remove them first"
+            )));
+        }
+        st.templates.remove(&id);
+        Ok(())
+    }
+
+    async fn list_templates(
+        &self,
+        filter: TemplateFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<JobTemplate>> {
+        let st = self.lock();
+        let mut all: Vec<_> = st
+            .templates
+            .values()
+            .filter(|t| match filter {
+                TemplateFilter::Active => t.active,
+                TemplateFilter::Inactive => !t.active,
+                TemplateFilter::All => true,
+            })
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| (a.display_order, &a.code).cmp(&(b.display_order, &b.code)));
+        Ok(paginate(all, page))
+    }
+
+    async fn enqueue(&self, new: NewEntry) -> StoreResult<QueueEntry> {
+        let mut out = self.enqueue_many(vec![new]).await.map_err(|e| match e {
+            // A single entry's pointers have no index prefix.
+            StoreError::Invalid(v) => StoreError::Invalid(
+                v.into_iter()
+                    .map(|mut x| {
+                        x.pointer = x.pointer.trim_start_matches("/0").to_string();
+                        x
+                    })
+                    .collect(),
+            ),
+            other => other,
+        })?;
+        Ok(out.remove(0))
+    }
+
+    async fn enqueue_many(&self, new: Vec<NewEntry>) -> StoreResult<Vec<QueueEntry>> {
+        let mut st = self.lock();
+        let mut v = Vec::new();
+        let mut prepared = Vec::with_capacity(new.len());
+        for (i, n) in new.iter().enumerate() {
+            if let Some(p) = self.prepare(&st, n, &format!("/{i}"), &mut v) {
+                prepared.push(p);
+            }
+        }
+        if !v.is_empty() {
+            return Err(StoreError::Invalid(v));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (_, identifier) in &prepared {
+            if st.identifier_taken(identifier) || !seen.insert(identifier.clone()) {
+                return Err(StoreError::Conflict(format!(
+                    "job_run_identifier {identifier:?} is already used"
+                )));
+            }
+        }
+        let now = st.now();
+        let mut out = Vec::with_capacity(new.len());
+        for (n, (t, identifier)) in new.into_iter().zip(prepared) {
+            let id = st.id();
+            let e = QueueEntry {
+                id,
+                job_run_identifier: identifier,
+                template: t.code.clone(),
+                status: EntryStatus::Available,
+                priority: n.priority.unwrap_or(DEFAULT_PRIORITY),
+                timeout_seconds: n.timeout_seconds.unwrap_or(t.default_timeout_seconds),
+                max_retries: n.max_retries.unwrap_or(t.default_max_retries),
+                context: n.context,
+                run_at: n.run_at.unwrap_or(now),
+                attempts: 0,
+                current_run_id: None,
+                inserted_at: now,
+                updated_at: now,
+            };
+            st.entries.insert(id, e.clone());
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    async fn get_entry(&self, identifier: &str) -> StoreResult<QueueEntry> {
+        let st = self.lock();
+        st.entry_id_by_identifier(identifier)
+            .map(|id| st.entries[&id].clone())
+            .ok_or_else(|| StoreError::NotFound(format!("queue entry {identifier:?}")))
+    }
+
+    async fn entry_position(&self, identifier: &str) -> StoreResult<Option<u64>> {
+        let st = self.lock();
+        let id = st
+            .entry_id_by_identifier(identifier)
+            .ok_or_else(|| StoreError::NotFound(format!("queue entry {identifier:?}")))?;
+        let me = &st.entries[&id];
+        if me.status != EntryStatus::Available {
+            return Ok(None);
+        }
+        let ahead = st
+            .entries
+            .values()
+            .filter(|e| e.status == EntryStatus::Available && run_order(e) < run_order(me))
+            .count() as u64;
+        Ok(Some(ahead + 1))
+    }
+
+    async fn list_entries(
+        &self,
+        status: Option<EntryStatus>,
+        page: PageRequest,
+    ) -> StoreResult<Page<QueueEntry>> {
+        let st = self.lock();
+        let mut all: Vec<_> = st
+            .entries
+            .values()
+            .filter(|e| status.is_none_or(|s| e.status == s))
+            .cloned()
+            .collect();
+        all.sort_by_key(run_order);
+        Ok(paginate(all, page))
+    }
+
+    async fn remove_entry(&self, identifier: &str) -> StoreResult<RemoveResult> {
+        let mut st = self.lock();
+        let id = st
+            .entry_id_by_identifier(identifier)
+            .ok_or_else(|| StoreError::NotFound(format!("queue entry {identifier:?}")))?;
+        match st.entries[&id].current_run_id {
+            Some(run_id) => {
+                st.finalize(&Finalize {
+                    run_id,
+                    outcome: Outcome::standard(crate::FailureKind::Removed),
+                    backoff: crate::Backoff::immediate(),
+                });
+                st.entries.remove(&id);
+                Ok(RemoveResult {
+                    stopped_run: Some(run_id),
+                })
+            }
+            None => {
+                st.entries.remove(&id);
+                Ok(RemoveResult { stopped_run: None })
+            }
+        }
+    }
+
+    async fn stop_entry(&self, identifier: &str) -> StoreResult<StopResult> {
+        let mut st = self.lock();
+        let id = st
+            .entry_id_by_identifier(identifier)
+            .ok_or_else(|| StoreError::NotFound(format!("queue entry {identifier:?}")))?;
+        let Some(run_id) = st.entries[&id].current_run_id else {
+            return Err(StoreError::Conflict(format!(
+                "queue entry {identifier:?} is not running"
+            )));
+        };
+        st.finalize(&Finalize {
+            run_id,
+            outcome: Outcome::standard(crate::FailureKind::Stopped),
+            backoff: crate::Backoff::immediate(),
+        });
+        Ok(StopResult {
+            run_id,
+            node: st.runs[&run_id].node.clone(),
+        })
+    }
+
+    async fn claim(&self, req: ClaimRequest) -> StoreResult<Vec<ClaimedRun>> {
+        let mut st = self.lock();
+        let now = st.now();
+        let mut picked: Vec<_> = st
+            .entries
+            .values()
+            .filter(|e| e.status == EntryStatus::Available)
+            .filter(|e| match &req.only_identifier {
+                Some(id) => &e.job_run_identifier == id,
+                None => e.run_at <= now,
+            })
+            .filter(|e| {
+                st.template_by_code(&e.template)
+                    .is_some_and(|t| req.job_types.contains(&t.job_type))
+            })
+            .map(|e| (run_order(e), e.id))
+            .collect();
+        picked.sort();
+        picked.truncate(req.limit as usize);
+        let grace = chrono::Duration::from_std(req.expiry_grace).unwrap_or_default();
+        let mut out = Vec::with_capacity(picked.len());
+        for (_, entry_id) in picked {
+            let run_id = st.id();
+            let e = st.entries[&entry_id].clone();
+            let t = st.template_by_code(&e.template).expect("template").clone();
+            let timeout_at = now + chrono::Duration::seconds(i64::from(e.timeout_seconds));
+            let run = JobRun {
+                id: run_id,
+                job_run_identifier: e.job_run_identifier.clone(),
+                template: t.code.clone(),
+                job_type: t.job_type.clone(),
+                retry: e.attempts,
+                process_name: format!(
+                    "{}/{}/{}",
+                    req.node.instance_id, e.job_run_identifier, e.attempts
+                ),
+                node: req.node.instance_id.clone(),
+                node_name: req.node.name.clone(),
+                status: RunStatus::Running,
+                result: None,
+                reason: None,
+                context: e.context.clone(),
+                output: None,
+                started_at: now,
+                timeout_at,
+                expires_at: timeout_at + grace,
+                ended_at: None,
+            };
+            st.runs.insert(run_id, run.clone());
+            let entry = st.entries.get_mut(&entry_id).expect("entry");
+            entry.status = EntryStatus::Running;
+            entry.current_run_id = Some(run_id);
+            entry.attempts += 1;
+            entry.updated_at = now;
+            out.push(ClaimedRun {
+                run,
+                max_retries: e.max_retries,
+                template_id: t.id,
+                template_updated_at: t.updated_at,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn finalize(&self, req: Finalize) -> StoreResult<FinalizeResult> {
+        Ok(self.lock().finalize(&req))
+    }
+
+    async fn finalize_many(&self, reqs: Vec<Finalize>) -> StoreResult<Vec<FinalizeResult>> {
+        let mut st = self.lock();
+        Ok(reqs.iter().map(|r| st.finalize(r)).collect())
+    }
+
+    async fn runs_to_kill(&self, node: &str) -> StoreResult<Vec<RunRef>> {
+        let mut st = self.lock();
+        let now = st.now();
+        Ok(st
+            .runs
+            .values()
+            .filter(|r| r.status == RunStatus::Running && r.node == node && r.timeout_at < now)
+            .map(State::run_ref)
+            .collect())
+    }
+
+    async fn runs_to_expire(&self, node_dead_after: Duration) -> StoreResult<Vec<RunRef>> {
+        let mut st = self.lock();
+        let now = st.now();
+        let dead_before = now - chrono::Duration::from_std(node_dead_after).unwrap_or_default();
+        let dead = |n: &str| {
+            st.nodes
+                .get(n)
+                .is_some_and(|n| n.stopped_at.is_some() || n.last_heartbeat_at < dead_before)
+        };
+        Ok(st
+            .runs
+            .values()
+            .filter(|r| r.status == RunStatus::Running && (r.expires_at < now || dead(&r.node)))
+            .map(State::run_ref)
+            .collect())
+    }
+
+    async fn runs_finalized(&self, runs: &[RunId]) -> StoreResult<Vec<RunId>> {
+        let st = self.lock();
+        Ok(runs
+            .iter()
+            .copied()
+            .filter(|id| {
+                st.runs
+                    .get(id)
+                    .is_none_or(|r| r.status != RunStatus::Running)
+            })
+            .collect())
+    }
+
+    async fn get_run(&self, id: RunId) -> StoreResult<JobRun> {
+        self.lock()
+            .runs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(format!("run {id}")))
+    }
+
+    async fn list_runs(&self, filter: RunFilter, page: PageRequest) -> StoreResult<Page<JobRun>> {
+        let st = self.lock();
+        let mut all: Vec<_> = st
+            .runs
+            .values()
+            .filter(|r| {
+                filter
+                    .identifier
+                    .as_ref()
+                    .is_none_or(|i| &r.job_run_identifier == i)
+                    && filter.status.is_none_or(|s| r.status == s)
+                    && filter.result.is_none_or(|x| r.result == Some(x))
+                    && filter.template.as_ref().is_none_or(|t| &r.template == t)
+                    && filter
+                        .node
+                        .as_ref()
+                        .is_none_or(|n| &r.node == n || &r.node_name == n)
+            })
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| (b.started_at, b.id).cmp(&(a.started_at, a.id)));
+        Ok(paginate(all, page))
+    }
+
+    async fn prune_runs(&self, older_than: Timestamp) -> StoreResult<u64> {
+        let mut st = self.lock();
+        let before = st.runs.len();
+        st.runs.retain(|_, r| {
+            !(r.status == RunStatus::Done && r.ended_at.is_some_and(|t| t < older_than))
+        });
+        Ok((before - st.runs.len()) as u64)
+    }
+
+    async fn heartbeat(&self, node: &NodeRef) -> StoreResult<()> {
+        let mut st = self.lock();
+        let now = st.now();
+        st.nodes
+            .entry(node.instance_id.clone())
+            .and_modify(|n| n.last_heartbeat_at = now)
+            .or_insert_with(|| Node {
+                instance_id: node.instance_id.clone(),
+                name: node.name.clone(),
+                started_at: now,
+                last_heartbeat_at: now,
+                stopped_at: None,
+            });
+        Ok(())
+    }
+
+    async fn node_stopped(&self, instance_id: &str) -> StoreResult<()> {
+        let mut st = self.lock();
+        let now = st.now();
+        if let Some(n) = st.nodes.get_mut(instance_id) {
+            n.stopped_at = Some(now);
+        }
+        Ok(())
+    }
+
+    async fn list_nodes(&self) -> StoreResult<Vec<Node>> {
+        let st = self.lock();
+        let mut all: Vec<_> = st.nodes.values().cloned().collect();
+        all.sort_by(|a, b| b.last_heartbeat_at.cmp(&a.last_heartbeat_at));
+        Ok(all)
+    }
+
+    async fn stats(&self) -> StoreResult<QueueStats> {
+        let mut st = self.lock();
+        let now = st.now();
+        let mut s = QueueStats {
+            templates: st.templates.len() as u64,
+            ..QueueStats::default()
+        };
+        for e in st.entries.values() {
+            match e.status {
+                EntryStatus::Running => s.running += 1,
+                EntryStatus::Available if e.run_at <= now => s.available += 1,
+                EntryStatus::Available => s.scheduled += 1,
+            }
+        }
+        for r in st.runs.values() {
+            match r.result {
+                Some(RunResult::Succeeded) => s.succeeded += 1,
+                Some(RunResult::Failed) => s.failed += 1,
+                None => {}
+            }
+        }
+        Ok(s)
+    }
+}

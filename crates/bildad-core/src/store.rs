@@ -1,0 +1,145 @@
+//! `JobStore`: the storage contract every backend implements.
+
+use crate::error::StoreResult;
+use crate::input::{
+    ClaimRequest, ClaimedRun, Finalize, FinalizeResult, NewEntry, NewTemplate, RemoveResult,
+    RunRef, StopResult, TemplatePatch,
+};
+use crate::model::{
+    EntryStatus, JobRun, JobTemplate, Node, NodeRef, Page, PageRequest, QueueEntry, QueueStats,
+    RunFilter, RunId, TemplateFilter, Timestamp,
+};
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// The storage contract: everything the engine, the killer, the HTTP API and a
+/// dashboard need. Used as `Arc<dyn JobStore>` across crate boundaries.
+///
+/// Every method either does all it says or, returning an error, changes nothing.
+/// Every timestamp comes from the store's clock (the database's `now()`), never from
+/// the caller's (SPEC §2.8).
+///
+/// The conformance suite in `bildad-conformance` checks an implementation against
+/// every rule of SPEC §2 that lives in the store.
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    // --- health ---------------------------------------------------------------
+
+    /// Succeeds when the database answers. `Unavailable` otherwise.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// The database clock.
+    async fn now(&self) -> StoreResult<Timestamp>;
+
+    // --- templates ------------------------------------------------------------
+
+    /// Creates a template. `Invalid` (every violation, the schema's included) or
+    /// `Conflict` (duplicate code).
+    async fn create_template(&self, new: NewTemplate) -> StoreResult<JobTemplate>;
+
+    /// The template with `code`. `NotFound` otherwise.
+    async fn get_template(&self, code: &str) -> StoreResult<JobTemplate>;
+
+    /// Applies the present fields of `patch` and bumps `updated_at`. `NotFound`, `Invalid`.
+    async fn update_template(&self, code: &str, patch: TemplatePatch) -> StoreResult<JobTemplate>;
+
+    /// Deletes a template. `NotFound`; `Conflict` while queue entries use it (runs keep
+    /// their template code as history and do not block).
+    async fn delete_template(&self, code: &str) -> StoreResult<()>;
+
+    /// Templates by `display_order`, then `code`.
+    async fn list_templates(
+        &self,
+        filter: TemplateFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<JobTemplate>>;
+
+    // --- queue ----------------------------------------------------------------
+
+    /// Enqueues one entry (SPEC §2.1): the template exists and is active, the context
+    /// satisfies its schema (`Invalid` naming every violation), the identifier is new —
+    /// not used by an entry nor by any run in the history (`Conflict`, the existing entry
+    /// untouched).
+    async fn enqueue(&self, new: NewEntry) -> StoreResult<QueueEntry>;
+
+    /// Enqueues many entries in one round trip, all or nothing. Violations point at
+    /// `/<index>/...`.
+    async fn enqueue_many(&self, new: Vec<NewEntry>) -> StoreResult<Vec<QueueEntry>>;
+
+    /// The entry with this identifier. `NotFound`.
+    async fn get_entry(&self, identifier: &str) -> StoreResult<QueueEntry>;
+
+    /// The entry's place in the run order among `AVAILABLE` entries (1 = next to run),
+    /// or `None` while it is running. `NotFound`.
+    async fn entry_position(&self, identifier: &str) -> StoreResult<Option<u64>>;
+
+    /// Entries in run order (`priority`, `inserted_at`, `id`), optionally of one status.
+    async fn list_entries(
+        &self,
+        status: Option<EntryStatus>,
+        page: PageRequest,
+    ) -> StoreResult<Page<QueueEntry>>;
+
+    /// Deletes the entry; a running run ends `FAILED`/`Removed` (SPEC §2.7). `NotFound`.
+    async fn remove_entry(&self, identifier: &str) -> StoreResult<RemoveResult>;
+
+    /// Ends the current run `FAILED`/`Stopped` and returns the entry to `AVAILABLE`
+    /// now (SPEC §2.7). `NotFound`; `Conflict` when the entry is not running.
+    async fn stop_entry(&self, identifier: &str) -> StoreResult<StopResult>;
+
+    // --- engine and killer ----------------------------------------------------
+
+    /// Atomically claims up to `limit` available entries (`run_at <= now`, job type in
+    /// `job_types`), in run order, and creates their runs (SPEC §2.2–2.3). Two claims at
+    /// once never take the same entry.
+    async fn claim(&self, req: ClaimRequest) -> StoreResult<Vec<ClaimedRun>>;
+
+    /// The one conditional step that ends a run (SPEC §2.4). Exactly one finalize of a
+    /// run wins; a loser returns `won: false` and changes nothing.
+    async fn finalize(&self, req: Finalize) -> StoreResult<FinalizeResult>;
+
+    /// Many finalizes; each is decided as by [`JobStore::finalize`]. Results are in
+    /// the order of `reqs`.
+    async fn finalize_many(&self, reqs: Vec<Finalize>) -> StoreResult<Vec<FinalizeResult>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            out.push(self.finalize(r).await?);
+        }
+        Ok(out)
+    }
+
+    /// Runs of node instance `node` still `RUNNING` past `timeout_at` (SPEC §2.5).
+    async fn runs_to_kill(&self, node: &str) -> StoreResult<Vec<RunRef>>;
+
+    /// Runs still `RUNNING` past `expires_at`, or whose node's last heartbeat is older
+    /// than `node_dead_after` (or that stopped cleanly) (SPEC §2.6).
+    async fn runs_to_expire(&self, node_dead_after: Duration) -> StoreResult<Vec<RunRef>>;
+
+    /// Of `runs`, those that are no longer `RUNNING` (finalized elsewhere, or pruned).
+    async fn runs_finalized(&self, runs: &[RunId]) -> StoreResult<Vec<RunId>>;
+
+    // --- history --------------------------------------------------------------
+
+    /// One run. `NotFound`.
+    async fn get_run(&self, id: RunId) -> StoreResult<JobRun>;
+
+    /// Runs, newest first (`started_at` descending, then `id` descending).
+    async fn list_runs(&self, filter: RunFilter, page: PageRequest) -> StoreResult<Page<JobRun>>;
+
+    /// Deletes `DONE` runs that ended before `older_than`; returns how many.
+    async fn prune_runs(&self, older_than: Timestamp) -> StoreResult<u64>;
+
+    // --- nodes ----------------------------------------------------------------
+
+    /// Records that `node` is alive now (creating its row on first call).
+    async fn heartbeat(&self, node: &NodeRef) -> StoreResult<()>;
+
+    /// Records that node instance `instance_id` shut down cleanly.
+    async fn node_stopped(&self, instance_id: &str) -> StoreResult<()>;
+
+    /// Known node instances, latest heartbeat first.
+    async fn list_nodes(&self) -> StoreResult<Vec<Node>>;
+
+    /// Queue and history counts.
+    async fn stats(&self) -> StoreResult<QueueStats>;
+}

@@ -1,0 +1,1 @@
+//! Bildad's axum adapter.

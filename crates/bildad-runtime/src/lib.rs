@@ -1,0 +1,1 @@
+//! Bildad's runtime: the engine, the job killer and the tokio executor.

@@ -1,0 +1,1 @@
+//! Bildad's `JobStore` on diesel: PostgreSQL and embedded SQLite.

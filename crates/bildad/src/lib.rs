@@ -1,0 +1,1 @@
+//! Bildad: durable background jobs for nodes that share one SQL database.

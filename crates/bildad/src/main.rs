@@ -1,0 +1,3 @@
+//! The `bildad` binary.
+
+fn main() {}
