@@ -47,10 +47,8 @@ impl State {
     /// A strictly increasing clock, so `updated_at` always changes on update.
     fn now(&mut self) -> Timestamp {
         let mut t = Utc::now();
-        if let Some(last) = self.last_now {
-            if t <= last {
-                t = last + chrono::Duration::microseconds(1);
-            }
+        if let Some(last) = self.last_now.filter(|last| t <= *last) {
+            t = last + chrono::Duration::microseconds(1);
         }
         self.last_now = Some(t);
         t
@@ -623,7 +621,7 @@ impl JobStore for MemoryStore {
             })
             .cloned()
             .collect();
-        all.sort_by(|a, b| (b.started_at, b.id).cmp(&(a.started_at, a.id)));
+        all.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
         Ok(paginate(all, page))
     }
 
@@ -664,7 +662,7 @@ impl JobStore for MemoryStore {
     async fn list_nodes(&self) -> StoreResult<Vec<Node>> {
         let st = self.lock();
         let mut all: Vec<_> = st.nodes.values().cloned().collect();
-        all.sort_by(|a, b| b.last_heartbeat_at.cmp(&a.last_heartbeat_at));
+        all.sort_by_key(|n| std::cmp::Reverse(n.last_heartbeat_at));
         Ok(all)
     }
 

@@ -111,6 +111,7 @@ wire_enum!(
     }
 );
 
+#[allow(clippy::derivable_impls)] // the enum is declared by `wire_enum!`
 impl Default for TemplateFilter {
     fn default() -> Self {
         Self::Active
