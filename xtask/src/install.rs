@@ -192,11 +192,12 @@ fn migrations_dir_of(app: &Path) -> Result<PathBuf> {
             if line.starts_with('[') {
                 in_section = line == "[migrations_directory]";
             } else if in_section {
-                if let Some(v) = line.strip_prefix("dir").map(str::trim_start) {
-                    if let Some(v) = v.strip_prefix('=') {
-                        let dir = v.trim().trim_matches('"');
-                        return Ok(app.join(dir));
-                    }
+                let value = line
+                    .strip_prefix("dir")
+                    .map(str::trim_start)
+                    .and_then(|v| v.strip_prefix('='));
+                if let Some(v) = value {
+                    return Ok(app.join(v.trim().trim_matches('"')));
                 }
             }
         }

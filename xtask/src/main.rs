@@ -2,6 +2,7 @@
 //! a user's application and prints the lines to add; `cargo xtask tidy` runs the tidy checks.
 
 mod install;
+mod tidy;
 
 use anyhow::{Result, bail};
 
@@ -12,6 +13,9 @@ commands:
   install --app-dir PATH [--backend postgres|sqlite] [--dry-run] [--create-migrations-dir]
       Copy Bildad's migrations into an existing diesel application and print
       the lines to add to its Cargo.toml, router and main.
+  release-migrations
+      Record every migration file in migrations/RELEASED (appends new ones only);
+      the tidy test then refuses any edit of a recorded file.
 ";
 
 fn main() {
@@ -29,10 +33,59 @@ fn run(args: Vec<String>) -> Result<()> {
             print!("{report}");
             Ok(())
         }
+        Some("release-migrations") => release_migrations(),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())
         }
         Some(other) => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
+}
+
+/// Appends every migration file not yet in `migrations/RELEASED`; never rewrites a line.
+fn release_migrations() -> Result<()> {
+    use std::io::Write as _;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let listed = tidy::released_lines(&root);
+    let mut new = Vec::new();
+    for backend in ["postgres", "sqlite"] {
+        let mut dirs: Vec<_> = std::fs::read_dir(root.join("migrations").join(backend))?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            let mut files: Vec<_> = std::fs::read_dir(&dir)?
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            files.sort();
+            for f in files {
+                let rel = f.strip_prefix(&root)?.display().to_string();
+                if !listed.iter().any(|(_, p)| *p == rel) {
+                    let hash = tidy::fingerprint(&std::fs::read(&f)?);
+                    new.push(format!("{hash:016x} {rel}"));
+                }
+            }
+        }
+    }
+    let path = root.join("migrations/RELEASED");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    if listed.is_empty() {
+        writeln!(
+            file,
+            "# Released migrations: <fnv64> <path>. Never edit a listed file; add a migration."
+        )?;
+    }
+    for line in &new {
+        writeln!(file, "{line}")?;
+        println!("released {line}");
+    }
+    if new.is_empty() {
+        println!("every migration is already released");
+    }
+    Ok(())
 }
