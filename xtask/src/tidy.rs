@@ -1,7 +1,9 @@
 //! Tidy checks, run as ordinary tests so CI needs nothing beyond `cargo test`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(test)]
+use std::path::PathBuf;
 
 #[cfg(test)]
 fn repo_root() -> PathBuf {
