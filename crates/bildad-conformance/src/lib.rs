@@ -1,1 +1,145 @@
-//! The conformance suite every `JobStore` must pass.
+//! The conformance suite every `JobStore` must pass: the rules of SPEC §2 that live in
+//! the store, written once and run against each store.
+//!
+//! A store's test file wires it in with one line and a constructor:
+//!
+//! ```ignore
+//! bildad_conformance::conformance_suite!(make);
+//!
+//! async fn make() -> Option<bildad_conformance::Harness> {
+//!     let db = TempDatabase::create().await.ok()?; // None = backend unavailable: skip
+//!     let store = PgStore::connect(db.url()).await.ok()?;
+//!     Some(bildad_conformance::Harness::new(std::sync::Arc::new(store), db))
+//! }
+//! ```
+//!
+//! The macro expands to one `#[test]` per case, named after the case, each running on its
+//! own multi-threaded tokio runtime with 4 workers (what
+//! `#[tokio::test(flavor = "multi_thread", worker_threads = 4)]` expands to, without
+//! requiring tokio in the store's test crate). Each test calls `make().await` once and
+//! passes the store to `bildad_conformance::cases::<case>`. When `make` returns `None`
+//! the test prints a skip notice and passes.
+//!
+//! To run the suite twice in one file (say PostgreSQL and SQLite), call the macro in two
+//! modules: `mod pg { bildad_conformance::conformance_suite!(super::make_pg); }`.
+//!
+//! Every case starts from an empty store (it counts rows) and creates its own templates
+//! with unique codes.
+
+use bildad_core::JobStore;
+use std::any::Any;
+use std::future::Future;
+use std::sync::Arc;
+
+pub mod cases;
+mod support;
+
+/// One store under test, and whatever must live as long as the case (a temporary
+/// database, a container handle, a temp dir).
+pub struct Harness {
+    store: Arc<dyn JobStore>,
+    // Dropped after the case ends, inside the runtime (so async-aware drops work).
+    _guard: Box<dyn Any + Send + Sync>,
+}
+
+impl Harness {
+    /// A harness for `store`; `guard` is dropped after the case, after the store handle
+    /// the case held.
+    pub fn new(store: Arc<dyn JobStore>, guard: impl Send + Sync + 'static) -> Self {
+        Self {
+            store,
+            _guard: Box::new(guard),
+        }
+    }
+
+    /// The store under test.
+    pub fn store(&self) -> Arc<dyn JobStore> {
+        Arc::clone(&self.store)
+    }
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness").finish_non_exhaustive()
+    }
+}
+
+/// Runs one case: builds a multi-threaded runtime (4 workers), calls `make`, and runs
+/// `case` on the store; prints a skip notice when `make` returns `None`.
+///
+/// Used by [`conformance_suite!`]; public only so the macro can reach it.
+#[doc(hidden)]
+pub fn run_case<M, MF, C, CF>(name: &str, make: M, case: C)
+where
+    M: FnOnce() -> MF,
+    MF: Future<Output = Option<Harness>>,
+    C: FnOnce(Arc<dyn JobStore>) -> CF,
+    CF: Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("build the tokio runtime");
+    rt.block_on(async move {
+        let Some(harness) = make().await else {
+            eprintln!("conformance case `{name}` skipped: the backend is unavailable");
+            return;
+        };
+        case(harness.store()).await;
+        drop(harness);
+    });
+}
+
+/// Expands to one test per conformance case for the store built by `$make`, an
+/// `async fn() -> Option<Harness>` (`None` skips: the backend is unavailable).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:path) => {
+        $crate::for_each_case!($crate::__conformance_tests, $make);
+    };
+}
+
+/// Calls `$callback! { [$args...] case, case, ... }` with the name of every case in
+/// [`cases`]. This is the one list of cases: a case added here runs against every store.
+#[macro_export]
+macro_rules! for_each_case {
+    ($callback:path $(, $arg:tt)* $(,)?) => {
+        $callback! {
+            [$($arg)*]
+            // templates
+            template_create_get_update_delete,
+            template_duplicate_code_conflicts,
+            template_invalid_fields_name_every_violation,
+            template_invalid_schema_rejected,
+            template_outside_refs_rejected,
+            template_list_filters_and_order,
+            template_list_pagination,
+            template_delete_blocked_by_entries,
+            // enqueue
+            enqueue_defaults_from_template,
+            enqueue_explicit_fields,
+            enqueue_unknown_or_inactive_template_invalid,
+            enqueue_invalid_context_writes_nothing,
+            enqueue_invalid_fields,
+            enqueue_duplicate_identifier_conflicts,
+            enqueue_identifier_with_history_conflicts,
+            enqueue_same_identifier_concurrently,
+            enqueue_many_all_or_nothing,
+        }
+    };
+}
+
+/// The callback of [`conformance_suite!`]: one test per case.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    ([$make:path] $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::run_case(stringify!($case), $make, $crate::cases::$case);
+            }
+        )*
+    };
+}

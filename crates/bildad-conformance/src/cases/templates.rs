@@ -1,0 +1,420 @@
+//! Templates: create, read, partial update, delete, validation, listing.
+
+use crate::support::*;
+use bildad_core::{
+    ErrorKind, JobStore, NewEntry, NewTemplate, PageRequest, TemplateFilter, TemplatePatch,
+};
+use serde_json::json;
+use std::sync::Arc;
+
+/// Create, get, partial update (only the given fields change, `updated_at` moves
+/// forward), delete; each on an unknown code is `NotFound`.
+pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let before = now(s).await;
+    let code = unique("conf.tpl");
+    let schema = json!({"type": "object", "properties": {"to": {"type": "string"}}});
+    let mut new = NewTemplate::new(code.clone(), "Send mail", "mail.send", schema.clone());
+    new.display_order = 7;
+    new.default_timeout_seconds = 120;
+    new.default_max_retries = 9;
+    new.active = false;
+    let t = create(s, new).await;
+    let after = now(s).await;
+    assert_eq!(t.name, "Send mail");
+    assert_eq!(t.job_type, "mail.send");
+    assert!(!t.active);
+    assert_eq!(t.display_order, 7);
+    assert_eq!(t.default_timeout_seconds, 120);
+    assert_eq!(t.default_max_retries, 9);
+    assert_eq!(t.context_schema, schema);
+    assert_between(t.inserted_at, before, after, "inserted_at");
+    assert_eq!(t.inserted_at, t.updated_at);
+
+    // Defaults of SPEC §1.
+    let d = create(
+        s,
+        NewTemplate::new(unique("conf.tpl"), "D", "x.y", json!(true)),
+    )
+    .await;
+    assert!(d.active);
+    assert_eq!(d.display_order, 0);
+    assert_eq!(d.default_timeout_seconds, 3600);
+    assert_eq!(d.default_max_retries, 3);
+    assert_ne!(d.id, t.id);
+
+    assert_eq!(ok(s.get_template(&code).await, "get_template"), t);
+
+    let patch = TemplatePatch {
+        name: Some("Send mail now".into()),
+        active: Some(true),
+        ..TemplatePatch::default()
+    };
+    let u = ok(s.update_template(&code, patch).await, "update_template");
+    assert_eq!(u.name, "Send mail now");
+    assert!(u.active);
+    assert_eq!(u.id, t.id);
+    assert_eq!(u.job_type, t.job_type);
+    assert_eq!(u.display_order, 7);
+    assert_eq!(u.default_timeout_seconds, 120);
+    assert_eq!(u.default_max_retries, 9);
+    assert_eq!(u.context_schema, schema);
+    assert_eq!(u.inserted_at, t.inserted_at);
+    assert!(
+        u.updated_at > t.updated_at,
+        "updated_at must move forward (it names the schema version): {} -> {}",
+        t.updated_at,
+        u.updated_at
+    );
+    assert_eq!(ok(s.get_template(&code).await, "get_template"), u);
+
+    // Every field can be patched.
+    let schema2 = json!({"type": "object", "required": ["to"]});
+    let patch = TemplatePatch {
+        name: None,
+        job_type: Some("mail.send2".into()),
+        context_schema: Some(schema2.clone()),
+        active: Some(false),
+        display_order: Some(-3),
+        default_timeout_seconds: Some(30),
+        default_max_retries: Some(0),
+    };
+    let u2 = ok(s.update_template(&code, patch).await, "update_template");
+    assert_eq!(u2.name, "Send mail now");
+    assert_eq!(u2.job_type, "mail.send2");
+    assert_eq!(u2.context_schema, schema2);
+    assert!(!u2.active);
+    assert_eq!(u2.display_order, -3);
+    assert_eq!(u2.default_timeout_seconds, 30);
+    assert_eq!(u2.default_max_retries, 0);
+    assert!(u2.updated_at > u.updated_at);
+
+    // An invalid patch changes nothing.
+    let bad = TemplatePatch {
+        name: Some("ok".into()),
+        default_timeout_seconds: Some(0),
+        context_schema: Some(json!({"type": "nonsense"})),
+        ..TemplatePatch::default()
+    };
+    let e = err(
+        s.update_template(&code, bad).await,
+        ErrorKind::Invalid,
+        "bad patch",
+    );
+    assert_pointers(&e, &["/default_timeout_seconds"]);
+    assert!(
+        pointers(&e)
+            .iter()
+            .any(|p| p.starts_with("/context_schema")),
+        "{e}"
+    );
+    assert_eq!(ok(s.get_template(&code).await, "get_template"), u2);
+
+    ok(s.delete_template(&code).await, "delete_template");
+    err(
+        s.get_template(&code).await,
+        ErrorKind::NotFound,
+        "get deleted",
+    );
+    err(
+        s.delete_template(&code).await,
+        ErrorKind::NotFound,
+        "delete twice",
+    );
+    err(
+        s.update_template(&code, TemplatePatch::default()).await,
+        ErrorKind::NotFound,
+        "update deleted",
+    );
+    assert_eq!(ok(s.get_template(&d.code).await, "get other"), d);
+}
+
+/// A duplicate code is a `Conflict`, and the existing template is untouched.
+pub async fn template_duplicate_code_conflicts(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let t = template(s).await;
+    let again = NewTemplate::new(t.code.clone(), "Other", "other.type", json!({}));
+    err(
+        s.create_template(again).await,
+        ErrorKind::Conflict,
+        "duplicate code",
+    );
+    assert_eq!(ok(s.get_template(&t.code).await, "get"), t);
+    let all = ok(
+        s.list_templates(TemplateFilter::All, page(0, 10)).await,
+        "list",
+    );
+    assert_eq!(all.total, 1);
+}
+
+/// Invalid fields are `Invalid`, naming every violation; nothing is written.
+pub async fn template_invalid_fields_name_every_violation(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let mut new = NewTemplate::new("bad code!", " ", "", json!({"type": 12}));
+    new.default_timeout_seconds = 0;
+    new.default_max_retries = -1;
+    let e = err(
+        s.create_template(new).await,
+        ErrorKind::Invalid,
+        "invalid template",
+    );
+    assert_pointers(
+        &e,
+        &[
+            "/code",
+            "/name",
+            "/job_type",
+            "/default_timeout_seconds",
+            "/default_max_retries",
+        ],
+    );
+    assert!(
+        pointers(&e)
+            .iter()
+            .any(|p| p.starts_with("/context_schema")),
+        "{e}"
+    );
+
+    // A valid code with a bad field: nothing written under that code.
+    let code = unique("conf.tpl");
+    let mut new = NewTemplate::new(code.clone(), "Name", "a.b", json!({}));
+    new.default_max_retries = 100_000;
+    let e = err(
+        s.create_template(new).await,
+        ErrorKind::Invalid,
+        "too many retries",
+    );
+    assert_eq!(pointers(&e), vec!["/default_max_retries".to_string()]);
+    err(
+        s.get_template(&code).await,
+        ErrorKind::NotFound,
+        "nothing written",
+    );
+    let long = "x".repeat(256);
+    let e = err(
+        s.create_template(NewTemplate::new(long, "n", "a.b", json!({})))
+            .await,
+        ErrorKind::Invalid,
+        "code too long",
+    );
+    assert_eq!(pointers(&e), vec!["/code".to_string()]);
+    let all = ok(
+        s.list_templates(TemplateFilter::All, page(0, 10)).await,
+        "list",
+    );
+    assert_eq!(all.total, 0, "nothing written: {all:?}");
+}
+
+/// A schema that is not a valid JSON Schema is `Invalid` at `/context_schema...`.
+pub async fn template_invalid_schema_rejected(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    for schema in [
+        json!({"type": "nonsense"}),
+        json!({"minLength": -1}),
+        json!("a string"),
+        json!(42),
+        json!({"properties": {"a": {"type": ["string", 3]}}}),
+    ] {
+        let code = unique("conf.tpl");
+        let new = NewTemplate::new(code.clone(), "n", "a.b", schema.clone());
+        let e = err(
+            s.create_template(new).await,
+            ErrorKind::Invalid,
+            "bad schema",
+        );
+        assert!(
+            !pointers(&e).is_empty()
+                && pointers(&e)
+                    .iter()
+                    .all(|p| p.starts_with("/context_schema")),
+            "schema {schema}: {e}"
+        );
+        err(
+            s.get_template(&code).await,
+            ErrorKind::NotFound,
+            "nothing written",
+        );
+    }
+    // Valid schemas, local references included, are accepted.
+    for schema in [
+        json!(true),
+        json!({}),
+        json!({
+            "$defs": {"email": {"type": "string", "minLength": 3}},
+            "type": "object",
+            "properties": {"to": {"$ref": "#/$defs/email"}}
+        }),
+    ] {
+        let new = NewTemplate::new(unique("conf.tpl"), "n", "a.b", schema.clone());
+        let t = create(s, new).await;
+        assert_eq!(t.context_schema, schema);
+    }
+}
+
+/// SPEC §2.10: a `$ref` to a URL or a file is rejected at create and at update.
+pub async fn template_outside_refs_rejected(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let t = template(s).await;
+    for target in [
+        "https://example.com/s.json",
+        "http://169.254.169.254/latest/meta-data",
+        "file:///etc/passwd",
+        "other.json#/a",
+    ] {
+        let schema = json!({"type": "object", "properties": {"a": {"$ref": target}}});
+        let code = unique("conf.tpl");
+        let new = NewTemplate::new(code.clone(), "n", "a.b", schema.clone());
+        let e = err(s.create_template(new).await, ErrorKind::Invalid, target);
+        assert_pointers(&e, &["/context_schema/properties/a/$ref"]);
+        err(
+            s.get_template(&code).await,
+            ErrorKind::NotFound,
+            "nothing written",
+        );
+
+        let patch = TemplatePatch {
+            context_schema: Some(schema),
+            ..TemplatePatch::default()
+        };
+        let e = err(
+            s.update_template(&t.code, patch).await,
+            ErrorKind::Invalid,
+            target,
+        );
+        assert_pointers(&e, &["/context_schema/properties/a/$ref"]);
+    }
+    assert_eq!(ok(s.get_template(&t.code).await, "get"), t);
+}
+
+/// Listing filters `active` / `inactive` / `all`, ordered by `display_order` then `code`.
+pub async fn template_list_filters_and_order(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    // (code, display_order, active)
+    let specs = [
+        ("conf.list.d", 2, true),
+        ("conf.list.a", 2, false),
+        ("conf.list.c", -1, true),
+        ("conf.list.b", 5, true),
+        ("conf.list.e", 0, false),
+        ("conf.list.aa", 2, true),
+    ];
+    for (code, order, active) in specs {
+        let mut n = NewTemplate::new(code, "n", "a.b", json!({}));
+        n.display_order = order;
+        n.active = active;
+        create(s, n).await;
+    }
+    let codes = |f: TemplateFilter| async move {
+        let p = ok(s.list_templates(f, page(0, 100)).await, "list_templates");
+        assert_eq!(p.total, p.items.len() as u64);
+        p.items.into_iter().map(|t| t.code).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        codes(TemplateFilter::All).await,
+        [
+            "conf.list.c",
+            "conf.list.e",
+            "conf.list.a",
+            "conf.list.aa",
+            "conf.list.d",
+            "conf.list.b"
+        ]
+    );
+    assert_eq!(
+        codes(TemplateFilter::Active).await,
+        ["conf.list.c", "conf.list.aa", "conf.list.d", "conf.list.b"]
+    );
+    assert_eq!(
+        codes(TemplateFilter::Inactive).await,
+        ["conf.list.e", "conf.list.a"]
+    );
+    assert_eq!(TemplateFilter::default(), TemplateFilter::Active);
+}
+
+/// Pages: sizes, the last partial page, a page past the end (empty, right total).
+pub async fn template_list_pagination(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let mut codes = Vec::new();
+    for i in 0..7 {
+        let code = format!("conf.page.{i:02}");
+        create(s, NewTemplate::new(code.clone(), "n", "a.b", json!({}))).await;
+        codes.push(code);
+    }
+    let mut seen = Vec::new();
+    for p in 0..3 {
+        let pg = ok(
+            s.list_templates(TemplateFilter::All, page(p, 3)).await,
+            "list",
+        );
+        assert_eq!(pg.total, 7);
+        assert_eq!(pg.page, p);
+        assert_eq!(pg.limit, 3);
+        assert_eq!(pg.items.len(), if p < 2 { 3 } else { 1 }, "page {p}");
+        seen.extend(pg.items.into_iter().map(|t| t.code));
+    }
+    assert_eq!(seen, codes);
+    let past = ok(
+        s.list_templates(TemplateFilter::All, page(5, 3)).await,
+        "list",
+    );
+    assert!(past.items.is_empty());
+    assert_eq!((past.total, past.page, past.limit), (7, 5, 3));
+    let far = ok(
+        s.list_templates(
+            TemplateFilter::All,
+            page(10_000_000, PageRequest::MAX_LIMIT),
+        )
+        .await,
+        "list far past the end",
+    );
+    assert!(far.items.is_empty());
+    assert_eq!(far.total, 7);
+    let one = ok(
+        s.list_templates(TemplateFilter::All, page(6, 1)).await,
+        "list",
+    );
+    assert_eq!(one.items.len(), 1);
+    assert_eq!(one.items[0].code, "conf.page.06");
+    // Bounds come from PageRequest::new.
+    assert!(PageRequest::new(0, 0).is_err());
+    assert!(PageRequest::new(0, PageRequest::MAX_LIMIT + 1).is_err());
+}
+
+/// A template with queue entries cannot be deleted (`Conflict`); its run history does
+/// not block.
+pub async fn template_delete_blocked_by_entries(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let t = template(s).await;
+    let e = enqueue_simple(s, &t, 0).await;
+    err(
+        s.delete_template(&t.code).await,
+        ErrorKind::Conflict,
+        "delete with entries",
+    );
+    assert_eq!(ok(s.get_template(&t.code).await, "still there"), t);
+    assert_eq!(ok(s.get_entry(&e.job_run_identifier).await, "entry"), e);
+
+    // Run it to completion: only history remains.
+    let node = online(s, "conf-node").await;
+    let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
+    err(
+        s.delete_template(&t.code).await,
+        ErrorKind::Conflict,
+        "delete while running",
+    );
+    finalize_won(s, fin(c.run.id, bildad_core::Outcome::succeeded(None))).await;
+    ok(s.delete_template(&t.code).await, "delete with history only");
+    err(
+        s.get_template(&t.code).await,
+        ErrorKind::NotFound,
+        "deleted",
+    );
+    let run = ok(s.get_run(c.run.id).await, "run kept as history");
+    assert_eq!(run.template, t.code);
+
+    // An entry of another template does not block.
+    let t2 = template(s).await;
+    let t3 = template(s).await;
+    enqueue(s, NewEntry::new(t3.code.clone(), json!({}))).await;
+    ok(s.delete_template(&t2.code).await, "delete unused");
+}
