@@ -1,10 +1,17 @@
-//! The engine: one pass = expire dead runs, then claim and start available entries.
-//! (API skeleton: bodies are being written.)
+//! The engine: one pass = heartbeat, expire dead runs, then claim and start available
+//! entries on this node (SPEC §1, §2.2–2.6).
 
-use bildad_core::{JobRegistry, JobStore, NewEntry, NodeConfig, NodeRef, QueueEntry, RunId, StoreError};
+use crate::executor::{TokioExecutor, finalize_batch};
+use bildad_core::validation::validate_context;
+use bildad_core::{
+    ClaimRequest, ClaimedRun, ErrorKind, FailureKind, Finalize, Job, JobExecutor, JobRegistry,
+    JobStore, NewEntry, NodeConfig, NodeRef, Outcome, QueueEntry, RunId, SchemaCache, StoreError,
+};
 use serde::Serialize;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Successes and failures of one half of an engine pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -15,23 +22,131 @@ pub struct Counts {
     pub error_count: u64,
 }
 
+impl Counts {
+    fn add(&mut self, other: Counts) {
+        self.ok_count += other.ok_count;
+        self.error_count += other.error_count;
+    }
+}
+
 /// The report of one engine pass (SPEC §4).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct EngineReport {
-    /// Claimed and started on this node.
+    /// Claimed and started on this node. A run claimed but failed at start (invalid
+    /// context, unknown job type) is an error.
     pub start: Counts,
-    /// Expired runs (of any node).
+    /// Expired runs (of any node). A run this pass could not finalize is an error; a run
+    /// that another node ended first is not counted.
     pub expire: Counts,
 }
 
 /// The engine of one node. Cheap to clone.
+///
+/// Passes of one engine (ticker, HTTP trigger, library calls) are serialised, so that
+/// they never claim more than the node's free slots between them.
 #[derive(Clone)]
 pub struct Engine {
     store: Arc<dyn JobStore>,
     node: NodeRef,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    registry: JobRegistry,
+    job_types: Vec<String>,
+    config: NodeConfig,
+    executor: Arc<dyn JobExecutor>,
+    slot_freed: Option<Arc<Notify>>,
+    schemas: SchemaCache,
+    pass: tokio::sync::Mutex<()>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("node", &self.node)
+            .field("job_types", &self.shared.job_types)
+            .finish()
+    }
+}
+
+/// What a claimed run needs before it may start.
+enum StartCheck {
+    Start(Arc<dyn Job>),
+    /// Retrying cannot fix it: the run fails and its entry is deleted.
+    Invalid(String),
+    /// The check itself failed (the store was unreachable): the retry rule applies.
+    Unchecked(String),
 }
 
 impl Engine {
+    /// An engine for `node` that starts jobs of `registry` on `executor`.
+    ///
+    /// `config` supplies the batch size, the expiry grace, `node_dead_after` and the
+    /// retry backoff. Most users get an engine from [`crate::NodeRuntime::start`] instead.
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        registry: JobRegistry,
+        config: NodeConfig,
+        node: NodeRef,
+        executor: Arc<dyn JobExecutor>,
+    ) -> Self {
+        Self::build(store, registry, config, node, executor, None)
+    }
+
+    /// An engine with its own [`TokioExecutor`] of `config.max_concurrent_jobs` slots.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn with_tokio_executor(
+        store: Arc<dyn JobStore>,
+        registry: JobRegistry,
+        config: NodeConfig,
+        node: NodeRef,
+    ) -> (Self, TokioExecutor) {
+        let executor = TokioExecutor::new(
+            store.clone(),
+            node.clone(),
+            config.backoff,
+            config.max_concurrent_jobs as usize,
+        );
+        let signal = executor.slot_freed();
+        let engine = Self::build(
+            store,
+            registry,
+            config,
+            node,
+            Arc::new(executor.clone()),
+            Some(signal),
+        );
+        (engine, executor)
+    }
+
+    fn build(
+        store: Arc<dyn JobStore>,
+        registry: JobRegistry,
+        config: NodeConfig,
+        node: NodeRef,
+        executor: Arc<dyn JobExecutor>,
+        slot_freed: Option<Arc<Notify>>,
+    ) -> Self {
+        Self {
+            store,
+            node,
+            shared: Arc::new(Shared {
+                job_types: registry.job_types(),
+                registry,
+                config,
+                executor,
+                slot_freed,
+                schemas: SchemaCache::new(),
+                pass: tokio::sync::Mutex::new(()),
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
     /// The store this engine uses.
     pub fn store(&self) -> &Arc<dyn JobStore> {
         &self.store
@@ -42,9 +157,87 @@ impl Engine {
         &self.node
     }
 
-    /// One pass: expire, then claim up to the free slots and start.
+    /// The executor that runs this engine's jobs.
+    pub fn executor(&self) -> &Arc<dyn JobExecutor> {
+        &self.shared.executor
+    }
+
+    /// The configuration this engine runs with.
+    pub fn config(&self) -> &NodeConfig {
+        &self.shared.config
+    }
+
+    /// True once [`Engine::close`] was called: passes do nothing.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::SeqCst)
+    }
+
+    /// Stops the engine: later passes do nothing, and this waits for a pass in flight.
+    pub async fn close(&self) {
+        self.mark_closed();
+        drop(self.shared.pass.lock().await);
+    }
+
+    pub(crate) fn mark_closed(&self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// One pass: heartbeat, expire, then claim up to `min(batch_size, free slots)` and
+    /// start them.
+    ///
+    /// Errors when the heartbeat or the expiry query fails (the database is likely
+    /// unreachable); once claimed, a run's problems are counted, not returned.
     pub async fn run_once(&self) -> Result<EngineReport, StoreError> {
-        todo!()
+        if self.is_closed() {
+            return Ok(EngineReport::default());
+        }
+        self.store.heartbeat(&self.node).await?;
+        let expire = self.expire().await?;
+        let (start, _, _) = self.start_batch(None).await?;
+        Ok(EngineReport { start, expire })
+    }
+
+    /// Like [`Engine::run_once`], but keeps claiming while work is available: when the
+    /// node has no free slot it waits for one, and it returns once a claim finds fewer
+    /// entries than it asked for (the queue is drained for now) or the engine closes.
+    /// For throughput: a node started this way keeps every slot busy.
+    pub async fn run_until_idle(&self) -> Result<EngineReport, StoreError> {
+        if self.is_closed() {
+            return Ok(EngineReport::default());
+        }
+        self.store.heartbeat(&self.node).await?;
+        let mut report = EngineReport {
+            expire: self.expire().await?,
+            ..EngineReport::default()
+        };
+        while !self.is_closed() {
+            if self.shared.executor.free_slots() == 0 {
+                self.wait_for_slot().await;
+                continue;
+            }
+            let (counts, claimed, asked) = self.start_batch(None).await?;
+            report.start.add(counts);
+            if claimed < asked || asked == 0 {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn wait_for_slot(&self) {
+        // A lost wake-up costs at most the poll interval.
+        let poll = Duration::from_millis(20);
+        match &self.shared.slot_freed {
+            Some(n) => {
+                let freed = n.notified();
+                tokio::pin!(freed);
+                freed.as_mut().enable();
+                if self.shared.executor.free_slots() == 0 {
+                    let _ = tokio::time::timeout(poll, freed).await;
+                }
+            }
+            None => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
     }
 
     /// Enqueues one entry.
@@ -57,43 +250,214 @@ impl Engine {
         &self,
         entry: NewEntry,
     ) -> Result<(QueueEntry, EngineReport), StoreError> {
-        todo!("{entry:?}")
+        let entry = self.enqueue(entry).await?;
+        let report = self.run_once().await?;
+        Ok((entry, report))
     }
 
-    /// Enqueues and starts this entry now on this node, ahead of priority.
+    /// Enqueues and starts this entry now on this node, ahead of priority and `run_at`.
+    ///
+    /// Returns the new run's id, or `None` when this node cannot start it now (no free
+    /// slot, job type not registered here, engine closed): the entry then waits in the
+    /// queue like any other. A run that fails its start check is still returned.
     pub async fn enqueue_and_run(
         &self,
         entry: NewEntry,
     ) -> Result<(QueueEntry, Option<RunId>), StoreError> {
-        todo!("{entry:?}")
+        let entry = self.enqueue(entry).await?;
+        let (_, _, _, runs) = self
+            .start_batch_inner(Some(entry.job_run_identifier.clone()))
+            .await?;
+        Ok((entry, runs.first().copied()))
+    }
+
+    /// Expires runs past `expires_at` or on dead nodes (SPEC §2.6).
+    async fn expire(&self) -> Result<Counts, StoreError> {
+        let refs = self
+            .store
+            .runs_to_expire(self.shared.config.node_dead_after)
+            .await?;
+        let mut counts = Counts::default();
+        if refs.is_empty() {
+            return Ok(counts);
+        }
+        let reqs = refs
+            .iter()
+            .map(|r| Finalize {
+                run_id: r.run_id,
+                outcome: Outcome::standard(FailureKind::Expired),
+                backoff: self.shared.config.backoff,
+            })
+            .collect();
+        match self.store.finalize_many(reqs).await {
+            Ok(results) => {
+                for (r, res) in refs.iter().zip(results) {
+                    if !res.won {
+                        continue;
+                    }
+                    counts.ok_count += 1;
+                    tracing::warn!(
+                        identifier = %r.job_run_identifier,
+                        retry = r.retry,
+                        run_id = r.run_id,
+                        node = %r.node,
+                        entry = ?res.entry,
+                        "run expired"
+                    );
+                    if r.node == self.node.instance_id {
+                        self.shared.executor.abort(r.run_id);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, runs = refs.len(), "could not expire runs");
+                counts.error_count += refs.len() as u64;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Claims and starts one batch. Returns the counts, how many were claimed and how
+    /// many were asked for.
+    async fn start_batch(
+        &self,
+        only: Option<String>,
+    ) -> Result<(Counts, usize, usize), StoreError> {
+        let (counts, claimed, asked, _) = self.start_batch_inner(only).await?;
+        Ok((counts, claimed, asked))
+    }
+
+    async fn start_batch_inner(
+        &self,
+        only: Option<String>,
+    ) -> Result<(Counts, usize, usize, Vec<RunId>), StoreError> {
+        let _pass = self.shared.pass.lock().await;
+        let mut counts = Counts::default();
+        if self.is_closed() || self.shared.job_types.is_empty() {
+            return Ok((counts, 0, 0, Vec::new()));
+        }
+        let free = self.shared.executor.free_slots();
+        let limit = if only.is_some() {
+            free.min(1)
+        } else {
+            free.min(self.shared.config.batch_size as usize)
+        };
+        if limit == 0 {
+            return Ok((counts, 0, 0, Vec::new()));
+        }
+        let claimed = self
+            .store
+            .claim(ClaimRequest {
+                node: self.node.clone(),
+                job_types: self.shared.job_types.clone(),
+                limit: limit as u32,
+                expiry_grace: self.shared.config.expiry_grace,
+                only_identifier: only,
+            })
+            .await?;
+        let n = claimed.len();
+        let ids = claimed.iter().map(|c| c.run.id).collect();
+        let mut failed = Vec::new();
+        for run in claimed {
+            match self.check_start(&run).await {
+                StartCheck::Start(job) => {
+                    counts.ok_count += 1;
+                    self.shared.executor.spawn(run, job);
+                }
+                StartCheck::Invalid(reason) => {
+                    counts.error_count += 1;
+                    failed.push((run, FailureKind::Invalid, reason));
+                }
+                StartCheck::Unchecked(reason) => {
+                    counts.error_count += 1;
+                    failed.push((run, FailureKind::Error, reason));
+                }
+            }
+        }
+        if !failed.is_empty() {
+            self.fail_at_start(failed).await;
+        }
+        Ok((counts, n, limit, ids))
+    }
+
+    /// Ends runs that could not start.
+    async fn fail_at_start(&self, failed: Vec<(ClaimedRun, FailureKind, String)>) {
+        let reqs = failed
+            .iter()
+            .map(|(c, kind, reason)| Finalize {
+                run_id: c.run.id,
+                outcome: Outcome::failed(*kind, reason.clone()),
+                backoff: self.shared.config.backoff,
+            })
+            .collect();
+        let results = finalize_batch(&*self.store, reqs).await;
+        for ((c, kind, reason), res) in failed.iter().zip(results) {
+            tracing::warn!(
+                identifier = %c.run.job_run_identifier,
+                template = %c.run.template,
+                retry = c.run.retry,
+                run_id = c.run.id,
+                node = %self.node.instance_id,
+                ?kind,
+                %reason,
+                result = ?res,
+                "run failed at start"
+            );
+        }
+    }
+
+    /// The job type is registered here and the context satisfies the template's
+    /// current schema (SPEC §2.3).
+    async fn check_start(&self, c: &ClaimedRun) -> StartCheck {
+        let Some(job) = self.shared.registry.get(&c.run.job_type) else {
+            return StartCheck::Invalid(format!(
+                "unknown job type {:?}: not registered on node {:?}",
+                c.run.job_type, self.node.name
+            ));
+        };
+        let schemas = &self.shared.schemas;
+        let validator = match schemas.get((c.template_id, c.template_updated_at)) {
+            Some(v) => v,
+            None => match self.store.get_template(&c.run.template).await {
+                // The template may have changed since the claim: its latest schema rules.
+                Ok(t) => match schemas.get_or_compile((t.id, t.updated_at), &t.context_schema) {
+                    Ok(v) => v,
+                    Err(violations) => {
+                        return StartCheck::Invalid(format!(
+                            "the template's schema is unusable: {}",
+                            join(&violations)
+                        ));
+                    }
+                },
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return StartCheck::Invalid(format!(
+                        "template {:?} no longer exists",
+                        c.run.template
+                    ));
+                }
+                Err(e) => {
+                    return StartCheck::Unchecked(format!(
+                        "could not load template {:?} to validate the context: {e}",
+                        c.run.template
+                    ));
+                }
+            },
+        };
+        let violations = validate_context(&validator, &c.run.context);
+        if violations.is_empty() {
+            StartCheck::Start(job)
+        } else {
+            StartCheck::Invalid(format!(
+                "context does not satisfy the template's schema: {}",
+                join(&violations)
+            ))
+        }
     }
 }
 
-/// A running node: engine, killer, optional ticker. Cheap to clone.
-#[derive(Clone)]
-pub struct NodeRuntime {
-    engine: Engine,
-}
-
-impl NodeRuntime {
-    /// Registers the node (first heartbeat), starts the killer and, when
-    /// `config.engine_interval` is set, the ticker.
-    pub async fn start(
-        store: Arc<dyn JobStore>,
-        registry: JobRegistry,
-        config: NodeConfig,
-    ) -> Result<Self, StoreError> {
-        todo!("{store:p}{registry:?}{config:?}")
-    }
-
-    /// The node's engine.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
-    /// Stops claiming, waits up to `grace` for running jobs, aborts and finalizes the
-    /// rest (`Shutdown`, retried by the normal rule), records the node's departure.
-    pub async fn shutdown(&self, grace: Duration) {
-        todo!("{grace:?}")
-    }
+fn join(v: &[bildad_core::Violation]) -> String {
+    v.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -2,7 +2,21 @@
 //!
 //! **Architecture invariant:** the runtime never writes SQL and never speaks HTTP; it
 //! talks to the database only through `Arc<dyn JobStore>`.
+//!
+//! - [`NodeRuntime::start`] starts one node: a new instance id, its [`TokioExecutor`],
+//!   its [`JobKiller`] and, when configured, an engine ticker.
+//! - [`Engine::run_once`] is one engine pass (what `POST /jobs/engine/run` does);
+//!   [`Engine::run_until_idle`] keeps claiming while work is available.
+//! - Killing is cooperative: an aborted job stops at its next `.await`. A job with long
+//!   blocking sections must check [`bildad_core::JobContext::is_cancelled`] or run them
+//!   in `tokio::task::spawn_blocking` (see `docs/RUNTIME.md`).
 
 mod engine;
+mod executor;
+mod killer;
+mod node;
 
-pub use engine::{Counts, Engine, EngineReport, NodeRuntime};
+pub use engine::{Counts, Engine, EngineReport};
+pub use executor::TokioExecutor;
+pub use killer::{JobKiller, KillReport};
+pub use node::NodeRuntime;

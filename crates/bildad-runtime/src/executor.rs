@@ -1,0 +1,389 @@
+//! `TokioExecutor`: every job in its own tokio task, every outcome finalized through the
+//! store's conditional finalize.
+
+use async_trait::async_trait;
+use bildad_core::{
+    Backoff, Cancellation, ClaimedRun, FailureKind, Finalize, FinalizeResult, Job, JobContext,
+    JobExecutor, JobStore, NodeRef, Outcome, RunId, StoreError,
+};
+use futures::FutureExt;
+use std::any::Any;
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::AbortHandle;
+use tracing::Instrument;
+
+/// The most finalizes sent to the store in one round trip.
+const FINALIZE_BATCH: usize = 500;
+/// First and largest pause between finalize attempts while the store is unavailable.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Runs each claimed job in its own tokio task on this node.
+///
+/// - `Ok(output)` ends the run `SUCCEEDED` with the output; `Err(e)` ends it `FAILED`
+///   with the error's message (`FailureKind::Permanent` when [`bildad_core::JobError::is_permanent`],
+///   else `FailureKind::Error`); a panic ends it `FAILED` with the panic message
+///   (`FailureKind::Panic`) and the node lives on.
+/// - Outcomes are finalized through the store's conditional finalize, batched: every
+///   outcome that is ready while a round trip is in flight goes in the next one. While
+///   the store is `Unavailable` the finalize is retried with backoff (100 ms doubling to
+///   5 s, for as long as it takes), so a job that finished during an outage records its
+///   outcome once the database is back — unless someone else ended the run meanwhile,
+///   in which case the late outcome loses and changes nothing.
+/// - A local registry of running runs (run id → abort handle and [`Cancellation`]) lets
+///   the killer and the engine abort a task. Aborting is cooperative: it sets the job's
+///   cancellation flag, and tokio drops the task at its next `.await`.
+///
+/// Must be created inside a tokio runtime (it spawns its finalizer task there).
+#[derive(Clone)]
+pub struct TokioExecutor {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for TokioExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokioExecutor")
+            .field("node", &self.inner.node.instance_id)
+            .field("max_concurrent_jobs", &self.inner.max)
+            .field("running", &self.inner.lock().len())
+            .finish()
+    }
+}
+
+struct Inner {
+    node: NodeRef,
+    backoff: Backoff,
+    max: usize,
+    rt: tokio::runtime::Handle,
+    running: Mutex<HashMap<RunId, LocalRun>>,
+    closed: AtomicBool,
+    slot_freed: Arc<Notify>,
+    finalizer: mpsc::UnboundedSender<PendingFinalize>,
+    finalizer_task: AbortHandle,
+    store: Arc<dyn JobStore>,
+}
+
+struct LocalRun {
+    abort: AbortHandle,
+    cancel: Cancellation,
+}
+
+struct PendingFinalize {
+    req: Finalize,
+    reply: oneshot::Sender<Result<FinalizeResult, StoreError>>,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, HashMap<RunId, LocalRun>> {
+        // The map is consistent after any panic (single inserts and removes).
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self, run: RunId) -> Option<LocalRun> {
+        let taken = self.lock().remove(&run);
+        if taken.is_some() {
+            self.slot_freed.notify_waiters();
+        }
+        taken
+    }
+
+    /// Queues `req` for the finalizer task and waits for its result.
+    async fn finalize(&self, req: Finalize) -> Result<FinalizeResult, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        if let Err(mpsc::error::SendError(p)) = self.finalizer.send(PendingFinalize { req, reply })
+        {
+            // The finalizer is gone (the node crashed on purpose): finalize directly.
+            return finalize_one(&*self.store, p.req).await;
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the finalizer stopped".into())))
+    }
+}
+
+/// Frees the run's slot however its task ends: completion, abort, or panic.
+struct SlotGuard {
+    inner: Arc<Inner>,
+    run: RunId,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.inner.take(self.run);
+    }
+}
+
+impl TokioExecutor {
+    /// An executor for `node` running at most `max_concurrent_jobs` jobs at once; failed
+    /// runs are retried after `backoff`.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        node: NodeRef,
+        backoff: Backoff,
+        max_concurrent_jobs: usize,
+    ) -> Self {
+        let rt = tokio::runtime::Handle::current();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let finalizer_task = rt.spawn(run_finalizer(store.clone(), rx)).abort_handle();
+        Self {
+            inner: Arc::new(Inner {
+                node,
+                backoff,
+                max: max_concurrent_jobs,
+                rt,
+                running: Mutex::new(HashMap::new()),
+                closed: AtomicBool::new(false),
+                slot_freed: Arc::new(Notify::new()),
+                finalizer: tx,
+                finalizer_task,
+                store,
+            }),
+        }
+    }
+
+    /// Woken (`notify_waiters`) every time a slot frees up.
+    pub fn slot_freed(&self) -> Arc<Notify> {
+        self.inner.slot_freed.clone()
+    }
+
+    /// How many jobs run here now.
+    pub fn running_count(&self) -> usize {
+        self.inner.lock().len()
+    }
+
+    /// Simulates a crash: aborts every task and the finalizer without finalizing
+    /// anything, so the runs stay `RUNNING` until another node's engine expires them.
+    /// For tests and failure drills; a real node calls `NodeRuntime::shutdown`.
+    pub fn crash(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.finalizer_task.abort();
+        let all: Vec<_> = self.inner.lock().drain().collect();
+        for (_, local) in all {
+            local.abort.abort();
+        }
+        self.inner.slot_freed.notify_waiters();
+    }
+}
+
+#[async_trait]
+impl JobExecutor for TokioExecutor {
+    fn spawn(&self, claimed: ClaimedRun, job: Arc<dyn Job>) {
+        let inner = self.inner.clone();
+        let run = claimed.run;
+        let span = tracing::info_span!(
+            "run",
+            identifier = %run.job_run_identifier,
+            template = %run.template,
+            retry = run.retry,
+            run_id = run.id,
+            node = %inner.node.instance_id,
+        );
+        if inner.closed.load(Ordering::SeqCst) {
+            // Claimed while the node was shutting down: hand it back by the retry rule.
+            let req = Finalize {
+                run_id: run.id,
+                outcome: Outcome::standard(FailureKind::Shutdown),
+                backoff: inner.backoff,
+            };
+            self.inner.rt.spawn(
+                async move {
+                    let result = inner.finalize(req).await;
+                    tracing::warn!(?result, "run claimed during shutdown; not started");
+                }
+                .instrument(span),
+            );
+            return;
+        }
+        let cancel = Cancellation::new();
+        let run_id = run.id;
+        let ctx = JobContext {
+            context: run.context,
+            job_run_identifier: run.job_run_identifier,
+            retry: run.retry,
+            max_retries: claimed.max_retries,
+            run_id,
+            template: run.template,
+            cancellation: cancel.clone(),
+        };
+        // Hold the lock across the spawn, so the task's guard cannot remove the entry
+        // before it is inserted.
+        let mut map = self.inner.lock();
+        let guard = SlotGuard {
+            inner: inner.clone(),
+            run: run_id,
+        };
+        let task = inner
+            .rt
+            .spawn(execute(inner.clone(), guard, job, ctx).instrument(span));
+        map.insert(
+            run_id,
+            LocalRun {
+                abort: task.abort_handle(),
+                cancel,
+            },
+        );
+    }
+
+    fn abort(&self, run: RunId) -> bool {
+        match self.inner.take(run) {
+            Some(local) => {
+                local.cancel.cancel();
+                local.abort.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn running(&self) -> Vec<RunId> {
+        self.inner.lock().keys().copied().collect()
+    }
+
+    fn free_slots(&self) -> usize {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return 0;
+        }
+        self.inner.max.saturating_sub(self.inner.lock().len())
+    }
+
+    async fn shutdown(&self, grace: Duration) -> Vec<RunId> {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let freed = self.inner.slot_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.inner.lock().is_empty() {
+                return Vec::new();
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                break;
+            }
+        }
+        let rest: Vec<_> = self.inner.lock().drain().collect();
+        self.inner.slot_freed.notify_waiters();
+        let mut ids = Vec::with_capacity(rest.len());
+        for (id, local) in rest {
+            local.cancel.cancel();
+            local.abort.abort();
+            ids.push(id);
+        }
+        ids
+    }
+}
+
+/// One job: run it, catch a panic, finalize the outcome, log one line.
+async fn execute(inner: Arc<Inner>, guard: SlotGuard, job: Arc<dyn Job>, ctx: JobContext) {
+    let run_id = ctx.run_id;
+    let result = AssertUnwindSafe(job.run(ctx)).catch_unwind().await;
+    let outcome = match result {
+        Ok(Ok(output)) => Outcome::succeeded(output),
+        Ok(Err(e)) => {
+            let kind = if e.is_permanent() {
+                FailureKind::Permanent
+            } else {
+                FailureKind::Error
+            };
+            Outcome::failed(kind, e.message())
+        }
+        Err(panic) => Outcome::failed(FailureKind::Panic, panic_message(panic.as_ref())),
+    };
+    let log = outcome.clone();
+    let req = Finalize {
+        run_id,
+        outcome,
+        backoff: inner.backoff,
+    };
+    let result = inner.finalize(req).await;
+    drop(guard);
+    match (log, result) {
+        (_, Ok(r)) if !r.won => tracing::info!(
+            "job finished after its run was ended elsewhere; its outcome changes nothing"
+        ),
+        (Outcome::Succeeded { .. }, Ok(r)) => tracing::info!(entry = ?r.entry, "job succeeded"),
+        (Outcome::Failed { kind, reason }, Ok(r)) => {
+            tracing::warn!(?kind, %reason, entry = ?r.entry, "job failed")
+        }
+        (outcome, Err(e)) => tracing::error!(
+            ?outcome,
+            error = %e,
+            "could not record the job's outcome; the run will time out or expire"
+        ),
+    }
+}
+
+/// The text of a panic payload (`panic!("...")` gives `&str` or `String`).
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("panic: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("panic: {s}")
+    } else {
+        String::from("panic (no message)")
+    }
+}
+
+/// Collects finalizes and sends them to the store in batches, one round trip at a time.
+async fn run_finalizer(store: Arc<dyn JobStore>, mut rx: mpsc::UnboundedReceiver<PendingFinalize>) {
+    let mut batch = Vec::with_capacity(FINALIZE_BATCH);
+    while rx.recv_many(&mut batch, FINALIZE_BATCH).await > 0 {
+        let (reqs, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|p| (p.req, p.reply)).unzip();
+        let results = finalize_batch(&*store, reqs).await;
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// `finalize_many`, retried while the store is unavailable. Any other error falls back
+/// to finalizing one by one, so one bad request cannot fail the others.
+pub(crate) async fn finalize_batch(
+    store: &dyn JobStore,
+    reqs: Vec<Finalize>,
+) -> Vec<Result<FinalizeResult, StoreError>> {
+    let mut pause = RETRY_FIRST;
+    loop {
+        match store.finalize_many(reqs.clone()).await {
+            Ok(results) => return results.into_iter().map(Ok).collect(),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, runs = reqs.len(), "finalize failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+            Err(e) if reqs.len() == 1 => return vec![Err(e)],
+            Err(e) => {
+                tracing::warn!(error = %e, "batched finalize failed; finalizing one by one");
+                let mut out = Vec::with_capacity(reqs.len());
+                for req in reqs {
+                    out.push(finalize_one(store, req).await);
+                }
+                return out;
+            }
+        }
+    }
+}
+
+/// One finalize, retried while the store is unavailable.
+pub(crate) async fn finalize_one(
+    store: &dyn JobStore,
+    req: Finalize,
+) -> Result<FinalizeResult, StoreError> {
+    let mut pause = RETRY_FIRST;
+    loop {
+        match store.finalize(req.clone()).await {
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, run_id = req.run_id, "finalize failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! `NodeRuntime`: one running node — identity, executor, engine, killer, optional ticker,
+//! and graceful shutdown.
+
+use crate::engine::Engine;
+use crate::executor::{TokioExecutor, finalize_batch};
+use crate::killer::JobKiller;
+use bildad_core::{
+    FailureKind, Finalize, JobExecutor, JobRegistry, JobStore, NodeConfig, NodeRef, Outcome,
+    StoreError,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A running node: engine, killer, optional ticker. Cheap to clone.
+///
+/// Dropping the last clone without [`NodeRuntime::shutdown`] stops the killer and the
+/// ticker but not running jobs; their runs expire on other nodes once the heartbeat is
+/// older than `node_dead_after`. Call `shutdown`.
+#[derive(Clone)]
+pub struct NodeRuntime {
+    engine: Engine,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    executor: TokioExecutor,
+    killer: JobKiller,
+    config: NodeConfig,
+    /// Stops the ticker (first, at shutdown).
+    stop_ticker: CancellationToken,
+    /// Stops the killer (last, after the jobs had their grace).
+    stop_killer: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    shut_down: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop_ticker.cancel();
+        self.stop_killer.cancel();
+    }
+}
+
+impl std::fmt::Debug for NodeRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeRuntime")
+            .field("node", self.engine.node())
+            .field("executor", &self.inner.executor)
+            .finish()
+    }
+}
+
+impl NodeRuntime {
+    /// Registers the node (first heartbeat), starts the killer and, when
+    /// `config.engine_interval` is set, the ticker.
+    ///
+    /// The node gets a new instance id ([`NodeRef::new`] of `config.node_name`): runs it
+    /// claims record it. `Invalid` when the configuration is unusable; the store's error
+    /// when the first heartbeat fails.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub async fn start(
+        store: Arc<dyn JobStore>,
+        registry: JobRegistry,
+        config: NodeConfig,
+    ) -> Result<Self, StoreError> {
+        config.validate()?;
+        let node = NodeRef::new(config.node_name.clone());
+        store.heartbeat(&node).await?;
+        let (engine, executor) =
+            Engine::with_tokio_executor(store.clone(), registry, config.clone(), node.clone());
+        let killer = JobKiller::new(
+            store,
+            node.clone(),
+            engine.executor().clone(),
+            config.backoff,
+        );
+        let inner = Arc::new(Inner {
+            executor,
+            killer: killer.clone(),
+            config: config.clone(),
+            stop_ticker: CancellationToken::new(),
+            stop_killer: CancellationToken::new(),
+            tasks: Mutex::new(Vec::new()),
+            shut_down: AtomicBool::new(false),
+        });
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(
+            killer.run(config.killer_interval, inner.stop_killer.clone()),
+        ));
+        if let Some(every) = config.engine_interval.filter(|d| !d.is_zero()) {
+            tasks.push(tokio::spawn(run_ticker(
+                engine.clone(),
+                every,
+                inner.stop_ticker.clone(),
+            )));
+        }
+        *inner.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
+        tracing::info!(
+            node = %node.instance_id,
+            name = %node.name,
+            "node started"
+        );
+        Ok(Self { engine, inner })
+    }
+
+    /// The node's engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// This node: its name and this start's instance id.
+    pub fn node(&self) -> &NodeRef {
+        self.engine.node()
+    }
+
+    /// The node's executor (its local running runs).
+    pub fn executor(&self) -> &TokioExecutor {
+        &self.inner.executor
+    }
+
+    /// The node's killer; it ticks on its own every `killer_interval`, and
+    /// [`JobKiller::tick`] runs one tick now.
+    pub fn killer(&self) -> &JobKiller {
+        &self.inner.killer
+    }
+
+    /// The configuration the node runs with.
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    /// Stops claiming, waits up to `grace` for running jobs, aborts and finalizes the
+    /// rest (`Shutdown`, retried by the normal rule), records the node's departure.
+    ///
+    /// The killer keeps ticking (heartbeat, timeouts) during the grace period. Calling
+    /// it again does nothing. Store errors are logged: a run that could not be finalized
+    /// expires on another node.
+    pub async fn shutdown(&self, grace: Duration) {
+        if self.inner.shut_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let node = self.node().clone();
+        tracing::info!(node = %node.instance_id, ?grace, "node shutting down");
+        self.inner.stop_ticker.cancel();
+        self.engine.close().await;
+        let rest = self.inner.executor.shutdown(grace).await;
+        self.inner.stop_killer.cancel();
+        let tasks =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
+        let store = self.engine.store();
+        if !rest.is_empty() {
+            let reqs = rest
+                .iter()
+                .map(|&run_id| Finalize {
+                    run_id,
+                    outcome: Outcome::standard(FailureKind::Shutdown),
+                    backoff: self.inner.config.backoff,
+                })
+                .collect();
+            // Bounded: a node that cannot reach its database must still exit; its runs
+            // then expire on another node.
+            let finalize = finalize_batch(&**store, reqs);
+            match tokio::time::timeout(Duration::from_secs(10), finalize).await {
+                Ok(results) => {
+                    for (run_id, res) in rest.iter().zip(results) {
+                        tracing::warn!(run_id, result = ?res, "run ended by shutdown");
+                    }
+                }
+                Err(_) => tracing::error!(
+                    runs = rest.len(),
+                    "could not finalize runs at shutdown; they will expire"
+                ),
+            }
+        }
+        if let Err(e) = store.node_stopped(&node.instance_id).await {
+            tracing::warn!(error = %e, "could not record the node's departure");
+        }
+        tracing::info!(node = %node.instance_id, "node stopped");
+    }
+
+    /// Simulates a crash, for tests and failure drills: the killer and the ticker stop,
+    /// every job task vanishes without finalizing, and nothing is recorded. The runs
+    /// stay `RUNNING` until another node's engine expires them (`node_dead_after`).
+    pub fn crash(&self) {
+        self.inner.shut_down.store(true, Ordering::SeqCst);
+        self.inner.stop_ticker.cancel();
+        self.inner.stop_killer.cancel();
+        for t in self
+            .inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+        self.inner.executor.crash();
+        // Later passes of this engine must not claim.
+        self.engine.mark_closed();
+    }
+}
+
+/// Runs the engine every `every` until stopped. A failing pass is logged.
+async fn run_ticker(engine: Engine, every: Duration, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match engine.run_once().await {
+            Ok(r) if r != crate::EngineReport::default() => {
+                tracing::debug!(report = ?r, "engine pass");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "engine pass failed"),
+        }
+    }
+}
