@@ -1,0 +1,361 @@
+//! The route table of SPEC §4 and its handlers.
+//!
+//! [`table`] is the one list of routes: the router is built from it, and the test
+//! that keeps `openapi.json` true reads it too.
+
+use crate::dto::{
+    CreateTemplateBody, EnqueueBody, EnqueuedJson, EntryDetailJson, EntryJson, PageJson,
+    PatchTemplateBody, RunJson, StoppedJson, TemplateJson,
+};
+use crate::error::ApiError;
+use crate::extract::{JsonBody, PathText, QueryPairs};
+use crate::state::{AppState, bounded};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, patch, post};
+use bildad_core::{
+    EntryStatus, MAX_NAME_CHARS, PageRequest, RunFilter, RunId, RunResult, RunStatus,
+    TemplateFilter, Violation,
+};
+use serde_json::json;
+use std::str::FromStr;
+
+/// The OpenAPI 3 document of this API.
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
+
+/// One route: method, path, whether it is open without a token, and its handler.
+pub(crate) struct RouteDef {
+    pub(crate) method: Method,
+    pub(crate) path: &'static str,
+    pub(crate) public: bool,
+    pub(crate) handler: MethodRouter<AppState>,
+}
+
+fn route(method: Method, path: &'static str, handler: MethodRouter<AppState>) -> RouteDef {
+    RouteDef {
+        method,
+        path,
+        public: false,
+        handler,
+    }
+}
+
+/// Every route of the API.
+pub(crate) fn table() -> Vec<RouteDef> {
+    vec![
+        route(Method::POST, "/jobs/engine/run", post(engine_run)),
+        RouteDef {
+            public: true,
+            ..route(Method::GET, "/jobs/health", get(health))
+        },
+        route(Method::GET, "/jobs/openapi.json", get(openapi)),
+        route(Method::POST, "/jobs/templates", post(create_template)),
+        route(Method::GET, "/jobs/templates", get(list_templates)),
+        route(Method::GET, "/jobs/templates/{code}", get(get_template)),
+        route(Method::PATCH, "/jobs/templates/{code}", patch(patch_template)),
+        route(Method::DELETE, "/jobs/templates/{code}", delete(delete_template)),
+        route(Method::POST, "/jobs/queue", post(enqueue)),
+        route(Method::GET, "/jobs/queue", get(list_entries)),
+        route(Method::GET, "/jobs/queue/{job_run_identifier}", get(get_entry)),
+        route(
+            Method::DELETE,
+            "/jobs/queue/{job_run_identifier}",
+            delete(remove_entry),
+        ),
+        route(
+            Method::POST,
+            "/jobs/queue/{job_run_identifier}/stop",
+            post(stop_entry),
+        ),
+        route(Method::GET, "/jobs/runs", get(list_runs)),
+        route(Method::GET, "/jobs/runs/{id}", get(get_run)),
+    ]
+}
+
+// --- engine and health -------------------------------------------------------
+
+async fn engine_run(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let engine = s.engine.clone();
+    let report = s.call(async move { engine.run_once().await }).await?;
+    Ok(Json(report).into_response())
+}
+
+async fn health(State(s): State<AppState>) -> Response {
+    let store = s.engine.store().clone();
+    match bounded(s.config.health_timeout, async move { store.ping().await }).await {
+        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Err(e) => {
+            let mut body = e.body();
+            body["status"] = json!("unavailable");
+            // A failing ping is an outage whatever its kind.
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+// --- templates ---------------------------------------------------------------
+
+async fn create_template(
+    State(s): State<AppState>,
+    JsonBody(body): JsonBody<CreateTemplateBody>,
+) -> Result<Response, ApiError> {
+    let store = s.engine.store().clone();
+    let t = s
+        .call(async move { store.create_template(body.into()).await })
+        .await?;
+    Ok((StatusCode::CREATED, Json(TemplateJson::from(t))).into_response())
+}
+
+async fn list_templates(
+    State(s): State<AppState>,
+    q: QueryPairs,
+) -> Result<Response, ApiError> {
+    let mut v = Vec::new();
+    let filter = parse_enum::<TemplateFilter>(&q, "filter", false, &mut v).unwrap_or_default();
+    let page = page_request(&q, v)?;
+    let store = s.engine.store().clone();
+    let p = s
+        .call(async move { store.list_templates(filter, page).await })
+        .await?;
+    Ok(Json(PageJson::from_page(p, TemplateJson::from)).into_response())
+}
+
+async fn get_template(
+    State(s): State<AppState>,
+    PathText(code): PathText,
+) -> Result<Response, ApiError> {
+    check_path_text("/code", &code)?;
+    let store = s.engine.store().clone();
+    let t = s.call(async move { store.get_template(&code).await }).await?;
+    Ok(Json(TemplateJson::from(t)).into_response())
+}
+
+async fn patch_template(
+    State(s): State<AppState>,
+    PathText(code): PathText,
+    JsonBody(body): JsonBody<PatchTemplateBody>,
+) -> Result<Response, ApiError> {
+    check_path_text("/code", &code)?;
+    let store = s.engine.store().clone();
+    let t = s
+        .call(async move { store.update_template(&code, body.into()).await })
+        .await?;
+    Ok(Json(TemplateJson::from(t)).into_response())
+}
+
+async fn delete_template(
+    State(s): State<AppState>,
+    PathText(code): PathText,
+) -> Result<StatusCode, ApiError> {
+    check_path_text("/code", &code)?;
+    let store = s.engine.store().clone();
+    s.call(async move { store.delete_template(&code).await })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// --- queue -------------------------------------------------------------------
+
+async fn enqueue(
+    State(s): State<AppState>,
+    JsonBody(body): JsonBody<EnqueueBody>,
+) -> Result<Response, ApiError> {
+    let trigger = body.trigger_engine;
+    let entry = body
+        .into_entry()
+        .map_err(|v| ApiError::invalid(vec![v]))?;
+    let engine = s.engine.clone();
+    let answer = if trigger {
+        let (entry, report) = s
+            .call(async move { engine.enqueue_and_trigger(entry).await })
+            .await?;
+        EnqueuedJson {
+            entry: entry.into(),
+            engine: Some(report),
+        }
+    } else {
+        let entry = s.call(async move { engine.enqueue(entry).await }).await?;
+        EnqueuedJson {
+            entry: entry.into(),
+            engine: None,
+        }
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+async fn list_entries(State(s): State<AppState>, q: QueryPairs) -> Result<Response, ApiError> {
+    let mut v = Vec::new();
+    let status = parse_enum::<EntryStatus>(&q, "status", true, &mut v);
+    let page = page_request(&q, v)?;
+    let store = s.engine.store().clone();
+    let p = s
+        .call(async move { store.list_entries(status, page).await })
+        .await?;
+    Ok(Json(PageJson::from_page(p, EntryJson::from)).into_response())
+}
+
+async fn get_entry(
+    State(s): State<AppState>,
+    PathText(id): PathText,
+) -> Result<Response, ApiError> {
+    check_path_text("/job_run_identifier", &id)?;
+    let store = s.engine.store().clone();
+    let (entry, position) = s
+        .call(async move {
+            let entry = store.get_entry(&id).await?;
+            let position = store.entry_position(&id).await?;
+            Ok((entry, position))
+        })
+        .await?;
+    // The entry may have been claimed between the two reads: a running entry has
+    // no position.
+    let position = match entry.status {
+        EntryStatus::Running => None,
+        EntryStatus::Available => position,
+    };
+    Ok(Json(EntryDetailJson {
+        entry: entry.into(),
+        position,
+    })
+    .into_response())
+}
+
+async fn remove_entry(
+    State(s): State<AppState>,
+    PathText(id): PathText,
+) -> Result<StatusCode, ApiError> {
+    check_path_text("/job_run_identifier", &id)?;
+    let store = s.engine.store().clone();
+    s.call(async move { store.remove_entry(&id).await }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn stop_entry(
+    State(s): State<AppState>,
+    PathText(id): PathText,
+) -> Result<Response, ApiError> {
+    check_path_text("/job_run_identifier", &id)?;
+    let store = s.engine.store().clone();
+    let key = id.clone();
+    let stopped = s.call(async move { store.stop_entry(&key).await }).await?;
+    Ok(Json(StoppedJson {
+        job_run_identifier: id,
+        stopped_run_id: stopped.run_id,
+        node: stopped.node,
+    })
+    .into_response())
+}
+
+// --- runs --------------------------------------------------------------------
+
+async fn list_runs(State(s): State<AppState>, q: QueryPairs) -> Result<Response, ApiError> {
+    let mut v = Vec::new();
+    let filter = RunFilter {
+        identifier: text_param(&q, "identifier", &mut v),
+        status: parse_enum::<RunStatus>(&q, "status", true, &mut v),
+        result: parse_enum::<RunResult>(&q, "result", true, &mut v),
+        template: text_param(&q, "template", &mut v),
+        node: text_param(&q, "node", &mut v),
+    };
+    let page = page_request(&q, v)?;
+    let store = s.engine.store().clone();
+    let p = s
+        .call(async move { store.list_runs(filter, page).await })
+        .await?;
+    Ok(Json(PageJson::from_page(p, RunJson::from)).into_response())
+}
+
+async fn get_run(State(s): State<AppState>, PathText(id): PathText) -> Result<Response, ApiError> {
+    let id: RunId = match id.parse::<RunId>() {
+        Ok(n) if n > 0 => n,
+        _ => return Err(ApiError::invalid_at("/id", "must be a positive integer")),
+    };
+    let store = s.engine.store().clone();
+    let run = s.call(async move { store.get_run(id).await }).await?;
+    Ok(Json(RunJson::from(run)).into_response())
+}
+
+// --- parameter rules ---------------------------------------------------------
+
+/// A path identifier or code that no stored row can have is a 422, not a lookup.
+fn check_path_text(pointer: &str, s: &str) -> Result<(), ApiError> {
+    if s.chars().count() > MAX_NAME_CHARS {
+        Err(ApiError::invalid_at(
+            pointer,
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        ))
+    } else if s.chars().any(char::is_control) {
+        Err(ApiError::invalid_at(
+            pointer,
+            "must not contain control characters",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn text_param(q: &QueryPairs, key: &str, v: &mut Vec<Violation>) -> Option<String> {
+    let s = q.get(key)?;
+    match check_path_text(&format!("/{key}"), s) {
+        Ok(()) => Some(s.to_owned()),
+        Err(e) => {
+            v.extend_from_slice(e.details());
+            None
+        }
+    }
+}
+
+/// A wire enum from the query; case-insensitive. An unknown value is a violation
+/// that lists the accepted ones.
+fn parse_enum<E>(q: &QueryPairs, key: &str, upper: bool, v: &mut Vec<Violation>) -> Option<E>
+where
+    E: FromStr<Err = bildad_core::UnknownValue>,
+{
+    let raw = q.get(key)?;
+    let text = if upper {
+        raw.to_ascii_uppercase()
+    } else {
+        raw.to_ascii_lowercase()
+    };
+    match E::from_str(&text) {
+        Ok(x) => Some(x),
+        Err(e) => {
+            v.push(Violation::new(
+                format!("/{key}"),
+                format!("must be one of {}", e.expected.join(", ")),
+            ));
+            None
+        }
+    }
+}
+
+/// `page` (from 0) and `limit` (1..=500, default 25), with every earlier violation.
+fn page_request(q: &QueryPairs, mut v: Vec<Violation>) -> Result<PageRequest, ApiError> {
+    let mut number = |key: &str, default: u32, rule: &str| match q.get(key) {
+        None => default,
+        Some(s) => s.parse::<u32>().unwrap_or_else(|_| {
+            v.push(Violation::new(format!("/{key}"), rule.to_owned()));
+            default
+        }),
+    };
+    let page = number("page", 0, "must be a whole number from 0");
+    let limit = number(
+        "limit",
+        PageRequest::DEFAULT_LIMIT,
+        "must be a whole number between 1 and 500",
+    );
+    if let Err(e) = PageRequest::new(page, limit) {
+        v.extend_from_slice(e.violations());
+    }
+    if v.is_empty() {
+        Ok(PageRequest { page, limit })
+    } else {
+        Err(ApiError::invalid(v))
+    }
+}

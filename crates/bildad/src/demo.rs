@@ -1,0 +1,158 @@
+//! The demo job types of SPEC §5, registered by `bildad serve` so that the binary is
+//! useful out of the box and black-box tests can drive every path.
+//!
+//! | job type | context | does |
+//! |---|---|---|
+//! | `demo.echo` | any object | succeeds at once; output = the context |
+//! | `demo.sleep` | `{"seconds": number}` | sleeps (async, cancellable), then succeeds |
+//! | `demo.fail` | `{"message": string}` | returns an error with that message |
+//! | `demo.panic` | `{"message": string}` | panics with that message |
+//! | `demo.flaky` | `{"fail_times": integer}` | fails while `retry < fail_times`, then succeeds |
+//!
+//! [`templates`] gives one template per type, whose code is the type's name.
+
+use bildad_core::{
+    ErrorKind, JobContext, JobError, JobRegistry, JobStore, NewTemplate, StoreError,
+};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// The names of the demo job types.
+pub const JOB_TYPES: [&str; 5] = [
+    "demo.echo",
+    "demo.sleep",
+    "demo.fail",
+    "demo.panic",
+    "demo.flaky",
+];
+
+/// Registers the five demo job types in `registry`.
+pub fn register(registry: &mut JobRegistry) -> &mut JobRegistry {
+    registry
+        .register("demo.echo", echo)
+        .register("demo.sleep", sleep)
+        .register("demo.fail", fail)
+        .register("demo.panic", panic)
+        .register("demo.flaky", flaky)
+}
+
+/// A registry holding the five demo job types.
+pub fn registry() -> JobRegistry {
+    let mut r = JobRegistry::new();
+    register(&mut r);
+    r
+}
+
+/// One template per demo job type; its code is the type's name and its schema
+/// describes the context the type expects.
+pub fn templates() -> Vec<NewTemplate> {
+    let message = json!({
+        "type": "object",
+        "required": ["message"],
+        "properties": {"message": {"type": "string"}}
+    });
+    let specs: [(&str, &str, Value); 5] = [
+        ("demo.echo", "Echo the context", json!({"type": "object"})),
+        (
+            "demo.sleep",
+            "Sleep, then succeed",
+            json!({
+                "type": "object",
+                "required": ["seconds"],
+                "properties": {"seconds": {"type": "number", "minimum": 0}}
+            }),
+        ),
+        ("demo.fail", "Fail with a message", message.clone()),
+        ("demo.panic", "Panic with a message", message),
+        (
+            "demo.flaky",
+            "Fail fail_times times, then succeed",
+            json!({
+                "type": "object",
+                "required": ["fail_times"],
+                "properties": {"fail_times": {"type": "integer", "minimum": 0}}
+            }),
+        ),
+    ];
+    specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (code, name, schema))| {
+            let mut t = NewTemplate::new(code, name, code, schema);
+            t.display_order = i32::try_from(i).unwrap_or(0);
+            t
+        })
+        .collect()
+}
+
+/// Creates the demo templates that do not exist yet; existing ones (maybe edited
+/// by an operator) are left alone. Returns the codes it created. Two nodes starting
+/// at once are fine: a duplicate is skipped.
+pub async fn ensure_templates(store: &dyn JobStore) -> Result<Vec<String>, StoreError> {
+    let mut created = Vec::new();
+    for t in templates() {
+        match store.get_template(&t.code).await {
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let code = t.code.clone();
+        match store.create_template(t).await {
+            Ok(_) => created.push(code),
+            Err(e) if e.kind() == ErrorKind::Conflict => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(created)
+}
+
+async fn echo(ctx: JobContext) -> Result<Option<Value>, JobError> {
+    Ok(Some(ctx.context))
+}
+
+async fn sleep(ctx: JobContext) -> Result<Option<Value>, JobError> {
+    let seconds = ctx
+        .context
+        .get("seconds")
+        .and_then(Value::as_f64)
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .ok_or_else(|| JobError::permanent("context.seconds must be a number >= 0"))?;
+    // Beyond a year is a typo; Duration::from_secs_f64 would panic on absurd values.
+    let d = Duration::from_secs_f64(seconds.min(366.0 * 24.0 * 3600.0));
+    tokio::select! {
+        () = tokio::time::sleep(d) => Ok(Some(json!({"slept_seconds": seconds}))),
+        () = ctx.cancellation.cancelled() => Err(JobError::msg("cancelled while sleeping")),
+    }
+}
+
+async fn fail(ctx: JobContext) -> Result<Option<Value>, JobError> {
+    Err(JobError::msg(message(&ctx)))
+}
+
+async fn panic(ctx: JobContext) -> Result<Option<Value>, JobError> {
+    panic!("{}", message(&ctx));
+}
+
+async fn flaky(ctx: JobContext) -> Result<Option<Value>, JobError> {
+    let fail_times = ctx
+        .context
+        .get("fail_times")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if i64::from(ctx.retry) < fail_times {
+        Err(JobError::msg(format!(
+            "flaky failure {} of {fail_times}",
+            ctx.retry + 1
+        )))
+    } else {
+        Ok(Some(json!({"succeeded_on_retry": ctx.retry})))
+    }
+}
+
+fn message(ctx: &JobContext) -> String {
+    ctx.context
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("demo failure")
+        .to_owned()
+}
