@@ -126,6 +126,47 @@ macro_rules! for_each_case {
             enqueue_identifier_with_history_conflicts,
             enqueue_same_identifier_concurrently,
             enqueue_many_all_or_nothing,
+            // claim
+            claim_records_the_run,
+            claim_order_priority_then_enqueue_time,
+            claim_skips_future_run_at,
+            claim_only_registered_job_types,
+            claim_respects_limit,
+            claim_only_identifier,
+            claim_concurrent_claimers_take_each_entry_once,
+            // finalize
+            finalize_success_deletes_entry,
+            finalize_failure_requeues_with_backoff,
+            finalize_failure_exhausted_deletes,
+            finalize_zero_retries_deletes,
+            finalize_retry_chain_until_exhausted,
+            finalize_stopped_requeues_at_once,
+            finalize_delete_kinds,
+            finalize_reason_capped,
+            finalize_race_exactly_one_wins,
+            finalize_late_success_after_timeout_changes_nothing,
+            finalize_many_in_order,
+            // operator
+            stop_running_entry,
+            stop_available_entry_conflicts,
+            stop_and_remove_unknown_not_found,
+            remove_running_entry,
+            remove_available_entry,
+            stop_races_finalize,
+            // killer and engine
+            runs_to_kill_own_node_past_timeout,
+            runs_to_expire_past_expires_at,
+            runs_to_expire_stale_heartbeat,
+            runs_to_expire_stopped_node,
+            runs_finalized_reports_finalized,
+            // listings, history, nodes
+            queue_listing_in_run_order,
+            entry_position_in_run_order,
+            list_runs_newest_first_with_filters,
+            get_run_not_found,
+            prune_runs_only_old_done,
+            heartbeat_and_list_nodes,
+            stats_counts,
         }
     };
 }

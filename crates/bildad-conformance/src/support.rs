@@ -1,5 +1,4 @@
 //! Fixtures and assertions shared by the cases.
-#![allow(dead_code)] // helpers used by cases still being added
 
 use bildad_core::{
     ClaimRequest, ClaimedRun, EntryStatus, ErrorKind, Finalize, FinalizeResult, JobRun, JobStore,

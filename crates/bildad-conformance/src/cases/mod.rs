@@ -1,8 +1,18 @@
 //! The cases: one `pub async fn(Arc<dyn JobStore>)` per rule, each independent and
 //! starting from an empty store. [`crate::for_each_case!`] lists them all.
 
+mod claim;
 mod enqueue;
+mod finalize;
+mod history;
+mod killer;
+mod operator;
 mod templates;
 
+pub use claim::*;
 pub use enqueue::*;
+pub use finalize::*;
+pub use history::*;
+pub use killer::*;
+pub use operator::*;
 pub use templates::*;

@@ -1,0 +1,391 @@
+//! Listings, positions, run history, pruning, nodes and counts.
+
+use crate::support::*;
+use bildad_core::{
+    EntryStatus, ErrorKind, FailureKind, JobStore, NewEntry, NodeRef, Outcome, QueueStats,
+    RunFilter, RunResult, RunStatus,
+};
+use serde_json::json;
+use std::sync::Arc;
+
+/// Entries listed in run order, filtered by status, with totals and pages.
+pub async fn queue_listing_in_run_order(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let t = template(s).await;
+    let node = online(s, "conf-node").await;
+    let prios = [5, 2, 9, 2, 0, 5, 7];
+    let mut entries = Vec::new();
+    for p in prios {
+        entries.push(enqueue(s, NewEntry::new(t.code.clone(), json!({})).priority(p)).await);
+    }
+    // Run order: priority, then enqueue order.
+    let mut want = entries.clone();
+    want.sort_by_key(|e| (e.priority, e.id));
+    let want_ids: Vec<_> = want.iter().map(|e| e.job_run_identifier.clone()).collect();
+    let listed: Vec<_> = all_entries(s, None)
+        .await
+        .into_iter()
+        .map(|e| e.job_run_identifier)
+        .collect();
+    assert_eq!(listed, want_ids);
+
+    // Claim the first two: they are RUNNING, the rest AVAILABLE, both in run order.
+    let got = ok(s.claim(claim_req(&node, &[&t.job_type], 2)).await, "claim");
+    assert_eq!(got.len(), 2);
+    let running: Vec<_> = all_entries(s, Some(EntryStatus::Running)).await;
+    assert_eq!(
+        running
+            .iter()
+            .map(|e| e.job_run_identifier.clone())
+            .collect::<Vec<_>>(),
+        want_ids[..2]
+    );
+    assert!(running.iter().all(|e| e.status == EntryStatus::Running));
+    let available = all_entries(s, Some(EntryStatus::Available)).await;
+    assert_eq!(
+        available
+            .iter()
+            .map(|e| e.job_run_identifier.clone())
+            .collect::<Vec<_>>(),
+        want_ids[2..]
+    );
+    // Unfiltered: all of them, still in run order (status does not reorder).
+    let listed: Vec<_> = all_entries(s, None)
+        .await
+        .into_iter()
+        .map(|e| e.job_run_identifier)
+        .collect();
+    assert_eq!(listed, want_ids);
+
+    // Pages.
+    let p = ok(s.list_entries(None, page(1, 3)).await, "page 1");
+    assert_eq!((p.total, p.page, p.limit), (7, 1, 3));
+    let ids: Vec<_> = p
+        .items
+        .iter()
+        .map(|e| e.job_run_identifier.clone())
+        .collect();
+    assert_eq!(ids, want_ids[3..6]);
+    let p = ok(
+        s.list_entries(Some(EntryStatus::Available), page(9, 3))
+            .await,
+        "past the end",
+    );
+    assert!(p.items.is_empty());
+    assert_eq!(p.total, 5);
+    let p = ok(
+        s.list_entries(Some(EntryStatus::Running), page(0, 1)).await,
+        "running",
+    );
+    assert_eq!((p.items.len(), p.total), (1, 2));
+}
+
+/// `entry_position`: 1 = next to run, among `AVAILABLE` entries in run order; `None`
+/// while running.
+pub async fn entry_position_in_run_order(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let t = template(s).await;
+    let node = online(s, "conf-node").await;
+    let a = enqueue(s, NewEntry::new(t.code.clone(), json!({})).priority(5)).await;
+    let b = enqueue(s, NewEntry::new(t.code.clone(), json!({})).priority(1)).await;
+    let c = enqueue(s, NewEntry::new(t.code.clone(), json!({})).priority(5)).await;
+    let pos = |id: String| async move { ok(s.entry_position(&id).await, "entry_position") };
+    assert_eq!(pos(b.job_run_identifier.clone()).await, Some(1));
+    assert_eq!(pos(a.job_run_identifier.clone()).await, Some(2));
+    assert_eq!(pos(c.job_run_identifier.clone()).await, Some(3));
+    // b runs: no position; the others move up.
+    let cl = ok(s.claim(claim_req(&node, &[&t.job_type], 1)).await, "claim");
+    assert_eq!(cl[0].run.job_run_identifier, b.job_run_identifier);
+    assert_eq!(pos(b.job_run_identifier.clone()).await, None);
+    assert_eq!(pos(a.job_run_identifier.clone()).await, Some(1));
+    assert_eq!(pos(c.job_run_identifier.clone()).await, Some(2));
+    // A new urgent entry goes first.
+    let d = enqueue(s, NewEntry::new(t.code.clone(), json!({})).priority(0)).await;
+    assert_eq!(pos(d.job_run_identifier.clone()).await, Some(1));
+    assert_eq!(pos(c.job_run_identifier.clone()).await, Some(3));
+    // b stopped: available again, in its place by priority and enqueue time.
+    ok(s.stop_entry(&b.job_run_identifier).await, "stop");
+    assert_eq!(pos(d.job_run_identifier.clone()).await, Some(1));
+    assert_eq!(pos(b.job_run_identifier.clone()).await, Some(2));
+    assert_eq!(pos(c.job_run_identifier.clone()).await, Some(4));
+    err(
+        s.entry_position("conf-unknown").await,
+        ErrorKind::NotFound,
+        "unknown",
+    );
+}
+
+/// Runs newest first, with every filter, and totals.
+pub async fn list_runs_newest_first_with_filters(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let t1 = template(s).await;
+    let t2 = template(s).await;
+    let n1 = online(s, "conf-node-one").await;
+    let n2 = online(s, "conf-node-two").await;
+    // Six runs in sequence: (template, node, how it ends).
+    let plan: [(usize, &NodeRef, Option<bool>); 6] = [
+        (0, &n1, Some(true)),
+        (1, &n1, Some(false)),
+        (0, &n2, Some(false)),
+        (1, &n2, Some(true)),
+        (0, &n1, None),
+        (1, &n2, None),
+    ];
+    let templates = [&t1, &t2];
+    let mut runs = Vec::new();
+    for (ti, node, end) in plan {
+        let t = templates[ti];
+        let e = enqueue_simple(s, t, 0).await;
+        let c = claim_one(s, node, t, &e.job_run_identifier).await;
+        match end {
+            Some(true) => {
+                finalize_won(s, fin(c.run.id, Outcome::succeeded(None))).await;
+            }
+            Some(false) => {
+                finalize_won(s, fin(c.run.id, Outcome::failed(FailureKind::Error, "e"))).await;
+            }
+            None => {}
+        }
+        runs.push(ok(s.get_run(c.run.id).await, "run"));
+    }
+    let newest_first = |idx: &[usize]| idx.iter().rev().map(|&i| runs[i].id).collect::<Vec<_>>();
+    let list = |f: RunFilter| async move {
+        all_runs(s, f)
+            .await
+            .into_iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        list(RunFilter::default()).await,
+        newest_first(&[0, 1, 2, 3, 4, 5])
+    );
+    let all = all_runs(s, RunFilter::default()).await;
+    assert_eq!(
+        all,
+        runs.iter().rev().cloned().collect::<Vec<_>>(),
+        "full rows"
+    );
+
+    let f = |g: fn(&mut RunFilter)| {
+        let mut x = RunFilter::default();
+        g(&mut x);
+        x
+    };
+    assert_eq!(
+        list(f(|x| x.status = Some(RunStatus::Running))).await,
+        newest_first(&[4, 5])
+    );
+    assert_eq!(
+        list(f(|x| x.status = Some(RunStatus::Done))).await,
+        newest_first(&[0, 1, 2, 3])
+    );
+    assert_eq!(
+        list(f(|x| x.result = Some(RunResult::Succeeded))).await,
+        newest_first(&[0, 3])
+    );
+    assert_eq!(
+        list(f(|x| x.result = Some(RunResult::Failed))).await,
+        newest_first(&[1, 2])
+    );
+    let by_template = RunFilter {
+        template: Some(t1.code.clone()),
+        ..Default::default()
+    };
+    assert_eq!(list(by_template).await, newest_first(&[0, 2, 4]));
+    let by_instance = RunFilter {
+        node: Some(n2.instance_id.clone()),
+        ..Default::default()
+    };
+    assert_eq!(list(by_instance).await, newest_first(&[2, 3, 5]));
+    let by_name = RunFilter {
+        node: Some(n1.name.clone()),
+        ..Default::default()
+    };
+    assert_eq!(list(by_name).await, newest_first(&[0, 1, 4]));
+    let by_id = RunFilter {
+        identifier: Some(runs[3].job_run_identifier.clone()),
+        ..Default::default()
+    };
+    assert_eq!(list(by_id).await, newest_first(&[3]));
+    let combined = RunFilter {
+        template: Some(t2.code.clone()),
+        node: Some(n2.instance_id.clone()),
+        result: Some(RunResult::Succeeded),
+        ..Default::default()
+    };
+    assert_eq!(list(combined).await, newest_first(&[3]));
+    let none = RunFilter {
+        identifier: Some("conf-unknown".into()),
+        ..Default::default()
+    };
+    assert!(list(none).await.is_empty());
+
+    // Pages and totals.
+    let p = ok(
+        s.list_runs(RunFilter::default(), page(1, 4)).await,
+        "page 1",
+    );
+    assert_eq!((p.total, p.page, p.limit), (6, 1, 4));
+    assert_eq!(
+        p.items.iter().map(|r| r.id).collect::<Vec<_>>(),
+        newest_first(&[0, 1])
+    );
+    let p = ok(
+        s.list_runs(RunFilter::default(), page(3, 4)).await,
+        "past the end",
+    );
+    assert!(p.items.is_empty());
+    assert_eq!(p.total, 6);
+    let p = ok(
+        s.list_runs(f(|x| x.result = Some(RunResult::Failed)), page(0, 1))
+            .await,
+        "filtered total",
+    );
+    assert_eq!((p.items.len(), p.total), (1, 2));
+}
+
+/// `get_run` of an unknown id is `NotFound`.
+pub async fn get_run_not_found(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    err(
+        s.get_run(987_654_321).await,
+        ErrorKind::NotFound,
+        "unknown run",
+    );
+    err(s.get_run(-1).await, ErrorKind::NotFound, "negative id");
+    let t = template(s).await;
+    let node = online(s, "conf-node").await;
+    let e = enqueue_simple(s, &t, 0).await;
+    let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
+    assert_eq!(ok(s.get_run(c.run.id).await, "get_run"), c.run);
+}
+
+/// `prune_runs` deletes only `DONE` runs that ended before the date, and says how many.
+pub async fn prune_runs_only_old_done(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let t = template(s).await;
+    let node = online(s, "conf-node").await;
+    let start = |max: i32| {
+        let t = &t;
+        let node = &node;
+        async move {
+            let e = enqueue_simple(s, t, max).await;
+            claim_one(s, node, t, &e.job_run_identifier).await
+        }
+    };
+    let running_old = start(0).await;
+    let old_ok = start(0).await;
+    finalize_won(s, fin(old_ok.run.id, Outcome::succeeded(None))).await;
+    let old_failed = start(0).await;
+    finalize_won(
+        s,
+        fin(old_failed.run.id, Outcome::failed(FailureKind::Error, "e")),
+    )
+    .await;
+    let old_end = ok(s.get_run(old_failed.run.id).await, "run")
+        .ended_at
+        .unwrap();
+    wait_past(s, old_end).await;
+    let cutoff = now(s).await;
+    wait_past(s, cutoff).await;
+    let new_ok = start(0).await;
+    finalize_won(s, fin(new_ok.run.id, Outcome::succeeded(None))).await;
+    assert!(ok(s.get_run(new_ok.run.id).await, "run").ended_at.unwrap() > cutoff);
+
+    assert_eq!(ok(s.prune_runs(cutoff).await, "prune"), 2);
+    err(
+        s.get_run(old_ok.run.id).await,
+        ErrorKind::NotFound,
+        "pruned",
+    );
+    err(
+        s.get_run(old_failed.run.id).await,
+        ErrorKind::NotFound,
+        "pruned",
+    );
+    ok(s.get_run(running_old.run.id).await, "running run kept");
+    ok(s.get_run(new_ok.run.id).await, "newer run kept");
+    assert_eq!(ok(s.prune_runs(cutoff).await, "prune again"), 0);
+    assert_eq!(counts(s).await, (1, 2));
+}
+
+/// Heartbeats create and refresh node rows; `list_nodes` is latest heartbeat first.
+pub async fn heartbeat_and_list_nodes(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    assert!(ok(s.list_nodes().await, "list_nodes").is_empty());
+    let a = NodeRef::new("conf-node-a");
+    let b = NodeRef::new("conf-node-b");
+    let before = now(s).await;
+    ok(s.heartbeat(&a).await, "heartbeat a");
+    let after = now(s).await;
+    let nodes = ok(s.list_nodes().await, "list_nodes");
+    assert_eq!(nodes.len(), 1);
+    let first = nodes[0].clone();
+    assert_eq!(first.instance_id, a.instance_id);
+    assert_eq!(first.name, a.name);
+    assert_eq!(first.started_at, first.last_heartbeat_at);
+    assert_between(first.started_at, before, after, "started_at");
+    assert_eq!(first.stopped_at, None);
+
+    wait_past(s, first.last_heartbeat_at).await;
+    ok(s.heartbeat(&b).await, "heartbeat b");
+    let nodes = ok(s.list_nodes().await, "list_nodes");
+    let order: Vec<_> = nodes.iter().map(|n| n.instance_id.clone()).collect();
+    assert_eq!(order, [b.instance_id.clone(), a.instance_id.clone()]);
+
+    wait_past(s, nodes[0].last_heartbeat_at).await;
+    ok(s.heartbeat(&a).await, "heartbeat a again");
+    let nodes = ok(s.list_nodes().await, "list_nodes");
+    let order: Vec<_> = nodes.iter().map(|n| n.instance_id.clone()).collect();
+    assert_eq!(order, [a.instance_id.clone(), b.instance_id.clone()]);
+    assert_eq!(nodes[0].started_at, first.started_at, "started_at kept");
+    assert!(nodes[0].last_heartbeat_at > first.last_heartbeat_at);
+
+    // A restart of the same name is a new instance.
+    let a2 = NodeRef::new("conf-node-a");
+    ok(s.heartbeat(&a2).await, "heartbeat a2");
+    assert_eq!(ok(s.list_nodes().await, "list_nodes").len(), 3);
+}
+
+/// `stats` counts entries by state, runs by result, and templates.
+pub async fn stats_counts(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    assert_eq!(ok(s.stats().await, "stats"), QueueStats::default());
+    let t = template(s).await;
+    let inactive = template(s).await;
+    let patch = bildad_core::TemplatePatch {
+        active: Some(false),
+        ..Default::default()
+    };
+    ok(s.update_template(&inactive.code, patch).await, "deactivate");
+    let node = online(s, "conf-node").await;
+    let later = now(s).await + chrono::Duration::hours(1);
+    for _ in 0..3 {
+        enqueue(s, NewEntry::new(t.code.clone(), json!({})).run_at(later)).await;
+    }
+    let news: Vec<_> = (0..6)
+        .map(|_| NewEntry::new(t.code.clone(), json!({})).max_retries(0))
+        .collect();
+    ok(s.enqueue_many(news).await, "enqueue_many");
+    let c = ok(s.claim(claim_req(&node, &[&t.job_type], 4)).await, "claim");
+    assert_eq!(c.len(), 4);
+    finalize_won(s, fin(c[0].run.id, Outcome::succeeded(None))).await;
+    finalize_won(
+        s,
+        fin(c[1].run.id, Outcome::failed(FailureKind::Error, "e")),
+    )
+    .await;
+    let st = ok(s.stats().await, "stats");
+    assert_eq!(
+        st,
+        QueueStats {
+            available: 2,
+            scheduled: 3,
+            running: 2,
+            succeeded: 1,
+            failed: 1,
+            templates: 2,
+        }
+    );
+}
