@@ -54,11 +54,23 @@ pub(crate) fn table() -> Vec<RouteDef> {
         route(Method::POST, "/jobs/templates", post(create_template)),
         route(Method::GET, "/jobs/templates", get(list_templates)),
         route(Method::GET, "/jobs/templates/{code}", get(get_template)),
-        route(Method::PATCH, "/jobs/templates/{code}", patch(patch_template)),
-        route(Method::DELETE, "/jobs/templates/{code}", delete(delete_template)),
+        route(
+            Method::PATCH,
+            "/jobs/templates/{code}",
+            patch(patch_template),
+        ),
+        route(
+            Method::DELETE,
+            "/jobs/templates/{code}",
+            delete(delete_template),
+        ),
         route(Method::POST, "/jobs/queue", post(enqueue)),
         route(Method::GET, "/jobs/queue", get(list_entries)),
-        route(Method::GET, "/jobs/queue/{job_run_identifier}", get(get_entry)),
+        route(
+            Method::GET,
+            "/jobs/queue/{job_run_identifier}",
+            get(get_entry),
+        ),
         route(
             Method::DELETE,
             "/jobs/queue/{job_run_identifier}",
@@ -112,10 +124,7 @@ async fn create_template(
     Ok((StatusCode::CREATED, Json(TemplateJson::from(t))).into_response())
 }
 
-async fn list_templates(
-    State(s): State<AppState>,
-    q: QueryPairs,
-) -> Result<Response, ApiError> {
+async fn list_templates(State(s): State<AppState>, q: QueryPairs) -> Result<Response, ApiError> {
     let mut v = Vec::new();
     let filter = parse_enum::<TemplateFilter>(&q, "filter", false, &mut v).unwrap_or_default();
     let page = page_request(&q, v)?;
@@ -132,7 +141,9 @@ async fn get_template(
 ) -> Result<Response, ApiError> {
     check_path_text("/code", &code)?;
     let store = s.engine.store().clone();
-    let t = s.call(async move { store.get_template(&code).await }).await?;
+    let t = s
+        .call(async move { store.get_template(&code).await })
+        .await?;
     Ok(Json(TemplateJson::from(t)).into_response())
 }
 
@@ -167,9 +178,7 @@ async fn enqueue(
     JsonBody(body): JsonBody<EnqueueBody>,
 ) -> Result<Response, ApiError> {
     let trigger = body.trigger_engine;
-    let entry = body
-        .into_entry()
-        .map_err(|v| ApiError::invalid(vec![v]))?;
+    let entry = body.into_entry().map_err(|v| ApiError::invalid(vec![v]))?;
     let engine = s.engine.clone();
     let answer = if trigger {
         let (entry, report) = s
