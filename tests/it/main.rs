@@ -1,1 +1,6 @@
-//! Cross-crate and multi-node tests.
+//! Cross-crate and multi-node tests. Every test body takes a fresh store and runs on
+//! each backend (`on_every_store!`).
+
+mod lifecycle;
+mod nodes;
+mod race;

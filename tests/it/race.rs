@@ -1,0 +1,234 @@
+//! Races: completion against kill and expiry, and four engines over one queue.
+
+use bildad_core::{
+    JobContext, JobError, JobRegistry, NewEntry, NewTemplate, NodeConfig, RunResult, RunStatus,
+};
+use bildad_runtime::NodeRuntime;
+use bildad_tests::*;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug)]
+enum Ender {
+    Killer,
+    Expiry,
+}
+
+/// Jobs whose first attempt ends right around their timeout (850–1240 ms for a 1 s
+/// timeout): some complete first, some are ended first, some race. Whatever happens,
+/// every run has exactly one outcome and every entry is either requeued (a Timeout or
+/// Expired first run, then a successful retry) or deleted (a successful first run) —
+/// never both.
+async fn completion_races_with(t: &TestStore, ender: Ender) {
+    let s = &*t.store;
+    let mut tpl = NewTemplate::new("race", "race", "t.slow_first", json!({"type": "object"}));
+    tpl.default_timeout_seconds = 1;
+    tpl.default_max_retries = 1;
+    s.create_template(tpl).await.unwrap();
+    let (a, b) = match ender {
+        Ender::Killer => {
+            let a = start_node(
+                &t.store,
+                NodeConfig {
+                    killer_interval: Duration::from_millis(20),
+                    ..ticking_config("a")
+                },
+            )
+            .await;
+            (a, None)
+        }
+        Ender::Expiry => {
+            // A claims and heartbeats through its engine; its killer is too slow to
+            // matter. B runs no jobs and expires A's runs at timeout_at.
+            let a = start_node(
+                &t.store,
+                NodeConfig {
+                    killer_interval: Duration::from_secs(60),
+                    node_dead_after: Duration::from_secs(600),
+                    expiry_grace: Duration::ZERO,
+                    ..ticking_config("a")
+                },
+            )
+            .await;
+            let b = NodeRuntime::start(
+                t.store.clone(),
+                JobRegistry::new(),
+                NodeConfig {
+                    engine_interval: Some(Duration::from_millis(10)),
+                    node_dead_after: Duration::from_secs(600),
+                    ..fast_config("b")
+                },
+            )
+            .await
+            .unwrap();
+            (a, Some(b))
+        }
+    };
+    let n = 40;
+    let entries = (0..n)
+        .map(|i| NewEntry::new("race", json!({"ms": 850 + i * 10})).identifier(format!("r-{i}")))
+        .collect();
+    s.enqueue_many(entries).await.unwrap();
+    let (mut first_won, mut first_lost) = (0, 0);
+    for i in 0..n {
+        let id = format!("r-{i}");
+        let runs = wait_settled(s, &id, Duration::from_secs(20)).await;
+        assert!(runs.iter().all(|r| r.status == RunStatus::Done));
+        let retries: Vec<_> = runs.iter().map(|r| r.retry).collect();
+        match runs[0].result {
+            Some(RunResult::Succeeded) => {
+                first_won += 1;
+                assert_eq!(retries, vec![0], "{id}: deleted and requeued: {runs:#?}");
+                assert_eq!(runs[0].output, Some(json!({"retry": 0})));
+            }
+            Some(RunResult::Failed) => {
+                first_lost += 1;
+                let want = match ender {
+                    Ender::Killer => "Timeout",
+                    Ender::Expiry => "Expired",
+                };
+                assert_eq!(runs[0].reason.as_deref(), Some(want), "{id}");
+                assert_eq!(runs[0].output, None, "{id}: a lost outcome leaked in");
+                assert_eq!(retries, vec![0, 1], "{id}: {runs:#?}");
+                assert_eq!(runs[1].result, Some(RunResult::Succeeded));
+            }
+            None => unreachable!("settled runs are done"),
+        }
+    }
+    eprintln!("{ender:?}: first attempt succeeded {first_won}, ended {first_lost}");
+    assert!(
+        first_won > 0 && first_lost > 0,
+        "the race window was missed: {first_won} / {first_lost}"
+    );
+    a.shutdown(Duration::from_secs(1)).await;
+    if let Some(b) = b {
+        b.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
+async fn completion_races_with_the_killer(t: TestStore) {
+    completion_races_with(&t, Ender::Killer).await;
+}
+
+async fn completion_races_with_expiry(t: TestStore) {
+    completion_races_with(&t, Ender::Expiry).await;
+}
+
+/// Four nodes run the engine at once over 2,000 entries (every tenth fails once).
+/// Every entry is started exactly once per retry and reaches its final state.
+async fn four_nodes_share_one_queue(t: TestStore) {
+    let s = &*t.store;
+    let mut tpl = NewTemplate::new("count", "count", "t.count", json!({"type": "object"}));
+    tpl.default_max_retries = 2;
+    s.create_template(tpl).await.unwrap();
+    let started: Arc<Mutex<HashMap<(String, i32), u32>>> = Arc::default();
+    let total = 2000usize;
+    let mut entries = Vec::with_capacity(total);
+    for i in 0..total {
+        entries.push(
+            NewEntry::new("count", json!({"fail_once": i.is_multiple_of(10)}))
+                .identifier(format!("c-{i}")),
+        );
+    }
+    for chunk in entries.chunks(500) {
+        s.enqueue_many(chunk.to_vec()).await.unwrap();
+    }
+    let mut nodes = Vec::new();
+    for k in 0..4 {
+        let started = started.clone();
+        let registry = JobRegistry::new().with("t.count", move |ctx: JobContext| {
+            let started = started.clone();
+            async move {
+                *started
+                    .lock()
+                    .unwrap()
+                    .entry((ctx.job_run_identifier.clone(), ctx.retry))
+                    .or_insert(0) += 1;
+                if ctx.retry == 0 && ctx.context["fail_once"] == json!(true) {
+                    return Err(JobError::msg("first try fails"));
+                }
+                Ok(None)
+            }
+        });
+        let config = NodeConfig {
+            batch_size: 50,
+            max_concurrent_jobs: 40,
+            ..fast_config(&format!("n{k}"))
+        };
+        nodes.push(
+            NodeRuntime::start(t.store.clone(), registry, config)
+                .await
+                .unwrap(),
+        );
+    }
+    let drivers: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let engine = n.engine().clone();
+            let store = t.store.clone();
+            tokio::spawn(async move {
+                let mut started = 0;
+                loop {
+                    let r = engine.run_until_idle().await.unwrap();
+                    started += r.start.ok_count;
+                    assert_eq!(r.start.error_count, 0);
+                    let st = store.stats().await.unwrap();
+                    if st.available + st.scheduled + st.running == 0 {
+                        return started;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect();
+    let driven = tokio::time::timeout(Duration::from_secs(120), futures::future::join_all(drivers))
+        .await
+        .expect("the queue drains");
+    let starts: u64 = driven.into_iter().map(|r| r.unwrap()).sum();
+    let want_runs = total + total / 10;
+    assert_eq!(starts as usize, want_runs, "engine start counts add up");
+    let runs = all_runs(s).await;
+    assert_eq!(runs.len(), want_runs);
+    let mut by_entry: HashMap<&str, Vec<_>> = HashMap::new();
+    for r in &runs {
+        assert_eq!(r.status, RunStatus::Done);
+        by_entry.entry(&r.job_run_identifier).or_default().push(r);
+    }
+    assert_eq!(by_entry.len(), total);
+    for (id, mut rs) in by_entry {
+        rs.sort_by_key(|r| r.retry);
+        let i: usize = id.trim_start_matches("c-").parse().unwrap();
+        let want: Vec<i32> = if i.is_multiple_of(10) {
+            vec![0, 1]
+        } else {
+            vec![0]
+        };
+        assert_eq!(rs.iter().map(|r| r.retry).collect::<Vec<_>>(), want, "{id}");
+        assert_eq!(
+            rs.last().unwrap().result,
+            Some(RunResult::Succeeded),
+            "{id}"
+        );
+    }
+    {
+        let started = started.lock().unwrap();
+        assert_eq!(started.len(), want_runs);
+        assert!(started.values().all(|n| *n == 1), "a retry started twice");
+    }
+    let stats = s.stats().await.unwrap();
+    assert_eq!(stats.succeeded as usize, total);
+    assert_eq!(stats.failed as usize, total / 10);
+    let nodes_used: std::collections::HashSet<_> = runs.iter().map(|r| &r.node).collect();
+    eprintln!("runs spread over {} nodes", nodes_used.len());
+    for n in nodes {
+        n.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
+on_every_store!(
+    completion_races_with_the_killer,
+    completion_races_with_expiry,
+    four_nodes_share_one_queue,
+);
