@@ -1,0 +1,938 @@
+//! `PgStore`: the `JobStore` on PostgreSQL, through diesel-async's pure-Rust driver
+//! (tokio-postgres; no libpq) and a deadpool pool.
+//!
+//! Every timestamp is the database's `now()`. The claim is one statement (a
+//! data-modifying CTE with `FOR UPDATE SKIP LOCKED`); finalizes are batched by explicit
+//! run ids with `unnest`, guarded by `status = 'RUNNING'` on the run.
+
+use crate::PoolOptions;
+use crate::rows::{
+    ClaimRow, CountRow, EndedRow, EntryRow, EntryRunRow, IdRow, NodeRow, PositionRow, RequeuedRow,
+    RunRefRow, RunRow, StatsRow, TemplateRow, TextRow, TimeRow, convert, duration_us,
+};
+use crate::shared::{
+    EntryAction, RunEnding, count, db_error, entry_action, entry_not_found, identifier_taken,
+    in_request_order, limit_offset, pool_error, prepare_entries, strip_index, template_exists,
+    template_in_use, template_not_found,
+};
+use async_trait::async_trait;
+use bildad_core::{
+    ClaimRequest, ClaimedRun, EntryFate, EntryStatus, FailureKind, Finalize, FinalizeResult,
+    JobRun, JobStore, JobTemplate, NewEntry, NewTemplate, Node, NodeRef, Outcome, Page,
+    PageRequest, QueueEntry, QueueStats, RemoveResult, RunFilter, RunId, RunRef, SchemaCache,
+    StopResult, StoreError, StoreResult, TemplateFilter, TemplatePatch, Timestamp,
+};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_query;
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz};
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// The embedded migrations, in order: (diesel version, up.sql).
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "20261127000001",
+    include_str!("../../../migrations/postgres/2026-11-27-000001_create_bildad/up.sql"),
+)];
+
+/// Serialises concurrent `migrate()` calls of several nodes (an arbitrary constant).
+const MIGRATION_LOCK: i64 = 0x6269_6c64_6164;
+
+const TEMPLATE_COLS: &str = "id, code, name, job_type, active, display_order, \
+    default_timeout_seconds, default_max_retries, context_schema, inserted_at, updated_at";
+
+const ENTRY_COLS: &str = "e.id, e.job_run_identifier, t.code AS template, e.status, \
+    e.priority, e.timeout_seconds, e.max_retries, e.context, e.run_at, e.attempts, \
+    e.current_run_id, e.inserted_at, e.updated_at";
+
+const RUN_COLS: &str = "id, job_run_identifier, template, job_type, retry, process_name, \
+    node, node_name, status, result, reason, context, output, started_at, timeout_at, \
+    expires_at, ended_at";
+
+/// The claim, one statement: pick (skipping rows other claims hold), insert the runs,
+/// point the entries at them from the runs' RETURNING (a CTE cannot update a row twice).
+/// `{filter}` is one of two constant predicates.
+const CLAIM: &str = "
+WITH picked AS (
+    SELECT e.id, e.job_run_identifier, e.attempts, e.context, e.timeout_seconds,
+           e.max_retries, e.priority, e.inserted_at,
+           t.id AS template_id, t.code, t.job_type, t.updated_at AS template_updated_at
+    FROM bildad_queue e
+    JOIN bildad_templates t ON t.id = e.template_id
+    WHERE e.status = 'AVAILABLE' AND {filter} AND t.job_type = ANY($1)
+    ORDER BY e.priority, e.inserted_at, e.id
+    LIMIT $2
+    FOR UPDATE OF e SKIP LOCKED
+), started AS (
+    INSERT INTO bildad_runs (entry_id, job_run_identifier, template, job_type, retry,
+        process_name, node, node_name, status, context, started_at, timeout_at, expires_at)
+    SELECT p.id, p.job_run_identifier, p.code, p.job_type, p.attempts,
+           $3 || '/' || p.job_run_identifier || '/' || p.attempts, $3, $4, 'RUNNING',
+           p.context, now(),
+           now() + p.timeout_seconds * interval '1 second',
+           now() + p.timeout_seconds * interval '1 second' + $5 * interval '1 microsecond'
+    FROM picked p
+    RETURNING *
+), claimed AS (
+    UPDATE bildad_queue e
+    SET status = 'RUNNING', current_run_id = s.id, attempts = e.attempts + 1,
+        node = s.node, timeout_at = s.timeout_at, expires_at = s.expires_at,
+        updated_at = now()
+    FROM started s
+    WHERE e.id = s.entry_id
+)
+SELECT s.id, s.job_run_identifier, s.template, s.job_type, s.retry, s.process_name,
+       s.node, s.node_name, s.status, s.result, s.reason, s.context, s.output,
+       s.started_at, s.timeout_at, s.expires_at, s.ended_at,
+       p.max_retries, p.template_id, p.template_updated_at
+FROM started s
+JOIN picked p ON p.id = s.entry_id
+ORDER BY p.priority, p.inserted_at, p.id";
+
+/// Ends runs by explicit id, only those still RUNNING, and reads each one's entry when
+/// it still points at the run.
+const END_RUNS: &str = "
+WITH i AS (
+    SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::jsonb[])
+        AS i(id, result, reason, output)
+), ended AS (
+    UPDATE bildad_runs r
+    SET status = 'DONE', result = i.result, reason = i.reason, output = i.output,
+        ended_at = now()
+    FROM i
+    WHERE r.id = i.id AND r.status = 'RUNNING'
+    RETURNING r.id, r.retry, r.node, r.entry_id
+)
+SELECT d.id AS run_id, d.retry, d.node, e.id AS entry_id, e.max_retries
+FROM ended d
+LEFT JOIN bildad_queue e ON e.id = d.entry_id AND e.current_run_id = d.id";
+
+const REQUEUE: &str = "
+UPDATE bildad_queue e
+SET status = 'AVAILABLE', current_run_id = NULL, node = NULL, timeout_at = NULL,
+    expires_at = NULL, run_at = now() + d.delay * interval '1 microsecond',
+    updated_at = now()
+FROM unnest($1::int8[], $2::int8[]) AS d(id, delay)
+WHERE e.id = d.id
+RETURNING e.id, e.run_at";
+
+/// A `JobStore` on PostgreSQL. Cheap to clone: clones share the pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool<AsyncPgConnection>,
+    schemas: std::sync::Arc<SchemaCache>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+/// A transaction's failure: a store error, or a diesel error still to be mapped.
+struct Fail(StoreError);
+
+impl From<DieselError> for Fail {
+    fn from(e: DieselError) -> Self {
+        Fail(db_error(e))
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail(e)
+    }
+}
+
+/// What one finalize did, with the run's node (for `stop_entry`).
+struct Ended {
+    result: FinalizeResult,
+    node: Option<String>,
+}
+
+impl PgStore {
+    /// Connects with the default [`PoolOptions`]. `Unavailable` when the server cannot
+    /// be reached; `Invalid` for a malformed URL. Does not migrate: see [`PgStore::migrate`].
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with(url, PoolOptions::default()).await
+    }
+
+    /// Connects with `options` and checks that one connection can be opened.
+    pub async fn connect_with(url: &str, options: PoolOptions) -> StoreResult<Self> {
+        if url.parse::<tokio_postgres_config::Config>().is_err() {
+            return Err(StoreError::invalid(
+                "/database_url",
+                "is not a valid PostgreSQL connection URL",
+            ));
+        }
+        let mut config = ManagerConfig::default();
+        config.recycling_method = RecyclingMethod::Fast;
+        let manager =
+            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
+        let pool = Pool::builder(manager)
+            .max_size(options.max_size.max(1))
+            .wait_timeout(Some(options.wait_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Database(format!("cannot build the connection pool: {e}")))?;
+        let store = Self {
+            pool,
+            schemas: Default::default(),
+        };
+        drop(store.conn().await?);
+        Ok(store)
+    }
+
+    /// Applies the embedded migrations that this database has not run yet (tracked in
+    /// diesel's `__diesel_schema_migrations`), each in its own transaction. Several nodes
+    /// may call it at once: an advisory lock serialises them.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, Fail, _>(async |c| {
+            sql_query("SELECT pg_advisory_xact_lock($1)")
+                .bind::<BigInt, _>(MIGRATION_LOCK)
+                .execute(c)
+                .await?;
+            c.batch_execute(
+                "CREATE TABLE IF NOT EXISTS __diesel_schema_migrations (
+                    version VARCHAR(50) PRIMARY KEY NOT NULL,
+                    run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+            )
+            .await?;
+            let done: Vec<TextRow> =
+                sql_query("SELECT version AS text FROM __diesel_schema_migrations")
+                    .load(c)
+                    .await?;
+            for (version, up) in MIGRATIONS {
+                if done.iter().any(|d| d.text == *version) {
+                    continue;
+                }
+                c.batch_execute(up).await?;
+                sql_query("INSERT INTO __diesel_schema_migrations (version) VALUES ($1)")
+                    .bind::<Text, _>(*version)
+                    .execute(c)
+                    .await?;
+                tracing::info!(version, "applied migration");
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|f| f.0)
+    }
+
+    /// Closes the pool: later calls fail with `Unavailable`.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
+    async fn conn(&self) -> StoreResult<Object<AsyncPgConnection>> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    async fn templates_by_code(
+        &self,
+        conn: &mut AsyncPgConnection,
+        codes: Vec<String>,
+    ) -> StoreResult<HashMap<String, JobTemplate>> {
+        let rows: Vec<TemplateRow> = sql_query(format!(
+            "SELECT {TEMPLATE_COLS} FROM bildad_templates WHERE code = ANY($1)"
+        ))
+        .bind::<Array<Text>, _>(codes)
+        .load(conn)
+        .await
+        .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let t = JobTemplate::from(r);
+                (t.code.clone(), t)
+            })
+            .collect())
+    }
+
+    /// Reads an entry's id and current run.
+    async fn entry_run(conn: &mut AsyncPgConnection, identifier: &str) -> StoreResult<EntryRunRow> {
+        sql_query("SELECT id, current_run_id FROM bildad_queue WHERE job_run_identifier = $1")
+            .bind::<Text, _>(identifier)
+            .get_result::<EntryRunRow>(conn)
+            .await
+            .map_err(|e| match e {
+                DieselError::NotFound => entry_not_found(identifier),
+                e => db_error(e),
+            })
+    }
+}
+
+/// Parses URLs the way tokio-postgres will, so a malformed URL is `Invalid`, not
+/// `Unavailable`.
+mod tokio_postgres_config {
+    pub(crate) use tokio_postgres::Config;
+}
+
+/// The one conditional step of SPEC §2.4 for a batch of runs, inside a transaction:
+/// at most three statements whatever the batch size.
+async fn finalize_in(c: &mut AsyncPgConnection, reqs: &[Finalize]) -> Result<Vec<Ended>, Fail> {
+    // A run id given twice: the first finalize decides, later ones lose (as if serial).
+    let mut first: HashMap<RunId, usize> = HashMap::new();
+    let (mut ids, mut results, mut reasons, mut outputs) = (vec![], vec![], vec![], vec![]);
+    for (i, r) in reqs.iter().enumerate() {
+        if first.contains_key(&r.run_id) {
+            continue;
+        }
+        first.insert(r.run_id, i);
+        let end = RunEnding::of(&r.outcome);
+        ids.push(r.run_id);
+        results.push(end.result);
+        reasons.push(end.reason);
+        outputs.push(end.output);
+    }
+    let ended: Vec<EndedRow> = sql_query(END_RUNS)
+        .bind::<Array<BigInt>, _>(ids)
+        .bind::<Array<Text>, _>(results)
+        .bind::<Array<Nullable<Text>>, _>(reasons)
+        .bind::<Array<Nullable<Jsonb>>, _>(outputs)
+        .load(c)
+        .await?;
+
+    let mut out: Vec<Ended> = reqs
+        .iter()
+        .map(|r| Ended {
+            result: FinalizeResult {
+                run_id: r.run_id,
+                won: false,
+                entry: EntryFate::Untouched,
+            },
+            node: None,
+        })
+        .collect();
+    let (mut delete, mut requeue, mut delays) = (vec![], vec![], vec![]);
+    let mut requeued_slot: HashMap<i64, usize> = HashMap::new();
+    for row in ended {
+        let slot = first[&row.run_id];
+        out[slot].result.won = true;
+        out[slot].node = Some(row.node);
+        out[slot].result.entry = EntryFate::Deleted;
+        let (Some(entry_id), Some(max_retries)) = (row.entry_id, row.max_retries) else {
+            continue;
+        };
+        match entry_action(&reqs[slot], row.retry, max_retries) {
+            EntryAction::Delete => delete.push(entry_id),
+            EntryAction::Requeue { delay_us } => {
+                requeue.push(entry_id);
+                delays.push(delay_us);
+                requeued_slot.insert(entry_id, slot);
+            }
+        }
+    }
+    if !delete.is_empty() {
+        sql_query("DELETE FROM bildad_queue WHERE id = ANY($1)")
+            .bind::<Array<BigInt>, _>(delete)
+            .execute(c)
+            .await?;
+    }
+    if !requeue.is_empty() {
+        let rows: Vec<RequeuedRow> = sql_query(REQUEUE)
+            .bind::<Array<BigInt>, _>(requeue)
+            .bind::<Array<BigInt>, _>(delays)
+            .load(c)
+            .await?;
+        for r in rows {
+            out[requeued_slot[&r.id]].result.entry = EntryFate::Requeued { run_at: r.run_at };
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl JobStore for PgStore {
+    async fn ping(&self) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        sql_query("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn now(&self) -> StoreResult<Timestamp> {
+        let mut conn = self.conn().await?;
+        let row: TimeRow = sql_query("SELECT now() AS t")
+            .get_result(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok(row.t)
+    }
+
+    async fn create_template(&self, new: NewTemplate) -> StoreResult<JobTemplate> {
+        new.validate()?;
+        let mut conn = self.conn().await?;
+        let row: TemplateRow = sql_query(format!(
+            "INSERT INTO bildad_templates (code, name, job_type, active, display_order,
+                default_timeout_seconds, default_max_retries, context_schema,
+                inserted_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), now())
+             RETURNING {TEMPLATE_COLS}"
+        ))
+        .bind::<Text, _>(&new.code)
+        .bind::<Text, _>(&new.name)
+        .bind::<Text, _>(&new.job_type)
+        .bind::<Bool, _>(new.active)
+        .bind::<Integer, _>(new.display_order)
+        .bind::<Integer, _>(new.default_timeout_seconds)
+        .bind::<Integer, _>(new.default_max_retries)
+        .bind::<Jsonb, _>(&new.context_schema)
+        .get_result(&mut conn)
+        .await
+        .map_err(|e| match e {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                template_exists(&new.code)
+            }
+            e => db_error(e),
+        })?;
+        Ok(row.into())
+    }
+
+    async fn get_template(&self, code: &str) -> StoreResult<JobTemplate> {
+        let mut conn = self.conn().await?;
+        let row: Option<TemplateRow> = sql_query(format!(
+            "SELECT {TEMPLATE_COLS} FROM bildad_templates WHERE code = $1"
+        ))
+        .bind::<Text, _>(code)
+        .get_result(&mut conn)
+        .await
+        .map(Some)
+        .or_else(not_found_is_none)?;
+        row.map(Into::into).ok_or_else(|| template_not_found(code))
+    }
+
+    async fn update_template(&self, code: &str, patch: TemplatePatch) -> StoreResult<JobTemplate> {
+        patch.validate()?;
+        let mut conn = self.conn().await?;
+        // updated_at names the schema version: it must change even within a microsecond.
+        let row: Option<TemplateRow> = sql_query(format!(
+            "UPDATE bildad_templates SET
+                name = COALESCE($2, name),
+                job_type = COALESCE($3, job_type),
+                context_schema = COALESCE($4, context_schema),
+                active = COALESCE($5, active),
+                display_order = COALESCE($6, display_order),
+                default_timeout_seconds = COALESCE($7, default_timeout_seconds),
+                default_max_retries = COALESCE($8, default_max_retries),
+                updated_at = greatest(now(), updated_at + interval '1 microsecond')
+             WHERE code = $1
+             RETURNING {TEMPLATE_COLS}"
+        ))
+        .bind::<Text, _>(code)
+        .bind::<Nullable<Text>, _>(patch.name)
+        .bind::<Nullable<Text>, _>(patch.job_type)
+        .bind::<Nullable<Jsonb>, _>(patch.context_schema)
+        .bind::<Nullable<Bool>, _>(patch.active)
+        .bind::<Nullable<Integer>, _>(patch.display_order)
+        .bind::<Nullable<Integer>, _>(patch.default_timeout_seconds)
+        .bind::<Nullable<Integer>, _>(patch.default_max_retries)
+        .get_result(&mut conn)
+        .await
+        .map(Some)
+        .or_else(not_found_is_none)?;
+        row.map(Into::into).ok_or_else(|| template_not_found(code))
+    }
+
+    async fn delete_template(&self, code: &str) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let n = sql_query("DELETE FROM bildad_templates WHERE code = $1")
+            .bind::<Text, _>(code)
+            .execute(&mut conn)
+            .await
+            .map_err(|e| match e {
+                DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+                    template_in_use(code)
+                }
+                e => db_error(e),
+            })?;
+        if n == 0 {
+            return Err(template_not_found(code));
+        }
+        Ok(())
+    }
+
+    async fn list_templates(
+        &self,
+        filter: TemplateFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<JobTemplate>> {
+        let predicate = match filter {
+            TemplateFilter::Active => "active",
+            TemplateFilter::Inactive => "NOT active",
+            TemplateFilter::All => "TRUE",
+        };
+        let (limit, offset) = limit_offset(page);
+        let mut conn = self.conn().await?;
+        let rows: Vec<TemplateRow> = sql_query(format!(
+            "SELECT {TEMPLATE_COLS} FROM bildad_templates WHERE {predicate}
+             ORDER BY display_order, code LIMIT $1 OFFSET $2"
+        ))
+        .bind::<BigInt, _>(limit)
+        .bind::<BigInt, _>(offset)
+        .load(&mut conn)
+        .await
+        .map_err(db_error)?;
+        let total: CountRow = sql_query(format!(
+            "SELECT count(*) AS n FROM bildad_templates WHERE {predicate}"
+        ))
+        .get_result(&mut conn)
+        .await
+        .map_err(db_error)?;
+        Ok(Page::new(
+            rows.into_iter().map(Into::into).collect(),
+            count(total.n),
+            page,
+        ))
+    }
+
+    async fn enqueue(&self, new: NewEntry) -> StoreResult<QueueEntry> {
+        let mut out = self.enqueue_many(vec![new]).await.map_err(strip_index)?;
+        Ok(out.remove(0))
+    }
+
+    async fn enqueue_many(&self, new: Vec<NewEntry>) -> StoreResult<Vec<QueueEntry>> {
+        if new.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let mut codes: Vec<String> = new.iter().map(|n| n.template.clone()).collect();
+        codes.sort();
+        codes.dedup();
+        let templates = self.templates_by_code(&mut conn, codes).await?;
+        let prepared = prepare_entries(&self.schemas, &templates, new)?;
+        let identifiers: Vec<String> = prepared.iter().map(|p| p.identifier.clone()).collect();
+
+        // An identifier with history is taken too (SPEC §2.1; see MemoryStore).
+        let taken: Vec<TextRow> = sql_query(
+            "SELECT job_run_identifier AS text FROM bildad_queue
+                WHERE job_run_identifier = ANY($1)
+             UNION
+             SELECT job_run_identifier FROM bildad_runs WHERE job_run_identifier = ANY($1)",
+        )
+        .bind::<Array<Text>, _>(&identifiers)
+        .load(&mut conn)
+        .await
+        .map_err(db_error)?;
+        if let Some(first) = identifiers
+            .iter()
+            .find(|i| taken.iter().any(|t| &t.text == *i))
+        {
+            return Err(identifier_taken(first));
+        }
+
+        let mut template_ids = Vec::with_capacity(prepared.len());
+        let mut priorities = Vec::with_capacity(prepared.len());
+        let mut timeouts = Vec::with_capacity(prepared.len());
+        let mut retries = Vec::with_capacity(prepared.len());
+        let mut contexts = Vec::with_capacity(prepared.len());
+        let mut run_ats = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            template_ids.push(p.template_id);
+            priorities.push(p.priority);
+            timeouts.push(p.timeout_seconds);
+            retries.push(p.max_retries);
+            contexts.push(p.context);
+            run_ats.push(p.run_at);
+        }
+        // One multi-row INSERT: all or nothing.
+        let rows: Vec<EntryRow> = sql_query(format!(
+            "WITH ins AS (
+                INSERT INTO bildad_queue (job_run_identifier, template_id, priority,
+                    timeout_seconds, max_retries, context, run_at, inserted_at, updated_at)
+                SELECT i.identifier, i.template_id, i.priority, i.timeout_seconds,
+                       i.max_retries, i.context, COALESCE(i.run_at, now()), now(), now()
+                FROM unnest($1::text[], $2::int8[], $3::int4[], $4::int4[], $5::int4[],
+                            $6::jsonb[], $7::timestamptz[]) WITH ORDINALITY
+                    AS i(identifier, template_id, priority, timeout_seconds, max_retries,
+                         context, run_at, ord)
+                ORDER BY i.ord
+                RETURNING *
+             )
+             SELECT {ENTRY_COLS} FROM ins e JOIN bildad_templates t ON t.id = e.template_id"
+        ))
+        .bind::<Array<Text>, _>(&identifiers)
+        .bind::<Array<BigInt>, _>(template_ids)
+        .bind::<Array<Integer>, _>(priorities)
+        .bind::<Array<Integer>, _>(timeouts)
+        .bind::<Array<Integer>, _>(retries)
+        .bind::<Array<Jsonb>, _>(contexts)
+        .bind::<Array<Nullable<Timestamptz>>, _>(run_ats)
+        .load(&mut conn)
+        .await
+        .map_err(|e| match e {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                StoreError::Conflict("a job_run_identifier of this request is already used".into())
+            }
+            e => db_error(e),
+        })?;
+        in_request_order(&identifiers, rows)
+    }
+
+    async fn get_entry(&self, identifier: &str) -> StoreResult<QueueEntry> {
+        let mut conn = self.conn().await?;
+        let row: Option<EntryRow> = sql_query(format!(
+            "SELECT {ENTRY_COLS} FROM bildad_queue e
+             JOIN bildad_templates t ON t.id = e.template_id
+             WHERE e.job_run_identifier = $1"
+        ))
+        .bind::<Text, _>(identifier)
+        .get_result(&mut conn)
+        .await
+        .map(Some)
+        .or_else(not_found_is_none)?;
+        row.ok_or_else(|| entry_not_found(identifier))?.try_into()
+    }
+
+    async fn entry_position(&self, identifier: &str) -> StoreResult<Option<u64>> {
+        let mut conn = self.conn().await?;
+        let row: Option<PositionRow> = sql_query(
+            "SELECT e.status,
+                    (SELECT count(*) FROM bildad_queue o
+                     WHERE o.status = 'AVAILABLE'
+                       AND (o.priority, o.inserted_at, o.id) < (e.priority, e.inserted_at, e.id)
+                    ) AS ahead
+             FROM bildad_queue e WHERE e.job_run_identifier = $1",
+        )
+        .bind::<Text, _>(identifier)
+        .get_result(&mut conn)
+        .await
+        .map(Some)
+        .or_else(not_found_is_none)?;
+        let row = row.ok_or_else(|| entry_not_found(identifier))?;
+        Ok((row.status == EntryStatus::Available.as_str()).then(|| count(row.ahead) + 1))
+    }
+
+    async fn list_entries(
+        &self,
+        status: Option<EntryStatus>,
+        page: PageRequest,
+    ) -> StoreResult<Page<QueueEntry>> {
+        let (limit, offset) = limit_offset(page);
+        let status = status.map(|s| s.as_str());
+        let mut conn = self.conn().await?;
+        let rows: Vec<EntryRow> = sql_query(format!(
+            "SELECT {ENTRY_COLS} FROM bildad_queue e
+             JOIN bildad_templates t ON t.id = e.template_id
+             WHERE ($1::text IS NULL OR e.status = $1)
+             ORDER BY e.priority, e.inserted_at, e.id LIMIT $2 OFFSET $3"
+        ))
+        .bind::<Nullable<Text>, _>(status)
+        .bind::<BigInt, _>(limit)
+        .bind::<BigInt, _>(offset)
+        .load(&mut conn)
+        .await
+        .map_err(db_error)?;
+        let total: CountRow = sql_query(
+            "SELECT count(*) AS n FROM bildad_queue WHERE ($1::text IS NULL OR status = $1)",
+        )
+        .bind::<Nullable<Text>, _>(status)
+        .get_result(&mut conn)
+        .await
+        .map_err(db_error)?;
+        Ok(Page::new(convert(rows)?, count(total.n), page))
+    }
+
+    async fn remove_entry(&self, identifier: &str) -> StoreResult<RemoveResult> {
+        let mut conn = self.conn().await?;
+        // Optimistic: read the entry, then act only if it is still in that state (a run
+        // is locked before its entry, as in every finalize, so no deadlock).
+        for _ in 0..16 {
+            let entry = Self::entry_run(&mut conn, identifier).await?;
+            let done = conn
+                .transaction::<_, Fail, _>(async |c| match entry.current_run_id {
+                    Some(run_id) => {
+                        let ended = finalize_in(
+                            c,
+                            &[Finalize {
+                                run_id,
+                                outcome: Outcome::standard(FailureKind::Removed),
+                                backoff: bildad_core::Backoff::immediate(),
+                            }],
+                        )
+                        .await?;
+                        // The Removed disposition deleted the entry with its run.
+                        Ok(ended[0].result.won.then_some(RemoveResult {
+                            stopped_run: Some(run_id),
+                        }))
+                    }
+                    None => {
+                        let n = sql_query(
+                            "DELETE FROM bildad_queue WHERE id = $1 AND current_run_id IS NULL",
+                        )
+                        .bind::<BigInt, _>(entry.id)
+                        .execute(c)
+                        .await?;
+                        Ok((n == 1).then_some(RemoveResult { stopped_run: None }))
+                    }
+                })
+                .await
+                .map_err(|f| f.0)?;
+            if let Some(done) = done {
+                return Ok(done);
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "queue entry {identifier:?} keeps changing; try again"
+        )))
+    }
+
+    async fn stop_entry(&self, identifier: &str) -> StoreResult<StopResult> {
+        let mut conn = self.conn().await?;
+        for _ in 0..16 {
+            let entry = Self::entry_run(&mut conn, identifier).await?;
+            let Some(run_id) = entry.current_run_id else {
+                return Err(StoreError::Conflict(format!(
+                    "queue entry {identifier:?} is not running"
+                )));
+            };
+            let reqs = [Finalize {
+                run_id,
+                outcome: Outcome::standard(FailureKind::Stopped),
+                backoff: bildad_core::Backoff::immediate(),
+            }];
+            let ended = conn
+                .transaction::<_, Fail, _>(async |c| finalize_in(c, &reqs).await)
+                .await
+                .map_err(|f| f.0)?;
+            if let Some(node) = ended.into_iter().next().and_then(|e| e.node) {
+                return Ok(StopResult { run_id, node });
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "queue entry {identifier:?} keeps changing; try again"
+        )))
+    }
+
+    async fn claim(&self, req: ClaimRequest) -> StoreResult<Vec<ClaimedRun>> {
+        if req.limit == 0 || req.job_types.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let filter = if req.only_identifier.is_some() {
+            "e.job_run_identifier = $6"
+        } else {
+            "e.run_at <= now()"
+        };
+        let sql = CLAIM.replace("{filter}", filter);
+        let query = sql_query(sql)
+            .bind::<Array<Text>, _>(&req.job_types)
+            .bind::<BigInt, _>(i64::from(req.limit))
+            .bind::<Text, _>(&req.node.instance_id)
+            .bind::<Text, _>(&req.node.name)
+            .bind::<BigInt, _>(duration_us(req.expiry_grace));
+        let rows: Vec<ClaimRow> = match &req.only_identifier {
+            Some(id) => query.bind::<Text, _>(id).load(&mut conn).await,
+            None => query.load(&mut conn).await,
+        }
+        .map_err(db_error)?;
+        convert(rows)
+    }
+
+    async fn finalize(&self, req: Finalize) -> StoreResult<FinalizeResult> {
+        let mut out = self.finalize_many(vec![req]).await?;
+        Ok(out.remove(0))
+    }
+
+    async fn finalize_many(&self, reqs: Vec<Finalize>) -> StoreResult<Vec<FinalizeResult>> {
+        if reqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let ended = conn
+            .transaction::<_, Fail, _>(async |c| finalize_in(c, &reqs).await)
+            .await
+            .map_err(|f| f.0)?;
+        Ok(ended.into_iter().map(|e| e.result).collect())
+    }
+
+    async fn runs_to_kill(&self, node: &str) -> StoreResult<Vec<RunRef>> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<RunRefRow> = sql_query(
+            "SELECT current_run_id AS run_id, job_run_identifier, attempts - 1 AS retry, node
+             FROM bildad_queue
+             WHERE status = 'RUNNING' AND node = $1 AND timeout_at < now()
+             ORDER BY current_run_id",
+        )
+        .bind::<Text, _>(node)
+        .load(&mut conn)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn runs_to_expire(&self, node_dead_after: Duration) -> StoreResult<Vec<RunRef>> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<RunRefRow> = sql_query(
+            "SELECT current_run_id AS run_id, job_run_identifier, attempts - 1 AS retry, node
+             FROM bildad_queue
+             WHERE status = 'RUNNING' AND expires_at < now()
+             UNION
+             SELECT e.current_run_id, e.job_run_identifier, e.attempts - 1, e.node
+             FROM bildad_nodes n
+             JOIN bildad_queue e ON e.node = n.instance_id AND e.status = 'RUNNING'
+             WHERE n.stopped_at IS NOT NULL
+                OR n.last_heartbeat_at < now() - $1 * interval '1 microsecond'
+             ORDER BY run_id",
+        )
+        .bind::<BigInt, _>(duration_us(node_dead_after))
+        .load(&mut conn)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn runs_finalized(&self, runs: &[RunId]) -> StoreResult<Vec<RunId>> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let rows: Vec<IdRow> = sql_query(
+            "SELECT i.id FROM unnest($1::int8[]) WITH ORDINALITY AS i(id, ord)
+             WHERE NOT EXISTS (
+                SELECT 1 FROM bildad_runs r WHERE r.id = i.id AND r.status = 'RUNNING')
+             ORDER BY i.ord",
+        )
+        .bind::<Array<BigInt>, _>(runs)
+        .load(&mut conn)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    async fn get_run(&self, id: RunId) -> StoreResult<JobRun> {
+        let mut conn = self.conn().await?;
+        let row: Option<RunRow> =
+            sql_query(format!("SELECT {RUN_COLS} FROM bildad_runs WHERE id = $1"))
+                .bind::<BigInt, _>(id)
+                .get_result(&mut conn)
+                .await
+                .map(Some)
+                .or_else(not_found_is_none)?;
+        row.ok_or_else(|| StoreError::NotFound(format!("run {id}")))?
+            .try_into()
+    }
+
+    async fn list_runs(&self, filter: RunFilter, page: PageRequest) -> StoreResult<Page<JobRun>> {
+        const WHERE: &str = "($1::text IS NULL OR job_run_identifier = $1)
+            AND ($2::text IS NULL OR status = $2)
+            AND ($3::text IS NULL OR result = $3)
+            AND ($4::text IS NULL OR template = $4)
+            AND ($5::text IS NULL OR node = $5 OR node_name = $5)";
+        let (limit, offset) = limit_offset(page);
+        let status = filter.status.map(|s| s.as_str());
+        let result = filter.result.map(|s| s.as_str());
+        let mut conn = self.conn().await?;
+        let rows: Vec<RunRow> = sql_query(format!(
+            "SELECT {RUN_COLS} FROM bildad_runs WHERE {WHERE}
+             ORDER BY started_at DESC, id DESC LIMIT $6 OFFSET $7"
+        ))
+        .bind::<Nullable<Text>, _>(&filter.identifier)
+        .bind::<Nullable<Text>, _>(status)
+        .bind::<Nullable<Text>, _>(result)
+        .bind::<Nullable<Text>, _>(&filter.template)
+        .bind::<Nullable<Text>, _>(&filter.node)
+        .bind::<BigInt, _>(limit)
+        .bind::<BigInt, _>(offset)
+        .load(&mut conn)
+        .await
+        .map_err(db_error)?;
+        let total: CountRow = sql_query(format!(
+            "SELECT count(*) AS n FROM bildad_runs WHERE {WHERE}"
+        ))
+        .bind::<Nullable<Text>, _>(&filter.identifier)
+        .bind::<Nullable<Text>, _>(status)
+        .bind::<Nullable<Text>, _>(result)
+        .bind::<Nullable<Text>, _>(&filter.template)
+        .bind::<Nullable<Text>, _>(&filter.node)
+        .get_result(&mut conn)
+        .await
+        .map_err(db_error)?;
+        Ok(Page::new(convert(rows)?, count(total.n), page))
+    }
+
+    async fn prune_runs(&self, older_than: Timestamp) -> StoreResult<u64> {
+        let mut conn = self.conn().await?;
+        let n = sql_query("DELETE FROM bildad_runs WHERE status = 'DONE' AND ended_at < $1")
+            .bind::<Timestamptz, _>(older_than)
+            .execute(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok(n as u64)
+    }
+
+    async fn heartbeat(&self, node: &NodeRef) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        sql_query(
+            "INSERT INTO bildad_nodes (instance_id, name, started_at, last_heartbeat_at)
+             VALUES ($1, $2, now(), now())
+             ON CONFLICT (instance_id) DO UPDATE SET last_heartbeat_at = now()",
+        )
+        .bind::<Text, _>(&node.instance_id)
+        .bind::<Text, _>(&node.name)
+        .execute(&mut conn)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn node_stopped(&self, instance_id: &str) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        sql_query("UPDATE bildad_nodes SET stopped_at = now() WHERE instance_id = $1")
+            .bind::<Text, _>(instance_id)
+            .execute(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn list_nodes(&self) -> StoreResult<Vec<Node>> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<NodeRow> = sql_query(
+            "SELECT instance_id, name, started_at, last_heartbeat_at, stopped_at
+             FROM bildad_nodes ORDER BY last_heartbeat_at DESC",
+        )
+        .load(&mut conn)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn stats(&self) -> StoreResult<QueueStats> {
+        let mut conn = self.conn().await?;
+        let row: StatsRow = sql_query(
+            "SELECT
+                (SELECT count(*) FROM bildad_queue
+                 WHERE status = 'AVAILABLE' AND run_at <= now()) AS available,
+                (SELECT count(*) FROM bildad_queue
+                 WHERE status = 'AVAILABLE' AND run_at > now()) AS scheduled,
+                (SELECT count(*) FROM bildad_queue WHERE status = 'RUNNING') AS running,
+                (SELECT count(*) FROM bildad_runs WHERE result = 'SUCCEEDED') AS succeeded,
+                (SELECT count(*) FROM bildad_runs WHERE result = 'FAILED') AS failed,
+                (SELECT count(*) FROM bildad_templates) AS templates",
+        )
+        .get_result(&mut conn)
+        .await
+        .map_err(db_error)?;
+        Ok(row.into())
+    }
+}
+
+/// `Ok(None)` for a missing row, the mapped error otherwise.
+fn not_found_is_none<T>(e: DieselError) -> StoreResult<Option<T>> {
+    match e {
+        DieselError::NotFound => Ok(None),
+        e => Err(db_error(e)),
+    }
+}

@@ -1,0 +1,436 @@
+//! Row shapes shared by both backends, and their conversion into the domain model.
+//!
+//! Two SQL types differ between the backends: timestamps (`timestamptz` in PostgreSQL,
+//! integer microseconds in SQLite) and JSON (`jsonb`, text). `DbTime` and `DbJson` name
+//! them once, so one set of row structs reads both.
+
+use bildad_core::{
+    EntryStatus, JobRun, JobTemplate, Node, QueueEntry, RunResult, RunStatus, StoreError, Timestamp,
+};
+use diesel::QueryableByName;
+use diesel::deserialize::{self, FromSql};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
+use serde_json::Value;
+
+/// A point in time: `timestamptz` in PostgreSQL, microseconds since the epoch in SQLite.
+#[derive(
+    Debug, Clone, Copy, Default, diesel::sql_types::SqlType, diesel::query_builder::QueryId,
+)]
+#[cfg_attr(
+    feature = "postgres",
+    diesel(postgres_type(oid = 1184, array_oid = 1185))
+)]
+#[cfg_attr(feature = "sqlite", diesel(sqlite_type(name = "Long")))]
+pub(crate) struct DbTime;
+
+/// A JSON document: `jsonb` in PostgreSQL, text in SQLite.
+#[derive(
+    Debug, Clone, Copy, Default, diesel::sql_types::SqlType, diesel::query_builder::QueryId,
+)]
+#[cfg_attr(
+    feature = "postgres",
+    diesel(postgres_type(oid = 3802, array_oid = 3807))
+)]
+#[cfg_attr(feature = "sqlite", diesel(sqlite_type(name = "Text")))]
+pub(crate) struct DbJson;
+
+#[cfg(feature = "postgres")]
+mod pg_impls {
+    use super::*;
+    use diesel::pg::{Pg, PgValue};
+    use diesel::sql_types::{Jsonb, Timestamptz};
+
+    impl FromSql<DbTime, Pg> for Timestamp {
+        fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+            <Timestamp as FromSql<Timestamptz, Pg>>::from_sql(bytes)
+        }
+    }
+
+    impl FromSql<DbJson, Pg> for Value {
+        fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+            <Value as FromSql<Jsonb, Pg>>::from_sql(bytes)
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite_impls {
+    use super::*;
+    use diesel::sqlite::{Sqlite, SqliteValue};
+
+    impl FromSql<DbTime, Sqlite> for Timestamp {
+        fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+            let us = <i64 as FromSql<BigInt, Sqlite>>::from_sql(value)?;
+            chrono::DateTime::from_timestamp_micros(us)
+                .ok_or_else(|| format!("timestamp {us} µs is out of range").into())
+        }
+    }
+
+    impl FromSql<DbJson, Sqlite> for Value {
+        fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+            let text = <String as FromSql<Text, Sqlite>>::from_sql(value)?;
+            Ok(serde_json::from_str(&text)?)
+        }
+    }
+}
+
+/// Microseconds since the epoch, as SQLite stores timestamps.
+#[cfg(feature = "sqlite")]
+pub(crate) fn micros(t: Timestamp) -> i64 {
+    t.timestamp_micros()
+}
+
+/// A duration in whole microseconds, saturating.
+pub(crate) fn duration_us(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn parse<T: std::str::FromStr>(s: &str) -> Result<T, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse()
+        .map_err(|e: T::Err| StoreError::Database(format!("unexpected value in the database: {e}")))
+}
+
+#[derive(QueryableByName)]
+pub(crate) struct TemplateRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    code: String,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    job_type: String,
+    #[diesel(sql_type = Bool)]
+    active: bool,
+    #[diesel(sql_type = Integer)]
+    display_order: i32,
+    #[diesel(sql_type = Integer)]
+    default_timeout_seconds: i32,
+    #[diesel(sql_type = Integer)]
+    default_max_retries: i32,
+    #[diesel(sql_type = DbJson)]
+    context_schema: Value,
+    #[diesel(sql_type = DbTime)]
+    inserted_at: Timestamp,
+    #[diesel(sql_type = DbTime)]
+    updated_at: Timestamp,
+}
+
+impl From<TemplateRow> for JobTemplate {
+    fn from(r: TemplateRow) -> Self {
+        JobTemplate {
+            id: r.id,
+            code: r.code,
+            name: r.name,
+            job_type: r.job_type,
+            active: r.active,
+            display_order: r.display_order,
+            default_timeout_seconds: r.default_timeout_seconds,
+            default_max_retries: r.default_max_retries,
+            context_schema: r.context_schema,
+            inserted_at: r.inserted_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+pub(crate) struct EntryRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    pub(crate) job_run_identifier: String,
+    #[diesel(sql_type = Text)]
+    template: String,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Integer)]
+    priority: i32,
+    #[diesel(sql_type = Integer)]
+    timeout_seconds: i32,
+    #[diesel(sql_type = Integer)]
+    max_retries: i32,
+    #[diesel(sql_type = DbJson)]
+    context: Value,
+    #[diesel(sql_type = DbTime)]
+    run_at: Timestamp,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    current_run_id: Option<i64>,
+    #[diesel(sql_type = DbTime)]
+    inserted_at: Timestamp,
+    #[diesel(sql_type = DbTime)]
+    updated_at: Timestamp,
+}
+
+impl TryFrom<EntryRow> for QueueEntry {
+    type Error = StoreError;
+    fn try_from(r: EntryRow) -> Result<Self, StoreError> {
+        Ok(QueueEntry {
+            id: r.id,
+            job_run_identifier: r.job_run_identifier,
+            template: r.template,
+            status: parse::<EntryStatus>(&r.status)?,
+            priority: r.priority,
+            timeout_seconds: r.timeout_seconds,
+            max_retries: r.max_retries,
+            context: r.context,
+            run_at: r.run_at,
+            attempts: r.attempts,
+            current_run_id: r.current_run_id,
+            inserted_at: r.inserted_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(QueryableByName)]
+pub(crate) struct RunRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    job_run_identifier: String,
+    #[diesel(sql_type = Text)]
+    template: String,
+    #[diesel(sql_type = Text)]
+    job_type: String,
+    #[diesel(sql_type = Integer)]
+    retry: i32,
+    #[diesel(sql_type = Text)]
+    process_name: String,
+    #[diesel(sql_type = Text)]
+    node: String,
+    #[diesel(sql_type = Text)]
+    node_name: String,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    result: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    reason: Option<String>,
+    #[diesel(sql_type = DbJson)]
+    context: Value,
+    #[diesel(sql_type = Nullable<DbJson>)]
+    output: Option<Value>,
+    #[diesel(sql_type = DbTime)]
+    started_at: Timestamp,
+    #[diesel(sql_type = DbTime)]
+    timeout_at: Timestamp,
+    #[diesel(sql_type = DbTime)]
+    expires_at: Timestamp,
+    #[diesel(sql_type = Nullable<DbTime>)]
+    ended_at: Option<Timestamp>,
+}
+
+impl TryFrom<RunRow> for JobRun {
+    type Error = StoreError;
+    fn try_from(r: RunRow) -> Result<Self, StoreError> {
+        Ok(JobRun {
+            id: r.id,
+            job_run_identifier: r.job_run_identifier,
+            template: r.template,
+            job_type: r.job_type,
+            retry: r.retry,
+            process_name: r.process_name,
+            node: r.node,
+            node_name: r.node_name,
+            status: parse::<RunStatus>(&r.status)?,
+            result: r.result.as_deref().map(parse::<RunResult>).transpose()?,
+            reason: r.reason,
+            context: r.context,
+            output: r.output,
+            started_at: r.started_at,
+            timeout_at: r.timeout_at,
+            expires_at: r.expires_at,
+            ended_at: r.ended_at,
+        })
+    }
+}
+
+/// A run just created by a claim, with what the runtime needs to start it.
+#[derive(QueryableByName)]
+pub(crate) struct ClaimRow {
+    #[diesel(embed)]
+    pub(crate) run: RunRow,
+    #[diesel(sql_type = Integer)]
+    pub(crate) max_retries: i32,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) template_id: i64,
+    #[diesel(sql_type = DbTime)]
+    pub(crate) template_updated_at: Timestamp,
+}
+
+impl TryFrom<ClaimRow> for bildad_core::ClaimedRun {
+    type Error = StoreError;
+    fn try_from(r: ClaimRow) -> Result<Self, StoreError> {
+        Ok(bildad_core::ClaimedRun {
+            run: r.run.try_into()?,
+            max_retries: r.max_retries,
+            template_id: r.template_id,
+            template_updated_at: r.template_updated_at,
+        })
+    }
+}
+
+#[derive(QueryableByName)]
+pub(crate) struct NodeRow {
+    #[diesel(sql_type = Text)]
+    instance_id: String,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = DbTime)]
+    started_at: Timestamp,
+    #[diesel(sql_type = DbTime)]
+    last_heartbeat_at: Timestamp,
+    #[diesel(sql_type = Nullable<DbTime>)]
+    stopped_at: Option<Timestamp>,
+}
+
+impl From<NodeRow> for Node {
+    fn from(r: NodeRow) -> Self {
+        Node {
+            instance_id: r.instance_id,
+            name: r.name,
+            started_at: r.started_at,
+            last_heartbeat_at: r.last_heartbeat_at,
+            stopped_at: r.stopped_at,
+        }
+    }
+}
+
+/// A running run as the killer and the engine see it, read from the entries table.
+#[derive(QueryableByName)]
+pub(crate) struct RunRefRow {
+    #[diesel(sql_type = BigInt)]
+    run_id: i64,
+    #[diesel(sql_type = Text)]
+    job_run_identifier: String,
+    #[diesel(sql_type = Integer)]
+    retry: i32,
+    #[diesel(sql_type = Text)]
+    node: String,
+}
+
+impl From<RunRefRow> for bildad_core::RunRef {
+    fn from(r: RunRefRow) -> Self {
+        bildad_core::RunRef {
+            run_id: r.run_id,
+            job_run_identifier: r.job_run_identifier,
+            retry: r.retry,
+            node: r.node,
+        }
+    }
+}
+
+/// What a finalize found: the run it ended, and its entry when the entry still points
+/// at that run.
+#[derive(QueryableByName)]
+pub(crate) struct EndedRow {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) run_id: i64,
+    #[diesel(sql_type = Integer)]
+    pub(crate) retry: i32,
+    #[diesel(sql_type = Text)]
+    pub(crate) node: String,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub(crate) entry_id: Option<i64>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    pub(crate) max_retries: Option<i32>,
+}
+
+/// An entry's id and the run it points at.
+#[derive(QueryableByName)]
+pub(crate) struct EntryRunRow {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) id: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub(crate) current_run_id: Option<i64>,
+}
+
+/// A requeued entry and its new `run_at`.
+#[derive(QueryableByName)]
+pub(crate) struct RequeuedRow {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) id: i64,
+    #[diesel(sql_type = DbTime)]
+    pub(crate) run_at: Timestamp,
+}
+
+/// Any single count.
+#[derive(QueryableByName)]
+pub(crate) struct CountRow {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) n: i64,
+}
+
+/// A single id.
+#[derive(QueryableByName)]
+pub(crate) struct IdRow {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) id: i64,
+}
+
+/// A single text.
+#[derive(QueryableByName)]
+pub(crate) struct TextRow {
+    #[diesel(sql_type = Text)]
+    pub(crate) text: String,
+}
+
+/// A single timestamp.
+#[derive(QueryableByName)]
+pub(crate) struct TimeRow {
+    #[diesel(sql_type = DbTime)]
+    pub(crate) t: Timestamp,
+}
+
+/// An entry's status and the number of available entries ahead of it.
+#[derive(QueryableByName)]
+pub(crate) struct PositionRow {
+    #[diesel(sql_type = Text)]
+    pub(crate) status: String,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) ahead: i64,
+}
+
+#[derive(QueryableByName)]
+pub(crate) struct StatsRow {
+    #[diesel(sql_type = BigInt)]
+    available: i64,
+    #[diesel(sql_type = BigInt)]
+    scheduled: i64,
+    #[diesel(sql_type = BigInt)]
+    running: i64,
+    #[diesel(sql_type = BigInt)]
+    succeeded: i64,
+    #[diesel(sql_type = BigInt)]
+    failed: i64,
+    #[diesel(sql_type = BigInt)]
+    templates: i64,
+}
+
+impl From<StatsRow> for bildad_core::QueueStats {
+    fn from(r: StatsRow) -> Self {
+        let u = |x: i64| u64::try_from(x).unwrap_or(0);
+        bildad_core::QueueStats {
+            available: u(r.available),
+            scheduled: u(r.scheduled),
+            running: u(r.running),
+            succeeded: u(r.succeeded),
+            failed: u(r.failed),
+            templates: u(r.templates),
+        }
+    }
+}
+
+/// Converts a list of rows, failing on the first bad one.
+pub(crate) fn convert<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}
