@@ -30,8 +30,20 @@ pub fn memory() -> TestStore {
     }
 }
 
+/// A fresh, migrated PostgreSQL database (dropped with the returned value), or `None`
+/// when the server cannot be reached (see `bildad_store_diesel::testing::TestPg`).
+pub async fn postgres() -> Option<TestStore> {
+    let pg = bildad_store_diesel::testing::TestPg::fresh().await?;
+    Some(TestStore {
+        store: pg.store(),
+        backend: "postgres",
+        _keep: Some(Box::new(pg)),
+    })
+}
+
 /// Generates one `#[tokio::test]` per backend for an `async fn(TestStore)` body:
-/// `on_every_store!(body_fn);` makes the module `body_fn` with a test `memory`.
+/// `on_every_store!(body_fn);` makes the module `body_fn` with tests `memory` and
+/// `postgres` (skipped with a notice when PostgreSQL is unreachable).
 #[macro_export]
 macro_rules! on_every_store {
     ($($body:ident),+ $(,)?) => {
@@ -40,6 +52,13 @@ macro_rules! on_every_store {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn memory() {
                     super::$body($crate::memory()).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    if let Some(t) = $crate::postgres().await {
+                        super::$body(t).await;
+                    }
                 }
             }
         )+

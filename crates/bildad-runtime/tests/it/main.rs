@@ -92,7 +92,8 @@ async fn every_start_is_a_new_instance_and_runs_record_it() {
 #[tokio::test]
 async fn the_job_sees_its_context() {
     let store = store_with("ctx", "ctx", 60, 4).await;
-    let seen: Arc<Mutex<Option<(Value, String, i32, i32, String)>>> = Arc::default();
+    type Seen = Option<(Value, String, i32, i32, String)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let s2 = seen.clone();
     let reg = JobRegistry::new().with("ctx", move |c: JobContext| {
         let s2 = s2.clone();
