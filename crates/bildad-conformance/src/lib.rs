@@ -126,6 +126,7 @@ macro_rules! for_each_case {
             enqueue_identifier_with_history_conflicts,
             enqueue_same_identifier_concurrently,
             enqueue_many_all_or_nothing,
+            enqueue_validates_against_current_schema,
             // claim
             claim_records_the_run,
             claim_order_priority_then_enqueue_time,
@@ -134,6 +135,7 @@ macro_rules! for_each_case {
             claim_respects_limit,
             claim_only_identifier,
             claim_concurrent_claimers_take_each_entry_once,
+            claim_finalize_churn_concurrently,
             // finalize
             finalize_success_deletes_entry,
             finalize_failure_requeues_with_backoff,

@@ -392,3 +392,110 @@ pub async fn claim_concurrent_claimers_take_each_entry_once(store: Arc<dyn JobSt
     let st = ok(store.stats().await, "stats");
     assert_eq!((st.available, st.running), (0, ENTRIES as u64));
 }
+
+/// Eight workers claim and finalize 400 entries at once, each entry failing a set number
+/// of times: every entry ends exactly as the retry rule says, with runs of retry
+/// `0..n` and no pair `(identifier, retry)` twice.
+pub async fn claim_finalize_churn_concurrently(store: Arc<dyn JobStore>) {
+    use bildad_core::{FailureKind, Outcome, RunResult};
+    const ENTRIES: usize = 400;
+    let t = template(&*store).await;
+    let news: Vec<_> = (0..ENTRIES)
+        .map(|i| NewEntry::new(t.code.clone(), json!({"i": i})).max_retries(2))
+        .collect();
+    let entries = ok(store.enqueue_many(news).await, "enqueue_many");
+    // Entry i succeeds at retry i % 4; i % 4 == 3 never succeeds (3 failures, deleted).
+    let plan = |i: u64, retry: i32| retry == (i % 4) as i32;
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        let job_type = t.job_type.clone();
+        tasks.push(tokio::spawn(async move {
+            let node = online(&*store, &format!("conf-worker-{w}")).await;
+            let mut idle = 0;
+            while idle < 3 {
+                let req = claim_req(&node, &[&job_type], 3);
+                let got = ok(retry_transient(|| store.claim(req.clone())).await, "claim");
+                if got.is_empty() {
+                    // Others may still requeue failures: look again a few times.
+                    idle += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                idle = 0;
+                for c in got {
+                    let i = c.run.context["i"].as_u64().expect("i");
+                    let outcome = if plan(i, c.run.retry) {
+                        Outcome::succeeded(Some(json!({"i": i})))
+                    } else {
+                        Outcome::failed(FailureKind::Error, format!("fail {i}"))
+                    };
+                    let req = fin(c.run.id, outcome);
+                    let r = ok(
+                        retry_transient(|| store.finalize(req.clone())).await,
+                        "finalize",
+                    );
+                    assert!(r.won, "the only finalizer of its run must win: {r:?}");
+                }
+            }
+        }));
+    }
+    for r in futures::future::join_all(tasks).await {
+        r.expect("worker task");
+    }
+    // Stragglers (a worker may have given up while another requeued): finish them here.
+    let node = online(&*store, "conf-sweeper").await;
+    loop {
+        let got = ok(
+            store.claim(claim_req(&node, &[&t.job_type], 50)).await,
+            "claim",
+        );
+        if got.is_empty() {
+            break;
+        }
+        for c in got {
+            let i = c.run.context["i"].as_u64().expect("i");
+            let outcome = if plan(i, c.run.retry) {
+                Outcome::succeeded(Some(json!({"i": i})))
+            } else {
+                Outcome::failed(FailureKind::Error, format!("fail {i}"))
+            };
+            finalize_won(&*store, fin(c.run.id, outcome)).await;
+        }
+    }
+    assert_eq!(counts(&*store).await.0, 0, "every entry finished");
+    let runs = all_runs(&*store, RunFilter::default()).await;
+    let mut by_id: HashMap<String, Vec<(i32, Option<RunResult>)>> = HashMap::new();
+    for r in &runs {
+        assert_eq!(r.status, RunStatus::Done);
+        by_id
+            .entry(r.job_run_identifier.clone())
+            .or_default()
+            .push((r.retry, r.result));
+    }
+    assert_eq!(by_id.len(), ENTRIES);
+    let mut expected_runs = 0;
+    for (i, e) in entries.iter().enumerate() {
+        let mut got = by_id.remove(&e.job_run_identifier).expect("runs of entry");
+        got.sort_by_key(|x| x.0);
+        let want: Vec<_> = match i % 4 {
+            3 => (0..3).map(|r| (r, Some(RunResult::Failed))).collect(),
+            k => (0..=k as i32)
+                .map(|r| {
+                    let res = if r == k as i32 {
+                        RunResult::Succeeded
+                    } else {
+                        RunResult::Failed
+                    };
+                    (r, Some(res))
+                })
+                .collect(),
+        };
+        expected_runs += want.len();
+        assert_eq!(got, want, "entry {i}");
+    }
+    assert_eq!(runs.len(), expected_runs);
+    let st = ok(store.stats().await, "stats");
+    assert_eq!(st.succeeded, (ENTRIES / 4 * 3) as u64);
+    assert_eq!(st.succeeded + st.failed, expected_runs as u64);
+}

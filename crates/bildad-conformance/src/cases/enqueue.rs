@@ -387,3 +387,36 @@ pub async fn enqueue_many_all_or_nothing(store: Arc<dyn JobStore>) {
     assert_eq!(listed, [existing.id, got[0].id, got[1].id, got[2].id]);
     assert!(ok(s.enqueue_many(vec![]).await, "empty bulk").is_empty());
 }
+
+/// Enqueue validates against the template's current schema: after an update the old
+/// schema no longer applies (a store that caches compiled schemas must notice).
+pub async fn enqueue_validates_against_current_schema(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let requires = |k: &str| json!({"type": "object", "required": [k]});
+    let t = create(
+        s,
+        NewTemplate::new(unique("conf.tpl"), "n", "a.b", requires("a")),
+    )
+    .await;
+    enqueue(s, NewEntry::new(t.code.clone(), json!({"a": 1}))).await;
+    err(
+        s.enqueue(NewEntry::new(t.code.clone(), json!({"b": 1})))
+            .await,
+        ErrorKind::Invalid,
+        "old schema",
+    );
+    let patch = TemplatePatch {
+        context_schema: Some(requires("b")),
+        ..TemplatePatch::default()
+    };
+    ok(s.update_template(&t.code, patch).await, "update schema");
+    let e = err(
+        s.enqueue(NewEntry::new(t.code.clone(), json!({"a": 1})))
+            .await,
+        ErrorKind::Invalid,
+        "new schema",
+    );
+    assert_pointers(&e, &["/context"]);
+    enqueue(s, NewEntry::new(t.code.clone(), json!({"b": 1}))).await;
+    assert_eq!(counts(s).await, (2, 0));
+}
