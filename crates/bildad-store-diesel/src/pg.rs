@@ -12,8 +12,8 @@ use crate::rows::{
 };
 use crate::shared::{
     EntryAction, RunEnding, count, db_error, entry_action, entry_not_found, identifier_taken,
-    in_request_order, limit_offset, pool_error, prepare_entries, strip_index, template_exists,
-    template_in_use, template_not_found,
+    in_request_order, is_foreign_key_violation, is_unique_violation, limit_offset, pool_error,
+    prepare_entries, strip_index, template_exists, template_in_use, template_not_found,
 };
 use async_trait::async_trait;
 use bildad_core::{
@@ -22,7 +22,7 @@ use bildad_core::{
     PageRequest, QueueEntry, QueueStats, RemoveResult, RunFilter, RunId, RunRef, SchemaCache,
     StopResult, StoreError, StoreResult, TemplateFilter, TemplatePatch, Timestamp,
 };
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use diesel::sql_query;
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
@@ -392,9 +392,7 @@ impl JobStore for PgStore {
         .get_result(&mut conn)
         .await
         .map_err(|e| match e {
-            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-                template_exists(&new.code)
-            }
+            e if is_unique_violation(&e) => template_exists(&new.code),
             e => db_error(e),
         })?;
         Ok(row.into())
@@ -452,9 +450,7 @@ impl JobStore for PgStore {
             .execute(&mut conn)
             .await
             .map_err(|e| match e {
-                DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
-                    template_in_use(code)
-                }
+                e if is_foreign_key_violation(&e) => template_in_use(code),
                 e => db_error(e),
             })?;
         if n == 0 {
@@ -572,7 +568,7 @@ impl JobStore for PgStore {
         .load(&mut conn)
         .await
         .map_err(|e| match e {
-            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+            e if is_unique_violation(&e) => {
                 StoreError::Conflict("a job_run_identifier of this request is already used".into())
             }
             e => db_error(e),

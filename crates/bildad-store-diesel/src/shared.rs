@@ -147,13 +147,36 @@ pub(crate) fn entry_action(req: &Finalize, retry: i32, max_retries: i32) -> Entr
     }
 }
 
+/// True for a foreign-key violation. SQLite reports some (a `RESTRICT` on delete)
+/// without the extended code, so the message decides too.
+pub(crate) fn is_foreign_key_violation(e: &DieselError) -> bool {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => true,
+        DieselError::DatabaseError(_, info) => {
+            info.message().contains("FOREIGN KEY constraint failed")
+        }
+        _ => false,
+    }
+}
+
+/// True for a unique violation (see [`is_foreign_key_violation`] for SQLite).
+pub(crate) fn is_unique_violation(e: &DieselError) -> bool {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => true,
+        DieselError::DatabaseError(_, info) => info.message().contains("UNIQUE constraint failed"),
+        _ => false,
+    }
+}
+
 /// Maps a diesel error to a store error kind.
 pub(crate) fn db_error(e: DieselError) -> StoreError {
+    if is_unique_violation(&e) || is_foreign_key_violation(&e) {
+        if let DieselError::DatabaseError(_, info) = &e {
+            return StoreError::Conflict(describe(info.as_ref()));
+        }
+    }
     match &e {
         DieselError::DatabaseError(kind, info) => match kind {
-            DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::ForeignKeyViolation => {
-                StoreError::Conflict(info.message().to_string())
-            }
             DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
                 StoreError::Unavailable(info.message().to_string())
             }

@@ -13,8 +13,8 @@ use crate::rows::{
 };
 use crate::shared::{
     EntryAction, RunEnding, count, db_error, entry_action, entry_not_found, identifier_taken,
-    in_request_order, limit_offset, pool_error, prepare_entries, strip_index, template_exists,
-    template_in_use, template_not_found,
+    in_request_order, is_foreign_key_violation, is_unique_violation, limit_offset, pool_error,
+    prepare_entries, strip_index, template_exists, template_in_use, template_not_found,
 };
 use async_trait::async_trait;
 use bildad_core::{
@@ -24,7 +24,7 @@ use bildad_core::{
     StopResult, StoreError, StoreResult, TemplateFilter, TemplatePatch, Timestamp,
 };
 use diesel::connection::SimpleConnection;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl, SqliteConnection, sql_query};
 use diesel_async::pooled_connection::deadpool::Pool;
@@ -407,9 +407,7 @@ impl JobStore for SqliteStore {
             .bind::<Text, _>(new.context_schema.to_string())
             .get_result(c)
             .map_err(|e| match e {
-                DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-                    Fail(template_exists(&new.code))
-                }
+                e if is_unique_violation(&e) => Fail(template_exists(&new.code)),
                 e => e.into(),
             })?;
             Ok(row.into())
@@ -476,9 +474,7 @@ impl JobStore for SqliteStore {
                 .bind::<Text, _>(&code)
                 .execute(c)
                 .map_err(|e| match e {
-                    DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
-                        Fail(template_in_use(&code))
-                    }
+                    e if is_foreign_key_violation(&e) => Fail(template_in_use(&code)),
                     e => e.into(),
                 })?;
             if n == 0 {
@@ -729,9 +725,10 @@ impl JobStore for SqliteStore {
         self.write(move |c| {
             let now = now_us(c)?;
             let filter = if req.only_identifier.is_some() {
-                "e.job_run_identifier = ?4"
+                "e.job_run_identifier = ?4 AND ?3 IS NOT NULL"
             } else {
-                "e.run_at <= ?3"
+                // SQLite refuses a bound parameter that the statement does not name.
+                "e.run_at <= ?3 AND ?4 IS NULL"
             };
             let picked: Vec<Picked> = sql_query(format!(
                 "SELECT e.id, e.max_retries, t.id AS template_id,
