@@ -111,6 +111,27 @@ SELECT d.id AS run_id, d.retry, d.node, e.id AS entry_id, e.max_retries
 FROM ended d
 LEFT JOIN bildad_queue e ON e.id = d.entry_id AND e.current_run_id = d.id";
 
+/// The killer's lookup: this node's runs past `timeout_at`, on the entries table.
+const KILL: &str = "
+SELECT current_run_id AS run_id, job_run_identifier, attempts - 1 AS retry, node
+FROM bildad_queue
+WHERE status = 'RUNNING' AND node = $1 AND timeout_at < now()
+ORDER BY current_run_id";
+
+/// The engine's expiry lookup: runs past `expires_at`, and runs of dead or stopped node
+/// instances, on the entries table.
+const EXPIRE: &str = "
+SELECT current_run_id AS run_id, job_run_identifier, attempts - 1 AS retry, node
+FROM bildad_queue
+WHERE status = 'RUNNING' AND expires_at < now()
+UNION
+SELECT e.current_run_id, e.job_run_identifier, e.attempts - 1, e.node
+FROM bildad_nodes n
+JOIN bildad_queue e ON e.node = n.instance_id AND e.status = 'RUNNING'
+WHERE n.stopped_at IS NOT NULL
+   OR n.last_heartbeat_at < now() - $1 * interval '1 microsecond'
+ORDER BY run_id";
+
 const REQUEUE: &str = "
 UPDATE bildad_queue e
 SET status = 'AVAILABLE', current_run_id = NULL, node = NULL, timeout_at = NULL,
@@ -268,6 +289,82 @@ impl PgStore {
                 DieselError::NotFound => entry_not_found(identifier),
                 e => db_error(e),
             })
+    }
+}
+
+#[cfg(feature = "testing")]
+impl PgStore {
+    /// `EXPLAIN (ANALYZE, BUFFERS)` of the hot paths — claim, kill, expiry, finalize — with
+    /// their real SQL, inside a transaction that is rolled back (nothing changes).
+    pub(crate) async fn explain_hot_paths(
+        &self,
+        job_types: Vec<String>,
+        node: String,
+    ) -> StoreResult<Vec<(&'static str, String)>> {
+        #[derive(diesel::QueryableByName)]
+        struct PlanLine {
+            #[diesel(sql_type = Text)]
+            #[diesel(column_name = "QUERY PLAN")]
+            line: String,
+        }
+        fn text(lines: Vec<PlanLine>) -> String {
+            lines
+                .into_iter()
+                .map(|l| l.line)
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        let mut conn = self.conn().await?;
+        // Manual BEGIN … ROLLBACK: EXPLAIN ANALYZE executes the writes.
+        conn.batch_execute("BEGIN").await.map_err(db_error)?;
+        let plans = async {
+            let c = &mut *conn;
+            let mut out = Vec::new();
+            let claim = CLAIM.replace("{filter}", "e.run_at <= now()");
+            let lines: Vec<PlanLine> =
+                sql_query(format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {claim}"))
+                    .bind::<Array<Text>, _>(&job_types)
+                    .bind::<BigInt, _>(500_i64)
+                    .bind::<Text, _>(&node)
+                    .bind::<Text, _>("explain")
+                    .bind::<BigInt, _>(600_000_000_i64)
+                    .load(c)
+                    .await?;
+            out.push(("claim (500 entries)", text(lines)));
+            let lines: Vec<PlanLine> =
+                sql_query(format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {KILL}"))
+                    .bind::<Text, _>(&node)
+                    .load(c)
+                    .await?;
+            out.push(("kill (runs_to_kill)", text(lines)));
+            let lines: Vec<PlanLine> =
+                sql_query(format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {EXPIRE}"))
+                    .bind::<BigInt, _>(60_000_000_i64)
+                    .load(c)
+                    .await?;
+            out.push(("expiry (runs_to_expire)", text(lines)));
+            let running: Vec<IdRow> = sql_query(
+                "SELECT current_run_id AS id FROM bildad_queue
+                     WHERE status = 'RUNNING' ORDER BY id LIMIT 500",
+            )
+            .load(c)
+            .await?;
+            let ids: Vec<i64> = running.into_iter().map(|r| r.id).collect();
+            let n = ids.len();
+            let lines: Vec<PlanLine> =
+                sql_query(format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {END_RUNS}"))
+                    .bind::<Array<BigInt>, _>(ids)
+                    .bind::<Array<Text>, _>(vec!["SUCCEEDED"; n])
+                    .bind::<Array<Nullable<Text>>, _>(vec![None::<String>; n])
+                    .bind::<Array<Nullable<Jsonb>>, _>(vec![None::<serde_json::Value>; n])
+                    .load(c)
+                    .await?;
+            out.push(("finalize: end runs by id (500 runs)", text(lines)));
+            Ok::<_, Fail>(out)
+        }
+        .await;
+        conn.batch_execute("ROLLBACK").await.map_err(db_error)?;
+        plans.map_err(|f| f.0)
     }
 }
 
@@ -755,37 +852,21 @@ impl JobStore for PgStore {
 
     async fn runs_to_kill(&self, node: &str) -> StoreResult<Vec<RunRef>> {
         let mut conn = self.conn().await?;
-        let rows: Vec<RunRefRow> = sql_query(
-            "SELECT current_run_id AS run_id, job_run_identifier, attempts - 1 AS retry, node
-             FROM bildad_queue
-             WHERE status = 'RUNNING' AND node = $1 AND timeout_at < now()
-             ORDER BY current_run_id",
-        )
-        .bind::<Text, _>(node)
-        .load(&mut conn)
-        .await
-        .map_err(db_error)?;
+        let rows: Vec<RunRefRow> = sql_query(KILL)
+            .bind::<Text, _>(node)
+            .load(&mut conn)
+            .await
+            .map_err(db_error)?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
     async fn runs_to_expire(&self, node_dead_after: Duration) -> StoreResult<Vec<RunRef>> {
         let mut conn = self.conn().await?;
-        let rows: Vec<RunRefRow> = sql_query(
-            "SELECT current_run_id AS run_id, job_run_identifier, attempts - 1 AS retry, node
-             FROM bildad_queue
-             WHERE status = 'RUNNING' AND expires_at < now()
-             UNION
-             SELECT e.current_run_id, e.job_run_identifier, e.attempts - 1, e.node
-             FROM bildad_nodes n
-             JOIN bildad_queue e ON e.node = n.instance_id AND e.status = 'RUNNING'
-             WHERE n.stopped_at IS NOT NULL
-                OR n.last_heartbeat_at < now() - $1 * interval '1 microsecond'
-             ORDER BY run_id",
-        )
-        .bind::<BigInt, _>(duration_us(node_dead_after))
-        .load(&mut conn)
-        .await
-        .map_err(db_error)?;
+        let rows: Vec<RunRefRow> = sql_query(EXPIRE)
+            .bind::<BigInt, _>(duration_us(node_dead_after))
+            .load(&mut conn)
+            .await
+            .map_err(db_error)?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 

@@ -126,6 +126,18 @@ mod pg {
         pub fn pg(&self) -> &PgStore {
             &self.store
         }
+
+        /// `EXPLAIN (ANALYZE, BUFFERS)` of the real claim, kill, expiry and finalize
+        /// statements on this database, as (title, plan); every change is rolled back.
+        pub async fn explain_hot_paths(
+            &self,
+            job_types: Vec<String>,
+            node: &str,
+        ) -> Result<Vec<(&'static str, String)>, bildad_core::StoreError> {
+            self.store
+                .explain_hot_paths(job_types, node.to_string())
+                .await
+        }
     }
 
     /// Drops `name` from a short-lived thread with its own runtime, so that Drop works
