@@ -23,8 +23,7 @@ pub use bildad_http as http;
 pub use bildad_store_diesel as store;
 
 pub use bildad_core::{
-    Job, JobContext, JobError, JobRegistry, JobStore, NewEntry, NewTemplate, NodeConfig,
-    StoreError,
+    Job, JobContext, JobError, JobRegistry, JobStore, NewEntry, NewTemplate, NodeConfig, StoreError,
 };
 pub use bildad_runtime::{Engine, EngineReport, NodeRuntime};
 

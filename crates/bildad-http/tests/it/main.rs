@@ -70,6 +70,11 @@ pub(crate) fn registry() -> JobRegistry {
 
 impl Api {
     pub(crate) async fn start(store: Arc<dyn JobStore>, config: ApiConfig) -> Self {
+        // RUST_LOG=warn shows what the API logs (e.g. the cause of a 500).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let node_config = NodeConfig {
             node_name: "http-test".into(),
             backoff: bildad_core::Backoff::immediate(),
@@ -169,6 +174,26 @@ macro_rules! backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(std::sync::Arc::new(bildad_core::MemoryStore::new())).await;
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = bildad_store_diesel::testing::TestSqlite::fresh().await;
+                    super::$name(db.store()).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = bildad_store_diesel::testing::TestPg::fresh().await else {
+                        return;
+                    };
+                    super::$name(db.store()).await;
                 }
             )+
         }
