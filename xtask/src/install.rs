@@ -255,10 +255,10 @@ Next steps (see docs/INSTALL.md for the whole walk-through):
    }}).await?;
 
 4. Nest the API into your router, behind its bearer token:
-   let api = bildad_http::router(node.engine().clone(), bildad_http::ApiConfig {{
-       auth_token: Some(std::env::var("BILDAD_AUTH_TOKEN")?),
-       ..Default::default()
-   }});
+   let api = bildad_http::router(
+       node.engine().clone(),
+       bildad_http::ApiConfig::default().with_auth_token(std::env::var("BILDAD_AUTH_TOKEN")?),
+   );
    let app = axum::Router::new().merge(your_routes).merge(api);
 
 5. Let cron drive the engine on one node (every minute):
