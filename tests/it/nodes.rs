@@ -216,7 +216,7 @@ async fn late_completion_after_stop_and_remove_changes_nothing(t: TestStore) {
     let s = &*t.store;
     template(s, "gate", "t.gate", 3).await;
     let gate = Gate::new();
-    // B's killer ticks once at start, then not for a minute: the job outlives the stop.
+    // B's killer first ticks after a minute: the jobs outlive the stop and the removal.
     let slow_killer = NodeConfig {
         killer_interval: Duration::from_secs(60),
         node_dead_after: Duration::from_secs(600),

@@ -151,9 +151,11 @@ impl JobKiller {
     }
 
     /// Ticks every `interval` until `stop` is cancelled. A failing tick is logged and
-    /// the next tick runs. The first tick is immediate.
+    /// the next tick runs. The first tick comes one interval after the call (the node
+    /// heartbeats when it starts).
     pub async fn run(self, interval: Duration, stop: CancellationToken) {
-        let mut ticker = tokio::time::interval(interval);
+        let first = tokio::time::Instant::now() + interval;
+        let mut ticker = tokio::time::interval_at(first, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
