@@ -170,10 +170,10 @@ pub(crate) fn is_unique_violation(e: &DieselError) -> bool {
 
 /// Maps a diesel error to a store error kind.
 pub(crate) fn db_error(e: DieselError) -> StoreError {
-    if is_unique_violation(&e) || is_foreign_key_violation(&e) {
-        if let DieselError::DatabaseError(_, info) = &e {
-            return StoreError::Conflict(describe(info.as_ref()));
-        }
+    if let DieselError::DatabaseError(_, info) = &e
+        && (is_unique_violation(&e) || is_foreign_key_violation(&e))
+    {
+        return StoreError::Conflict(describe(info.as_ref()));
     }
     match &e {
         DieselError::DatabaseError(kind, info) => match kind {
