@@ -9,17 +9,23 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The parsed command line of `install`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Options {
-    pub(crate) app_dir: PathBuf,
-    pub(crate) backend: Backend,
-    pub(crate) dry_run: bool,
-    pub(crate) create_migrations_dir: bool,
+pub struct Options {
+    /// The root of the application (its Cargo.toml is there).
+    pub app_dir: PathBuf,
+    /// Which migrations to copy.
+    pub backend: Backend,
+    /// Say what would happen; write nothing.
+    pub dry_run: bool,
+    /// Create the migrations folder when the app has none.
+    pub create_migrations_dir: bool,
 }
 
 /// Which database the application uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Backend {
+pub enum Backend {
+    /// `migrations/postgres`.
     Postgres,
+    /// `migrations/sqlite`.
     Sqlite,
 }
 
@@ -34,7 +40,7 @@ impl Backend {
 
 impl Options {
     /// Parses `--app-dir PATH [--backend postgres|sqlite] [--dry-run] [--create-migrations-dir]`.
-    pub(crate) fn parse(args: &[String]) -> Result<Self> {
+    pub fn parse(args: &[String]) -> Result<Self> {
         let mut app_dir = None;
         let mut backend = Backend::Postgres;
         let mut dry_run = false;
@@ -78,13 +84,13 @@ impl Options {
 }
 
 /// The migrations folder of this repository.
-pub(crate) fn repo_migrations_dir() -> PathBuf {
+pub fn repo_migrations_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations")
 }
 
 /// Copies the migrations of `opts.backend` from `source_root` into the app and returns
 /// the report to print. Never overwrites a file; a second run is a no-op that says so.
-pub(crate) fn install(opts: &Options, source_root: &Path) -> Result<String> {
+pub fn install(opts: &Options, source_root: &Path) -> Result<String> {
     let app = &opts.app_dir;
     if !app.is_dir() {
         bail!("{} does not exist or is not a directory", app.display());

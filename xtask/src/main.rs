@@ -1,8 +1,7 @@
 //! Repository automation for Bildad: `cargo xtask install` copies Bildad's migrations into
 //! a user's application and prints the lines to add; `cargo xtask tidy` runs the tidy checks.
 
-mod install;
-mod tidy;
+use xtask::{install, tidy};
 
 use anyhow::{Result, bail};
 

@@ -35,14 +35,14 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// FNV-1a, 64 bits: a stable fingerprint of a file's bytes.
-pub(crate) fn fingerprint(bytes: &[u8]) -> u64 {
+pub fn fingerprint(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
 /// `migrations/RELEASED`: one line per released migration file, `<fnv64 hex> <path>`.
-pub(crate) fn released_lines(root: &Path) -> Vec<(String, String)> {
+pub fn released_lines(root: &Path) -> Vec<(String, String)> {
     fs::read_to_string(root.join("migrations/RELEASED"))
         .unwrap_or_default()
         .lines()

@@ -1,0 +1,104 @@
+//! `cargo xtask install` copies migrations that, applied with diesel to a fresh PostgreSQL
+//! database, give exactly the schema that Bildad's own store creates.
+
+use bildad_store_diesel::testing::TestPg;
+use diesel::QueryableByName;
+use diesel::sql_types::Text;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use std::path::PathBuf;
+
+#[derive(QueryableByName)]
+struct Line {
+    #[diesel(sql_type = Text)]
+    line: String,
+}
+
+/// Tables, columns, constraints and indexes of the `bildad_` tables, as sorted text.
+async fn schema_of(url: &str) -> Vec<String> {
+    let mut c = AsyncPgConnection::establish(url).await.unwrap();
+    let q = "
+      SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' '
+             || is_nullable || ' ' || coalesce(column_default, '') AS line
+        FROM information_schema.columns WHERE table_name LIKE 'bildad_%'
+      UNION ALL
+      SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ' '
+             || pg_get_constraintdef(oid)
+        FROM pg_constraint WHERE conrelid::regclass::text LIKE 'bildad_%'
+      UNION ALL
+      SELECT 'index ' || indexdef FROM pg_indexes WHERE tablename LIKE 'bildad_%'
+      UNION ALL
+      SELECT 'options ' || relname || ' ' || coalesce(array_to_string(reloptions, ','), '')
+        FROM pg_class WHERE relname LIKE 'bildad_%' AND relkind = 'r'";
+    let mut lines: Vec<String> = diesel::sql_query(q)
+        .load::<Line>(&mut c)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.line)
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn temp_app() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "bildad-install-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(dir.join("migrations")).unwrap();
+    std::fs::write(dir.join("Cargo.toml"), "[package]\nname = \"app\"\n").unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn installed_migrations_give_bildads_schema() {
+    let Some(own) = TestPg::fresh().await else {
+        return;
+    };
+    let Some(copied) = TestPg::fresh().await else {
+        return;
+    };
+
+    // A fresh app: the installer copies the migrations; the app applies them in order,
+    // as `diesel migration run` does (each up.sql in its own transaction).
+    let app = temp_app();
+    let opts = xtask::install::Options::parse(&[
+        "--app-dir".into(),
+        app.display().to_string(),
+        "--backend".into(),
+        "postgres".into(),
+    ])
+    .unwrap();
+    xtask::install::install(&opts, &xtask::install::repo_migrations_dir()).unwrap();
+    let mut dirs: Vec<_> = std::fs::read_dir(app.join("migrations"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    assert!(!dirs.is_empty());
+
+    // `copied` was migrated by the store when it was created; start it from nothing.
+    let mut c = AsyncPgConnection::establish(copied.url()).await.unwrap();
+    c.batch_execute(
+        "DROP TABLE IF EXISTS bildad_runs, bildad_queue, bildad_templates, bildad_nodes, \
+         __diesel_schema_migrations CASCADE",
+    )
+    .await
+    .unwrap();
+    assert!(schema_of(copied.url()).await.is_empty());
+    for d in &dirs {
+        let up = std::fs::read_to_string(d.join("up.sql")).unwrap();
+        c.transaction::<_, diesel::result::Error, _>(async |t| t.batch_execute(&up).await)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+    }
+
+    let ours = schema_of(own.url()).await;
+    assert!(ours.len() > 20, "{ours:#?}");
+    assert_eq!(schema_of(copied.url()).await, ours);
+    let _ = std::fs::remove_dir_all(&app);
+}
