@@ -116,14 +116,14 @@ pub(crate) struct EntryDetailJson {
     pub(crate) position: Option<u64>,
 }
 
-/// The answer of `POST /jobs/queue`: the entry, and the engine report when
-/// `trigger_engine` was set.
+/// The answer of `POST /jobs/queue`: the entry as enqueued and, when
+/// `trigger_engine` was set, the engine report (`null` if the pass failed).
 #[derive(Debug, Serialize)]
 pub(crate) struct EnqueuedJson {
     #[serde(flatten)]
     pub(crate) entry: EntryJson,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) engine: Option<EngineReport>,
+    pub(crate) engine: Option<Option<EngineReport>>,
 }
 
 /// The answer of `POST /jobs/queue/{id}/stop`.

@@ -180,20 +180,24 @@ async fn enqueue(
     let trigger = body.trigger_engine;
     let entry = body.into_entry().map_err(|v| ApiError::invalid(vec![v]))?;
     let engine = s.engine.clone();
-    let answer = if trigger {
-        let (entry, report) = s
-            .call(async move { engine.enqueue_and_trigger(entry).await })
-            .await?;
-        EnqueuedJson {
-            entry: entry.into(),
-            engine: Some(report),
+    let entry = s.call(async move { engine.enqueue(entry).await }).await?;
+    // The entry is written: a failing engine pass must not turn the answer into an
+    // error (a retrying client would then meet a 409). The report is null instead.
+    let engine = if trigger {
+        let engine = s.engine.clone();
+        match s.call(async move { engine.run_once().await }).await {
+            Ok(report) => Some(Some(report)),
+            Err(e) => {
+                tracing::warn!(error = %e, "engine pass after enqueue failed");
+                Some(None)
+            }
         }
     } else {
-        let entry = s.call(async move { engine.enqueue(entry).await }).await?;
-        EnqueuedJson {
-            entry: entry.into(),
-            engine: None,
-        }
+        None
+    };
+    let answer = EnqueuedJson {
+        entry: entry.into(),
+        engine,
     };
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
