@@ -17,7 +17,9 @@
 
 #[cfg(feature = "postgres")]
 mod pg;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod rows;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod shared;
 #[cfg(feature = "sqlite")]
 mod sqlite;

@@ -328,6 +328,7 @@ impl From<RunRefRow> for bildad_core::RunRef {
 
 /// What a finalize found: the run it ended, and its entry when the entry still points
 /// at that run.
+#[cfg(feature = "postgres")]
 #[derive(QueryableByName)]
 pub(crate) struct EndedRow {
     #[diesel(sql_type = BigInt)]
@@ -343,6 +344,7 @@ pub(crate) struct EndedRow {
 }
 
 /// An entry's id and the run it points at.
+#[cfg(feature = "postgres")]
 #[derive(QueryableByName)]
 pub(crate) struct EntryRunRow {
     #[diesel(sql_type = BigInt)]
@@ -352,6 +354,7 @@ pub(crate) struct EntryRunRow {
 }
 
 /// A requeued entry and its new `run_at`.
+#[cfg(feature = "postgres")]
 #[derive(QueryableByName)]
 pub(crate) struct RequeuedRow {
     #[diesel(sql_type = BigInt)]
