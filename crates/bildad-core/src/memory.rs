@@ -10,8 +10,9 @@ use crate::input::{
     NewEntry, NewTemplate, Outcome, RemoveResult, RunRef, StopResult, TemplatePatch,
 };
 use crate::model::{
-    EntryId, EntryStatus, JobRun, JobTemplate, Node, NodeRef, Page, PageRequest, QueueEntry,
-    QueueStats, RunFilter, RunId, RunResult, RunStatus, TemplateFilter, Timestamp,
+    EntryFilter, EntryId, EntryStatus, JobRun, JobTemplate, Node, NodeRef, Page, PageRequest,
+    QueueEntry, QueueStats, RunActivity, RunFilter, RunId, RunResult, RunStatus, TemplateFilter,
+    Timestamp,
 };
 use crate::store::JobStore;
 use crate::validation::SchemaCache;
@@ -434,6 +435,25 @@ impl JobStore for MemoryStore {
         Ok(paginate(all, page))
     }
 
+    async fn list_entries_where(
+        &self,
+        filter: EntryFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<QueueEntry>> {
+        let st = self.lock();
+        let mut all: Vec<_> = st
+            .entries
+            .values()
+            .filter(|e| {
+                filter.status.is_none_or(|s| e.status == s)
+                    && filter.template.as_ref().is_none_or(|t| &e.template == t)
+            })
+            .cloned()
+            .collect();
+        all.sort_by_key(run_order);
+        Ok(paginate(all, page))
+    }
+
     async fn remove_entry(&self, identifier: &str) -> StoreResult<RemoveResult> {
         let mut st = self.lock();
         let id = st
@@ -623,6 +643,21 @@ impl JobStore for MemoryStore {
             .collect();
         all.sort_by_key(|r| std::cmp::Reverse((r.started_at, r.id)));
         Ok(paginate(all, page))
+    }
+
+    async fn run_activity(&self, since: Timestamp, bucket: Duration) -> StoreResult<RunActivity> {
+        let st = self.lock();
+        let mut activity = RunActivity {
+            complete: true,
+            ..RunActivity::default()
+        };
+        for r in st.runs.values().filter(|r| r.started_at >= since) {
+            if let (RunStatus::Done, Some(result), Some(ended)) = (r.status, r.result, r.ended_at)
+            {
+                activity.record(result, ended - since, bucket);
+            }
+        }
+        Ok(activity)
     }
 
     async fn prune_runs(&self, older_than: Timestamp) -> StoreResult<u64> {

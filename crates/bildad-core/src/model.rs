@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// A point in time, always UTC, always read from the database clock (SPEC §2.8).
 pub type Timestamp = DateTime<Utc>;
@@ -364,4 +365,78 @@ pub struct QueueStats {
     pub failed: u64,
     /// Templates, active or not.
     pub templates: u64,
+}
+
+/// Which queue entries a listing shows. Every field narrows; `None` means any.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryFilter {
+    /// Entries in this status.
+    pub status: Option<EntryStatus>,
+    /// Entries of this template code.
+    pub template: Option<String>,
+}
+
+/// Finished runs over a window of time, for dashboards: totals by result and a
+/// histogram of when they ended. See [`crate::JobStore::run_activity`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunActivity {
+    /// `DONE` runs with result `SUCCEEDED`.
+    pub succeeded: u64,
+    /// `DONE` runs with result `FAILED`.
+    pub failed: u64,
+    /// Non-empty buckets, oldest first: bucket `k` counts the runs that ended in
+    /// `[since + k × bucket, since + (k + 1) × bucket)`.
+    pub buckets: Vec<ActivityBucket>,
+    /// False when the store stopped counting early (the default implementation reads
+    /// at most [`RunActivity::SCAN_LIMIT`] runs): the counts are then lower bounds.
+    pub complete: bool,
+}
+
+impl RunActivity {
+    /// The most runs the default [`crate::JobStore::run_activity`] reads.
+    pub const SCAN_LIMIT: u64 = 20_000;
+}
+
+/// One bucket of a [`RunActivity`] histogram.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityBucket {
+    /// The bucket's number from the start of the window (0 = the oldest).
+    pub index: u32,
+    /// Runs that succeeded in this bucket.
+    pub succeeded: u64,
+    /// Runs that failed in this bucket.
+    pub failed: u64,
+}
+
+impl RunActivity {
+    /// Counts one finished run that ended `offset` after the window's start.
+    pub fn record(&mut self, result: RunResult, offset: chrono::TimeDelta, bucket: Duration) {
+        let index = u32::try_from(
+            offset.num_milliseconds().max(0) as u128 / bucket.as_millis().max(1),
+        )
+        .unwrap_or(u32::MAX);
+        let at = match self.buckets.binary_search_by_key(&index, |b| b.index) {
+            Ok(i) => i,
+            Err(i) => {
+                self.buckets.insert(
+                    i,
+                    ActivityBucket {
+                        index,
+                        ..ActivityBucket::default()
+                    },
+                );
+                i
+            }
+        };
+        match result {
+            RunResult::Succeeded => {
+                self.succeeded += 1;
+                self.buckets[at].succeeded += 1;
+            }
+            RunResult::Failed => {
+                self.failed += 1;
+                self.buckets[at].failed += 1;
+            }
+        }
+    }
 }

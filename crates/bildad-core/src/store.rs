@@ -6,8 +6,8 @@ use crate::input::{
     RunRef, StopResult, TemplatePatch,
 };
 use crate::model::{
-    EntryStatus, JobRun, JobTemplate, Node, NodeRef, Page, PageRequest, QueueEntry, QueueStats,
-    RunFilter, RunId, TemplateFilter, Timestamp,
+    EntryFilter, EntryStatus, JobRun, JobTemplate, Node, NodeRef, Page, PageRequest, QueueEntry,
+    QueueStats, RunActivity, RunFilter, RunId, RunStatus, TemplateFilter, Timestamp,
 };
 use async_trait::async_trait;
 use std::time::Duration;
@@ -80,6 +80,43 @@ pub trait JobStore: Send + Sync + 'static {
         page: PageRequest,
     ) -> StoreResult<Page<QueueEntry>>;
 
+    /// Entries in run order, narrowed by `filter` (status and template).
+    ///
+    /// The default reads [`JobStore::list_entries`] page by page and filters by
+    /// template in memory, so it costs a scan of the queue when a template is given;
+    /// a store can answer it with one query.
+    async fn list_entries_where(
+        &self,
+        filter: EntryFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<QueueEntry>> {
+        let Some(template) = filter.template else {
+            return self.list_entries(filter.status, page).await;
+        };
+        let mut matching = Vec::new();
+        let mut total = 0u64;
+        let skip = page.offset();
+        let mut scan = PageRequest {
+            page: 0,
+            limit: PageRequest::MAX_LIMIT,
+        };
+        loop {
+            let chunk = self.list_entries(filter.status, scan).await?;
+            let done = chunk.items.len() < scan.limit as usize;
+            for e in chunk.items.into_iter().filter(|e| e.template == template) {
+                if total >= skip && matching.len() < page.limit as usize {
+                    matching.push(e);
+                }
+                total += 1;
+            }
+            if done {
+                break;
+            }
+            scan.page += 1;
+        }
+        Ok(Page::new(matching, total, page))
+    }
+
     /// Deletes the entry; a running run ends `FAILED`/`Removed` (SPEC §2.7). `NotFound`.
     async fn remove_entry(&self, identifier: &str) -> StoreResult<RemoveResult>;
 
@@ -125,6 +162,50 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Runs, newest first (`started_at` descending, then `id` descending).
     async fn list_runs(&self, filter: RunFilter, page: PageRequest) -> StoreResult<Page<JobRun>>;
+
+    /// `DONE` runs that **started** at or after `since`, counted by result and by the
+    /// `bucket` of time in which they ended (bucket 0 starts at `since`).
+    ///
+    /// The default reads [`JobStore::list_runs`] newest first and stops at the first
+    /// run started before `since`, or after [`RunActivity::SCAN_LIMIT`] runs (then
+    /// `complete` is false); a store can answer it with one grouped query.
+    async fn run_activity(&self, since: Timestamp, bucket: Duration) -> StoreResult<RunActivity> {
+        let mut activity = RunActivity {
+            complete: true,
+            ..RunActivity::default()
+        };
+        let filter = RunFilter {
+            status: Some(RunStatus::Done),
+            ..RunFilter::default()
+        };
+        let mut scan = PageRequest {
+            page: 0,
+            limit: PageRequest::MAX_LIMIT,
+        };
+        let mut read = 0u64;
+        'pages: loop {
+            let chunk = self.list_runs(filter.clone(), scan).await?;
+            let done = chunk.items.len() < scan.limit as usize;
+            for r in chunk.items {
+                if r.started_at < since {
+                    break 'pages;
+                }
+                if read >= RunActivity::SCAN_LIMIT {
+                    activity.complete = false;
+                    break 'pages;
+                }
+                read += 1;
+                if let (Some(result), Some(ended)) = (r.result, r.ended_at) {
+                    activity.record(result, ended - since, bucket);
+                }
+            }
+            if done {
+                break;
+            }
+            scan.page += 1;
+        }
+        Ok(activity)
+    }
 
     /// Deletes `DONE` runs that ended before `older_than`; returns how many.
     async fn prune_runs(&self, older_than: Timestamp) -> StoreResult<u64>;
