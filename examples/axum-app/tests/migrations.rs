@@ -100,5 +100,12 @@ async fn installed_migrations_give_bildads_schema() {
     let ours = schema_of(own.url()).await;
     assert!(ours.len() > 20, "{ours:#?}");
     assert_eq!(schema_of(copied.url()).await, ours);
+
+    // The store's own embedded migrations, run after the app applied the copies, change
+    // nothing and the store works.
+    let store = bildad_store_diesel::connect(copied.url()).await.unwrap();
+    assert_eq!(schema_of(copied.url()).await, ours);
+    store.ping().await.unwrap();
+    assert_eq!(store.stats().await.unwrap().templates, 0);
     let _ = std::fs::remove_dir_all(&app);
 }

@@ -1,6 +1,9 @@
 -- Bildad's tables (SPEC §1). Released migrations are never edited: add a new one.
+-- Every statement is IF NOT EXISTS: an app that applied the copy `cargo xtask install`
+-- gave it (under its own version) can still let the store run its embedded copy, and
+-- whichever runs second changes nothing.
 
-CREATE TABLE bildad_templates (
+CREATE TABLE IF NOT EXISTS bildad_templates (
     id                      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     code                    TEXT NOT NULL CONSTRAINT bildad_templates_code_key UNIQUE,
     name                    TEXT NOT NULL,
@@ -14,12 +17,12 @@ CREATE TABLE bildad_templates (
     updated_at              TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
-CREATE INDEX bildad_templates_listing ON bildad_templates (display_order, code);
+CREATE INDEX IF NOT EXISTS bildad_templates_listing ON bildad_templates (display_order, code);
 
 -- Queue entries. While an entry is RUNNING it carries its run's id, node instance,
 -- timeout_at and expires_at, so that the killer's and the engine's lookups stay on this
 -- small table and never probe the (large) history.
-CREATE TABLE bildad_queue (
+CREATE TABLE IF NOT EXISTS bildad_queue (
     id                 BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     job_run_identifier TEXT NOT NULL CONSTRAINT bildad_queue_identifier_key UNIQUE,
     template_id        BIGINT NOT NULL CONSTRAINT bildad_queue_template_fkey
@@ -46,21 +49,21 @@ CREATE TABLE bildad_queue (
 );
 
 -- The claim: run order among available entries.
-CREATE INDEX bildad_queue_claim ON bildad_queue (priority, inserted_at, id)
+CREATE INDEX IF NOT EXISTS bildad_queue_claim ON bildad_queue (priority, inserted_at, id)
     WHERE status = 'AVAILABLE';
 -- The killer: this node's runs past timeout_at.
-CREATE INDEX bildad_queue_kill ON bildad_queue (node, timeout_at)
+CREATE INDEX IF NOT EXISTS bildad_queue_kill ON bildad_queue (node, timeout_at)
     WHERE status = 'RUNNING';
 -- The engine's expiry: runs past expires_at.
-CREATE INDEX bildad_queue_expire ON bildad_queue (expires_at)
+CREATE INDEX IF NOT EXISTS bildad_queue_expire ON bildad_queue (expires_at)
     WHERE status = 'RUNNING';
 -- Deleting a template checks the foreign key through this index.
-CREATE INDEX bildad_queue_template ON bildad_queue (template_id);
+CREATE INDEX IF NOT EXISTS bildad_queue_template ON bildad_queue (template_id);
 
 -- Job runs: the history. Finalize changes only unindexed columns, and fillfactor 90
 -- leaves room on the page, so that finalize is a HOT update. There is deliberately no
 -- index on status: a partial index on RUNNING would make every finalize non-HOT.
-CREATE TABLE bildad_runs (
+CREATE TABLE IF NOT EXISTS bildad_runs (
     id                 BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     entry_id           BIGINT NOT NULL,
     job_run_identifier TEXT NOT NULL,
@@ -86,9 +89,9 @@ CREATE TABLE bildad_runs (
 ) WITH (fillfactor = 90);
 
 -- History, newest first.
-CREATE INDEX bildad_runs_history ON bildad_runs (started_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS bildad_runs_history ON bildad_runs (started_at DESC, id DESC);
 
-CREATE TABLE bildad_nodes (
+CREATE TABLE IF NOT EXISTS bildad_nodes (
     instance_id       TEXT PRIMARY KEY,
     name              TEXT NOT NULL,
     started_at        TIMESTAMPTZ NOT NULL DEFAULT now(),

@@ -1,9 +1,12 @@
 -- Bildad's tables (SPEC §1) for embedded SQLite. Released migrations are never edited.
+-- Every statement is IF NOT EXISTS: an app that applied the copy `cargo xtask install`
+-- gave it (under its own version) can still let the store run its embedded copy, and
+-- whichever runs second changes nothing.
 -- Timestamps are INTEGER microseconds since the Unix epoch (UTC), taken from SQLite's
 -- clock in SQL, so ordering and arithmetic stay in the database.
 -- AUTOINCREMENT: an id is never reused, because a run id is a lease.
 
-CREATE TABLE bildad_templates (
+CREATE TABLE IF NOT EXISTS bildad_templates (
     id                      INTEGER PRIMARY KEY AUTOINCREMENT,
     code                    TEXT NOT NULL UNIQUE,
     name                    TEXT NOT NULL,
@@ -17,9 +20,9 @@ CREATE TABLE bildad_templates (
     updated_at              INTEGER NOT NULL
 );
 
-CREATE INDEX bildad_templates_listing ON bildad_templates (display_order, code);
+CREATE INDEX IF NOT EXISTS bildad_templates_listing ON bildad_templates (display_order, code);
 
-CREATE TABLE bildad_queue (
+CREATE TABLE IF NOT EXISTS bildad_queue (
     id                 INTEGER PRIMARY KEY AUTOINCREMENT,
     job_run_identifier TEXT NOT NULL UNIQUE,
     template_id        INTEGER NOT NULL REFERENCES bildad_templates (id) ON DELETE RESTRICT,
@@ -41,15 +44,15 @@ CREATE TABLE bildad_queue (
            OR (node IS NOT NULL AND timeout_at IS NOT NULL AND expires_at IS NOT NULL))
 );
 
-CREATE INDEX bildad_queue_claim ON bildad_queue (priority, inserted_at, id)
+CREATE INDEX IF NOT EXISTS bildad_queue_claim ON bildad_queue (priority, inserted_at, id)
     WHERE status = 'AVAILABLE';
-CREATE INDEX bildad_queue_kill ON bildad_queue (node, timeout_at)
+CREATE INDEX IF NOT EXISTS bildad_queue_kill ON bildad_queue (node, timeout_at)
     WHERE status = 'RUNNING';
-CREATE INDEX bildad_queue_expire ON bildad_queue (expires_at)
+CREATE INDEX IF NOT EXISTS bildad_queue_expire ON bildad_queue (expires_at)
     WHERE status = 'RUNNING';
-CREATE INDEX bildad_queue_template ON bildad_queue (template_id);
+CREATE INDEX IF NOT EXISTS bildad_queue_template ON bildad_queue (template_id);
 
-CREATE TABLE bildad_runs (
+CREATE TABLE IF NOT EXISTS bildad_runs (
     id                 INTEGER PRIMARY KEY AUTOINCREMENT,
     entry_id           INTEGER NOT NULL,
     job_run_identifier TEXT NOT NULL,
@@ -72,9 +75,9 @@ CREATE TABLE bildad_runs (
     CHECK ((status = 'RUNNING') = (result IS NULL) AND (status = 'RUNNING') = (ended_at IS NULL))
 );
 
-CREATE INDEX bildad_runs_history ON bildad_runs (started_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS bildad_runs_history ON bildad_runs (started_at DESC, id DESC);
 
-CREATE TABLE bildad_nodes (
+CREATE TABLE IF NOT EXISTS bildad_nodes (
     instance_id       TEXT PRIMARY KEY,
     name              TEXT NOT NULL,
     started_at        INTEGER NOT NULL,
