@@ -10,11 +10,17 @@
 //! # }
 //! ```
 //!
+//! With the `dashboard` feature, the router also serves an HTML dashboard at
+//! [`DASHBOARD_PATH`] (see docs/DASHBOARD.md): the same token signs in, and its pages
+//! stay out of [`routes`] and the OpenAPI document.
+//!
 //! **Architecture invariant:** only this crate knows HTTP and the JSON wire shapes
 //! (its `dto` module); it reaches the database only through the engine's
 //! `Arc<dyn JobStore>`.
 
 mod config;
+#[cfg(feature = "dashboard")]
+mod dashboard;
 mod dto;
 mod error;
 mod extract;
@@ -34,6 +40,10 @@ use state::AppState;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use tower_http::catch_panic::CatchPanicLayer;
+
+/// Where the HTML dashboard is served (feature `dashboard`), relative to the router.
+#[cfg(feature = "dashboard")]
+pub const DASHBOARD_PATH: &str = dashboard::PREFIX;
 
 /// The API's routes as `(method, path)`, in the order of SPEC §4. Paths use axum's
 /// (and OpenAPI's) `{param}` syntax.
@@ -70,6 +80,8 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         }
     }
     let protected = protected.route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    #[cfg(feature = "dashboard")]
+    let public = public.merge(dashboard::router(state.clone()));
     public
         .merge(protected)
         .fallback(not_found)

@@ -9,6 +9,7 @@
 //! | (always) | [`core`] (model, `JobStore`, `Job`, `JobRegistry`), [`runtime`] (`Engine`, `NodeRuntime`), [`demo`] |
 //! | `postgres`, `sqlite` | [`store`]: `bildad_store_diesel` (`connect(url)`, `migrate(url)`) |
 //! | `http` | [`http`]: the axum router of the REST API |
+//! | `dashboard` | the HTML dashboard at `/jobs/dashboard` in that router (on by default) |
 //!
 //! The most used names are at the top level: [`Job`], [`JobRegistry`], [`JobContext`],
 //! [`JobError`], [`JobStore`], [`NewEntry`], [`NewTemplate`], [`NodeConfig`],

@@ -292,6 +292,17 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         "bildad node {:?} listening on http://{local}",
         node.node().name
     );
+    #[cfg(feature = "dashboard")]
+    println!(
+        "dashboard: http://{}{}{}",
+        browser_host(local),
+        bildad::http::DASHBOARD_PATH,
+        if args.auth_token.is_some() {
+            " (sign in with the auth token)"
+        } else {
+            ""
+        }
+    );
     println!(
         "try: curl -X POST http://{local}/jobs/queue{auth} -H 'Content-Type: application/json' \
          -d '{{\"template\": \"demo.echo\", \"context\": {{\"hello\": \"world\"}}, \"trigger_engine\": true}}'"
@@ -304,6 +315,20 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
     node.shutdown(Duration::from_secs(args.shutdown_grace_seconds))
         .await;
     Ok(())
+}
+
+/// The bound address as a browser should open it: an unspecified address
+/// (`0.0.0.0`, `[::]`) becomes the loopback one of its family.
+#[cfg(feature = "dashboard")]
+fn browser_host(local: SocketAddr) -> SocketAddr {
+    let mut addr = local;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
 }
 
 async fn shutdown_signal() {

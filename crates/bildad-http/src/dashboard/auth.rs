@@ -1,0 +1,510 @@
+//! Who may see the dashboard, and which requests may change something.
+//!
+//! - With a token configured, the sign-in page takes it once and sets an `HttpOnly`,
+//!   `SameSite=Strict` cookie holding an HMAC of the token (never the token itself);
+//!   every page checks it in constant time. Changing the token signs everybody out.
+//! - Without a token, pages answer only to a loopback `Host` (`localhost`, `127.0.0.1`,
+//!   `[::1]`), so a web page that rebinds its own name to 127.0.0.1 cannot read them.
+//! - Every `POST` must come from the same origin (`Origin`, else `Referer`, equal to
+//!   `Host`) and, once signed in, carry the form's CSRF token.
+
+use super::layout;
+use super::{Dash, DashError, PREFIX};
+use axum::body::Bytes;
+use axum::extract::{Extension, OriginalUri, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use hmac::{Hmac, Mac};
+use maud::html;
+use sha2::Sha256;
+use std::net::IpAddr;
+use subtle::ConstantTimeEq;
+
+const COOKIE: &str = "bildad_dashboard";
+
+/// Secrets derived once per router.
+pub(crate) struct Keys {
+    /// The configured token, when there is one.
+    token: Option<String>,
+    /// The cookie value that proves a sign-in: HMAC(token, purpose).
+    session: Option<String>,
+    /// The CSRF token put in every form. Derived from the token, so that every node
+    /// behind a load balancer accepts it; random per process when there is no token.
+    csrf: String,
+}
+
+fn hmac_hex(key: &[u8], purpose: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(purpose.as_bytes());
+    hex(&mac.finalize().into_bytes())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn ct_eq(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+impl Keys {
+    pub(crate) fn new(token: Option<&str>) -> Self {
+        match token {
+            Some(t) => Self {
+                token: Some(t.to_owned()),
+                session: Some(hmac_hex(t.as_bytes(), "bildad-dashboard-session-v1")),
+                csrf: hmac_hex(t.as_bytes(), "bildad-dashboard-csrf-v1"),
+            },
+            None => {
+                let random = format!("{}{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+                Self {
+                    token: None,
+                    session: None,
+                    csrf: hmac_hex(random.as_bytes(), "bildad-dashboard-csrf-v1"),
+                }
+            }
+        }
+    }
+
+    fn signed_in(&self, headers: &HeaderMap) -> bool {
+        match &self.session {
+            None => true,
+            Some(expected) => cookie(headers, COOKIE).is_some_and(|v| ct_eq(&v, expected)),
+        }
+    }
+}
+
+/// What every dashboard handler knows about its request.
+#[derive(Debug, Clone)]
+pub(crate) struct Ctx {
+    /// The dashboard's path as the browser sees it (`/admin/jobs/dashboard` when the
+    /// router is nested under `/admin`).
+    pub(crate) base: String,
+    /// The CSRF token for forms.
+    pub(crate) csrf: String,
+    /// A token is configured (so there is a sign-out button).
+    pub(crate) auth: bool,
+    /// The live script asks for the page body only.
+    pub(crate) live: bool,
+    /// The request path relative to `base` (`""`, `"queue"`, …), for the nav.
+    pub(crate) here: String,
+}
+
+/// A posted form, its CSRF token checked.
+pub(crate) struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// The last non-empty value of `key`, trimmed.
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The last value of `key` exactly as sent (may be empty).
+    pub(crate) fn raw(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Ctx {
+    /// Parses an `application/x-www-form-urlencoded` body and checks its `_csrf`.
+    pub(crate) fn read_form(&self, body: &Bytes) -> Result<Form, DashError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|e| {
+            DashError::new(
+                StatusCode::BAD_REQUEST,
+                format!("unreadable form: {e}"),
+                &self.base,
+            )
+        })?;
+        let form = Form(pairs);
+        match form.raw("_csrf") {
+            Some(t) if ct_eq(t, &self.csrf) => Ok(form),
+            _ => Err(DashError::new(
+                StatusCode::FORBIDDEN,
+                "this form has expired or did not come from the dashboard; reload the page and try again",
+                &self.base,
+            )),
+        }
+    }
+
+    /// The URL of dashboard page `rel` (`""` = overview) with `query` (may be empty).
+    pub(crate) fn page_url(&self, rel: &str, query: &str) -> String {
+        let mut url = self.base.clone();
+        if !rel.is_empty() {
+            url.push('/');
+            url.push_str(rel);
+        }
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(query);
+        }
+        url
+    }
+}
+
+/// The value of cookie `name`.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim().to_owned())
+}
+
+fn host(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::HOST).and_then(|v| v.to_str().ok())
+}
+
+/// `Host` names a loopback address (or is absent, as in in-process calls).
+fn host_is_loopback(headers: &HeaderMap) -> bool {
+    let Some(h) = host(headers) else {
+        return true;
+    };
+    let name = if let Some(rest) = h.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        h.rsplit_once(':').map_or(h, |(n, _)| n)
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The request comes from a page of this same origin: `Origin` (or, failing that,
+/// `Referer`) names the scheme and the `Host` it was sent to.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(host) = host(headers) else {
+        return false;
+    };
+    let matches = |origin: &str| {
+        origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+    };
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        return matches(origin);
+    }
+    headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|r| {
+            let without_scheme = r.split_once("://").map_or("", |(_, rest)| rest);
+            let authority = without_scheme.split('/').next().unwrap_or_default();
+            let scheme = r.split_once("://").map_or("", |(s, _)| s);
+            matches(&format!("{scheme}://{authority}"))
+        })
+}
+
+/// The path the router is mounted under (`/admin` when nested there; empty otherwise).
+fn mount_prefix(req: &Request) -> String {
+    let inner = req.uri().path();
+    req.extensions()
+        .get::<OriginalUri>()
+        .and_then(|o| o.path().strip_suffix(inner).map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Checks every dashboard request, then hands the handler its [`Ctx`].
+pub(crate) async fn guard(State(d): State<Dash>, mut req: Request, next: Next) -> Response {
+    let base = format!("{}{PREFIX}", mount_prefix(&req));
+    let keys = &d.keys;
+    if keys.token.is_none() && !host_is_loopback(req.headers()) {
+        return DashError::new(
+            StatusCode::FORBIDDEN,
+            "without an auth token the dashboard answers on a loopback address only \
+             (open it as http://127.0.0.1:PORT or http://localhost:PORT), or start the \
+             server with --auth-token",
+            &base,
+        )
+        .into_response();
+    }
+    if req.method() == Method::POST && !same_origin(req.headers()) {
+        return DashError::new(
+            StatusCode::FORBIDDEN,
+            "cross-site request refused: dashboard actions must come from the dashboard's own pages",
+            &base,
+        )
+        .into_response();
+    }
+    let rel = req
+        .uri()
+        .path()
+        .strip_prefix(PREFIX)
+        .unwrap_or_default()
+        .trim_start_matches('/')
+        .to_owned();
+    let open = rel == "login" || rel.starts_with("assets/");
+    if !open && !keys.signed_in(req.headers()) {
+        if req.method() == Method::GET {
+            let next_rel = match req.uri().query() {
+                Some(q) => format!("{rel}?{q}"),
+                None => rel.clone(),
+            };
+            let q = layout::query(&[("next", &next_rel)]);
+            let to = if q.is_empty() {
+                format!("{base}/login")
+            } else {
+                format!("{base}/login?{q}")
+            };
+            return Redirect::to(&to).into_response();
+        }
+        return DashError::new(
+            StatusCode::UNAUTHORIZED,
+            "sign in first: your session has ended",
+            &base,
+        )
+        .into_response();
+    }
+    let live = req
+        .headers()
+        .get("x-bildad-live")
+        .is_some_and(|v| v.as_bytes() == b"1");
+    let here = rel.split('/').next().unwrap_or_default().to_owned();
+    req.extensions_mut().insert(Ctx {
+        base,
+        csrf: keys.csrf.clone(),
+        auth: keys.token.is_some(),
+        live,
+        here,
+    });
+    next.run(req).await
+}
+
+/// A `next` parameter that stays inside the dashboard.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if !n.contains("//")
+                && !n.contains('\\')
+                && !n.starts_with('/')
+                && n.chars().all(|c| !c.is_control()) =>
+        {
+            n.to_owned()
+        }
+        _ => String::new(),
+    }
+}
+
+/// `GET /jobs/dashboard/login`.
+pub(crate) async fn login_page(
+    State(d): State<Dash>,
+    Extension(ctx): Extension<Ctx>,
+    axum::extract::Query(q): axum::extract::Query<Vec<(String, String)>>,
+) -> Response {
+    let next = q
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "next")
+        .map(|(_, v)| v.as_str());
+    if d.keys.token.is_none() {
+        return Redirect::to(&ctx.base).into_response();
+    }
+    login_form(&ctx, &safe_next(next), None, StatusCode::OK)
+}
+
+fn login_form(ctx: &Ctx, next: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let body = html! {
+        section.signin {
+            h1 { "Sign in to Bildad" }
+            p { "Paste the node's auth token (the value of " code { "--auth-token" } " or "
+                code { "BILDAD_AUTH_TOKEN" } "). The dashboard keeps a cookie, so you do this once per browser." }
+            @if let Some(e) = error { p.error role="alert" { (e) } }
+            form method="post" action={ (ctx.base) "/login" } {
+                input type="hidden" name="next" value=(next);
+                label for="token" { "Token" }
+                input #token type="password" name="token" autocomplete="current-password" required autofocus;
+                button type="submit" { "Sign in" }
+            }
+        }
+    };
+    (status, layout::bare(ctx, "Sign in", body)).into_response()
+}
+
+/// `POST /jobs/dashboard/login`: checks the token in constant time and sets the
+/// session cookie.
+pub(crate) async fn login(
+    State(d): State<Dash>,
+    Extension(ctx): Extension<Ctx>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(token) = &d.keys.token else {
+        return Redirect::to(&ctx.base).into_response();
+    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let field = |k: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let next = safe_next(field("next"));
+    let given = field("token").unwrap_or_default().trim();
+    if given.is_empty() || !ct_eq(given, token) {
+        tracing::warn!("dashboard sign-in with a wrong token");
+        return login_form(
+            &ctx,
+            &next,
+            Some("That token is not right. Check for spaces and try again."),
+            StatusCode::UNAUTHORIZED,
+        );
+    }
+    let session = d.keys.session.as_deref().unwrap_or_default();
+    let mut res = Redirect::to(&ctx.page_url(&next, "")).into_response();
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(&ctx.base, session, secure(&headers), None),
+    );
+    res
+}
+
+/// `POST /jobs/dashboard/logout`: clears the cookie.
+pub(crate) async fn logout(
+    Extension(ctx): Extension<Ctx>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, DashError> {
+    ctx.read_form(&body)?;
+    let mut res = Redirect::to(&format!("{}/login", ctx.base)).into_response();
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(&ctx.base, "", secure(&headers), Some(0)),
+    );
+    Ok(res)
+}
+
+/// The request reached us over HTTPS (directly or through a proxy that says so).
+fn secure(headers: &HeaderMap) -> bool {
+    let forwarded = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("https://"));
+    forwarded || origin
+}
+
+fn set_cookie(path: &str, value: &str, secure: bool, max_age: Option<u32>) -> HeaderValue {
+    let mut c = format!("{COOKIE}={value}; Path={path}; HttpOnly; SameSite=Strict");
+    if secure {
+        c.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("bildad_dashboard="))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for ok in [
+            "127.0.0.1:4000",
+            "localhost",
+            "LOCALHOST:80",
+            "[::1]:4000",
+            "127.3.4.5",
+            "app.localhost:1",
+        ] {
+            assert!(host_is_loopback(&headers(&[(header::HOST, ok)])), "{ok}");
+        }
+        for bad in [
+            "evil.example:4000",
+            "10.0.0.1:4000",
+            "[2001:db8::1]:80",
+            "localhost.evil.example",
+        ] {
+            assert!(!host_is_loopback(&headers(&[(header::HOST, bad)])), "{bad}");
+        }
+    }
+
+    #[test]
+    fn same_origin_needs_origin_or_referer_matching_host() {
+        let h = |extra: &[(header::HeaderName, &str)]| {
+            let mut all = vec![(header::HOST, "127.0.0.1:4000")];
+            all.extend_from_slice(extra);
+            same_origin(&headers(&all))
+        };
+        assert!(h(&[(header::ORIGIN, "http://127.0.0.1:4000")]));
+        assert!(h(&[(
+            header::REFERER,
+            "http://127.0.0.1:4000/jobs/dashboard"
+        )]));
+        assert!(!h(&[]));
+        assert!(!h(&[(header::ORIGIN, "null")]));
+        assert!(!h(&[(header::ORIGIN, "http://evil.example")]));
+        assert!(!h(&[(
+            header::ORIGIN,
+            "http://127.0.0.1:4000.evil.example"
+        )]));
+        assert!(!h(&[(
+            header::REFERER,
+            "http://evil.example/?http://127.0.0.1:4000/"
+        )]));
+        // Origin wins over a matching Referer.
+        assert!(!h(&[
+            (header::ORIGIN, "http://evil.example"),
+            (header::REFERER, "http://127.0.0.1:4000/")
+        ]));
+    }
+
+    #[test]
+    fn next_stays_inside_the_dashboard() {
+        assert_eq!(
+            safe_next(Some("queue?status=RUNNING")),
+            "queue?status=RUNNING"
+        );
+        for bad in [
+            "//evil.example",
+            "/etc",
+            "https://evil.example",
+            "a\\b",
+            "x\ny",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cookie_is_an_hmac_not_the_token() {
+        let k = Keys::new(Some("s3cret"));
+        let session = k.session.clone().unwrap();
+        assert!(!session.contains("s3cret"));
+        assert_eq!(session.len(), 64);
+        assert!(k.signed_in(&headers(&[(
+            header::COOKIE,
+            &format!("a=b; {COOKIE}={session}")
+        )])));
+        assert!(!k.signed_in(&headers(&[(header::COOKIE, &format!("{COOKIE}=s3cret"))])));
+        assert!(!k.signed_in(&headers(&[])));
+        assert!(Keys::new(None).signed_in(&headers(&[])));
+    }
+}
