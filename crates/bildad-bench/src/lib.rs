@@ -1,0 +1,601 @@
+//! Bildad's benchmark: enqueue and process no-op jobs on PostgreSQL, measure pickup
+//! latency, throughput against the size of the run history, SQL statements per job and
+//! the memory of many sleeping jobs. Run it with `cargo xtask bench`; see
+//! `docs/PERFORMANCE.md` for the figures and how to read them.
+//!
+//! The bench is a tool, not a test: it prints lines of `key=value` pairs that start with
+//! `bildad `, so that runs can be compared by machine, and it never judges speed.
+//!
+//! It creates a database of its own for each scenario and drops it afterwards. Its own
+//! SQL (create and drop the database, fill the history, read `pg_stat_statements`) is
+//! administration around the store, not part of Bildad: jobs go only through
+//! `Arc<dyn JobStore>` and the runtime.
+
+use anyhow::{Context as _, Result, bail};
+use bildad_core::{
+    JobContext, JobRegistry, JobStore, NewEntry, NewTemplate, NodeConfig,
+};
+use bildad_runtime::NodeRuntime;
+use bildad_store_diesel::{PgStore, PoolOptions};
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Nullable};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// The server every machine here runs.
+pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// What to measure, and how hard.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// An administrative URL on the server; the bench creates its databases there.
+    pub database_url: String,
+    /// Jobs per throughput scenario.
+    pub n: u64,
+    /// Nodes (each a `NodeRuntime` with its own pool) processing at once.
+    pub nodes: usize,
+    /// `max_concurrent_jobs` of each node in the throughput scenarios.
+    pub concurrency: u32,
+    /// `batch_size` of each node in the throughput scenarios (entries per claim).
+    pub batch: u32,
+    /// Entries per `enqueue_many` call.
+    pub enqueue_chunk: usize,
+    /// Connections in each node's pool.
+    pub pool: usize,
+    /// Pickup latency samples (0 skips the scenario).
+    pub latency_samples: usize,
+    /// Sizes of the run history to compare (empty skips the scenario).
+    pub history: Vec<u64>,
+    /// Concurrently sleeping jobs for the memory scenario (0 skips it).
+    pub sleepers: u32,
+    /// Count SQL statements with `pg_stat_statements` (needs it in
+    /// `shared_preload_libraries`; otherwise says so and goes on).
+    pub count_statements: bool,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            database_url: DEFAULT_URL.to_string(),
+            n: 20_000,
+            nodes: 1,
+            concurrency: 1000,
+            batch: 500,
+            enqueue_chunk: 5000,
+            pool: 10,
+            latency_samples: 1000,
+            history: vec![1_000, 1_000_000],
+            sleepers: 10_000,
+            count_statements: false,
+        }
+    }
+}
+
+/// One throughput measurement.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    /// Jobs enqueued per second (`enqueue_many` in chunks).
+    pub enqueue_per_s: f64,
+    /// Jobs claimed, run and finalized per second.
+    pub process_per_s: f64,
+    /// Statements executed in the bench database while enqueuing, if counted.
+    pub enqueue_statements: Option<u64>,
+    /// Statements executed in the bench database while processing, if counted.
+    pub process_statements: Option<u64>,
+}
+
+/// Runs every scenario `opts` asks for and prints one `bildad …` line per result.
+pub async fn run(opts: &BenchOptions) -> Result<()> {
+    if opts.n == 0 || opts.nodes == 0 || opts.concurrency == 0 || opts.batch == 0 {
+        bail!("--n, --nodes, --concurrency and --batch must be positive");
+    }
+    let stats = if opts.count_statements {
+        StatementCounter::open(&opts.database_url).await
+    } else {
+        None
+    };
+
+    // Memory first, while the process is still small.
+    if opts.sleepers > 0 {
+        let db = BenchDb::create(&opts.database_url).await?;
+        let m = sleeping_memory(&db, opts.sleepers).await;
+        db.drop_now().await;
+        let (before, during) = m?;
+        println!(
+            "bildad sleeping_jobs={} rss_mib={:.1} rss_before_mib={:.1}",
+            opts.sleepers, during, before
+        );
+    }
+
+    // Throughput on a fresh database.
+    let db = BenchDb::create(&opts.database_url).await?;
+    let t = throughput(&db, opts, stats.as_ref()).await;
+    db.drop_now().await;
+    let t = t?;
+    println!(
+        "bildad enqueue_jobs_per_s={:.0} process_jobs_per_s={:.0} N={} nodes={} concurrency={}",
+        t.enqueue_per_s, t.process_per_s, opts.n, opts.nodes, opts.concurrency
+    );
+    if opts.count_statements {
+        match (t.enqueue_statements, t.process_statements) {
+            (Some(e), Some(p)) => println!(
+                "bildad statements_per_job={:.3} enqueue_statements={e} process_statements={p} N={}",
+                (e + p) as f64 / opts.n as f64,
+                opts.n
+            ),
+            _ => println!(
+                "bildad statements_per_job=unavailable reason=pg_stat_statements_not_loaded"
+            ),
+        }
+    }
+
+    if opts.latency_samples > 0 {
+        let db = BenchDb::create(&opts.database_url).await?;
+        let l = pickup_latency(&db, opts.latency_samples).await;
+        db.drop_now().await;
+        let l = l?;
+        println!(
+            "bildad pickup_p50_ms={:.2} pickup_p99_ms={:.2}",
+            l.trigger.0, l.trigger.1
+        );
+        println!(
+            "bildad pickup_mode=enqueue_and_run p50_ms={:.2} p99_ms={:.2} samples={}",
+            l.run_now.0, l.run_now.1, opts.latency_samples
+        );
+    }
+
+    let mut first: Option<f64> = None;
+    for &rows in &opts.history {
+        let db = BenchDb::create(&opts.database_url).await?;
+        let t = async {
+            db.fill_history(rows).await?;
+            throughput(&db, &BenchOptions { nodes: 1, ..opts.clone() }, None).await
+        }
+        .await;
+        db.drop_now().await;
+        let t = t?;
+        let ratio = t.process_per_s / *first.get_or_insert(t.process_per_s);
+        println!(
+            "bildad history_runs={rows} process_jobs_per_s={:.0} ratio={ratio:.3} N={} nodes=1 concurrency={}",
+            t.process_per_s, opts.n, opts.concurrency
+        );
+    }
+
+    Ok(())
+}
+
+/// A registry with the no-op job, counting executions.
+fn noop_registry(executed: Arc<AtomicU64>) -> JobRegistry {
+    JobRegistry::new().with("bench.noop", move |_ctx: JobContext| {
+        let executed = executed.clone();
+        async move {
+            executed.fetch_add(1, Ordering::Relaxed);
+            Ok(None)
+        }
+    })
+}
+
+fn node_config(name: &str, concurrency: u32, batch: u32) -> NodeConfig {
+    NodeConfig {
+        node_name: name.to_string(),
+        batch_size: batch,
+        max_concurrent_jobs: concurrency,
+        ..NodeConfig::default()
+    }
+}
+
+async fn connect(db: &BenchDb, pool: usize) -> Result<Arc<dyn JobStore>> {
+    let store = PgStore::connect_with(
+        &db.url,
+        PoolOptions {
+            max_size: pool,
+            ..PoolOptions::default()
+        },
+    )
+    .await?;
+    Ok(Arc::new(store))
+}
+
+async fn create_template(store: &dyn JobStore, code: &str) -> Result<()> {
+    store
+        .create_template(NewTemplate::new(
+            code,
+            code,
+            code,
+            json!({"type": "object"}),
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Enqueues `opts.n` no-op jobs, then processes them on `opts.nodes` nodes.
+async fn throughput(
+    db: &BenchDb,
+    opts: &BenchOptions,
+    stats: Option<&StatementCounter>,
+) -> Result<Throughput> {
+    let store = connect(db, opts.pool).await?;
+    create_template(&*store, "bench.noop").await?;
+
+    let entries: Vec<NewEntry> = (0..opts.n)
+        .map(|i| NewEntry::new("bench.noop", json!({"i": i})))
+        .collect();
+    if let Some(s) = stats {
+        s.reset().await?;
+    }
+    let started = Instant::now();
+    for chunk in entries.chunks(opts.enqueue_chunk.max(1)) {
+        store.enqueue_many(chunk.to_vec()).await?;
+    }
+    let enqueue = started.elapsed();
+    let enqueue_statements = match stats {
+        Some(s) => s.read(&db.name).await?,
+        None => None,
+    };
+
+    let executed = Arc::new(AtomicU64::new(0));
+    let mut nodes = Vec::with_capacity(opts.nodes);
+    for k in 0..opts.nodes {
+        // Each node has its own pool, as separate processes would.
+        let store = if k == 0 {
+            store.clone()
+        } else {
+            connect(db, opts.pool).await?
+        };
+        let node = NodeRuntime::start(
+            store,
+            noop_registry(executed.clone()),
+            node_config(&format!("bench-{k}"), opts.concurrency, opts.batch),
+        )
+        .await?;
+        nodes.push(node);
+    }
+    if let Some(s) = stats {
+        s.reset().await?;
+    }
+    let started = Instant::now();
+    let drivers: Vec<_> = nodes
+        .iter()
+        .map(|node| {
+            let node = node.clone();
+            let executed = executed.clone();
+            let n = opts.n;
+            tokio::spawn(async move { drive(&node, &executed, n).await })
+        })
+        .collect();
+    for d in drivers {
+        d.await??;
+    }
+    let process = started.elapsed();
+    let process_statements = match stats {
+        Some(s) => s.read(&db.name).await?,
+        None => None,
+    };
+    for node in &nodes {
+        node.shutdown(Duration::from_secs(5)).await;
+    }
+    let stats_now = store.stats().await?;
+    if stats_now.succeeded != opts.n || stats_now.available + stats_now.running != 0 {
+        bail!(
+            "expected {} succeeded runs and an empty queue, found {stats_now:?}",
+            opts.n
+        );
+    }
+    Ok(Throughput {
+        enqueue_per_s: opts.n as f64 / enqueue.as_secs_f64(),
+        process_per_s: opts.n as f64 / process.as_secs_f64(),
+        enqueue_statements,
+        process_statements,
+    })
+}
+
+/// Keeps `node`'s engine claiming until `n` jobs ran and every local run is finalized.
+async fn drive(node: &NodeRuntime, executed: &AtomicU64, n: u64) -> Result<()> {
+    let engine = node.engine();
+    loop {
+        engine.run_until_idle().await?;
+        if executed.load(Ordering::Relaxed) >= n {
+            break;
+        }
+        // Another node holds the rest, or a claim raced: look again shortly.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // A slot frees only after its run's finalize came back.
+    while node.executor().running_count() > 0 {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    Ok(())
+}
+
+/// p50 and p99 in milliseconds.
+type Percentiles = (f64, f64);
+
+struct Latency {
+    trigger: Percentiles,
+    run_now: Percentiles,
+}
+
+/// Time from the call that enqueues a job to the moment the job starts running, one job
+/// at a time, on a node with the default configuration (batch 10, 100 slots).
+async fn pickup_latency(db: &BenchDb, samples: usize) -> Result<Latency> {
+    let store = connect(db, 10).await?;
+    create_template(&*store, "bench.ping").await?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
+    let registry = JobRegistry::new().with("bench.ping", move |_ctx: JobContext| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send(Instant::now());
+            Ok(None)
+        }
+    });
+    let node = NodeRuntime::start(store, registry, NodeConfig::default()).await?;
+    let engine = node.engine().clone();
+    let mut trigger = Vec::with_capacity(samples);
+    let mut run_now = Vec::with_capacity(samples);
+    // A few unmeasured rounds warm the pool and the statement paths.
+    for i in 0..(samples + 20) {
+        let entry = NewEntry::new("bench.ping", json!({"i": i}));
+        let t0 = Instant::now();
+        if i % 2 == 0 {
+            engine.enqueue_and_trigger(entry).await?;
+        } else {
+            engine.enqueue_and_run(entry).await?;
+        }
+        let started = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .context("a job did not start within 10 s")?
+            .context("the job channel closed")?;
+        let ms = started.duration_since(t0).as_secs_f64() * 1000.0;
+        if i >= 20 {
+            if i % 2 == 0 {
+                trigger.push(ms);
+            } else {
+                run_now.push(ms);
+            }
+        }
+        while node.executor().running_count() > 0 {
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+    }
+    node.shutdown(Duration::from_secs(5)).await;
+    Ok(Latency {
+        trigger: percentiles(trigger),
+        run_now: percentiles(run_now),
+    })
+}
+
+fn percentiles(mut v: Vec<f64>) -> Percentiles {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
+    (at(0.50), at(0.99))
+}
+
+/// RSS of this process before and while `n` jobs sleep at once, in MiB.
+async fn sleeping_memory(db: &BenchDb, n: u32) -> Result<(f64, f64)> {
+    let store = connect(db, 10).await?;
+    create_template(&*store, "bench.sleep").await?;
+    let entries: Vec<NewEntry> = (0..n)
+        .map(|i| NewEntry::new("bench.sleep", json!({"i": i})))
+        .collect();
+    for chunk in entries.chunks(5000) {
+        store.enqueue_many(chunk.to_vec()).await?;
+    }
+    let release = Arc::new(tokio::sync::Notify::new());
+    let wait = release.clone();
+    let registry = JobRegistry::new().with("bench.sleep", move |ctx: JobContext| {
+        let wait = wait.clone();
+        async move {
+            tokio::select! {
+                () = wait.notified() => {}
+                () = ctx.cancellation.cancelled() => {}
+                () = tokio::time::sleep(Duration::from_secs(600)) => {}
+            }
+            Ok(None)
+        }
+    });
+    let before = rss_mib();
+    let node = NodeRuntime::start(store, registry, node_config("bench-sleep", n, 1000)).await?;
+    node.engine().run_until_idle().await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while node.executor().running_count() < n as usize {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {n} jobs started",
+                node.executor().running_count()
+            );
+        }
+        node.engine().run_until_idle().await?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let during = rss_mib();
+    release.notify_waiters();
+    node.shutdown(Duration::from_secs(30)).await;
+    Ok((before, during))
+}
+
+/// Resident set size of this process (Linux), in MiB; NaN elsewhere.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// A database of the bench's own, migrated, dropped (`WITH (FORCE)`) by `drop_now`.
+struct BenchDb {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl BenchDb {
+    async fn create(admin_url: &str) -> Result<Self> {
+        let name = format!("bildad_bench_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = admin(admin_url).await?;
+        conn.batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .with_context(|| format!("cannot create database {name}"))?;
+        let db = Self {
+            admin_url: admin_url.to_string(),
+            url: with_database(admin_url, &name),
+            name,
+        };
+        let store = PgStore::connect(&db.url).await?;
+        let migrated = store.migrate().await;
+        store.close();
+        if let Err(e) = migrated {
+            db.drop_now().await;
+            bail!("cannot migrate {}: {e}", db.name);
+        }
+        Ok(db)
+    }
+
+    /// `rows` runs of history (`DONE`, of entries long gone), then `VACUUM ANALYZE`.
+    async fn fill_history(&self, rows: u64) -> Result<()> {
+        let mut conn = admin(&self.url).await?;
+        conn.batch_execute(&format!(
+            "INSERT INTO bildad_runs (entry_id, job_run_identifier, template, job_type, retry,
+                process_name, node, node_name, status, result, context, started_at,
+                timeout_at, expires_at, ended_at)
+             SELECT g, 'history-' || g, 'bench.noop', 'bench.noop', 0, 'history/' || g,
+                'history', 'history', 'DONE', 'SUCCEEDED', '{{}}'::jsonb,
+                now() - interval '30 days' + g * interval '1 millisecond',
+                now(), now(), now()
+             FROM generate_series(1, {rows}) g;
+             VACUUM ANALYZE;"
+        ))
+        .await
+        .context("cannot fill the run history")?;
+        Ok(())
+    }
+
+    async fn drop_now(&self) {
+        match admin(&self.admin_url).await {
+            Ok(mut c) => {
+                if let Err(e) = c
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        self.name
+                    ))
+                    .await
+                {
+                    eprintln!("cannot drop database {}: {e}", self.name);
+                }
+            }
+            Err(e) => eprintln!("cannot drop database {}: {e}", self.name),
+        }
+    }
+}
+
+async fn admin(url: &str) -> Result<AsyncPgConnection> {
+    tokio::time::timeout(Duration::from_secs(5), AsyncPgConnection::establish(url))
+        .await
+        .with_context(|| format!("connecting to {url} timed out"))?
+        .with_context(|| format!("cannot connect to {url}"))
+}
+
+/// `base` with its database name replaced by `name` (the query string kept).
+fn with_database(base: &str, name: &str) -> String {
+    let (head, query) = match base.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (base, None),
+    };
+    let scheme_end = head.find("://").map_or(0, |i| i + 3);
+    let host_part = match head[scheme_end..].find('/') {
+        Some(i) => &head[..scheme_end + i],
+        None => head,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{name}?{q}"),
+        None => format!("{host_part}/{name}"),
+    }
+}
+
+/// Reads `pg_stat_statements` from the administrative database, so that its own
+/// queries are not counted against the bench database.
+struct StatementCounter {
+    conn: tokio::sync::Mutex<AsyncPgConnection>,
+}
+
+#[derive(QueryableByName)]
+struct CallsRow {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    calls: Option<i64>,
+}
+
+impl StatementCounter {
+    /// `None`, with a notice, when the extension cannot be used.
+    async fn open(url: &str) -> Option<Self> {
+        let mut conn = admin(url).await.ok()?;
+        let ok = conn
+            .batch_execute(
+                "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+                 SELECT count(*) FROM pg_stat_statements;",
+            )
+            .await;
+        match ok {
+            Ok(()) => Some(Self {
+                conn: tokio::sync::Mutex::new(conn),
+            }),
+            Err(e) => {
+                eprintln!("NOTICE: cannot count statements: {e}");
+                None
+            }
+        }
+    }
+
+    async fn reset(&self) -> Result<()> {
+        let mut c = self.conn.lock().await;
+        c.batch_execute("SELECT pg_stat_statements_reset()").await?;
+        Ok(())
+    }
+
+    /// Statements executed in database `name` since the last reset.
+    async fn read(&self, name: &str) -> Result<Option<u64>> {
+        let mut c = self.conn.lock().await;
+        let row: CallsRow = diesel::sql_query(
+            "SELECT sum(s.calls)::int8 AS calls FROM pg_stat_statements s
+             JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1",
+        )
+        .bind::<diesel::sql_types::Text, _>(name)
+        .get_result(&mut *c)
+        .await?;
+        Ok(Some(row.calls.unwrap_or(0) as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_ranks() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentiles(v), (50.0, 99.0));
+        assert_eq!(percentiles(vec![3.0]), (3.0, 3.0));
+    }
+
+    #[test]
+    fn database_name_is_replaced() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "t"),
+            "postgres://u@h:5432/t"
+        );
+        assert_eq!(
+            with_database("postgres://h/x?sslmode=disable", "t"),
+            "postgres://h/t?sslmode=disable"
+        );
+    }
+}
