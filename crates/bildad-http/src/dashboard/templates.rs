@@ -221,6 +221,14 @@ pub(crate) async fn enqueue(
             }
         },
     };
+    // With other fields wrong, still show the schema's verdict on the context, so that
+    // one submit reports everything (the store checks it again when enqueuing).
+    if let Some(c) = &context
+        && !errors.is_empty()
+        && let Ok(validator) = bildad_core::validation::compile_schema(&t.context_schema)
+    {
+        errors.extend(bildad_core::validation::validate_context(&validator, c));
+    }
     let Some(context) = context.filter(|_| errors.is_empty()) else {
         return Ok(render_form(
             &ctx,

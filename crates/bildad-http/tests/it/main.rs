@@ -4,6 +4,8 @@
 //! binary can reach (see `backends!`).
 
 mod bad_input;
+#[cfg(feature = "dashboard")]
+mod dashboard;
 mod flaky_store;
 mod routes;
 
