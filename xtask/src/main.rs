@@ -12,6 +12,11 @@ commands:
   install --app-dir PATH [--backend postgres|sqlite] [--dry-run] [--create-migrations-dir]
       Copy Bildad's migrations into an existing diesel application and print
       the lines to add to its Cargo.toml, router and main.
+  chaos [--nodes 4] [--jobs 10000] [--kill-every-secs 3] [--min-kills 50] [--runs N]
+        [--database-url URL] [--seed S] | chaos outage [--outage-secs 10]
+      Build bildad and crates/bildad-chaos in release mode and run the fault proof:
+      nodes SIGKILLed and restarted under load (or the database cut by a proxy),
+      checked from the database; exits non-zero on any violation.
   release-migrations
       Record every migration file in migrations/RELEASED (appends new ones only);
       the tidy test then refuses any edit of a recorded file.
@@ -33,12 +38,41 @@ fn run(args: Vec<String>) -> Result<()> {
             Ok(())
         }
         Some("release-migrations") => release_migrations(),
+        Some("chaos") => chaos(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())
         }
         Some(other) => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
+}
+
+/// Builds the release `bildad` binary, then runs `bildad-chaos` (which finds it beside
+/// itself) with `args`.
+fn chaos(args: &[String]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let cmd = |a: &[&str]| std::process::Command::new(&cargo).args(a).status();
+    if !cmd(&[
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "bildad",
+        "--bin",
+        "bildad",
+    ])?
+    .success()
+    {
+        bail!("building bildad failed");
+    }
+    let status = std::process::Command::new(&cargo)
+        .args(["run", "--release", "--quiet", "-p", "bildad-chaos", "--"])
+        .args(args)
+        .status()?;
+    if !status.success() {
+        bail!("the chaos run failed ({status})");
+    }
+    Ok(())
 }
 
 /// Appends every migration file not yet in `migrations/RELEASED`; never rewrites a line.

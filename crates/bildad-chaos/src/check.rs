@@ -1,0 +1,244 @@
+//! The verdict, from the database alone: every planned job reached its final state by the
+//! retry rule, no attempt started twice, every run has one outcome with the right reason.
+
+use crate::db::{NodeRow, RunRow};
+use crate::plan::{Expected, PlannedJob};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+/// What the checks may assume about expiries.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// `--node-dead-after-seconds` of the nodes.
+    pub node_dead_after_secs: f64,
+    /// When false, `Expired` is allowed only for runs of instances that never recorded
+    /// a clean departure (the killed ones). An outage makes every node look dead, so
+    /// the outage scenario allows it for any node.
+    pub expired_from_any_node: bool,
+}
+
+/// Counts and violations.
+#[derive(Debug, Default, Clone)]
+pub struct Verdict {
+    /// Planned jobs.
+    pub jobs: usize,
+    /// Runs in the history.
+    pub runs: usize,
+    /// Jobs whose last run succeeded.
+    pub succeeded: usize,
+    /// Jobs that failed with their retries exhausted.
+    pub exhausted: usize,
+    /// Runs ended `Expired`.
+    pub expired: usize,
+    /// Runs ended `Timeout`.
+    pub timeouts: usize,
+    /// Runs the retry rule gives when nothing is killed (the rest are the kills' cost).
+    pub runs_without_faults: usize,
+    /// Node instances that never recorded a departure (killed).
+    pub killed_instances: usize,
+    /// Every broken rule, one line each.
+    pub violations: Vec<String>,
+}
+
+impl Verdict {
+    /// True when no rule was broken.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "jobs {} (succeeded {}, failed with retries exhausted {}); runs {} \
+             ({} without faults, {} more from kills); expired runs {}; timeouts {}; \
+             killed instances {}",
+            self.jobs,
+            self.succeeded,
+            self.exhausted,
+            self.runs,
+            self.runs_without_faults,
+            self.runs as i64 - self.runs_without_faults as i64,
+            self.expired,
+            self.timeouts,
+            self.killed_instances
+        )?;
+        if self.violations.is_empty() {
+            write!(f, "verdict: PASS (0 violations)")
+        } else {
+            writeln!(f, "verdict: FAIL ({} violations)", self.violations.len())?;
+            for v in self.violations.iter().take(40) {
+                writeln!(f, "  - {v}")?;
+            }
+            if self.violations.len() > 40 {
+                writeln!(f, "  … and {} more", self.violations.len() - 40)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Checks `runs`, `nodes` and what is left in `queue` against `plan`.
+pub fn verdict(
+    plan: &[PlannedJob],
+    runs: &[RunRow],
+    nodes: &[NodeRow],
+    queue: &[(String, String)],
+    rules: Rules,
+) -> Verdict {
+    let mut v = Verdict {
+        jobs: plan.len(),
+        runs: runs.len(),
+        ..Verdict::default()
+    };
+    let nodes_by_id: HashMap<&str, &NodeRow> =
+        nodes.iter().map(|n| (n.instance_id.as_str(), n)).collect();
+    v.killed_instances = nodes.iter().filter(|n| !n.stopped).count();
+
+    for (id, status) in queue {
+        v.violations.push(format!(
+            "{id}: entry left in the queue ({status}) at the end"
+        ));
+    }
+
+    let planned: HashSet<&str> = plan.iter().map(|j| j.identifier.as_str()).collect();
+    let mut by_job: HashMap<&str, Vec<&RunRow>> = HashMap::new();
+    let mut seen = HashSet::new();
+    for r in runs {
+        if !seen.insert((r.identifier.as_str(), r.retry)) {
+            v.violations
+                .push(format!("{} retry {}: started twice", r.identifier, r.retry));
+        }
+        if !planned.contains(r.identifier.as_str()) {
+            v.violations
+                .push(format!("{}: a run of a job nobody planned", r.identifier));
+        }
+        by_job.entry(r.identifier.as_str()).or_default().push(r);
+    }
+
+    for job in plan {
+        v.runs_without_faults += job.runs_without_faults() as usize;
+        let mut job_runs = by_job.remove(job.identifier.as_str()).unwrap_or_default();
+        job_runs.sort_by_key(|r| r.retry);
+        check_job(job, &job_runs, &nodes_by_id, rules, &mut v);
+    }
+    v
+}
+
+fn check_job(
+    job: &PlannedJob,
+    runs: &[&RunRow],
+    nodes: &HashMap<&str, &NodeRow>,
+    rules: Rules,
+    v: &mut Verdict,
+) {
+    let id = &job.identifier;
+    if runs.is_empty() {
+        v.violations.push(format!("{id}: lost (never ran)"));
+        return;
+    }
+    for (i, r) in runs.iter().enumerate() {
+        let i = i as i32;
+        if r.retry != i {
+            v.violations.push(format!(
+                "{id}: retries are not 0..n (found retry {} at position {i})",
+                r.retry
+            ));
+            return;
+        }
+        if r.status != "DONE" {
+            v.violations
+                .push(format!("{id} retry {i}: still {} at the end", r.status));
+            continue;
+        }
+        let Some(ended) = r.ended_at else {
+            v.violations
+                .push(format!("{id} retry {i}: DONE without ended_at"));
+            continue;
+        };
+        if i > 0
+            && let Some(prev_end) = runs[(i - 1) as usize].ended_at
+            && r.started_at < prev_end
+        {
+            v.violations.push(format!(
+                "{id} retry {i}: started {:.3}s before retry {} ended (two at once)",
+                prev_end - r.started_at,
+                i - 1
+            ));
+        }
+        let reason = r.reason.as_deref().unwrap_or("");
+        let result = r.result.as_deref().unwrap_or("");
+        if result == "FAILED" && reason == "Expired" {
+            v.expired += 1;
+            match nodes.get(r.node.as_str()) {
+                None => v.violations.push(format!(
+                    "{id} retry {i}: Expired on unknown node {}",
+                    r.node
+                )),
+                Some(n) => {
+                    if n.stopped && !rules.expired_from_any_node {
+                        v.violations.push(format!(
+                            "{id} retry {i}: Expired, but its node {} ({}) was not killed",
+                            n.name, n.instance_id
+                        ));
+                    }
+                    // Expiry needs the node silent for node_dead_after (or expires_at).
+                    if !rules.expired_from_any_node
+                        && ended < n.last_heartbeat_at + rules.node_dead_after_secs - 0.001
+                    {
+                        v.violations.push(format!(
+                            "{id} retry {i}: Expired {:.3}s after its node's last heartbeat \
+                             (< node_dead_after)",
+                            ended - n.last_heartbeat_at
+                        ));
+                    }
+                }
+            }
+        } else {
+            if reason == "Timeout" {
+                v.timeouts += 1;
+                if ended < r.timeout_at {
+                    v.violations.push(format!(
+                        "{id} retry {i}: Timeout {:.3}s before its timeout_at",
+                        r.timeout_at - ended
+                    ));
+                }
+            }
+            let got = if result == "SUCCEEDED" {
+                Expected::Success
+            } else {
+                Expected::Failure(reason.to_owned())
+            };
+            let want = job.expected(i);
+            if got != want {
+                v.violations.push(format!(
+                    "{id} retry {i} ({}): ended {got:?}, expected {want:?}",
+                    job.kind.name()
+                ));
+            }
+        }
+        let last = i as usize == runs.len() - 1;
+        let succeeded = result == "SUCCEEDED";
+        if !last && (succeeded || i >= job.max_retries) {
+            v.violations.push(format!(
+                "{id}: retry {i} ended {result} with max_retries {}, yet retry {} ran",
+                job.max_retries,
+                i + 1
+            ));
+        }
+        if last {
+            if succeeded {
+                v.succeeded += 1;
+            } else if i >= job.max_retries {
+                v.exhausted += 1;
+            } else {
+                v.violations.push(format!(
+                    "{id}: last run (retry {i}) failed with retries left (max_retries {}) \
+                     and no retry followed",
+                    job.max_retries
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Short forms of the fault runs of `bildad-chaos` (the full ones are `cargo xtask chaos`
+//! and `bildad-chaos outage`), on the binary cargo built for this test: nodes SIGKILLed
+//! under load, and the database cut away by a proxy for 10 s.
+
+use bildad_chaos::{ChaosOptions, outage};
+use bildad_store_diesel::testing::TestPg;
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_bildad"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_killed_under_load_lose_nothing_and_run_nothing_twice() {
+    let Some(pg) = TestPg::fresh().await else {
+        return;
+    };
+    let mut opts = ChaosOptions::new(bin());
+    opts.database_url = Some(pg.url().to_owned());
+    opts.nodes = 3;
+    opts.jobs = 400;
+    opts.kill_every = Duration::from_secs(2);
+    opts.min_kills = 5;
+    opts.drain_timeout = Duration::from_secs(60);
+    opts.verbose = false;
+    let summary = bildad_chaos::chaos(opts).await.expect("chaos run");
+    eprintln!("{summary}");
+    assert!(summary.passed(), "{summary}");
+    assert!(summary.kills >= 5);
+    assert!(summary.verdict.expired > 0 || summary.verdict.killed_instances == summary.kills);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn database_outage_answers_503_then_recovers_and_records_late_outcomes() {
+    let Some(pg) = TestPg::fresh().await else {
+        return;
+    };
+    let report = outage::run(outage::OutageOptions {
+        bin: bin(),
+        database_url: pg.url().to_owned(),
+        outage: Duration::from_secs(10),
+        jobs: 150,
+        seed: bildad_chaos::seed_from_clock(),
+    })
+    .await
+    .expect("outage run");
+    eprintln!("{report}");
+    assert!(report.verdict.passed(), "{report}");
+    assert_eq!(report.finished_while_away, 10);
+    assert!(report.statuses_during.get(&503).copied().unwrap_or(0) > 0);
+}
