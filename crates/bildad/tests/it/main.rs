@@ -1,6 +1,7 @@
 //! The `bildad` binary, driven from outside: subcommands, flags, and two nodes on one
 //! PostgreSQL database talking HTTP.
 
+mod browser;
 mod chaos;
 mod cli;
 mod nodes;
