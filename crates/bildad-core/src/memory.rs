@@ -652,8 +652,7 @@ impl JobStore for MemoryStore {
             ..RunActivity::default()
         };
         for r in st.runs.values().filter(|r| r.started_at >= since) {
-            if let (RunStatus::Done, Some(result), Some(ended)) = (r.status, r.result, r.ended_at)
-            {
+            if let (RunStatus::Done, Some(result), Some(ended)) = (r.status, r.result, r.ended_at) {
                 activity.record(result, ended - since, bucket);
             }
         }

@@ -411,10 +411,9 @@ pub struct ActivityBucket {
 impl RunActivity {
     /// Counts one finished run that ended `offset` after the window's start.
     pub fn record(&mut self, result: RunResult, offset: chrono::TimeDelta, bucket: Duration) {
-        let index = u32::try_from(
-            offset.num_milliseconds().max(0) as u128 / bucket.as_millis().max(1),
-        )
-        .unwrap_or(u32::MAX);
+        let index =
+            u32::try_from(offset.num_milliseconds().max(0) as u128 / bucket.as_millis().max(1))
+                .unwrap_or(u32::MAX);
         let at = match self.buckets.binary_search_by_key(&index, |b| b.index) {
             Ok(i) => i,
             Err(i) => {
