@@ -1,6 +1,8 @@
 //! Cross-crate and multi-node tests. Every test body takes a fresh store and runs on
 //! each backend (`on_every_store!`).
 
+mod fuzz_http;
+mod fuzz_validation;
 mod lifecycle;
 mod nodes;
 mod race;
