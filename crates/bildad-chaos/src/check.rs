@@ -242,3 +242,174 @@ fn check_job(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Kind;
+
+    fn job(id: &str, kind: Kind, max_retries: i32, fail_times: i32) -> PlannedJob {
+        PlannedJob {
+            identifier: id.into(),
+            kind,
+            max_retries,
+            fail_times,
+            seconds: 0.0,
+        }
+    }
+
+    fn run(id: &str, retry: i32, result: &str, reason: Option<&str>, node: &str) -> RunRow {
+        let start = 100.0 + f64::from(retry) * 10.0;
+        RunRow {
+            identifier: id.into(),
+            retry,
+            status: "DONE".into(),
+            result: Some(result.into()),
+            reason: reason.map(Into::into),
+            node: node.into(),
+            started_at: start,
+            ended_at: Some(start + 5.0),
+            timeout_at: start + 1.0,
+        }
+    }
+
+    fn nodes() -> Vec<NodeRow> {
+        vec![
+            NodeRow {
+                instance_id: "live".into(),
+                name: "a".into(),
+                last_heartbeat_at: 1000.0,
+                stopped: true,
+            },
+            NodeRow {
+                instance_id: "killed".into(),
+                name: "b".into(),
+                last_heartbeat_at: 50.0,
+                stopped: false,
+            },
+        ]
+    }
+
+    const RULES: Rules = Rules {
+        node_dead_after_secs: 4.0,
+        expired_from_any_node: false,
+    };
+
+    fn check(plan: &[PlannedJob], runs: &[RunRow]) -> Verdict {
+        verdict(plan, runs, &nodes(), &[], RULES)
+    }
+
+    #[test]
+    fn a_clean_history_passes() {
+        let plan = [
+            job("e", Kind::Echo, 1, 0),
+            job("f", Kind::Flaky, 3, 2),
+            job("x", Kind::Fail, 1, 0),
+            job("t", Kind::Timeout, 0, 0),
+        ];
+        let runs = [
+            run("e", 0, "FAILED", Some("Expired"), "killed"),
+            run("e", 1, "SUCCEEDED", None, "live"),
+            run("f", 0, "FAILED", Some("flaky failure 1 of 2"), "live"),
+            run("f", 1, "FAILED", Some("flaky failure 2 of 2"), "live"),
+            run("f", 2, "SUCCEEDED", None, "live"),
+            run("x", 0, "FAILED", Some(crate::plan::FAIL_MESSAGE), "live"),
+            run("x", 1, "FAILED", Some(crate::plan::FAIL_MESSAGE), "live"),
+            run("t", 0, "FAILED", Some("Timeout"), "live"),
+        ];
+        let v = check(&plan, &runs);
+        assert!(v.passed(), "{v}");
+        assert_eq!(
+            (v.succeeded, v.exhausted, v.expired, v.timeouts),
+            (2, 2, 1, 1)
+        );
+        assert_eq!(v.runs_without_faults, 1 + 3 + 2 + 1);
+    }
+
+    #[test]
+    fn every_broken_rule_is_reported() {
+        let cases: Vec<(PlannedJob, Vec<RunRow>, &str)> = vec![
+            (job("lost", Kind::Echo, 1, 0), vec![], "lost"),
+            (
+                job("twice", Kind::Echo, 1, 0),
+                vec![
+                    run("twice", 0, "SUCCEEDED", None, "live"),
+                    run("twice", 0, "SUCCEEDED", None, "live"),
+                ],
+                "started twice",
+            ),
+            (
+                job("exp", Kind::Echo, 1, 0),
+                vec![
+                    run("exp", 0, "FAILED", Some("Expired"), "live"),
+                    run("exp", 1, "SUCCEEDED", None, "live"),
+                ],
+                "was not killed",
+            ),
+            (
+                job("early", Kind::Timeout, 0, 0),
+                vec![RunRow {
+                    ended_at: Some(100.5),
+                    ..run("early", 0, "FAILED", Some("Timeout"), "live")
+                }],
+                "before its timeout_at",
+            ),
+            (
+                job("tmo", Kind::Echo, 0, 0),
+                vec![run("tmo", 0, "FAILED", Some("Timeout"), "live")],
+                "expected Success",
+            ),
+            (
+                job("more", Kind::Fail, 0, 0),
+                vec![
+                    run("more", 0, "FAILED", Some(crate::plan::FAIL_MESSAGE), "live"),
+                    run("more", 1, "FAILED", Some(crate::plan::FAIL_MESSAGE), "live"),
+                ],
+                "yet retry 1 ran",
+            ),
+            (
+                job("stuck", Kind::Fail, 2, 0),
+                vec![run(
+                    "stuck",
+                    0,
+                    "FAILED",
+                    Some(crate::plan::FAIL_MESSAGE),
+                    "live",
+                )],
+                "retries left",
+            ),
+            (
+                job("overlap", Kind::Echo, 1, 0),
+                vec![
+                    run("overlap", 0, "FAILED", Some("Expired"), "killed"),
+                    RunRow {
+                        started_at: 101.0,
+                        ..run("overlap", 1, "SUCCEEDED", None, "live")
+                    },
+                ],
+                "two at once",
+            ),
+            (
+                job("running", Kind::Echo, 0, 0),
+                vec![RunRow {
+                    status: "RUNNING".into(),
+                    result: None,
+                    ended_at: None,
+                    ..run("running", 0, "SUCCEEDED", None, "live")
+                }],
+                "still RUNNING",
+            ),
+        ];
+        for (plan, runs, want) in cases {
+            let v = check(std::slice::from_ref(&plan), &runs);
+            assert!(
+                v.violations.iter().any(|x| x.contains(want)),
+                "{}: wanted {want:?}, got {:?}",
+                plan.identifier,
+                v.violations
+            );
+        }
+        let left = verdict(&[], &[], &nodes(), &[("q".into(), "RUNNING".into())], RULES);
+        assert!(left.violations[0].contains("left in the queue"));
+    }
+}
