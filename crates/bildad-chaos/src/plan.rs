@@ -76,7 +76,8 @@ pub enum Expected {
 /// The message of `demo.fail` and `demo.panic` jobs.
 pub const FAIL_MESSAGE: &str = "chaos: planned failure";
 
-/// Timeout of the `Timeout` jobs, in seconds (they sleep three times as long).
+/// Timeout of the `Timeout` jobs, in seconds (they sleep six times as long, so that a
+/// killer tick delayed by a loaded machine still comes first).
 pub const TIMEOUT_SECONDS: i32 = 1;
 
 impl PlannedJob {
@@ -180,7 +181,7 @@ pub fn generate(jobs: usize, prefix: &str, rng: &mut Rng) -> Vec<PlannedJob> {
                 Kind::Fail => (rng.below(3) as i32, 0, 0.0),
                 Kind::Flaky => (1 + rng.below(4) as i32, rng.below(4) as i32, 0.0),
                 Kind::Panic => (rng.below(2) as i32, 0, 0.0),
-                Kind::Timeout => (rng.below(2) as i32, 0, f64::from(TIMEOUT_SECONDS) * 3.0),
+                Kind::Timeout => (rng.below(2) as i32, 0, f64::from(TIMEOUT_SECONDS) * 6.0),
             };
             PlannedJob {
                 identifier: format!("{prefix}-{i}"),
