@@ -12,6 +12,10 @@ commands:
   install --app-dir PATH [--backend postgres|sqlite] [--dry-run] [--create-migrations-dir]
       Copy Bildad's migrations into an existing diesel application and print
       the lines to add to its Cargo.toml, router and main.
+  bench [--database-url URL] [--n N] [--nodes K] [--quick] [--count-statements] ...
+      Build and run the benchmark in release mode (crates/bildad-bench; --help lists
+      every flag): creates its own database on the server, enqueues and processes
+      no-op jobs, prints one `bildad key=value` line per scenario.
   chaos [--nodes 4] [--jobs 10000] [--kill-every-secs 3] [--min-kills 50] [--runs N]
         [--database-url URL] [--seed S] | chaos outage [--outage-secs 10]
       Build bildad and crates/bildad-chaos in release mode and run the fault proof:
@@ -39,6 +43,17 @@ fn run(args: Vec<String>) -> Result<()> {
         }
         Some("release-migrations") => release_migrations(),
         Some("chaos") => chaos(&args[1..]),
+        Some("bench") => {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = std::process::Command::new(cargo)
+                .args(["run", "--release", "--quiet", "-p", "bildad-bench", "--"])
+                .args(&args[1..])
+                .status()?;
+            if !status.success() {
+                bail!("the benchmark failed ({status})");
+            }
+            Ok(())
+        }
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())

@@ -341,6 +341,9 @@ pub(crate) struct EndedRow {
     pub(crate) entry_id: Option<i64>,
     #[diesel(sql_type = Nullable<Integer>)]
     pub(crate) max_retries: Option<i32>,
+    /// When the statement itself requeued the entry (a stop): its new `run_at`.
+    #[diesel(sql_type = Nullable<DbTime>)]
+    pub(crate) requeued_at: Option<Timestamp>,
 }
 
 /// An entry's id and the run it points at.
