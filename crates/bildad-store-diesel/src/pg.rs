@@ -370,6 +370,8 @@ impl PgStore {
             let c = &mut *conn;
             let mut out = Vec::new();
             let claim = CLAIM.replace("{filter}", "e.run_at <= now()");
+            // As `claim` runs it: with the planner settings of its transaction.
+            c.batch_execute(CLAIM_PLANNER).await?;
             let lines: Vec<PlanLine> =
                 sql_query(format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {claim}"))
                     .bind::<Array<Text>, _>(&job_types)
@@ -380,6 +382,11 @@ impl PgStore {
                     .load(c)
                     .await?;
             out.push(("claim (500 entries)", text(lines)));
+            c.batch_execute(
+                "RESET enable_sort; RESET enable_bitmapscan; RESET enable_hashjoin; \
+                 RESET enable_mergejoin; RESET jit",
+            )
+            .await?;
             let lines: Vec<PlanLine> =
                 sql_query(format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {KILL}"))
                     .bind::<Text, _>(&node)
