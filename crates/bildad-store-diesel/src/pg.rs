@@ -22,6 +22,8 @@ use bildad_core::{
     Page, PageRequest, QueueEntry, QueueStats, RemoveResult, RunFilter, RunId, RunRef, SchemaCache,
     StopResult, StoreError, StoreResult, TemplateFilter, TemplatePatch, Timestamp,
 };
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::Error as DieselError;
 use diesel::sql_query;
 use diesel::sql_types::{
@@ -190,6 +192,36 @@ FROM unnest($1::int8[], $2::int8[]) AS d(id, delay)
 WHERE e.id = d.id
 RETURNING e.id, e.run_at";
 
+/// A raw SQL statement (`sql_query` with its binds) that the connection prepares once
+/// and reuses: diesel refuses to cache `sql_query` statements because their text may be
+/// built at run time, which would grow the cache without bound. Only wrap statements
+/// whose text is one of a few constants (the hot paths: claim, finalize, expiry, kill,
+/// heartbeat, enqueue); each then costs one round trip (bind + execute) instead of two
+/// (parse + describe, then bind + execute). The cache is per connection, keyed by the
+/// SQL text and the bind types.
+#[derive(Debug, Clone)]
+struct Cached<Q>(Q);
+
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Cached<Q> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> diesel::QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q> QueryId for Cached<Q> {
+    type QueryId = ();
+    // No static id: the cache is keyed by the SQL text.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: Query> Query for Cached<Q> {
+    type SqlType = Q::SqlType;
+}
+
 /// A `JobStore` on PostgreSQL. Cheap to clone: clones share the pool.
 #[derive(Clone)]
 pub struct PgStore {
@@ -312,10 +344,12 @@ impl PgStore {
         conn: &mut AsyncPgConnection,
         codes: Vec<String>,
     ) -> StoreResult<HashMap<String, JobTemplate>> {
-        let rows: Vec<TemplateRow> = sql_query(format!(
-            "SELECT {TEMPLATE_COLS} FROM bildad_templates WHERE code = ANY($1)"
-        ))
-        .bind::<Array<Text>, _>(codes)
+        let rows: Vec<TemplateRow> = Cached(
+            sql_query(format!(
+                "SELECT {TEMPLATE_COLS} FROM bildad_templates WHERE code = ANY($1)"
+            ))
+            .bind::<Array<Text>, _>(codes),
+        )
         .load(conn)
         .await
         .map_err(db_error)?;
@@ -483,14 +517,16 @@ async fn finalize_in(c: &mut AsyncPgConnection, reqs: &[Finalize]) -> Result<Vec
         outputs.push(end.output);
         settles.push(settle_of(r));
     }
-    let ended: Vec<EndedRow> = sql_query(END_RUNS)
-        .bind::<Array<BigInt>, _>(ids)
-        .bind::<Array<Text>, _>(results)
-        .bind::<Array<Nullable<Text>>, _>(reasons)
-        .bind::<Array<Nullable<Jsonb>>, _>(outputs)
-        .bind::<Array<SmallInt>, _>(settles)
-        .load(c)
-        .await?;
+    let ended: Vec<EndedRow> = Cached(
+        sql_query(END_RUNS)
+            .bind::<Array<BigInt>, _>(ids)
+            .bind::<Array<Text>, _>(results)
+            .bind::<Array<Nullable<Text>>, _>(reasons)
+            .bind::<Array<Nullable<Jsonb>>, _>(outputs)
+            .bind::<Array<SmallInt>, _>(settles),
+    )
+    .load(c)
+    .await?;
 
     let mut out: Vec<Ended> = reqs
         .iter()
@@ -535,11 +571,13 @@ async fn finalize_in(c: &mut AsyncPgConnection, reqs: &[Finalize]) -> Result<Vec
             .await?;
     }
     if !requeue.is_empty() {
-        let rows: Vec<RequeuedRow> = sql_query(REQUEUE)
-            .bind::<Array<BigInt>, _>(requeue)
-            .bind::<Array<BigInt>, _>(delays)
-            .load(c)
-            .await?;
+        let rows: Vec<RequeuedRow> = Cached(
+            sql_query(REQUEUE)
+                .bind::<Array<BigInt>, _>(requeue)
+                .bind::<Array<BigInt>, _>(delays),
+        )
+        .load(c)
+        .await?;
         for r in rows {
             out[requeued_slot[&r.id]].result.entry = EntryFate::Requeued { run_at: r.run_at };
         }
@@ -596,10 +634,12 @@ impl JobStore for PgStore {
 
     async fn get_template(&self, code: &str) -> StoreResult<JobTemplate> {
         let mut conn = self.conn().await?;
-        let row: Option<TemplateRow> = sql_query(format!(
-            "SELECT {TEMPLATE_COLS} FROM bildad_templates WHERE code = $1"
-        ))
-        .bind::<Text, _>(code)
+        let row: Option<TemplateRow> = Cached(
+            sql_query(format!(
+                "SELECT {TEMPLATE_COLS} FROM bildad_templates WHERE code = $1"
+            ))
+            .bind::<Text, _>(code),
+        )
         .get_result(&mut conn)
         .await
         .map(Some)
@@ -707,13 +747,15 @@ impl JobStore for PgStore {
         let identifiers: Vec<String> = prepared.iter().map(|p| p.identifier.clone()).collect();
 
         // An identifier with history is taken too (SPEC §2.1; see MemoryStore).
-        let taken: Vec<TextRow> = sql_query(
-            "SELECT job_run_identifier AS text FROM bildad_queue
+        let taken: Vec<TextRow> = Cached(
+            sql_query(
+                "SELECT job_run_identifier AS text FROM bildad_queue
                 WHERE job_run_identifier = ANY($1)
              UNION
              SELECT job_run_identifier FROM bildad_runs WHERE job_run_identifier = ANY($1)",
+            )
+            .bind::<Array<Text>, _>(&identifiers),
         )
-        .bind::<Array<Text>, _>(&identifiers)
         .load(&mut conn)
         .await
         .map_err(db_error)?;
@@ -739,8 +781,9 @@ impl JobStore for PgStore {
             run_ats.push(p.run_at);
         }
         // One multi-row INSERT: all or nothing.
-        let rows: Vec<EntryRow> = sql_query(format!(
-            "WITH ins AS (
+        let rows: Vec<EntryRow> = Cached(
+            sql_query(format!(
+                "WITH ins AS (
                 INSERT INTO bildad_queue (job_run_identifier, template_id, priority,
                     timeout_seconds, max_retries, context, run_at, inserted_at, updated_at)
                 SELECT i.identifier, i.template_id, i.priority, i.timeout_seconds,
@@ -753,14 +796,15 @@ impl JobStore for PgStore {
                 RETURNING *
              )
              SELECT {ENTRY_COLS} FROM ins e JOIN bildad_templates t ON t.id = e.template_id"
-        ))
-        .bind::<Array<Text>, _>(&identifiers)
-        .bind::<Array<BigInt>, _>(template_ids)
-        .bind::<Array<Integer>, _>(priorities)
-        .bind::<Array<Integer>, _>(timeouts)
-        .bind::<Array<Integer>, _>(retries)
-        .bind::<Array<Jsonb>, _>(contexts)
-        .bind::<Array<Nullable<Timestamptz>>, _>(run_ats)
+            ))
+            .bind::<Array<Text>, _>(&identifiers)
+            .bind::<Array<BigInt>, _>(template_ids)
+            .bind::<Array<Integer>, _>(priorities)
+            .bind::<Array<Integer>, _>(timeouts)
+            .bind::<Array<Integer>, _>(retries)
+            .bind::<Array<Jsonb>, _>(contexts)
+            .bind::<Array<Nullable<Timestamptz>>, _>(run_ats),
+        )
         .load(&mut conn)
         .await
         .map_err(|e| match e {
@@ -929,8 +973,8 @@ impl JobStore for PgStore {
             .transaction::<_, Fail, _>(async |c| {
                 c.batch_execute(CLAIM_PLANNER).await?;
                 Ok(match only {
-                    Some(id) => query.bind::<Text, _>(id).load(c).await?,
-                    None => query.load(c).await?,
+                    Some(id) => Cached(query.bind::<Text, _>(id)).load(c).await?,
+                    None => Cached(query).load(c).await?,
                 })
             })
             .await
@@ -961,8 +1005,7 @@ impl JobStore for PgStore {
 
     async fn runs_to_kill(&self, node: &str) -> StoreResult<Vec<RunRef>> {
         let mut conn = self.conn().await?;
-        let rows: Vec<RunRefRow> = sql_query(KILL)
-            .bind::<Text, _>(node)
+        let rows: Vec<RunRefRow> = Cached(sql_query(KILL).bind::<Text, _>(node))
             .load(&mut conn)
             .await
             .map_err(db_error)?;
@@ -971,11 +1014,11 @@ impl JobStore for PgStore {
 
     async fn runs_to_expire(&self, node_dead_after: Duration) -> StoreResult<Vec<RunRef>> {
         let mut conn = self.conn().await?;
-        let rows: Vec<RunRefRow> = sql_query(EXPIRE)
-            .bind::<BigInt, _>(duration_us(node_dead_after))
-            .load(&mut conn)
-            .await
-            .map_err(db_error)?;
+        let rows: Vec<RunRefRow> =
+            Cached(sql_query(EXPIRE).bind::<BigInt, _>(duration_us(node_dead_after)))
+                .load(&mut conn)
+                .await
+                .map_err(db_error)?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
@@ -984,13 +1027,15 @@ impl JobStore for PgStore {
             return Ok(Vec::new());
         }
         let mut conn = self.conn().await?;
-        let rows: Vec<IdRow> = sql_query(
-            "SELECT i.id FROM unnest($1::int8[]) WITH ORDINALITY AS i(id, ord)
+        let rows: Vec<IdRow> = Cached(
+            sql_query(
+                "SELECT i.id FROM unnest($1::int8[]) WITH ORDINALITY AS i(id, ord)
              WHERE NOT EXISTS (
                 SELECT 1 FROM bildad_runs r WHERE r.id = i.id AND r.status = 'RUNNING')
              ORDER BY i.ord",
+            )
+            .bind::<Array<BigInt>, _>(runs),
         )
-        .bind::<Array<BigInt>, _>(runs)
         .load(&mut conn)
         .await
         .map_err(db_error)?;
@@ -1060,13 +1105,15 @@ impl JobStore for PgStore {
 
     async fn heartbeat(&self, node: &NodeRef) -> StoreResult<()> {
         let mut conn = self.conn().await?;
-        sql_query(
-            "INSERT INTO bildad_nodes (instance_id, name, started_at, last_heartbeat_at)
+        Cached(
+            sql_query(
+                "INSERT INTO bildad_nodes (instance_id, name, started_at, last_heartbeat_at)
              VALUES ($1, $2, now(), now())
              ON CONFLICT (instance_id) DO UPDATE SET last_heartbeat_at = now()",
+            )
+            .bind::<Text, _>(&node.instance_id)
+            .bind::<Text, _>(&node.name),
         )
-        .bind::<Text, _>(&node.instance_id)
-        .bind::<Text, _>(&node.name)
         .execute(&mut conn)
         .await
         .map_err(db_error)?;
