@@ -10,8 +10,51 @@ use bildad_core::{
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+
+/// The longest an engine goes without looking for runs to expire, when passes come
+/// more often than this. Expiry is coarse by nature (`expiry_grace`, 600 s by default;
+/// `node_dead_after`, 60 s), so checking it on every pass of a busy engine is wasted
+/// round trips. Shorter when the configuration is: see [`Throttle::expiry`].
+pub const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// When an engine last wrote its heartbeat and last looked for runs to expire, so that
+/// frequent passes (a ticker, `enqueue_and_trigger`) skip what they need not repeat.
+#[derive(Debug)]
+struct Throttle {
+    heartbeat_every: Duration,
+    expiry_every: Duration,
+    last_heartbeat: std::sync::Mutex<Option<Instant>>,
+    last_expiry: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Throttle {
+    fn new(config: &NodeConfig) -> Self {
+        // A quarter of the shortest interval that depends on the heartbeat: a live node
+        // never looks dead, whether or not its killer runs (the killer heartbeats too).
+        let heartbeat_every = config.killer_interval.min(config.node_dead_after) / 4;
+        let expiry_every = EXPIRY_CHECK_EVERY
+            .min(config.node_dead_after / 4)
+            .min(config.expiry_grace / 4);
+        Self {
+            heartbeat_every,
+            expiry_every,
+            last_heartbeat: std::sync::Mutex::new(None),
+            last_expiry: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// True when `every` has passed since `*last` (or never set).
+    fn due(last: &std::sync::Mutex<Option<Instant>>, every: Duration) -> bool {
+        let last = *last.lock().unwrap_or_else(|e| e.into_inner());
+        last.is_none_or(|t| t.elapsed() >= every)
+    }
+
+    fn mark(last: &std::sync::Mutex<Option<Instant>>, at: Instant) {
+        *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+    }
+}
 
 /// Successes and failures of one half of an engine pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -60,6 +103,7 @@ struct Shared {
     schemas: SchemaCache,
     pass: tokio::sync::Mutex<()>,
     closed: AtomicBool,
+    throttle: Throttle,
 }
 
 impl std::fmt::Debug for Engine {
@@ -135,6 +179,7 @@ impl Engine {
             store,
             node,
             shared: Arc::new(Shared {
+                throttle: Throttle::new(&config),
                 job_types: registry.job_types(),
                 registry,
                 config,
@@ -183,7 +228,9 @@ impl Engine {
     }
 
     /// One pass: heartbeat, expire, then claim up to `min(batch_size, free slots)` and
-    /// start them.
+    /// start them. The heartbeat and the expiry check are skipped when this engine did
+    /// them very recently (see [`EXPIRY_CHECK_EVERY`]), so that frequent passes cost a
+    /// claim and little else.
     ///
     /// Errors when the heartbeat or the expiry query fails (the database is likely
     /// unreachable); once claimed, a run's problems are counted, not returned.
@@ -191,8 +238,8 @@ impl Engine {
         if self.is_closed() {
             return Ok(EngineReport::default());
         }
-        self.store.heartbeat(&self.node).await?;
-        let expire = self.expire().await?;
+        self.heartbeat_if_due().await?;
+        let expire = self.expire_if_due().await?;
         let (start, _, _) = self.start_batch(None).await?;
         Ok(EngineReport { start, expire })
     }
@@ -205,9 +252,9 @@ impl Engine {
         if self.is_closed() {
             return Ok(EngineReport::default());
         }
-        self.store.heartbeat(&self.node).await?;
+        self.heartbeat_if_due().await?;
         let mut report = EngineReport {
-            expire: self.expire().await?,
+            expire: self.expire_if_due().await?,
             ..EngineReport::default()
         };
         while !self.is_closed() {
@@ -222,6 +269,33 @@ impl Engine {
             }
         }
         Ok(report)
+    }
+
+    /// Writes the heartbeat unless this engine wrote it less than a quarter of
+    /// `min(killer_interval, node_dead_after)` ago (the killer writes it as well).
+    async fn heartbeat_if_due(&self) -> Result<(), StoreError> {
+        let t = &self.shared.throttle;
+        if Throttle::due(&t.last_heartbeat, t.heartbeat_every) {
+            let at = Instant::now();
+            self.store.heartbeat(&self.node).await?;
+            Throttle::mark(&t.last_heartbeat, at);
+        }
+        Ok(())
+    }
+
+    /// Looks for runs to expire unless this engine looked less than
+    /// `min(EXPIRY_CHECK_EVERY, node_dead_after / 4, expiry_grace / 4)` ago: a run
+    /// expires at most that much later than it could (SPEC §2.6 is coarse-grained by
+    /// nature). A pass that skips the check reports no expiry.
+    async fn expire_if_due(&self) -> Result<Counts, StoreError> {
+        let t = &self.shared.throttle;
+        if !Throttle::due(&t.last_expiry, t.expiry_every) {
+            return Ok(Counts::default());
+        }
+        let at = Instant::now();
+        let counts = self.expire().await?;
+        Throttle::mark(&t.last_expiry, at);
+        Ok(counts)
     }
 
     async fn wait_for_slot(&self) {

@@ -16,7 +16,7 @@ mod executor;
 mod killer;
 mod node;
 
-pub use engine::{Counts, Engine, EngineReport};
+pub use engine::{Counts, EXPIRY_CHECK_EVERY, Engine, EngineReport};
 pub use executor::TokioExecutor;
 pub use killer::{JobKiller, KillReport};
 pub use node::NodeRuntime;
