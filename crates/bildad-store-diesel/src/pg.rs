@@ -33,7 +33,10 @@ use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{
+    AnsiTransactionManager, AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
+    TransactionManager,
+};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -113,7 +116,16 @@ ORDER BY c.priority, c.inserted_at, c.entry_id";
 /// probes primary keys: proportional to the batch, whatever the statistics say.
 /// A disabled node type costs 10^10, which would make PostgreSQL JIT-compile the
 /// statement (0.7 s a claim): hence `jit = off`.
+/// (The claim itself sends them with its BEGIN: [`CLAIM_BEGIN`]; the explain helper sends
+/// them alone.)
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
 const CLAIM_PLANNER: &str = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; \
+    SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off";
+
+/// The claim's transaction opens with its planner settings in the same round trip: one
+/// simple-query message (an explicit `BEGIN` inside a multi-statement message turns the
+/// implicit transaction into a regular one, which the `SET LOCAL`s then belong to).
+const CLAIM_BEGIN: &str = "BEGIN; SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; \
     SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off";
 
 /// Ends runs by explicit id, only those still RUNNING, and in the same statement settles
@@ -337,29 +349,6 @@ impl PgStore {
 
     async fn conn(&self) -> StoreResult<Object<AsyncPgConnection>> {
         self.pool.get().await.map_err(pool_error)
-    }
-
-    async fn templates_by_code(
-        &self,
-        conn: &mut AsyncPgConnection,
-        codes: Vec<String>,
-    ) -> StoreResult<HashMap<String, JobTemplate>> {
-        let rows: Vec<TemplateRow> = Cached(
-            sql_query(format!(
-                "SELECT {TEMPLATE_COLS} FROM bildad_templates WHERE code = ANY($1)"
-            ))
-            .bind::<Array<Text>, _>(codes),
-        )
-        .load(conn)
-        .await
-        .map_err(db_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let t = JobTemplate::from(r);
-                (t.code.clone(), t)
-            })
-            .collect())
     }
 
     /// Reads an entry's id and current run.
@@ -738,33 +727,61 @@ impl JobStore for PgStore {
         if new.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn().await?;
+        let mut new = new;
+        // Identifiers first (the ones the caller left out are UUIDs), so that the
+        // templates and the identifiers' freshness are read in one pipelined round trip.
+        for n in &mut new {
+            if n.job_run_identifier.is_none() {
+                n.job_run_identifier = Some(uuid::Uuid::new_v4().to_string());
+            }
+        }
+        let wanted: Vec<String> = new
+            .iter()
+            .filter_map(|n| n.job_run_identifier.clone())
+            .collect();
         let mut codes: Vec<String> = new.iter().map(|n| n.template.clone()).collect();
         codes.sort();
         codes.dedup();
-        let templates = self.templates_by_code(&mut conn, codes).await?;
+        let conn = self.conn().await?;
+        let (template_rows, taken) = {
+            let mut c: &AsyncPgConnection = &conn;
+            let templates = Cached(
+                sql_query(format!(
+                    "SELECT {TEMPLATE_COLS} FROM bildad_templates WHERE code = ANY($1)"
+                ))
+                .bind::<Array<Text>, _>(codes),
+            )
+            .load::<TemplateRow>(&mut c);
+            // An identifier with history is taken too (SPEC §2.1; see MemoryStore).
+            let taken = Cached(
+                sql_query(
+                    "SELECT job_run_identifier AS text FROM bildad_queue
+                    WHERE job_run_identifier = ANY($1)
+                 UNION
+                 SELECT job_run_identifier FROM bildad_runs WHERE job_run_identifier = ANY($1)",
+                )
+                .bind::<Array<Text>, _>(wanted),
+            )
+            .load::<TextRow>(&mut c);
+            tokio::try_join!(templates, taken).map_err(db_error)?
+        };
+        let templates: HashMap<String, JobTemplate> = template_rows
+            .into_iter()
+            .map(|r| {
+                let t = JobTemplate::from(r);
+                (t.code.clone(), t)
+            })
+            .collect();
+        // Invalid entries first, then conflicts, as before the reads were pipelined.
         let prepared = prepare_entries(&self.schemas, &templates, new)?;
         let identifiers: Vec<String> = prepared.iter().map(|p| p.identifier.clone()).collect();
-
-        // An identifier with history is taken too (SPEC §2.1; see MemoryStore).
-        let taken: Vec<TextRow> = Cached(
-            sql_query(
-                "SELECT job_run_identifier AS text FROM bildad_queue
-                WHERE job_run_identifier = ANY($1)
-             UNION
-             SELECT job_run_identifier FROM bildad_runs WHERE job_run_identifier = ANY($1)",
-            )
-            .bind::<Array<Text>, _>(&identifiers),
-        )
-        .load(&mut conn)
-        .await
-        .map_err(db_error)?;
         if let Some(first) = identifiers
             .iter()
             .find(|i| taken.iter().any(|t| &t.text == *i))
         {
             return Err(identifier_taken(first));
         }
+        let mut conn = conn;
 
         let mut template_ids = Vec::with_capacity(prepared.len());
         let mut priorities = Vec::with_capacity(prepared.len());
@@ -969,17 +986,30 @@ impl JobStore for PgStore {
             .bind::<Text, _>(&req.node.name)
             .bind::<BigInt, _>(duration_us(req.expiry_grace));
         let only = req.only_identifier.as_deref();
-        let rows: Vec<ClaimRow> = conn
-            .transaction::<_, Fail, _>(async |c| {
-                c.batch_execute(CLAIM_PLANNER).await?;
-                Ok(match only {
-                    Some(id) => Cached(query.bind::<Text, _>(id)).load(c).await?,
-                    None => Cached(query).load(c).await?,
-                })
-            })
+        // As `conn.transaction` does (the transaction manager tracks the depth, so a
+        // cancelled claim leaves a connection the pool discards), but BEGIN and the
+        // planner settings in one round trip: three round trips in all.
+        let c = &mut *conn;
+        AnsiTransactionManager::begin_transaction_sql(c, CLAIM_BEGIN)
             .await
-            .map_err(|f| f.0)?;
-        convert(rows)
+            .map_err(db_error)?;
+        let loaded: Result<Vec<ClaimRow>, DieselError> = match only {
+            Some(id) => Cached(query.bind::<Text, _>(id)).load(c).await,
+            None => Cached(query).load(c).await,
+        };
+        match loaded {
+            Ok(rows) => {
+                AnsiTransactionManager::commit_transaction(c)
+                    .await
+                    .map_err(db_error)?;
+                convert(rows)
+            }
+            Err(e) => {
+                // The claim's error matters more than the rollback's.
+                let _ = AnsiTransactionManager::rollback_transaction(c).await;
+                Err(db_error(e))
+            }
+        }
     }
 
     async fn finalize(&self, req: Finalize) -> StoreResult<FinalizeResult> {
