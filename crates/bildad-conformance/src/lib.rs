@@ -165,6 +165,8 @@ macro_rules! for_each_case {
             queue_listing_in_run_order,
             entry_position_in_run_order,
             list_runs_newest_first_with_filters,
+            list_entries_where_filters_by_template,
+            run_activity_matches_run_history,
             get_run_not_found,
             prune_runs_only_old_done,
             heartbeat_and_list_nodes,

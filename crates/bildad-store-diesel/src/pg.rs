@@ -7,8 +7,9 @@
 
 use crate::PoolOptions;
 use crate::rows::{
-    ClaimRow, CountRow, EndedRow, EntryRow, EntryRunRow, IdRow, NodeRow, PositionRow, RequeuedRow,
-    RunRefRow, RunRow, StatsRow, TemplateRow, TextRow, TimeRow, convert, duration_us,
+    ActivityRow, ClaimRow, CountRow, EndedRow, EntryRow, EntryRunRow, IdRow, NodeRow, PositionRow,
+    RequeuedRow, RunRefRow, RunRow, StatsRow, TemplateRow, TextRow, TimeRow, activity, convert,
+    duration_us,
 };
 use crate::shared::{
     EntryAction, RunEnding, count, db_error, entry_action, entry_not_found, identifier_taken,
@@ -17,10 +18,11 @@ use crate::shared::{
 };
 use async_trait::async_trait;
 use bildad_core::{
-    ClaimRequest, ClaimedRun, Disposition, EntryFate, EntryStatus, FailureKind, Finalize,
-    FinalizeResult, JobRun, JobStore, JobTemplate, NewEntry, NewTemplate, Node, NodeRef, Outcome,
-    Page, PageRequest, QueueEntry, QueueStats, RemoveResult, RunFilter, RunId, RunRef, SchemaCache,
-    StopResult, StoreError, StoreResult, TemplateFilter, TemplatePatch, Timestamp,
+    ClaimRequest, ClaimedRun, Disposition, EntryFate, EntryFilter, EntryStatus, FailureKind,
+    Finalize, FinalizeResult, JobRun, JobStore, JobTemplate, NewEntry, NewTemplate, Node, NodeRef,
+    Outcome, Page, PageRequest, QueueEntry, QueueStats, RemoveResult, RunActivity, RunFilter,
+    RunId, RunRef, SchemaCache, StopResult, StoreError, StoreResult, TemplateFilter, TemplatePatch,
+    Timestamp,
 };
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -897,6 +899,43 @@ impl JobStore for PgStore {
         Ok(Page::new(convert(rows)?, count(total.n), page))
     }
 
+    async fn list_entries_where(
+        &self,
+        filter: EntryFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<QueueEntry>> {
+        let Some(template) = filter.template else {
+            return self.list_entries(filter.status, page).await;
+        };
+        let (limit, offset) = limit_offset(page);
+        let status = filter.status.map(|s| s.as_str());
+        let mut conn = self.conn().await?;
+        let rows: Vec<EntryRow> = sql_query(format!(
+            "SELECT {ENTRY_COLS} FROM bildad_queue e
+             JOIN bildad_templates t ON t.id = e.template_id
+             WHERE ($1::text IS NULL OR e.status = $1) AND t.code = $2
+             ORDER BY e.priority, e.inserted_at, e.id LIMIT $3 OFFSET $4"
+        ))
+        .bind::<Nullable<Text>, _>(status)
+        .bind::<Text, _>(&template)
+        .bind::<BigInt, _>(limit)
+        .bind::<BigInt, _>(offset)
+        .load(&mut conn)
+        .await
+        .map_err(db_error)?;
+        let total: CountRow = sql_query(
+            "SELECT count(*) AS n FROM bildad_queue e
+             JOIN bildad_templates t ON t.id = e.template_id
+             WHERE ($1::text IS NULL OR e.status = $1) AND t.code = $2",
+        )
+        .bind::<Nullable<Text>, _>(status)
+        .bind::<Text, _>(&template)
+        .get_result(&mut conn)
+        .await
+        .map_err(db_error)?;
+        Ok(Page::new(convert(rows)?, count(total.n), page))
+    }
+
     async fn remove_entry(&self, identifier: &str) -> StoreResult<RemoveResult> {
         let mut conn = self.conn().await?;
         // Optimistic: read the entry, then act only if it is still in that state (a run
@@ -1121,6 +1160,29 @@ impl JobStore for PgStore {
         .await
         .map_err(db_error)?;
         Ok(Page::new(convert(rows)?, count(total.n), page))
+    }
+
+    async fn run_activity(&self, since: Timestamp, bucket: Duration) -> StoreResult<RunActivity> {
+        // One grouped query; the bucket of a run is floor(ms since `since`) / bucket ms,
+        // exactly as `RunActivity::record` computes it.
+        let bucket_ms = i64::try_from(bucket.as_millis().max(1)).unwrap_or(i64::MAX);
+        let mut conn = self.conn().await?;
+        let rows: Vec<ActivityRow> = sql_query(
+            "SELECT floor(greatest(extract(epoch FROM ended_at - $1), 0) * 1000)::int8 / $2
+                        AS bucket,
+                    count(*) FILTER (WHERE result = 'SUCCEEDED') AS succeeded,
+                    count(*) FILTER (WHERE result = 'FAILED') AS failed
+             FROM bildad_runs
+             WHERE status = 'DONE' AND started_at >= $1
+               AND result IS NOT NULL AND ended_at IS NOT NULL
+             GROUP BY 1 ORDER BY 1",
+        )
+        .bind::<Timestamptz, _>(since)
+        .bind::<BigInt, _>(bucket_ms)
+        .load(&mut conn)
+        .await
+        .map_err(db_error)?;
+        Ok(activity(rows))
     }
 
     async fn prune_runs(&self, older_than: Timestamp) -> StoreResult<u64> {

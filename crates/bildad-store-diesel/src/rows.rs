@@ -4,8 +4,10 @@
 //! integer microseconds in SQLite) and JSON (`jsonb`, text). `DbTime` and `DbJson` name
 //! them once, so one set of row structs reads both.
 
+use crate::shared::count;
 use bildad_core::{
-    EntryStatus, JobRun, JobTemplate, Node, QueueEntry, RunResult, RunStatus, StoreError, Timestamp,
+    ActivityBucket, EntryStatus, JobRun, JobTemplate, Node, QueueEntry, RunActivity, RunResult,
+    RunStatus, StoreError, Timestamp,
 };
 use diesel::QueryableByName;
 use diesel::deserialize::{self, FromSql};
@@ -371,6 +373,45 @@ pub(crate) struct RequeuedRow {
 pub(crate) struct CountRow {
     #[diesel(sql_type = BigInt)]
     pub(crate) n: i64,
+}
+
+/// One bucket of `run_activity`: its number and its runs by result.
+#[derive(QueryableByName)]
+pub(crate) struct ActivityRow {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) bucket: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) succeeded: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) failed: i64,
+}
+
+/// Builds a [`RunActivity`] from grouped rows ordered by bucket, as
+/// [`RunActivity::record`] would have counted the runs one by one (bucket numbers past
+/// `u32::MAX` saturate and merge into one, as there).
+pub(crate) fn activity(rows: Vec<ActivityRow>) -> RunActivity {
+    let mut out = RunActivity {
+        complete: true,
+        ..RunActivity::default()
+    };
+    for r in rows {
+        let index = u32::try_from(r.bucket.max(0)).unwrap_or(u32::MAX);
+        let (succeeded, failed) = (count(r.succeeded), count(r.failed));
+        out.succeeded += succeeded;
+        out.failed += failed;
+        match out.buckets.last_mut() {
+            Some(last) if last.index == index => {
+                last.succeeded += succeeded;
+                last.failed += failed;
+            }
+            _ => out.buckets.push(ActivityBucket {
+                index,
+                succeeded,
+                failed,
+            }),
+        }
+    }
+    out
 }
 
 /// A single id.

@@ -8,8 +8,8 @@
 
 use crate::PoolOptions;
 use crate::rows::{
-    CountRow, EntryRow, IdRow, NodeRow, PositionRow, RunRefRow, RunRow, StatsRow, TemplateRow,
-    TextRow, TimeRow, convert, duration_us, micros,
+    ActivityRow, CountRow, EntryRow, IdRow, NodeRow, PositionRow, RunRefRow, RunRow, StatsRow,
+    TemplateRow, TextRow, TimeRow, activity, convert, duration_us, micros,
 };
 use crate::shared::{
     EntryAction, RunEnding, count, db_error, entry_action, entry_not_found, identifier_taken,
@@ -18,10 +18,10 @@ use crate::shared::{
 };
 use async_trait::async_trait;
 use bildad_core::{
-    ClaimRequest, ClaimedRun, EntryFate, EntryStatus, FailureKind, Finalize, FinalizeResult,
-    JobRun, JobStore, JobTemplate, NewEntry, NewTemplate, Node, NodeRef, Outcome, Page,
-    PageRequest, QueueEntry, QueueStats, RemoveResult, RunFilter, RunId, RunRef, SchemaCache,
-    StopResult, StoreError, StoreResult, TemplateFilter, TemplatePatch, Timestamp,
+    ClaimRequest, ClaimedRun, EntryFate, EntryFilter, EntryStatus, FailureKind, Finalize,
+    FinalizeResult, JobRun, JobStore, JobTemplate, NewEntry, NewTemplate, Node, NodeRef, Outcome,
+    Page, PageRequest, QueueEntry, QueueStats, RemoveResult, RunActivity, RunFilter, RunId, RunRef,
+    SchemaCache, StopResult, StoreError, StoreResult, TemplateFilter, TemplatePatch, Timestamp,
 };
 use diesel::connection::SimpleConnection;
 use diesel::result::Error as DieselError;
@@ -662,6 +662,41 @@ impl JobStore for SqliteStore {
         .await
     }
 
+    async fn list_entries_where(
+        &self,
+        filter: EntryFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<QueueEntry>> {
+        let Some(template) = filter.template else {
+            return self.list_entries(filter.status, page).await;
+        };
+        let (limit, offset) = limit_offset(page);
+        let status = filter.status.map(|s| s.as_str());
+        self.run(move |c| {
+            let rows: Vec<EntryRow> = sql_query(format!(
+                "SELECT {ENTRY_COLS} FROM bildad_queue e
+                 JOIN bildad_templates t ON t.id = e.template_id
+                 WHERE (?1 IS NULL OR e.status = ?1) AND t.code = ?2
+                 ORDER BY e.priority, e.inserted_at, e.id LIMIT ?3 OFFSET ?4"
+            ))
+            .bind::<Nullable<Text>, _>(status)
+            .bind::<Text, _>(&template)
+            .bind::<BigInt, _>(limit)
+            .bind::<BigInt, _>(offset)
+            .load(c)?;
+            let total: CountRow = sql_query(
+                "SELECT count(*) AS n FROM bildad_queue e
+                 JOIN bildad_templates t ON t.id = e.template_id
+                 WHERE (?1 IS NULL OR e.status = ?1) AND t.code = ?2",
+            )
+            .bind::<Nullable<Text>, _>(status)
+            .bind::<Text, _>(&template)
+            .get_result(c)?;
+            Ok(Page::new(convert(rows)?, count(total.n), page))
+        })
+        .await
+    }
+
     async fn remove_entry(&self, identifier: &str) -> StoreResult<RemoveResult> {
         let identifier = identifier.to_string();
         self.write(move |c| {
@@ -911,6 +946,28 @@ impl JobStore for SqliteStore {
             .bind::<Nullable<Text>, _>(&filter.node)
             .get_result(c)?;
             Ok(Page::new(convert(rows)?, count(total.n), page))
+        })
+        .await
+    }
+
+    async fn run_activity(&self, since: Timestamp, bucket: Duration) -> StoreResult<RunActivity> {
+        // One grouped query on integer microseconds: the bucket of a run is
+        // floor(ms since `since`) / bucket ms, exactly as `RunActivity::record` computes it.
+        let bucket_ms = i64::try_from(bucket.as_millis().max(1)).unwrap_or(i64::MAX);
+        self.run(move |c| {
+            let rows: Vec<ActivityRow> = sql_query(
+                "SELECT (max(ended_at - ?1, 0) / 1000) / ?2 AS bucket,
+                        sum(result = 'SUCCEEDED') AS succeeded,
+                        sum(result = 'FAILED') AS failed
+                 FROM bildad_runs
+                 WHERE status = 'DONE' AND started_at >= ?1
+                   AND result IS NOT NULL AND ended_at IS NOT NULL
+                 GROUP BY 1 ORDER BY 1",
+            )
+            .bind::<BigInt, _>(micros(since))
+            .bind::<BigInt, _>(bucket_ms)
+            .load(c)?;
+            Ok(activity(rows))
         })
         .await
     }

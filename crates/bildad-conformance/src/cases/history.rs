@@ -2,11 +2,12 @@
 
 use crate::support::*;
 use bildad_core::{
-    EntryStatus, ErrorKind, FailureKind, JobStore, NewEntry, NodeRef, Outcome, QueueStats,
-    RunFilter, RunResult, RunStatus,
+    EntryFilter, EntryStatus, ErrorKind, FailureKind, JobStore, NewEntry, NodeRef, Outcome,
+    QueueStats, RunActivity, RunFilter, RunResult, RunStatus,
 };
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Entries listed in run order, filtered by status, with totals and pages.
 pub async fn queue_listing_in_run_order(store: Arc<dyn JobStore>) {
@@ -388,4 +389,141 @@ pub async fn stats_counts(store: Arc<dyn JobStore>) {
             templates: 2,
         }
     );
+}
+
+/// `run_activity` counts `DONE` runs started at or after `since`, by result and by the
+/// bucket in which they ended — exactly what counting them one by one with
+/// [`RunActivity::record`] over `list_runs` gives (the trait's default).
+pub async fn run_activity_matches_run_history(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let t = template(s).await;
+    let node = online(s, "conf-node").await;
+    let before = now(s).await;
+    let mut since_mid = before;
+    for i in 0..6 {
+        if i == 3 {
+            wait_past(s, now(s).await).await;
+            since_mid = now(s).await;
+        }
+        let e = enqueue_simple(s, &t, 0).await;
+        let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
+        let outcome = if i % 3 == 2 {
+            Outcome::failed(FailureKind::Error, "boom")
+        } else {
+            Outcome::succeeded(None)
+        };
+        finalize_won(s, fin(c.run.id, outcome)).await;
+        wait_past(s, now(s).await).await;
+    }
+    // One run still RUNNING: never counted.
+    let e = enqueue_simple(s, &t, 0).await;
+    claim_one(s, &node, &t, &e.job_run_identifier).await;
+
+    let done = all_runs(
+        s,
+        RunFilter {
+            status: Some(RunStatus::Done),
+            ..RunFilter::default()
+        },
+    )
+    .await;
+    let buckets = [
+        Duration::from_millis(1),
+        Duration::from_millis(3),
+        Duration::from_secs(3600),
+    ];
+    for since in [before, since_mid, now(s).await] {
+        for bucket in buckets {
+            let mut want = RunActivity {
+                complete: true,
+                ..RunActivity::default()
+            };
+            for r in done.iter().filter(|r| r.started_at >= since) {
+                want.record(
+                    r.result.expect("a DONE run has a result"),
+                    r.ended_at.expect("a DONE run has ended") - since,
+                    bucket,
+                );
+            }
+            let got = ok(s.run_activity(since, bucket).await, "run_activity");
+            assert_eq!(got, want, "run_activity(since {since}, bucket {bucket:?})");
+        }
+    }
+    let all = ok(
+        s.run_activity(before, Duration::from_secs(3600)).await,
+        "run_activity",
+    );
+    assert_eq!((all.succeeded, all.failed), (4, 2));
+}
+
+/// `list_entries_where` narrows by template and status, in run order, with totals and
+/// pages — what filtering `list_entries` gives (the trait's default).
+pub async fn list_entries_where_filters_by_template(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let a = template(s).await;
+    let b = template(s).await;
+    let node = online(s, "conf-node").await;
+    for (i, p) in [5, 2, 9, 2, 0, 5, 7, 1].into_iter().enumerate() {
+        let t = if i % 3 == 0 { &b } else { &a };
+        enqueue(s, NewEntry::new(t.code.clone(), json!({})).priority(p)).await;
+    }
+    // Two of `a` and one of `b` running.
+    ok(s.claim(claim_req(&node, &[&a.job_type], 2)).await, "claim");
+    ok(s.claim(claim_req(&node, &[&b.job_type], 1)).await, "claim");
+
+    for status in [
+        None,
+        Some(EntryStatus::Available),
+        Some(EntryStatus::Running),
+    ] {
+        for t in [&a, &b] {
+            let want: Vec<_> = all_entries(s, status)
+                .await
+                .into_iter()
+                .filter(|e| e.template == t.code)
+                .map(|e| e.job_run_identifier)
+                .collect();
+            for limit in [1, 2, 500] {
+                let mut listed = Vec::new();
+                for p in 0..=(want.len() as u32) {
+                    let pg = ok(
+                        s.list_entries_where(
+                            EntryFilter {
+                                status,
+                                template: Some(t.code.clone()),
+                            },
+                            page(p, limit),
+                        )
+                        .await,
+                        "list_entries_where",
+                    );
+                    assert_eq!(pg.total, want.len() as u64, "total ({status:?})");
+                    assert_eq!((pg.page, pg.limit), (p, limit));
+                    assert!(pg.items.len() <= limit as usize);
+                    assert!(pg.items.iter().all(|e| e.template == t.code));
+                    listed.extend(pg.items.into_iter().map(|e| e.job_run_identifier));
+                }
+                assert_eq!(listed, want, "{status:?}, limit {limit}");
+            }
+        }
+    }
+    // Unknown template: nothing. No template: `list_entries`.
+    let none = ok(
+        s.list_entries_where(
+            EntryFilter {
+                status: None,
+                template: Some("conf.no-such-template".into()),
+            },
+            page(0, 25),
+        )
+        .await,
+        "list_entries_where",
+    );
+    assert_eq!((none.items.len(), none.total), (0, 0));
+    let every = ok(
+        s.list_entries_where(EntryFilter::default(), page(0, 500))
+            .await,
+        "list_entries_where",
+    );
+    assert_eq!(every.total, 8);
 }
