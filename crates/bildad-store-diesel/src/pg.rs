@@ -35,10 +35,7 @@ use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::{
-    AnsiTransactionManager, AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
-    TransactionManager,
-};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -118,17 +115,21 @@ ORDER BY c.priority, c.inserted_at, c.entry_id";
 /// probes primary keys: proportional to the batch, whatever the statistics say.
 /// A disabled node type costs 10^10, which would make PostgreSQL JIT-compile the
 /// statement (0.7 s a claim): hence `jit = off`.
-/// (The claim itself sends them with its BEGIN: [`CLAIM_BEGIN`]; the explain helper sends
-/// them alone.)
+/// (The claim's own connections have them for the session: [`CLAIM_SESSION`]; the
+/// explain helper sends these.)
 #[cfg_attr(not(feature = "testing"), allow(dead_code))]
 const CLAIM_PLANNER: &str = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; \
     SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off";
 
-/// The claim's transaction opens with its planner settings in the same round trip: one
-/// simple-query message (an explicit `BEGIN` inside a multi-statement message turns the
-/// implicit transaction into a regular one, which the `SET LOCAL`s then belong to).
-const CLAIM_BEGIN: &str = "BEGIN; SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; \
-    SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off";
+/// [`CLAIM_PLANNER`] for a whole session: run once on each connection of the claim pool,
+/// which serves nothing but [`CLAIM`], so that each claim is one statement in one round
+/// trip — no BEGIN, no `SET LOCAL`, no COMMIT — and the other statements keep the
+/// planner's defaults on their own pool.
+const CLAIM_SESSION: &str = "SET enable_sort = off; SET enable_bitmapscan = off; \
+    SET enable_hashjoin = off; SET enable_mergejoin = off; SET jit = off";
+
+/// Connections of the claim pool (at most this many; never more than the main pool's).
+const CLAIM_CONNECTIONS: usize = 2;
 
 /// Ends runs by explicit id, only those still RUNNING, and in the same statement settles
 /// the entries whose fate does not depend on the run's retry: `$5` is per run
@@ -240,6 +241,8 @@ impl<Q: Query> Query for Cached<Q> {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool<AsyncPgConnection>,
+    /// Connections for [`CLAIM`] only, with [`CLAIM_SESSION`]'s planner settings.
+    claim_pool: Pool<AsyncPgConnection>,
     schemas: std::sync::Arc<SchemaCache>,
 }
 
@@ -287,20 +290,37 @@ impl PgStore {
                 "is not a valid PostgreSQL connection URL",
             ));
         }
+        let build = |config: ManagerConfig<AsyncPgConnection>, max_size: usize| {
+            let manager =
+                AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
+            Pool::builder(manager)
+                .max_size(max_size)
+                .wait_timeout(Some(options.wait_timeout))
+                .create_timeout(Some(options.connect_timeout))
+                .recycle_timeout(Some(options.connect_timeout))
+                .runtime(deadpool::Runtime::Tokio1)
+                .build()
+                .map_err(|e| StoreError::Database(format!("cannot build the connection pool: {e}")))
+        };
         let mut config = ManagerConfig::default();
         config.recycling_method = RecyclingMethod::Fast;
-        let manager =
-            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
-        let pool = Pool::builder(manager)
-            .max_size(options.max_size.max(1))
-            .wait_timeout(Some(options.wait_timeout))
-            .create_timeout(Some(options.connect_timeout))
-            .recycle_timeout(Some(options.connect_timeout))
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()
-            .map_err(|e| StoreError::Database(format!("cannot build the connection pool: {e}")))?;
+        let pool = build(config, options.max_size.max(1))?;
+        let mut config = ManagerConfig::default();
+        config.recycling_method = RecyclingMethod::Fast;
+        config.custom_setup = Box::new(|url| {
+            let url = url.to_owned();
+            Box::pin(async move {
+                let mut conn = AsyncPgConnection::establish(&url).await?;
+                conn.batch_execute(CLAIM_SESSION)
+                    .await
+                    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                Ok(conn)
+            })
+        });
+        let claim_pool = build(config, CLAIM_CONNECTIONS.min(options.max_size.max(1)))?;
         let store = Self {
             pool,
+            claim_pool,
             schemas: Default::default(),
         };
         drop(store.conn().await?);
@@ -347,6 +367,7 @@ impl PgStore {
     /// Closes the pool: later calls fail with `Unavailable`.
     pub fn close(&self) {
         self.pool.close();
+        self.claim_pool.close();
     }
 
     async fn conn(&self) -> StoreResult<Object<AsyncPgConnection>> {
@@ -1011,7 +1032,7 @@ impl JobStore for PgStore {
         if req.limit == 0 || req.job_types.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn().await?;
+        let mut conn = self.claim_pool.get().await.map_err(pool_error)?;
         let filter = if req.only_identifier.is_some() {
             "e.job_run_identifier = $6"
         } else {
@@ -1024,31 +1045,14 @@ impl JobStore for PgStore {
             .bind::<Text, _>(&req.node.instance_id)
             .bind::<Text, _>(&req.node.name)
             .bind::<BigInt, _>(duration_us(req.expiry_grace));
-        let only = req.only_identifier.as_deref();
-        // As `conn.transaction` does (the transaction manager tracks the depth, so a
-        // cancelled claim leaves a connection the pool discards), but BEGIN and the
-        // planner settings in one round trip: three round trips in all.
-        let c = &mut *conn;
-        AnsiTransactionManager::begin_transaction_sql(c, CLAIM_BEGIN)
-            .await
-            .map_err(db_error)?;
-        let loaded: Result<Vec<ClaimRow>, DieselError> = match only {
-            Some(id) => Cached(query.bind::<Text, _>(id)).load(c).await,
-            None => Cached(query).load(c).await,
-        };
-        match loaded {
-            Ok(rows) => {
-                AnsiTransactionManager::commit_transaction(c)
-                    .await
-                    .map_err(db_error)?;
-                convert(rows)
-            }
-            Err(e) => {
-                // The claim's error matters more than the rollback's.
-                let _ = AnsiTransactionManager::rollback_transaction(c).await;
-                Err(db_error(e))
-            }
+        // One round trip: no transaction, because the planner settings are the session's
+        // own on the claim connections (see `CLAIM_SESSION`).
+        let rows: Vec<ClaimRow> = match req.only_identifier.as_deref() {
+            Some(id) => Cached(query.bind::<Text, _>(id)).load(&mut conn).await,
+            None => Cached(query).load(&mut conn).await,
         }
+        .map_err(db_error)?;
+        convert(rows)
     }
 
     async fn finalize(&self, req: Finalize) -> StoreResult<FinalizeResult> {
