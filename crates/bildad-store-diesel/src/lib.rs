@@ -38,7 +38,9 @@ use std::time::Duration;
 /// How a store's connection pool behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolOptions {
-    /// Most open connections (default 10).
+    /// Most open connections (default 10). `PgStore` opens up to two more of its own,
+    /// which serve only claims (with the claim's planner settings for the session), and
+    /// never more than `max_size` of them.
     pub max_size: usize,
     /// Longest wait for a free connection before a call fails with `Unavailable`
     /// (default 5 s), so that an outage never hangs a caller.

@@ -758,9 +758,14 @@ impl JobStore for PgStore {
                 n.job_run_identifier = Some(uuid::Uuid::new_v4().to_string());
             }
         }
+        // PostgreSQL rejects a NUL in text outright (a database error, not a validation
+        // error): such an identifier is left out of the read, and the field checks of
+        // `prepare_entries` reject it as invalid, as they did before the reads were
+        // pipelined.
         let wanted: Vec<String> = new
             .iter()
             .filter_map(|n| n.job_run_identifier.clone())
+            .filter(|i| !i.contains('\0'))
             .collect();
         let mut codes: Vec<String> = new.iter().map(|n| n.template.clone()).collect();
         codes.sort();
