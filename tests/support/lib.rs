@@ -41,9 +41,20 @@ pub async fn postgres() -> Option<TestStore> {
     })
 }
 
+/// A fresh, migrated SQLite file in a temporary directory (removed with the returned value):
+/// several nodes of one test share it, as several processes would share one embedded file.
+pub async fn sqlite() -> TestStore {
+    let db = bildad_store_diesel::testing::TestSqlite::fresh().await;
+    TestStore {
+        store: db.store(),
+        backend: "sqlite",
+        _keep: Some(Box::new(db)),
+    }
+}
+
 /// Generates one `#[tokio::test]` per backend for an `async fn(TestStore)` body:
-/// `on_every_store!(body_fn);` makes the module `body_fn` with tests `memory` and
-/// `postgres` (skipped with a notice when PostgreSQL is unreachable).
+/// `on_every_store!(body_fn);` makes the module `body_fn` with tests `memory`, `sqlite`
+/// and `postgres` (skipped with a notice when PostgreSQL is unreachable).
 #[macro_export]
 macro_rules! on_every_store {
     ($($body:ident),+ $(,)?) => {
@@ -52,6 +63,11 @@ macro_rules! on_every_store {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn memory() {
                     super::$body($crate::memory()).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    super::$body($crate::sqlite().await).await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
