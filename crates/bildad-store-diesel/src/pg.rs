@@ -12,7 +12,7 @@ use crate::rows::{
     duration_us,
 };
 use crate::shared::{
-    EntryAction, RunEnding, count, db_error, entry_action, entry_not_found, identifier_taken,
+    EntryAction, Fail, RunEnding, count, db_error, entry_action, entry_not_found, identifier_taken,
     in_request_order, is_foreign_key_violation, is_unique_violation, limit_offset, pool_error,
     prepare_entries, strip_index, template_exists, template_in_use, template_not_found,
 };
@@ -251,21 +251,6 @@ impl std::fmt::Debug for PgStore {
         f.debug_struct("PgStore")
             .field("pool", &self.pool.status())
             .finish()
-    }
-}
-
-/// A transaction's failure: a store error, or a diesel error still to be mapped.
-struct Fail(StoreError);
-
-impl From<DieselError> for Fail {
-    fn from(e: DieselError) -> Self {
-        Fail(db_error(e))
-    }
-}
-
-impl From<StoreError> for Fail {
-    fn from(e: StoreError) -> Self {
-        Fail(e)
     }
 }
 

@@ -168,6 +168,21 @@ pub(crate) fn is_unique_violation(e: &DieselError) -> bool {
     }
 }
 
+/// A transaction's failure: a store error, or a diesel error still to be mapped.
+pub(crate) struct Fail(pub(crate) StoreError);
+
+impl From<DieselError> for Fail {
+    fn from(e: DieselError) -> Self {
+        Fail(db_error(e))
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail(e)
+    }
+}
+
 /// Maps a diesel error to a store error kind.
 pub(crate) fn db_error(e: DieselError) -> StoreError {
     if let DieselError::DatabaseError(_, info) = &e

@@ -12,7 +12,7 @@ use crate::rows::{
     TemplateRow, TextRow, TimeRow, activity, convert, duration_us, micros,
 };
 use crate::shared::{
-    EntryAction, RunEnding, count, db_error, entry_action, entry_not_found, identifier_taken,
+    EntryAction, Fail, RunEnding, count, db_error, entry_action, entry_not_found, identifier_taken,
     in_request_order, is_foreign_key_violation, is_unique_violation, limit_offset, pool_error,
     prepare_entries, strip_index, template_exists, template_in_use, template_not_found,
 };
@@ -80,21 +80,6 @@ impl std::fmt::Debug for SqliteStore {
             .field("path", &self.path)
             .field("pool", &self.pool.status())
             .finish()
-    }
-}
-
-/// A transaction's failure: a store error, or a diesel error still to be mapped.
-struct Fail(StoreError);
-
-impl From<DieselError> for Fail {
-    fn from(e: DieselError) -> Self {
-        Fail(db_error(e))
-    }
-}
-
-impl From<StoreError> for Fail {
-    fn from(e: StoreError) -> Self {
-        Fail(e)
     }
 }
 
