@@ -110,7 +110,14 @@ async fn panic_fails_the_run_and_the_node_lives_on(t: TestStore) {
     assert_eq!(runs[0].result, Some(RunResult::Failed));
     let reason = runs[0].reason.clone().unwrap_or_default();
     assert!(reason.contains("kaboom"), "{reason}");
-    assert_eq!(node.executor().running_count(), 0);
+    // The run is recorded before the executor drops the finished task from its registry:
+    // wait for that, rather than race it.
+    wait_for(
+        "the panicked task to leave the executor",
+        SETTLE,
+        || async { (node.executor().running_count() == 0).then_some(()) },
+    )
+    .await;
     // The node still runs jobs.
     node.engine()
         .enqueue_and_run(NewEntry::new("echo", json!({})).identifier("p-2"))
