@@ -14,6 +14,7 @@
 use anyhow::{Context as _, Result, bail};
 use bildad_core::{JobContext, JobRegistry, JobStore, NewEntry, NewTemplate, NodeConfig};
 use bildad_runtime::NodeRuntime;
+use bildad_store_diesel::testing::with_database;
 use bildad_store_diesel::{PgStore, PoolOptions};
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Nullable};
@@ -513,23 +514,6 @@ async fn admin(url: &str) -> Result<AsyncPgConnection> {
         .with_context(|| format!("cannot connect to {url}"))
 }
 
-/// `base` with its database name replaced by `name` (the query string kept).
-fn with_database(base: &str, name: &str) -> String {
-    let (head, query) = match base.split_once('?') {
-        Some((h, q)) => (h, Some(q)),
-        None => (base, None),
-    };
-    let scheme_end = head.find("://").map_or(0, |i| i + 3);
-    let host_part = match head[scheme_end..].find('/') {
-        Some(i) => &head[..scheme_end + i],
-        None => head,
-    };
-    match query {
-        Some(q) => format!("{host_part}/{name}?{q}"),
-        None => format!("{host_part}/{name}"),
-    }
-}
-
 /// Reads `pg_stat_statements` from the administrative database, so that its own
 /// queries are not counted against the bench database.
 struct StatementCounter {
@@ -592,17 +576,5 @@ mod tests {
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
         assert_eq!(percentiles(v), (50.0, 99.0));
         assert_eq!(percentiles(vec![3.0]), (3.0, 3.0));
-    }
-
-    #[test]
-    fn database_name_is_replaced() {
-        assert_eq!(
-            with_database("postgres://u@h:5432/postgres", "t"),
-            "postgres://u@h:5432/t"
-        );
-        assert_eq!(
-            with_database("postgres://h/x?sslmode=disable", "t"),
-            "postgres://h/t?sslmode=disable"
-        );
     }
 }

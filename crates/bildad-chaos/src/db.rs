@@ -24,22 +24,7 @@ pub async fn connect(url: &str) -> Result<Client> {
     Ok(client)
 }
 
-/// `base` with its database name replaced by `name`.
-pub fn with_database(base: &str, name: &str) -> String {
-    let (head, query) = match base.split_once('?') {
-        Some((h, q)) => (h, Some(q)),
-        None => (base, None),
-    };
-    let scheme_end = head.find("://").map_or(0, |i| i + 3);
-    let host = match head[scheme_end..].find('/') {
-        Some(i) => &head[..scheme_end + i],
-        None => head,
-    };
-    match query {
-        Some(q) => format!("{host}/{name}?{q}"),
-        None => format!("{host}/{name}"),
-    }
-}
+pub use bildad_store_diesel::testing::with_database;
 
 /// The URL without its password.
 pub fn redact(url: &str) -> String {

@@ -8,6 +8,24 @@ pub use pg::{DEFAULT_URL, TestPg};
 #[cfg(feature = "sqlite")]
 pub use sqlite::TestSqlite;
 
+/// `base` (a database URL) with its database name replaced by `name`, the query string
+/// kept: how tests, the bench and the chaos run address the databases they create.
+pub fn with_database(base: &str, name: &str) -> String {
+    let (head, query) = match base.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (base, None),
+    };
+    let scheme_end = head.find("://").map_or(0, |i| i + 3);
+    let host_part = match head[scheme_end..].find('/') {
+        Some(i) => &head[..scheme_end + i],
+        None => head,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{name}?{q}"),
+        None => format!("{host_part}/{name}"),
+    }
+}
+
 #[cfg(feature = "postgres")]
 mod pg {
     use crate::PgStore;
@@ -33,22 +51,7 @@ mod pg {
         }
     }
 
-    /// `base` with its database name replaced by `name` (the query string kept).
-    fn with_database(base: &str, name: &str) -> String {
-        let (head, query) = match base.split_once('?') {
-            Some((h, q)) => (h, Some(q)),
-            None => (base, None),
-        };
-        let scheme_end = head.find("://").map_or(0, |i| i + 3);
-        let host_part = match head[scheme_end..].find('/') {
-            Some(i) => &head[..scheme_end + i],
-            None => head,
-        };
-        match query {
-            Some(q) => format!("{host_part}/{name}?{q}"),
-            None => format!("{host_part}/{name}"),
-        }
-    }
+    use super::with_database;
 
     async fn admin(url: &str) -> Result<AsyncPgConnection, String> {
         match tokio::time::timeout(Duration::from_secs(5), AsyncPgConnection::establish(url)).await
