@@ -40,10 +40,18 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// The embedded migrations, in order: (diesel version, up.sql).
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "20261127000001",
-    include_str!("../../../migrations/postgres/2026-11-27-000001_create_bildad/up.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "20261127000001",
+        include_str!("../../../migrations/postgres/2026-11-27-000001_create_bildad/up.sql"),
+    ),
+    (
+        "20261127000002",
+        include_str!(
+            "../../../migrations/postgres/2026-11-27-000002_runs_process_name_not_unique/up.sql"
+        ),
+    ),
+];
 
 /// Serialises concurrent `migrate()` calls of several nodes (an arbitrary constant).
 const MIGRATION_LOCK: i64 = 0x6269_6c64_6164;

@@ -40,10 +40,18 @@ use std::time::Duration;
 type Wrapped = SyncConnectionWrapper<SqliteConnection>;
 
 /// The embedded migrations, in order: (diesel version, up.sql).
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "20261127000001",
-    include_str!("../../../migrations/sqlite/2026-11-27-000001_create_bildad/up.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "20261127000001",
+        include_str!("../../../migrations/sqlite/2026-11-27-000001_create_bildad/up.sql"),
+    ),
+    (
+        "20261127000002",
+        include_str!(
+            "../../../migrations/sqlite/2026-11-27-000002_runs_process_name_not_unique/up.sql"
+        ),
+    ),
+];
 
 /// SQLite's clock in microseconds. Its resolution is a millisecond; ties in run order are
 /// broken by id. Stable within one statement.
