@@ -242,17 +242,7 @@ pub(crate) async fn stop(
     PathText(id): PathText,
     body: Bytes,
 ) -> Result<Response, DashError> {
-    ctx.read_form(&body)?;
-    let store = d.app.engine.store().clone();
-    let key = id.clone();
-    d.app
-        .call(async move { store.stop_entry(&key).await })
-        .await
-        .map_err(|e| ctx.error(e))?;
-    Ok(see_other(&ctx.page_url(
-        "queue",
-        &query(&[("notice", "stopped"), ("id", &id)]),
-    )))
+    act(d, ctx, id, &body, Action::Stop).await
 }
 
 /// `POST /jobs/dashboard/queue/{id}/remove`.
@@ -262,15 +252,35 @@ pub(crate) async fn remove(
     PathText(id): PathText,
     body: Bytes,
 ) -> Result<Response, DashError> {
-    ctx.read_form(&body)?;
+    act(d, ctx, id, &body, Action::Remove).await
+}
+
+/// Carries out a confirmed action and returns to the queue with a notice.
+async fn act(
+    d: Dash,
+    ctx: Ctx,
+    id: String,
+    body: &Bytes,
+    action: Action,
+) -> Result<Response, DashError> {
+    ctx.read_form(body)?;
     let store = d.app.engine.store().clone();
     let key = id.clone();
+    let notice = match action {
+        Action::Stop => "stopped",
+        Action::Remove => "removed",
+    };
     d.app
-        .call(async move { store.remove_entry(&key).await })
+        .call(async move {
+            match action {
+                Action::Stop => store.stop_entry(&key).await.map(drop),
+                Action::Remove => store.remove_entry(&key).await.map(drop),
+            }
+        })
         .await
         .map_err(|e| ctx.error(e))?;
     Ok(see_other(&ctx.page_url(
         "queue",
-        &query(&[("notice", "removed"), ("id", &id)]),
+        &query(&[("notice", notice), ("id", &id)]),
     )))
 }
