@@ -448,6 +448,14 @@ struct BenchDb {
     url: String,
 }
 
+/// SQL for the identifier of history run `g`: a UUIDv7 of a time `g` milliseconds into
+/// the 30 days before now, as [`bildad_core::new_identifier`] would have drawn it then
+/// (48-bit millisecond prefix, version 7, variant bits, the rest from a hash of `g`).
+const HISTORY_IDENTIFIER: &str = "SELECT substr(t, 1, 8) || '-' || substr(t, 9, 4) || '-7' \
+    || substr(r, 1, 3) || '-8' || substr(r, 4, 3) || '-' || substr(r, 7, 12) AS id \
+    FROM (SELECT lpad(to_hex((extract(epoch FROM now() - interval '30 days') * 1000)::bigint \
+    + g), 12, '0') AS t, md5(g::text) AS r) x";
+
 impl BenchDb {
     async fn create(admin_url: &str) -> Result<Self> {
         let name = format!("bildad_bench_{}", uuid::Uuid::new_v4().simple());
@@ -471,17 +479,20 @@ impl BenchDb {
     }
 
     /// `rows` runs of history (`DONE`, of entries long gone), then `VACUUM ANALYZE`.
+    /// Their identifiers are of the kind the stores generate (see [`HISTORY_IDENTIFIER`]),
+    /// so that a new run's key lands among them where a real one would.
     async fn fill_history(&self, rows: u64) -> Result<()> {
         let mut conn = admin(&self.url).await?;
         conn.batch_execute(&format!(
             "INSERT INTO bildad_runs (entry_id, job_run_identifier, template, job_type, retry,
                 process_name, node, node_name, status, result, context, started_at,
                 timeout_at, expires_at, ended_at)
-             SELECT g, 'history-' || g, 'bench.noop', 'bench.noop', 0, 'history/' || g,
+             SELECT g, h.id, 'bench.noop', 'bench.noop', 0, 'history/' || h.id,
                 'history', 'history', 'DONE', 'SUCCEEDED', '{{}}'::jsonb,
                 now() - interval '30 days' + g * interval '1 millisecond',
                 now(), now(), now()
-             FROM generate_series(1, {rows}) g"
+             FROM generate_series(1, {rows}) g,
+             LATERAL ({HISTORY_IDENTIFIER}) h"
         ))
         .await
         .context("cannot fill the run history")?;

@@ -216,7 +216,7 @@ impl MemoryStore {
         let identifier = new
             .job_run_identifier
             .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            .unwrap_or_else(crate::new_identifier);
         Some((t.clone(), identifier))
     }
 }

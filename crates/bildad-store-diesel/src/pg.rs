@@ -748,7 +748,7 @@ impl JobStore for PgStore {
         // templates and the identifiers' freshness are read in one pipelined round trip.
         for n in &mut new {
             if n.job_run_identifier.is_none() {
-                n.job_run_identifier = Some(uuid::Uuid::new_v4().to_string());
+                n.job_run_identifier = Some(bildad_core::new_identifier());
             }
         }
         // PostgreSQL rejects a NUL in text outright (a database error, not a validation

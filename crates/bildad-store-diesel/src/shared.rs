@@ -56,7 +56,7 @@ pub(crate) fn prepare_entries(
         out.push(PreparedEntry {
             identifier: n
                 .job_run_identifier
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                .unwrap_or_else(bildad_core::new_identifier),
             template_id: t.id,
             priority: n.priority.unwrap_or(DEFAULT_PRIORITY),
             timeout_seconds: n.timeout_seconds.unwrap_or(t.default_timeout_seconds),
