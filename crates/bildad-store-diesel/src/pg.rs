@@ -744,22 +744,22 @@ impl JobStore for PgStore {
             return Ok(Vec::new());
         }
         let mut new = new;
-        // Identifiers first (the ones the caller left out are UUIDs), so that the
-        // templates and the identifiers' freshness are read in one pipelined round trip.
-        for n in &mut new {
-            if n.job_run_identifier.is_none() {
-                n.job_run_identifier = Some(bildad_core::new_identifier());
-            }
-        }
-        // PostgreSQL rejects a NUL in text outright (a database error, not a validation
-        // error): such an identifier is left out of the read, and the field checks of
-        // `prepare_entries` reject it as invalid, as they did before the reads were
-        // pipelined.
+        // Only identifiers the caller chose can be taken: the ones drawn here are fresh
+        // UUIDv7s (a millisecond clock and 74 random bits), unique without a lookup, and
+        // the queue's unique index still stands behind them. PostgreSQL rejects a NUL in
+        // text outright (a database error, not a validation error): such an identifier
+        // is left out of the read, and the field checks of `prepare_entries` reject it as
+        // invalid, as they did before the reads were pipelined.
         let wanted: Vec<String> = new
             .iter()
             .filter_map(|n| n.job_run_identifier.clone())
             .filter(|i| !i.contains('\0'))
             .collect();
+        for n in &mut new {
+            if n.job_run_identifier.is_none() {
+                n.job_run_identifier = Some(bildad_core::new_identifier());
+            }
+        }
         let mut codes: Vec<String> = new.iter().map(|n| n.template.clone()).collect();
         codes.sort();
         codes.dedup();
