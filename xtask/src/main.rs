@@ -16,6 +16,10 @@ commands:
       Build and run the benchmark in release mode (crates/bildad-bench; --help lists
       every flag): creates its own database on the server, enqueues and processes
       no-op jobs, prints one `bildad key=value` line per scenario.
+  bench-peers [--rounds 3] [--n 20000] [--database-url URL]
+      The throughput line of bildad-bench and of a peer (graphile-worker, in
+      crates/bildad-bench/peers; needs node and npm), taken in turns in the same
+      minutes; prints every raw line, the medians, and Bildad's ratios to the peer.
   chaos [--nodes 4] [--jobs 10000] [--kill-every-secs 3] [--min-kills 50] [--runs N]
         [--database-url URL] [--seed S] | chaos outage [--outage-secs 10]
       Build bildad and crates/bildad-chaos in release mode and run the fault proof:
@@ -54,12 +58,125 @@ fn run(args: Vec<String>) -> Result<()> {
             }
             Ok(())
         }
+        Some("bench-peers") => bench_peers(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())
         }
         Some(other) => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
+}
+
+/// `cargo xtask bench-peers`: Bildad's and graphile-worker's throughput lines, in turns.
+fn bench_peers(args: &[String]) -> Result<()> {
+    let mut rounds = 3usize;
+    let mut n = "20000".to_string();
+    let mut url = "postgres://postgres@127.0.0.1:5432/postgres".to_string();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("{a} needs a value"))
+        };
+        match a.as_str() {
+            "--rounds" => rounds = value()?.parse()?,
+            "--n" => n = value()?,
+            "--database-url" => url = value()?,
+            other => bail!("unknown flag {other:?} (bench-peers: --rounds, --n, --database-url)"),
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let peer_dir = root.join("crates/bildad-bench/peers/graphile-worker");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = std::process::Command::new(&cargo)
+        .current_dir(&root)
+        .args(["build", "--release", "--quiet", "-p", "bildad-bench"])
+        .status()?;
+    if !built.success() {
+        bail!("cannot build bildad-bench");
+    }
+    if !peer_dir.join("node_modules").exists() {
+        let npm = std::process::Command::new("npm")
+            .current_dir(&peer_dir)
+            .args(["ci", "--silent"])
+            .status()
+            .map_err(|e| anyhow::anyhow!("cannot run npm (node and npm are needed): {e}"))?;
+        if !npm.success() {
+            bail!("npm ci failed in {}", peer_dir.display());
+        }
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let bench = target.join("release/bildad-bench");
+    let line = |cmd: &mut std::process::Command, prefix: &str| -> Result<String> {
+        let out = cmd.output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "{prefix} bench failed: {}{}",
+                text,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("no {prefix:?} line in {text:?}"))
+    };
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let peer = line(
+            std::process::Command::new("node")
+                .current_dir(&peer_dir)
+                .args(["bench.mjs", "--database-url", &url, "--n", &n]),
+            "graphile-worker ",
+        )?;
+        println!("{peer}");
+        theirs.push(peer);
+        let own = line(
+            std::process::Command::new(&bench).args(["--quick", "--database-url", &url, "--n", &n]),
+            "bildad enqueue_jobs_per_s=",
+        )?;
+        println!("{own}");
+        ours.push(own);
+    }
+    let median = |lines: &[String], key: &str| -> Result<f64> {
+        let mut v = lines
+            .iter()
+            .map(|l| field(l, key))
+            .collect::<Result<Vec<f64>>>()?;
+        v.sort_by(f64::total_cmp);
+        Ok(v[v.len() / 2])
+    };
+    let (op, oe) = (
+        median(&ours, "process_jobs_per_s")?,
+        median(&ours, "enqueue_jobs_per_s")?,
+    );
+    let (tp, te) = (
+        median(&theirs, "process_jobs_per_s")?,
+        median(&theirs, "enqueue_jobs_per_s")?,
+    );
+    println!(
+        "median graphile-worker process_jobs_per_s={tp:.0} enqueue_jobs_per_s={te:.0} rounds={rounds}"
+    );
+    println!("median bildad process_jobs_per_s={op:.0} enqueue_jobs_per_s={oe:.0} rounds={rounds}");
+    println!(
+        "ratio bildad/graphile-worker process={:.2} enqueue={:.2}",
+        op / tp,
+        oe / te
+    );
+    Ok(())
+}
+
+/// The number after `key=` in a `key=value …` line.
+fn field(line: &str, key: &str) -> Result<f64> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .ok_or_else(|| anyhow::anyhow!("no {key} in {line:?}"))?
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{key} in {line:?}: {e}"))
 }
 
 /// Builds the release `bildad` binary, then runs `bildad-chaos` (which finds it beside

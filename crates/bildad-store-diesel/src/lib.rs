@@ -167,4 +167,44 @@ mod tests {
             assert!(e.to_string().contains("postgres://"), "{e}");
         }
     }
+
+    /// Every migration directory of a backend is embedded, in order, under its diesel
+    /// version: a new directory that is not added to `MIGRATIONS` would never run.
+    fn embedded_are_the_directories(backend: &str, embedded: &[(&str, &str)]) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../migrations")
+            .join(backend);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let versions: Vec<String> = names
+            .iter()
+            .map(|n| n.split('_').next().unwrap().replace('-', ""))
+            .collect();
+        let listed: Vec<&str> = embedded.iter().map(|(v, _)| *v).collect();
+        assert_eq!(
+            listed,
+            versions,
+            "{backend}: MIGRATIONS vs {}",
+            dir.display()
+        );
+        for ((_, up), name) in embedded.iter().zip(&names) {
+            let file = std::fs::read_to_string(dir.join(name).join("up.sql")).unwrap();
+            assert_eq!(*up, file, "{backend}/{name}/up.sql");
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_embeds_every_migration() {
+        embedded_are_the_directories("postgres", crate::pg::MIGRATIONS);
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn sqlite_embeds_every_migration() {
+        embedded_are_the_directories("sqlite", crate::sqlite::MIGRATIONS);
+    }
 }

@@ -13,7 +13,7 @@ use crate::rows::{
 };
 use crate::shared::{
     EntryAction, Fail, RunEnding, count, db_error, entry_action, entry_not_found, identifier_taken,
-    in_request_order, is_foreign_key_violation, is_unique_violation, limit_offset, pool_error,
+    in_request_order, is_not_null_violation, is_unique_violation, limit_offset, pool_error,
     prepare_entries, strip_index, template_exists, template_in_use, template_not_found,
 };
 use async_trait::async_trait;
@@ -22,7 +22,7 @@ use bildad_core::{
     Finalize, FinalizeResult, JobRun, JobStore, JobTemplate, NewEntry, NewTemplate, Node, NodeRef,
     Outcome, Page, PageRequest, QueueEntry, QueueStats, RemoveResult, RunActivity, RunFilter,
     RunId, RunRef, SchemaCache, StopResult, StoreError, StoreResult, TemplateFilter, TemplatePatch,
-    Timestamp,
+    Timestamp, Violation,
 };
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -40,7 +40,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// The embedded migrations, in order: (diesel version, up.sql).
-const MIGRATIONS: &[(&str, &str)] = &[
+pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     (
         "20261127000001",
         include_str!("../../../migrations/postgres/2026-11-27-000001_create_bildad/up.sql"),
@@ -49,6 +49,12 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "20261127000002",
         include_str!(
             "../../../migrations/postgres/2026-11-27-000002_runs_process_name_not_unique/up.sql"
+        ),
+    ),
+    (
+        "20261127000003",
+        include_str!(
+            "../../../migrations/postgres/2026-11-27-000003_queue_template_reference_checked_by_store/up.sql"
         ),
     ),
 ];
@@ -686,18 +692,38 @@ impl JobStore for PgStore {
 
     async fn delete_template(&self, code: &str) -> StoreResult<()> {
         let mut conn = self.conn().await?;
-        let n = sql_query("DELETE FROM bildad_templates WHERE code = $1")
-            .bind::<Text, _>(code)
-            .execute(&mut conn)
-            .await
-            .map_err(|e| match e {
-                e if is_foreign_key_violation(&e) => template_in_use(code),
-                e => db_error(e),
-            })?;
-        if n == 0 {
-            return Err(template_not_found(code));
-        }
-        Ok(())
+        // No foreign key guards the queue's template_id (migration 000003). Lock the
+        // template first: FOR UPDATE waits for every enqueue holding it FOR KEY SHARE
+        // and keeps new ones out; then the next statement's fresh snapshot sees every
+        // entry those enqueues committed.
+        conn.transaction::<_, Fail, _>(async |c| {
+            let id = sql_query("SELECT id FROM bildad_templates WHERE code = $1 FOR UPDATE")
+                .bind::<Text, _>(code)
+                .get_result::<IdRow>(c)
+                .await
+                .map(|r| r.id)
+                .map_err(|e| match e {
+                    DieselError::NotFound => Fail(template_not_found(code)),
+                    e => Fail::from(e),
+                })?;
+            let used: CountRow = sql_query(
+                "SELECT count(*) AS n FROM (
+                    SELECT 1 FROM bildad_queue WHERE template_id = $1 LIMIT 1) x",
+            )
+            .bind::<BigInt, _>(id)
+            .get_result(c)
+            .await?;
+            if used.n > 0 {
+                return Err(Fail(template_in_use(code)));
+            }
+            sql_query("DELETE FROM bildad_templates WHERE id = $1")
+                .bind::<BigInt, _>(id)
+                .execute(c)
+                .await?;
+            Ok(())
+        })
+        .await
+        .map_err(|f| f.0)
     }
 
     async fn list_templates(
@@ -818,39 +844,57 @@ impl JobStore for PgStore {
             contexts.push(p.context);
             run_ats.push(p.run_at);
         }
-        // One multi-row INSERT: all or nothing.
-        let rows: Vec<EntryRow> = Cached(
+        let mut distinct_templates = template_ids.clone();
+        distinct_templates.sort_unstable();
+        distinct_templates.dedup();
+        // One multi-row INSERT: all or nothing. It takes the place of a foreign key
+        // (migration 000003): each distinct template is locked FOR KEY SHARE once, so a
+        // concurrent `delete_template` (which locks it FOR UPDATE) either waits for this
+        // insert and then sees its entries, or deletes first, and then the LEFT JOIN
+        // gives this entry a NULL template id and the NOT NULL constraint fails the
+        // whole statement.
+        let inserted = Cached(
             sql_query(format!(
-                "WITH ins AS (
+                "WITH tpl AS MATERIALIZED (
+                SELECT id FROM bildad_templates WHERE id = ANY($8) FOR KEY SHARE
+             ), ins AS (
                 INSERT INTO bildad_queue (job_run_identifier, template_id, priority,
                     timeout_seconds, max_retries, context, run_at, inserted_at, updated_at)
-                SELECT i.identifier, i.template_id, i.priority, i.timeout_seconds,
+                SELECT i.identifier, tpl.id, i.priority, i.timeout_seconds,
                        i.max_retries, i.context, COALESCE(i.run_at, now()), now(), now()
                 FROM unnest($1::text[], $2::int8[], $3::int4[], $4::int4[], $5::int4[],
                             $6::jsonb[], $7::timestamptz[]) WITH ORDINALITY
                     AS i(identifier, template_id, priority, timeout_seconds, max_retries,
                          context, run_at, ord)
+                LEFT JOIN tpl ON tpl.id = i.template_id
                 ORDER BY i.ord
                 RETURNING *
              )
              SELECT {ENTRY_COLS} FROM ins e JOIN bildad_templates t ON t.id = e.template_id"
             ))
             .bind::<Array<Text>, _>(&identifiers)
-            .bind::<Array<BigInt>, _>(template_ids)
+            .bind::<Array<BigInt>, _>(&template_ids)
             .bind::<Array<Integer>, _>(priorities)
             .bind::<Array<Integer>, _>(timeouts)
             .bind::<Array<Integer>, _>(retries)
             .bind::<Array<Jsonb>, _>(contexts)
-            .bind::<Array<Nullable<Timestamptz>>, _>(run_ats),
+            .bind::<Array<Nullable<Timestamptz>>, _>(run_ats)
+            .bind::<Array<BigInt>, _>(&distinct_templates),
         )
-        .load(&mut conn)
-        .await
-        .map_err(|e| match e {
-            e if is_unique_violation(&e) => {
-                StoreError::Conflict("a job_run_identifier of this request is already used".into())
+        .load::<EntryRow>(&mut conn)
+        .await;
+        let rows = match inserted {
+            Ok(rows) => rows,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict(
+                    "a job_run_identifier of this request is already used".into(),
+                ));
             }
-            e => db_error(e),
-        })?;
+            Err(e) if is_not_null_violation(&e) => {
+                return Err(deleted_templates(&mut conn, &templates, &template_ids).await);
+            }
+            Err(e) => return Err(db_error(e)),
+        };
         in_request_order(&identifiers, rows)
     }
 
@@ -1262,4 +1306,46 @@ fn not_found_is_none<T>(e: DieselError) -> StoreResult<Option<T>> {
         DieselError::NotFound => Ok(None),
         e => Err(db_error(e)),
     }
+}
+
+/// The error of an enqueue whose template was deleted between its lookup and the insert
+/// (the insert found it gone under its lock): the same violation as a template that
+/// never existed, for every entry of a template that is gone now.
+async fn deleted_templates(
+    conn: &mut AsyncPgConnection,
+    templates: &HashMap<String, JobTemplate>,
+    template_ids: &[i64],
+) -> StoreError {
+    let present: Vec<i64> =
+        match sql_query("SELECT id AS n FROM bildad_templates WHERE id = ANY($1)")
+            .bind::<Array<BigInt>, _>(template_ids)
+            .load::<CountRow>(conn)
+            .await
+        {
+            Ok(rows) => rows.into_iter().map(|r| r.n).collect(),
+            Err(e) => return db_error(e),
+        };
+    let code_of: HashMap<i64, &str> = templates
+        .values()
+        .map(|t| (t.id, t.code.as_str()))
+        .collect();
+    let v: Vec<Violation> = template_ids
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| !present.contains(id))
+        .map(|(i, id)| {
+            Violation::new(
+                format!("/{i}/template"),
+                format!(
+                    "no template has code {:?}",
+                    code_of.get(id).copied().unwrap_or("?")
+                ),
+            )
+        })
+        .collect();
+    if v.is_empty() {
+        // Deleted and created again under the same code meanwhile: a retry succeeds.
+        return StoreError::Conflict("a template of this request changed meanwhile; retry".into());
+    }
+    StoreError::Invalid(v)
 }

@@ -159,6 +159,14 @@ pub(crate) fn is_foreign_key_violation(e: &DieselError) -> bool {
     }
 }
 
+/// True for a NOT NULL violation (PostgreSQL reports its kind).
+pub(crate) fn is_not_null_violation(e: &DieselError) -> bool {
+    matches!(
+        e,
+        DieselError::DatabaseError(DatabaseErrorKind::NotNullViolation, _)
+    )
+}
+
 /// True for a unique violation (see [`is_foreign_key_violation`] for SQLite).
 pub(crate) fn is_unique_violation(e: &DieselError) -> bool {
     match e {

@@ -40,7 +40,7 @@ use std::time::Duration;
 type Wrapped = SyncConnectionWrapper<SqliteConnection>;
 
 /// The embedded migrations, in order: (diesel version, up.sql).
-const MIGRATIONS: &[(&str, &str)] = &[
+pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     (
         "20261127000001",
         include_str!("../../../migrations/sqlite/2026-11-27-000001_create_bildad/up.sql"),
@@ -49,6 +49,12 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "20261127000002",
         include_str!(
             "../../../migrations/sqlite/2026-11-27-000002_runs_process_name_not_unique/up.sql"
+        ),
+    ),
+    (
+        "20261127000003",
+        include_str!(
+            "../../../migrations/sqlite/2026-11-27-000003_queue_template_reference_checked_by_store/up.sql"
         ),
     ),
 ];

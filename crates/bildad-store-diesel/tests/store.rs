@@ -124,6 +124,78 @@ async fn pg_eight_claimers_take_2000_entries_each_exactly_once() {
     assert_eq!(pg_broken_invariants(db.url()).await, 0);
 }
 
+/// The queue's template reference is kept by the store, not by a foreign key (migration
+/// 000003): enqueues racing the deletion of their template either all lose (the delete
+/// went first) or the delete loses with a conflict; no entry ever points at a missing
+/// template.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_template_deletion_racing_enqueues_leaves_no_orphan() {
+    let Some(db) = TestPg::fresh().await else {
+        return;
+    };
+    let store = db.store();
+    let (mut deleted, mut refused) = (0, 0);
+    for round in 0..40 {
+        let code = format!("race-{round}");
+        template(&*store, &code).await;
+        let barrier = Arc::new(tokio::sync::Barrier::new(5));
+        let enqueuers: Vec<_> = (0..4)
+            .map(|k| {
+                let (store, barrier, code) = (store.clone(), barrier.clone(), code.clone());
+                tokio::spawn(async move {
+                    let batch: Vec<NewEntry> = (0..20)
+                        .map(|i| {
+                            NewEntry::new(code.clone(), json!({}))
+                                .identifier(format!("{code}-{k}-{i}"))
+                        })
+                        .collect();
+                    barrier.wait().await;
+                    store.enqueue_many(batch).await
+                })
+            })
+            .collect();
+        barrier.wait().await;
+        let deletion = store.delete_template(&code).await;
+        let mut enqueued = 0;
+        for e in enqueuers {
+            match e.await.unwrap() {
+                Ok(entries) => enqueued += entries.len(),
+                Err(e) => assert_eq!(e.kind(), ErrorKind::Invalid, "{e}"),
+            }
+        }
+        match deletion {
+            Ok(()) => {
+                deleted += 1;
+                assert_eq!(
+                    enqueued, 0,
+                    "round {round}: template deleted under {enqueued} entries"
+                );
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+                refused += 1;
+                assert!(
+                    enqueued > 0,
+                    "round {round}: deletion refused with no entries"
+                );
+            }
+        }
+        let mut c = AsyncPgConnection::establish(db.url())
+            .await
+            .expect("connect");
+        let orphans = diesel::sql_query(
+            "SELECT count(*) AS n FROM bildad_queue e
+             WHERE NOT EXISTS (SELECT 1 FROM bildad_templates t WHERE t.id = e.template_id)",
+        )
+        .get_result::<Count>(&mut c)
+        .await
+        .expect("orphan query")
+        .n;
+        assert_eq!(orphans, 0, "round {round}");
+    }
+    eprintln!("template deleted first in {deleted} rounds, refused in {refused}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pg_two_finalizers_race_exactly_one_wins() {
     let Some(db) = TestPg::fresh().await else {
