@@ -7,14 +7,14 @@
 
 use crate::PoolOptions;
 use crate::rows::{
-    ActivityRow, ClaimRow, CountRow, EndedRow, EntryRow, EntryRunRow, IdRow, NodeRow, PositionRow,
-    RequeuedRow, RunRefRow, RunRow, StatsRow, TemplateRow, TextRow, TimeRow, activity, convert,
-    duration_us,
+    ActivityRow, ClaimRow, CountRow, EndedRow, EntryRow, EntryRunRow, IdRow, InsertedRow, NodeRow,
+    PositionRow, RequeuedRow, RunRefRow, RunRow, StatsRow, TemplateRow, TextRow, TimeRow, activity,
+    convert, duration_us,
 };
 use crate::shared::{
     EntryAction, Fail, RunEnding, count, db_error, entry_action, entry_not_found, identifier_taken,
-    in_request_order, is_not_null_violation, is_unique_violation, limit_offset, pool_error,
-    prepare_entries, strip_index, template_exists, template_in_use, template_not_found,
+    is_not_null_violation, is_unique_violation, limit_offset, pool_error, prepare_entries,
+    strip_index, template_exists, template_in_use, template_not_found,
 };
 use async_trait::async_trait;
 use bildad_core::{
@@ -852,38 +852,37 @@ impl JobStore for PgStore {
         // concurrent `delete_template` (which locks it FOR UPDATE) either waits for this
         // insert and then sees its entries, or deletes first, and then the LEFT JOIN
         // gives this entry a NULL template id and the NOT NULL constraint fails the
-        // whole statement.
+        // whole statement. It returns only what the database decides (id, times): the
+        // rest of each entry is the request's, so the contexts are not sent back.
         let inserted = Cached(
-            sql_query(format!(
+            sql_query(
                 "WITH tpl AS MATERIALIZED (
                 SELECT id FROM bildad_templates WHERE id = ANY($8) FOR KEY SHARE
-             ), ins AS (
-                INSERT INTO bildad_queue (job_run_identifier, template_id, priority,
-                    timeout_seconds, max_retries, context, run_at, inserted_at, updated_at)
-                SELECT i.identifier, tpl.id, i.priority, i.timeout_seconds,
-                       i.max_retries, i.context, COALESCE(i.run_at, now()), now(), now()
-                FROM unnest($1::text[], $2::int8[], $3::int4[], $4::int4[], $5::int4[],
-                            $6::jsonb[], $7::timestamptz[]) WITH ORDINALITY
-                    AS i(identifier, template_id, priority, timeout_seconds, max_retries,
-                         context, run_at, ord)
-                LEFT JOIN tpl ON tpl.id = i.template_id
-                ORDER BY i.ord
-                RETURNING *
              )
-             SELECT {ENTRY_COLS} FROM ins e JOIN bildad_templates t ON t.id = e.template_id"
-            ))
+             INSERT INTO bildad_queue (job_run_identifier, template_id, priority,
+                 timeout_seconds, max_retries, context, run_at, inserted_at, updated_at)
+             SELECT i.identifier, tpl.id, i.priority, i.timeout_seconds,
+                    i.max_retries, i.context, COALESCE(i.run_at, now()), now(), now()
+             FROM unnest($1::text[], $2::int8[], $3::int4[], $4::int4[], $5::int4[],
+                         $6::jsonb[], $7::timestamptz[]) WITH ORDINALITY
+                 AS i(identifier, template_id, priority, timeout_seconds, max_retries,
+                      context, run_at, ord)
+             LEFT JOIN tpl ON tpl.id = i.template_id
+             ORDER BY i.ord
+             RETURNING id, job_run_identifier, run_at, inserted_at",
+            )
             .bind::<Array<Text>, _>(&identifiers)
             .bind::<Array<BigInt>, _>(&template_ids)
-            .bind::<Array<Integer>, _>(priorities)
-            .bind::<Array<Integer>, _>(timeouts)
-            .bind::<Array<Integer>, _>(retries)
-            .bind::<Array<Jsonb>, _>(contexts)
+            .bind::<Array<Integer>, _>(&priorities)
+            .bind::<Array<Integer>, _>(&timeouts)
+            .bind::<Array<Integer>, _>(&retries)
+            .bind::<Array<Jsonb>, _>(&contexts)
             .bind::<Array<Nullable<Timestamptz>>, _>(run_ats)
             .bind::<Array<BigInt>, _>(&distinct_templates),
         )
-        .load::<EntryRow>(&mut conn)
+        .load::<InsertedRow>(&mut conn)
         .await;
-        let rows = match inserted {
+        let mut rows = match inserted {
             Ok(rows) => rows,
             Err(e) if is_unique_violation(&e) => {
                 return Err(StoreError::Conflict(
@@ -895,7 +894,51 @@ impl JobStore for PgStore {
             }
             Err(e) => return Err(db_error(e)),
         };
-        in_request_order(&identifiers, rows)
+        // The rows were inserted in request order, so their ids ascend in it; the
+        // identifiers are checked all the same.
+        if rows.len() != identifiers.len() {
+            return Err(StoreError::Database(format!(
+                "enqueue: {} rows came back for {} entries",
+                rows.len(),
+                identifiers.len()
+            )));
+        }
+        rows.sort_unstable_by_key(|r| r.id);
+        let code_of: HashMap<i64, &str> = templates
+            .values()
+            .map(|t| (t.id, t.code.as_str()))
+            .collect();
+        let mut out = Vec::with_capacity(rows.len());
+        for (k, ((row, context), identifier)) in
+            rows.into_iter().zip(contexts).zip(identifiers).enumerate()
+        {
+            if row.job_run_identifier != identifier {
+                return Err(StoreError::Database(format!(
+                    "enqueue: row {k} came back as {:?}, expected {identifier:?}",
+                    row.job_run_identifier
+                )));
+            }
+            out.push(QueueEntry {
+                id: row.id,
+                job_run_identifier: identifier,
+                template: code_of
+                    .get(&template_ids[k])
+                    .copied()
+                    .unwrap_or_default()
+                    .to_string(),
+                status: EntryStatus::Available,
+                priority: priorities[k],
+                timeout_seconds: timeouts[k],
+                max_retries: retries[k],
+                context,
+                run_at: row.run_at,
+                attempts: 0,
+                current_run_id: None,
+                inserted_at: row.inserted_at,
+                updated_at: row.inserted_at,
+            });
+        }
+        Ok(out)
     }
 
     async fn get_entry(&self, identifier: &str) -> StoreResult<QueueEntry> {

@@ -253,6 +253,20 @@ impl TryFrom<RunRow> for JobRun {
     }
 }
 
+/// What the database decided for an entry an enqueue inserted: the rest of the entry is
+/// the request's own (see `PgStore::enqueue_many`).
+#[derive(QueryableByName)]
+pub(crate) struct InsertedRow {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) id: i64,
+    #[diesel(sql_type = Text)]
+    pub(crate) job_run_identifier: String,
+    #[diesel(sql_type = DbTime)]
+    pub(crate) run_at: Timestamp,
+    #[diesel(sql_type = DbTime)]
+    pub(crate) inserted_at: Timestamp,
+}
+
 /// A run just created by a claim, with what the runtime needs to start it.
 #[derive(QueryableByName)]
 pub(crate) struct ClaimRow {
