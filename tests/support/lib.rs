@@ -93,6 +93,7 @@ pub fn fast_config(name: &str) -> NodeConfig {
         node_dead_after: Duration::from_secs(1),
         backoff: Backoff::immediate(),
         max_concurrent_jobs: 50,
+        wake_on_enqueue: false,
     }
 }
 

@@ -145,6 +145,10 @@ pub async fn run(opts: &BenchOptions) -> Result<()> {
             "bildad pickup_mode=enqueue_and_run p50_ms={:.2} p99_ms={:.2} samples={}",
             l.run_now.0, l.run_now.1, opts.latency_samples
         );
+        println!(
+            "bildad pickup_mode=notify p50_ms={:.2} p99_ms={:.2} samples={}",
+            l.notify.0, l.notify.1, opts.latency_samples
+        );
     }
 
     let mut first: Option<f64> = None;
@@ -329,6 +333,7 @@ type Percentiles = (f64, f64);
 struct Latency {
     trigger: Percentiles,
     run_now: Percentiles,
+    notify: Percentiles,
 }
 
 /// Time from the call that enqueues a job to the moment the job starts running, one job
@@ -344,7 +349,7 @@ async fn pickup_latency(db: &BenchDb, samples: usize) -> Result<Latency> {
             Ok(None)
         }
     });
-    let node = NodeRuntime::start(store, registry, NodeConfig::default()).await?;
+    let node = NodeRuntime::start(store, registry.clone(), NodeConfig::default()).await?;
     let engine = node.engine().clone();
     let mut trigger = Vec::with_capacity(samples);
     let mut run_now = Vec::with_capacity(samples);
@@ -374,9 +379,41 @@ async fn pickup_latency(db: &BenchDb, samples: usize) -> Result<Latency> {
         }
     }
     node.shutdown(Duration::from_secs(5)).await;
+
+    // A node woken by LISTEN/NOTIFY (`wake_on_enqueue`, no ticker, no trigger), and the
+    // entries enqueued through another pool, as another node of the app would.
+    let node = NodeRuntime::start(
+        connect(db, 10).await?,
+        registry,
+        NodeConfig {
+            wake_on_enqueue: true,
+            ..NodeConfig::default()
+        },
+    )
+    .await?;
+    let other = connect(db, 2).await?;
+    let mut notify = Vec::with_capacity(samples);
+    for i in 0..(samples + 20) {
+        let entry = NewEntry::new("bench.ping", json!({"i": i}));
+        let t0 = Instant::now();
+        other.enqueue(entry).await?;
+        let started = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .context("a job did not start within 10 s of its notification")?
+            .context("the job channel closed")?;
+        if i >= 20 {
+            notify.push(started.duration_since(t0).as_secs_f64() * 1000.0);
+        }
+        while node.executor().running_count() > 0 {
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+    }
+    node.shutdown(Duration::from_secs(5)).await;
+    drop(other);
     Ok(Latency {
         trigger: percentiles(trigger),
         run_now: percentiles(run_now),
+        notify: percentiles(notify),
     })
 }
 

@@ -127,6 +127,7 @@ macro_rules! for_each_case {
             enqueue_same_identifier_concurrently,
             enqueue_many_all_or_nothing,
             enqueue_validates_against_current_schema,
+            enqueue_wakes_listeners,
             // claim
             claim_records_the_run,
             claim_order_priority_then_enqueue_time,

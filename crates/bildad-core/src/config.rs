@@ -24,6 +24,11 @@ pub struct NodeConfig {
     pub backoff: Backoff,
     /// Most jobs running at once on this node (default 100).
     pub max_concurrent_jobs: u32,
+    /// Run the engine the moment an entry is enqueued on any node, when the store can
+    /// push wake-ups ([`crate::JobStore::listen_for_enqueues`]: PostgreSQL, `MemoryStore`).
+    /// Default off: cron (and the optional ticker) drive the engine, as SPEC §5 has it.
+    #[serde(default)]
+    pub wake_on_enqueue: bool,
 }
 
 impl Default for NodeConfig {
@@ -38,6 +43,7 @@ impl Default for NodeConfig {
             node_dead_after: killer * 3,
             backoff: Backoff::default(),
             max_concurrent_jobs: 100,
+            wake_on_enqueue: false,
         }
     }
 }

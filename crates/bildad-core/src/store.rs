@@ -223,4 +223,28 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Queue and history counts.
     async fn stats(&self) -> StoreResult<QueueStats>;
+
+    // --- wake-ups ---------------------------------------------------------------
+
+    /// Subscribes to wake-ups on enqueue, for stores that can push them: PostgreSQL
+    /// (LISTEN/NOTIFY, from every node on the database) and `MemoryStore`. `None`: this
+    /// store cannot push (the default; SQLite); poll instead.
+    ///
+    /// The runtime uses it when `NodeConfig::wake_on_enqueue` is set, to start an engine
+    /// pass the moment an entry is enqueued anywhere instead of at the next cron request
+    /// or tick. A wake-up is a hint: the claim that follows decides what runs.
+    async fn listen_for_enqueues(&self) -> StoreResult<Option<Box<dyn EnqueueListener>>> {
+        Ok(None)
+    }
+}
+
+/// Wake-ups a store pushes when entries are enqueued (see
+/// [`JobStore::listen_for_enqueues`]).
+#[async_trait]
+pub trait EnqueueListener: Send {
+    /// Waits until entries were enqueued since the previous call returned (several
+    /// enqueues may give one wake-up) and returns `true`; returns `false` once the
+    /// listener is gone (its connection was lost): subscribe again, and expect that
+    /// enqueues in between gave no wake-up.
+    async fn wait(&mut self) -> bool;
 }

@@ -55,7 +55,8 @@ impl std::fmt::Debug for NodeRuntime {
 
 impl NodeRuntime {
     /// Registers the node (first heartbeat), starts the killer and, when
-    /// `config.engine_interval` is set, the ticker.
+    /// `config.engine_interval` is set, the ticker; when `config.wake_on_enqueue` is
+    /// set, an engine pass also starts whenever the store reports an enqueue.
     ///
     /// The node gets a new instance id ([`NodeRef::new`] of `config.node_name`): runs it
     /// claims record it. `Invalid` when the configuration is unusable; the store's error
@@ -96,6 +97,12 @@ impl NodeRuntime {
             tasks.push(tokio::spawn(run_ticker(
                 engine.clone(),
                 every,
+                inner.stop_ticker.clone(),
+            )));
+        }
+        if config.wake_on_enqueue {
+            tasks.push(tokio::spawn(run_wake_on_enqueue(
+                engine.clone(),
                 inner.stop_ticker.clone(),
             )));
         }
@@ -224,5 +231,60 @@ async fn run_ticker(engine: Engine, every: Duration, stop: CancellationToken) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "engine pass failed"),
         }
+    }
+}
+
+/// First and largest pause before subscribing again after the store's listener was lost.
+const RESUBSCRIBE_FIRST: Duration = Duration::from_millis(100);
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(5);
+
+/// Runs the engine until idle whenever the store reports an enqueue, until stopped.
+/// Wake-ups that arrive during a pass are coalesced into one more pass. When the
+/// store's listener is lost it subscribes again (with backoff) and runs a pass, for the
+/// enqueues that came in between. A store that cannot push wake-ups is logged once.
+async fn run_wake_on_enqueue(engine: Engine, stop: CancellationToken) {
+    let mut pause = RESUBSCRIBE_FIRST;
+    loop {
+        let listener = tokio::select! {
+            () = stop.cancelled() => return,
+            l = engine.store().listen_for_enqueues() => l,
+        };
+        let mut listener = match listener {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                tracing::warn!(
+                    "wake_on_enqueue is set, but this store cannot push wake-ups: \
+                     the engine runs on cron requests and the ticker only"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for enqueues; retrying");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(RESUBSCRIBE_MAX);
+                continue;
+            }
+        };
+        pause = RESUBSCRIBE_FIRST;
+        tracing::debug!("listening for enqueues");
+        // Entries enqueued before the subscription started get no wake-up.
+        let mut woken = true;
+        while woken {
+            match engine.run_until_idle().await {
+                Ok(r) if r != crate::EngineReport::default() => {
+                    tracing::debug!(report = ?r, "engine pass on enqueue");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "engine pass on enqueue failed"),
+            }
+            woken = tokio::select! {
+                () = stop.cancelled() => return,
+                w = listener.wait() => w,
+            };
+        }
+        tracing::warn!("lost the store's enqueue listener; subscribing again");
     }
 }

@@ -18,11 +18,11 @@ use crate::shared::{
 };
 use async_trait::async_trait;
 use bildad_core::{
-    ClaimRequest, ClaimedRun, Disposition, EntryFate, EntryFilter, EntryStatus, FailureKind,
-    Finalize, FinalizeResult, JobRun, JobStore, JobTemplate, NewEntry, NewTemplate, Node, NodeRef,
-    Outcome, Page, PageRequest, QueueEntry, QueueStats, RemoveResult, RunActivity, RunFilter,
-    RunId, RunRef, SchemaCache, StopResult, StoreError, StoreResult, TemplateFilter, TemplatePatch,
-    Timestamp, Violation,
+    ClaimRequest, ClaimedRun, Disposition, EnqueueListener, EntryFate, EntryFilter, EntryStatus,
+    FailureKind, Finalize, FinalizeResult, JobRun, JobStore, JobTemplate, NewEntry, NewTemplate,
+    Node, NodeRef, Outcome, Page, PageRequest, QueueEntry, QueueStats, RemoveResult, RunActivity,
+    RunFilter, RunId, RunRef, SchemaCache, StopResult, StoreError, StoreResult, TemplateFilter,
+    TemplatePatch, Timestamp, Violation,
 };
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -854,10 +854,13 @@ impl JobStore for PgStore {
         // gives this entry a NULL template id and the NOT NULL constraint fails the
         // whole statement. It returns only what the database decides (id, times): the
         // rest of each entry is the request's, so the contexts are not sent back.
+        // `pg_notify` wakes the nodes that listen (`listen_for_enqueues`) when, and only
+        // if, the insert commits; one notification per transaction.
         let inserted = Cached(
             sql_query(
                 "WITH tpl AS MATERIALIZED (
-                SELECT id FROM bildad_templates WHERE id = ANY($8) FOR KEY SHARE
+                SELECT id, pg_notify('bildad_enqueued', '')
+                FROM bildad_templates WHERE id = ANY($8) FOR KEY SHARE
              )
              INSERT INTO bildad_queue (job_run_identifier, template_id, priority,
                  timeout_seconds, max_retries, context, run_at, inserted_at, updated_at)
@@ -1323,6 +1326,37 @@ impl JobStore for PgStore {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
+    async fn listen_for_enqueues(&self) -> StoreResult<Option<Box<dyn EnqueueListener>>> {
+        // A connection of its own, taken out of the pool for good: it only listens.
+        let mut conn = Object::take(self.conn().await?);
+        sql_query(format!("LISTEN {ENQUEUED_CHANNEL}"))
+            .execute(&mut conn)
+            .await
+            .map_err(db_error)?;
+        let (wake, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut notifications = std::pin::pin!(conn.notifications_stream());
+            loop {
+                tokio::select! {
+                    () = wake.closed() => return,
+                    n = notifications.next() => match n {
+                        // A full channel already holds a wake-up: coalesce.
+                        Some(Ok(_)) => {
+                            let _ = wake.try_send(());
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "enqueue listener lost its connection");
+                            return;
+                        }
+                        None => return,
+                    },
+                }
+            }
+        });
+        Ok(Some(Box::new(PgListener { rx })))
+    }
+
     async fn stats(&self) -> StoreResult<QueueStats> {
         let mut conn = self.conn().await?;
         let row: StatsRow = sql_query(
@@ -1391,4 +1425,19 @@ async fn deleted_templates(
         return StoreError::Conflict("a template of this request changed meanwhile; retry".into());
     }
     StoreError::Invalid(v)
+}
+
+/// The channel `enqueue_many` notifies and `listen_for_enqueues` listens on.
+const ENQUEUED_CHANNEL: &str = "bildad_enqueued";
+
+/// A subscription to the enqueues of every node on the database.
+struct PgListener {
+    rx: tokio::sync::mpsc::Receiver<()>,
+}
+
+#[async_trait]
+impl EnqueueListener for PgListener {
+    async fn wait(&mut self) -> bool {
+        self.rx.recv().await.is_some()
+    }
 }

@@ -277,6 +277,7 @@ pub(crate) fn template_exists(code: &str) -> StoreError {
 }
 
 /// Puts enqueued entries back in the order of the request (identifiers are unique).
+#[cfg(feature = "sqlite")]
 pub(crate) fn in_request_order(
     identifiers: &[String],
     rows: Vec<crate::rows::EntryRow>,

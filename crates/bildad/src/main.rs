@@ -136,6 +136,14 @@ struct NodeArgs {
     #[arg(long, env = "BILDAD_MAX_CONCURRENT_JOBS", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     max_concurrent_jobs: u32,
+
+    /// Also run the engine the moment an entry is enqueued on any node (PostgreSQL:
+    /// LISTEN/NOTIFY). Off by default: cron drives the engine. SQLite cannot push
+    /// wake-ups; the node then says so and relies on cron or the ticker.
+    #[arg(long, env = "BILDAD_WAKE_ON_ENQUEUE", default_value_t = false,
+          value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1,
+          default_missing_value = "true")]
+    wake_on_enqueue: bool,
 }
 
 impl NodeArgs {
@@ -157,6 +165,7 @@ impl NodeArgs {
                 Backoff::from_secs(self.retry_backoff_seconds)
             },
             max_concurrent_jobs: self.max_concurrent_jobs,
+            wake_on_enqueue: self.wake_on_enqueue,
         };
         if let Err(e) = config.validate() {
             let why: Vec<String> = e

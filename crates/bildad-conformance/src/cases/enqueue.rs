@@ -420,3 +420,35 @@ pub async fn enqueue_validates_against_current_schema(store: Arc<dyn JobStore>) 
     enqueue(s, NewEntry::new(t.code.clone(), json!({"b": 1}))).await;
     assert_eq!(counts(s).await, (2, 0));
 }
+
+/// A store that pushes wake-ups (`listen_for_enqueues` is `Some`) wakes its listeners
+/// after an enqueue that committed, and after `enqueue_many`; a store that returns `None`
+/// passes (it cannot push, and says so).
+pub async fn enqueue_wakes_listeners(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let t = create(
+        s,
+        NewTemplate::new(unique("conf.tpl"), "n", "a.b", json!({"type": "object"})),
+    )
+    .await;
+    let Some(mut first) = ok(s.listen_for_enqueues().await, "listen") else {
+        return;
+    };
+    let mut second = ok(s.listen_for_enqueues().await, "listen again").expect("Some twice");
+    enqueue(s, NewEntry::new(t.code.clone(), json!({}))).await;
+    for l in [&mut first, &mut second] {
+        let woke = tokio::time::timeout(std::time::Duration::from_secs(10), l.wait())
+            .await
+            .expect("no wake-up within 10 s of an enqueue");
+        assert!(woke, "the listener reported it was lost");
+    }
+    ok(
+        s.enqueue_many(vec![NewEntry::new(t.code.clone(), json!({})); 3])
+            .await,
+        "enqueue_many",
+    );
+    let woke = tokio::time::timeout(std::time::Duration::from_secs(10), first.wait())
+        .await
+        .expect("no wake-up within 10 s of enqueue_many");
+    assert!(woke);
+}

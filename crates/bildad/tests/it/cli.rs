@@ -68,6 +68,8 @@ fn bad_flags_are_refused_with_a_message() {
         "--node-dead-after-seconds",
         "--retry-backoff-seconds",
         "--max-concurrent-jobs",
+        "--wake-on-enqueue",
+        "BILDAD_WAKE_ON_ENQUEUE",
         "BILDAD_DATABASE_URL",
         "BILDAD_MAX_CONCURRENT_JOBS",
     ] {

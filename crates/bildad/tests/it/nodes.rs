@@ -44,6 +44,40 @@ async fn enqueue(node: &Node, body: Value) -> Value {
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// `--wake-on-enqueue`: an entry enqueued through node A (no `trigger_engine`, no cron
+/// request, no ticker anywhere) runs on node B, woken by PostgreSQL's NOTIFY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_with_wake_on_enqueue_runs_what_another_node_enqueued() {
+    let Some(pg) = fresh_pg().await else { return };
+    let a = start(pg.url(), "node-a");
+    let mut args = NODE_FLAGS.to_vec();
+    args.extend(["--node-name", "node-b", "--wake-on-enqueue"]);
+    let b = Node::serve(pg.url(), &args);
+    for n in [&a, &b] {
+        assert_eq!(n.get("/jobs/health").await.0, 200);
+    }
+    for i in 0..3 {
+        enqueue(
+            &a,
+            json!({"template": "demo.echo", "context": {"i": i},
+                   "job_run_identifier": format!("woken-{i}")}),
+        )
+        .await;
+    }
+    for i in 0..3 {
+        let run = eventually("the woken node ran it", WAIT, || async {
+            runs(&a, &format!("woken-{i}"))
+                .await
+                .first()
+                .filter(|r| r["status"] == "DONE")
+                .cloned()
+        })
+        .await;
+        assert_eq!(run["result"], "SUCCEEDED");
+        assert_eq!(run["node_name"], "node-b");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_share_one_database() {
     let Some(pg) = fresh_pg().await else { return };
