@@ -245,7 +245,55 @@ async fn engine_claims_no_more_than_free_slots(t: TestStore) {
     node.shutdown(Duration::from_secs(1)).await;
 }
 
+/// `run_until_idle` claims the next batch while the previous one starts; runs claimed and
+/// not yet started count against the free slots, so no more than `max_concurrent_jobs`
+/// jobs ever run at once.
+async fn run_until_idle_never_runs_more_than_max_concurrent_jobs(t: TestStore) {
+    let s = &*t.store;
+    template(s, "peak", "t.peak", 0).await;
+    let running = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (r, p) = (running.clone(), peak.clone());
+    let registry =
+        bildad_core::JobRegistry::new().with("t.peak", move |_ctx: bildad_core::JobContext| {
+            let (r, p) = (r.clone(), p.clone());
+            async move {
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                r.fetch_sub(1, Ordering::SeqCst);
+                Ok(None)
+            }
+        });
+    let config = bildad_core::NodeConfig {
+        max_concurrent_jobs: 7,
+        batch_size: 5,
+        ..fast_config("a")
+    };
+    let node = bildad_runtime::NodeRuntime::start(t.store.clone(), registry, config)
+        .await
+        .unwrap();
+    let entries = (0..120)
+        .map(|i| NewEntry::new("peak", json!({})).identifier(format!("peak-{i}")))
+        .collect();
+    s.enqueue_many(entries).await.unwrap();
+    let report = node.engine().run_until_idle().await.unwrap();
+    assert_eq!(report.start.ok_count, 120);
+    for i in 0..120 {
+        let runs = wait_settled(s, &format!("peak-{i}"), SETTLE).await;
+        assert_eq!(runs[0].result, Some(RunResult::Succeeded));
+    }
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(
+        peak <= 7,
+        "{peak} jobs ran at once, max_concurrent_jobs is 7"
+    );
+    assert!(peak >= 2, "jobs never overlapped ({peak})");
+    node.shutdown(Duration::from_secs(1)).await;
+}
+
 on_every_store!(
+    run_until_idle_never_runs_more_than_max_concurrent_jobs,
     success,
     errors_are_retried_until_max_retries,
     flaky_job_succeeds_on_its_third_try,

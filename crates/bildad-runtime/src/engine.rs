@@ -257,15 +257,48 @@ impl Engine {
             expire: self.expire_if_due().await?,
             ..EngineReport::default()
         };
-        while !self.is_closed() {
-            if self.shared.executor.free_slots() == 0 {
+        // Claim batch k+1 while batch k starts: the start (context checks, spawning) is
+        // CPU work that overlaps the next claim's round trip. Runs claimed and not yet
+        // started count against the free slots, and both halves run under the pass
+        // lock, so `close` still waits for everything a pass claimed to be started.
+        let mut pending: Vec<ClaimedRun> = Vec::new();
+        let mut drained = false;
+        loop {
+            if self.is_closed() || drained {
+                if !pending.is_empty() {
+                    let _pass = self.shared.pass.lock().await;
+                    report
+                        .start
+                        .add(self.start_runs(std::mem::take(&mut pending)).await);
+                }
+                break;
+            }
+            let free = self
+                .shared
+                .executor
+                .free_slots()
+                .saturating_sub(pending.len());
+            if free == 0 && pending.is_empty() {
                 self.wait_for_slot().await;
                 continue;
             }
-            let (counts, claimed, asked) = self.start_batch(None).await?;
+            let limit = free.min(self.shared.config.batch_size as usize);
+            let _pass = self.shared.pass.lock().await;
+            let starting = std::mem::take(&mut pending);
+            let (claimed, counts) = tokio::join!(
+                async {
+                    if limit == 0 {
+                        Ok(Vec::new())
+                    } else {
+                        self.claim_runs(limit, None).await
+                    }
+                },
+                self.start_runs(starting)
+            );
             report.start.add(counts);
-            if claimed < asked || asked == 0 {
-                break;
+            pending = claimed?;
+            if limit > 0 && pending.len() < limit {
+                drained = true;
             }
         }
         Ok(report)
@@ -406,21 +439,30 @@ impl Engine {
         only: Option<String>,
     ) -> Result<(Counts, usize, usize, Vec<RunId>), StoreError> {
         let _pass = self.shared.pass.lock().await;
-        let mut counts = Counts::default();
-        if self.is_closed() || self.shared.job_types.is_empty() {
-            return Ok((counts, 0, 0, Vec::new()));
-        }
         let free = self.shared.executor.free_slots();
         let limit = if only.is_some() {
             free.min(1)
         } else {
             free.min(self.shared.config.batch_size as usize)
         };
-        if limit == 0 {
-            return Ok((counts, 0, 0, Vec::new()));
+        let claimed = self.claim_runs(limit, only).await?;
+        let n = claimed.len();
+        let ids = claimed.iter().map(|c| c.run.id).collect();
+        let counts = self.start_runs(claimed).await;
+        Ok((counts, n, limit, ids))
+    }
+
+    /// Claims up to `limit` runs for this node (none when closed, or when this node
+    /// registered no job type). The caller holds the pass lock.
+    async fn claim_runs(
+        &self,
+        limit: usize,
+        only: Option<String>,
+    ) -> Result<Vec<ClaimedRun>, StoreError> {
+        if limit == 0 || self.is_closed() || self.shared.job_types.is_empty() {
+            return Ok(Vec::new());
         }
-        let claimed = self
-            .store
+        self.store
             .claim(ClaimRequest {
                 node: self.node.clone(),
                 job_types: self.shared.job_types.clone(),
@@ -428,9 +470,12 @@ impl Engine {
                 expiry_grace: self.shared.config.expiry_grace,
                 only_identifier: only,
             })
-            .await?;
-        let n = claimed.len();
-        let ids = claimed.iter().map(|c| c.run.id).collect();
+            .await
+    }
+
+    /// Checks and starts claimed runs; those that cannot start are finalized.
+    async fn start_runs(&self, claimed: Vec<ClaimedRun>) -> Counts {
+        let mut counts = Counts::default();
         let mut failed = Vec::new();
         for run in claimed {
             match self.check_start(&run).await {
@@ -451,7 +496,7 @@ impl Engine {
         if !failed.is_empty() {
             self.fail_at_start(failed).await;
         }
-        Ok((counts, n, limit, ids))
+        counts
     }
 
     /// Ends runs that could not start.
