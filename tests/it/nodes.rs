@@ -315,8 +315,8 @@ async fn graceful_shutdown_finalizes_running_jobs_and_they_are_retried(t: TestSt
 }
 
 /// A node with `wake_on_enqueue` and no ticker runs entries enqueued elsewhere (a plain
-/// enqueue, no trigger, no cron request) on the stores that push wake-ups (MemoryStore,
-/// PostgreSQL); on SQLite, which cannot, they wait for the next engine pass.
+/// enqueue through the store, no trigger, no cron request): PostgreSQL wakes it by
+/// NOTIFY, MemoryStore and SQLite (the single embedded node) in process.
 async fn wake_on_enqueue_runs_entries_without_a_cron_request(t: TestStore) {
     let s = &*t.store;
     template(s, "wake", "t.echo", 0).await;
@@ -328,24 +328,21 @@ async fn wake_on_enqueue_runs_entries_without_a_cron_request(t: TestStore) {
         },
     )
     .await;
-    let pushes = s.listen_for_enqueues().await.unwrap().is_some();
-    assert_eq!(pushes, t.backend != "sqlite", "{}", t.backend);
+    assert!(
+        s.listen_for_enqueues().await.unwrap().is_some(),
+        "{}",
+        t.backend
+    );
     for i in 0..5 {
         s.enqueue(NewEntry::new("wake", json!({"i": i})).identifier(format!("wake-{i}")))
             .await
             .unwrap();
     }
-    if pushes {
-        for i in 0..5 {
-            let runs = wait_settled(s, &format!("wake-{i}"), SETTLE).await;
-            assert_eq!(runs.len(), 1);
-            assert_eq!(runs[0].result, Some(RunResult::Succeeded));
-            assert_eq!(runs[0].node, b.node().instance_id);
-        }
-    } else {
-        // Nothing ran them: the first engine pass finds all five.
-        let r = b.engine().run_once().await.unwrap();
-        assert_eq!(r.start.ok_count, 5);
+    for i in 0..5 {
+        let runs = wait_settled(s, &format!("wake-{i}"), SETTLE).await;
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].result, Some(RunResult::Succeeded));
+        assert_eq!(runs[0].node, b.node().instance_id);
     }
     b.shutdown(Duration::from_secs(1)).await;
 }

@@ -25,7 +25,8 @@ pub struct NodeConfig {
     /// Most jobs running at once on this node (default 100).
     pub max_concurrent_jobs: u32,
     /// Run the engine the moment an entry is enqueued on any node, when the store can
-    /// push wake-ups ([`crate::JobStore::listen_for_enqueues`]: PostgreSQL, `MemoryStore`).
+    /// push wake-ups ([`crate::JobStore::listen_for_enqueues`]: PostgreSQL from every node,
+    /// SQLite and `MemoryStore` in process).
     /// Default off: cron (and the optional ticker) drive the engine, as SPEC §5 has it.
     #[serde(default)]
     pub wake_on_enqueue: bool,

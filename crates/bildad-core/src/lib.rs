@@ -25,5 +25,5 @@ pub use job::{Cancellation, Job, JobContext, JobError, JobRegistry};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 pub use model::*;
-pub use store::{EnqueueListener, JobStore};
+pub use store::{EnqueueListener, JobStore, LocalEnqueueSignal};
 pub use validation::SchemaCache;

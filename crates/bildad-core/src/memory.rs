@@ -14,13 +14,12 @@ use crate::model::{
     QueueEntry, QueueStats, RunActivity, RunFilter, RunId, RunResult, RunStatus, TemplateFilter,
     Timestamp,
 };
-use crate::store::{EnqueueListener, JobStore};
+use crate::store::{EnqueueListener, JobStore, LocalEnqueueSignal};
 use crate::validation::SchemaCache;
 use async_trait::async_trait;
 use chrono::Utc;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// A `JobStore` in memory. Cheap to create: one per test.
@@ -28,35 +27,7 @@ use std::time::Duration;
 pub struct MemoryStore {
     state: Mutex<State>,
     schemas: SchemaCache,
-    enqueued: Arc<EnqueueSignal>,
-}
-
-/// Counts enqueues and wakes their listeners (see [`JobStore::listen_for_enqueues`]).
-#[derive(Debug, Default)]
-struct EnqueueSignal {
-    seq: AtomicU64,
-    event: event_listener::Event,
-}
-
-/// A subscription to a [`MemoryStore`]'s enqueues.
-struct MemoryListener {
-    signal: Arc<EnqueueSignal>,
-    seen: u64,
-}
-
-#[async_trait]
-impl EnqueueListener for MemoryListener {
-    async fn wait(&mut self) -> bool {
-        loop {
-            let listener = self.signal.event.listen();
-            let now = self.signal.seq.load(Ordering::SeqCst);
-            if now != self.seen {
-                self.seen = now;
-                return true;
-            }
-            listener.await;
-        }
-    }
+    enqueued: LocalEnqueueSignal,
 }
 
 #[derive(Debug, Default)]
@@ -423,8 +394,7 @@ impl JobStore for MemoryStore {
             out.push(e);
         }
         drop(st);
-        self.enqueued.seq.fetch_add(1, Ordering::SeqCst);
-        self.enqueued.event.notify(usize::MAX);
+        self.enqueued.notify();
         Ok(out)
     }
 
@@ -734,10 +704,7 @@ impl JobStore for MemoryStore {
     }
 
     async fn listen_for_enqueues(&self) -> StoreResult<Option<Box<dyn EnqueueListener>>> {
-        Ok(Some(Box::new(MemoryListener {
-            signal: self.enqueued.clone(),
-            seen: self.enqueued.seq.load(Ordering::SeqCst),
-        })))
+        Ok(Some(self.enqueued.listener()))
     }
 
     async fn stats(&self) -> StoreResult<QueueStats> {

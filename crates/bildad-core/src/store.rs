@@ -227,8 +227,9 @@ pub trait JobStore: Send + Sync + 'static {
     // --- wake-ups ---------------------------------------------------------------
 
     /// Subscribes to wake-ups on enqueue, for stores that can push them: PostgreSQL
-    /// (LISTEN/NOTIFY, from every node on the database) and `MemoryStore`. `None`: this
-    /// store cannot push (the default; SQLite); poll instead.
+    /// (LISTEN/NOTIFY, from every node on the database), SQLite and `MemoryStore` (in
+    /// process, [`LocalEnqueueSignal`]). `None`: this store cannot push (the default);
+    /// poll instead.
     ///
     /// The runtime uses it when `NodeConfig::wake_on_enqueue` is set, to start an engine
     /// pass the moment an entry is enqueued anywhere instead of at the next cron request
@@ -247,4 +248,61 @@ pub trait EnqueueListener: Send {
     /// listener is gone (its connection was lost): subscribe again, and expect that
     /// enqueues in between gave no wake-up.
     async fn wait(&mut self) -> bool;
+}
+
+/// In-process wake-ups on enqueue, for stores whose enqueues all go through one instance
+/// (`MemoryStore`; `SqliteStore`, the single embedded node): the store calls
+/// [`LocalEnqueueSignal::notify`] after an enqueue commits and hands out
+/// [`LocalEnqueueSignal::listener`]s. Clones share one signal.
+#[derive(Debug, Clone, Default)]
+pub struct LocalEnqueueSignal {
+    inner: std::sync::Arc<LocalSignalInner>,
+}
+
+#[derive(Debug, Default)]
+struct LocalSignalInner {
+    seq: std::sync::atomic::AtomicU64,
+    event: event_listener::Event,
+}
+
+impl LocalEnqueueSignal {
+    /// Wakes every listener (entries were enqueued).
+    pub fn notify(&self) {
+        self.inner
+            .seq
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.event.notify(usize::MAX);
+    }
+
+    /// A listener that wakes for enqueues notified after this call.
+    pub fn listener(&self) -> Box<dyn EnqueueListener> {
+        Box::new(LocalListener {
+            seen: self.inner.seq.load(std::sync::atomic::Ordering::SeqCst),
+            signal: self.clone(),
+        })
+    }
+}
+
+struct LocalListener {
+    signal: LocalEnqueueSignal,
+    seen: u64,
+}
+
+#[async_trait]
+impl EnqueueListener for LocalListener {
+    async fn wait(&mut self) -> bool {
+        loop {
+            let listener = self.signal.inner.event.listen();
+            let now = self
+                .signal
+                .inner
+                .seq
+                .load(std::sync::atomic::Ordering::SeqCst);
+            if now != self.seen {
+                self.seen = now;
+                return true;
+            }
+            listener.await;
+        }
+    }
 }

@@ -18,10 +18,11 @@ use crate::shared::{
 };
 use async_trait::async_trait;
 use bildad_core::{
-    ClaimRequest, ClaimedRun, EntryFate, EntryFilter, EntryStatus, FailureKind, Finalize,
-    FinalizeResult, JobRun, JobStore, JobTemplate, NewEntry, NewTemplate, Node, NodeRef, Outcome,
-    Page, PageRequest, QueueEntry, QueueStats, RemoveResult, RunActivity, RunFilter, RunId, RunRef,
-    SchemaCache, StopResult, StoreError, StoreResult, TemplateFilter, TemplatePatch, Timestamp,
+    ClaimRequest, ClaimedRun, EnqueueListener, EntryFate, EntryFilter, EntryStatus, FailureKind,
+    Finalize, FinalizeResult, JobRun, JobStore, JobTemplate, LocalEnqueueSignal, NewEntry,
+    NewTemplate, Node, NodeRef, Outcome, Page, PageRequest, QueueEntry, QueueStats, RemoveResult,
+    RunActivity, RunFilter, RunId, RunRef, SchemaCache, StopResult, StoreError, StoreResult,
+    TemplateFilter, TemplatePatch, Timestamp,
 };
 use diesel::connection::SimpleConnection;
 use diesel::result::Error as DieselError;
@@ -86,6 +87,9 @@ pub struct SqliteStore {
     pool: Pool<Wrapped>,
     schemas: Arc<SchemaCache>,
     path: String,
+    /// Wake-ups for enqueues through this store (this process): SQLite is the single
+    /// embedded node, and it has no LISTEN/NOTIFY.
+    enqueued: LocalEnqueueSignal,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -205,6 +209,7 @@ impl SqliteStore {
             pool,
             schemas: Default::default(),
             path,
+            enqueued: LocalEnqueueSignal::default(),
         };
         drop(store.pool.get().await.map_err(pool_error)?);
         Ok(store)
@@ -591,6 +596,7 @@ impl JobStore for SqliteStore {
             Ok(in_request_order(&identifiers, rows)?)
         })
         .await
+        .inspect(|_| self.enqueued.notify())
     }
 
     async fn get_entry(&self, identifier: &str) -> StoreResult<QueueEntry> {
@@ -1020,6 +1026,12 @@ impl JobStore for SqliteStore {
             Ok(rows.into_iter().map(Into::into).collect())
         })
         .await
+    }
+
+    /// Wakes for enqueues through this store instance only (and its clones): the
+    /// embedded node's own HTTP API and library calls, not another process on the file.
+    async fn listen_for_enqueues(&self) -> StoreResult<Option<Box<dyn EnqueueListener>>> {
+        Ok(Some(self.enqueued.listener()))
     }
 
     async fn stats(&self) -> StoreResult<QueueStats> {

@@ -137,9 +137,9 @@ struct NodeArgs {
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     max_concurrent_jobs: u32,
 
-    /// Also run the engine the moment an entry is enqueued on any node (PostgreSQL:
-    /// LISTEN/NOTIFY). Off by default: cron drives the engine. SQLite cannot push
-    /// wake-ups; the node then says so and relies on cron or the ticker.
+    /// Also run the engine the moment an entry is enqueued: on any node with PostgreSQL
+    /// (LISTEN/NOTIFY), through this process with SQLite. Off by default: cron drives
+    /// the engine.
     #[arg(long, env = "BILDAD_WAKE_ON_ENQUEUE", default_value_t = false,
           value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1,
           default_missing_value = "true")]

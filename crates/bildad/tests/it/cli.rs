@@ -124,6 +124,29 @@ fn migrate_engine_run_and_status_work_from_the_shell() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// `--wake-on-enqueue` on the embedded SQLite default: an entry posted without
+/// `trigger_engine` (no cron request, no ticker) runs at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_sqlite_with_wake_on_enqueue_runs_what_is_posted() {
+    let dir = scratch("wake");
+    let url = format!("sqlite://{}", dir.join("jobs.db").display());
+    let node = Node::serve(&url, &["--wake-on-enqueue"]);
+    let (s, e) = node
+        .post(
+            "/jobs/queue",
+            Some(json!({"template": "demo.echo", "context": {"hi": 2},
+                        "job_run_identifier": "woken-1"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{e}");
+    let run = eventually("woken run done", Duration::from_secs(10), || async {
+        let (_, r) = node.get("/jobs/runs?identifier=woken-1").await;
+        (r["items"][0]["status"] == "DONE").then(|| r["items"][0].clone())
+    })
+    .await;
+    assert_eq!(run["result"], "SUCCEEDED");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_on_sqlite_runs_the_demo_jobs_and_stops_cleanly_on_sigterm() {
     let dir = scratch("serve");
