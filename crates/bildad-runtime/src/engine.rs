@@ -273,17 +273,20 @@ impl Engine {
                 }
                 break;
             }
+            // Free slots are counted under the pass lock, as every pass does, so that an
+            // overlapping pass (a trigger, the ticker) cannot claim the same slots.
+            let pass = self.shared.pass.lock().await;
             let free = self
                 .shared
                 .executor
                 .free_slots()
                 .saturating_sub(pending.len());
             if free == 0 && pending.is_empty() {
+                drop(pass);
                 self.wait_for_slot().await;
                 continue;
             }
             let limit = free.min(self.shared.config.batch_size as usize);
-            let _pass = self.shared.pass.lock().await;
             let starting = std::mem::take(&mut pending);
             let (claimed, counts) = tokio::join!(
                 async {
@@ -295,6 +298,7 @@ impl Engine {
                 },
                 self.start_runs(starting)
             );
+            drop(pass);
             report.start.add(counts);
             pending = claimed?;
             if limit > 0 && pending.len() < limit {
