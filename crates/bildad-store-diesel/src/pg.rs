@@ -844,6 +844,10 @@ impl JobStore for PgStore {
             contexts.push(p.context);
             run_ats.push(p.run_at);
         }
+        let code_of: HashMap<i64, &str> = templates
+            .values()
+            .map(|t| (t.id, t.code.as_str()))
+            .collect();
         let mut distinct_templates = template_ids.clone();
         distinct_templates.sort_unstable();
         distinct_templates.dedup();
@@ -893,7 +897,13 @@ impl JobStore for PgStore {
                 ));
             }
             Err(e) if is_not_null_violation(&e) => {
-                return Err(deleted_templates(&mut conn, &templates, &template_ids).await);
+                return Err(deleted_templates(
+                    &mut conn,
+                    &code_of,
+                    &distinct_templates,
+                    &template_ids,
+                )
+                .await);
             }
             Err(e) => return Err(db_error(e)),
         };
@@ -907,10 +917,6 @@ impl JobStore for PgStore {
             )));
         }
         rows.sort_unstable_by_key(|r| r.id);
-        let code_of: HashMap<i64, &str> = templates
-            .values()
-            .map(|t| (t.id, t.code.as_str()))
-            .collect();
         let mut out = Vec::with_capacity(rows.len());
         for (k, ((row, context), identifier)) in
             rows.into_iter().zip(contexts).zip(identifiers).enumerate()
@@ -1390,22 +1396,19 @@ fn not_found_is_none<T>(e: DieselError) -> StoreResult<Option<T>> {
 /// never existed, for every entry of a template that is gone now.
 async fn deleted_templates(
     conn: &mut AsyncPgConnection,
-    templates: &HashMap<String, JobTemplate>,
+    code_of: &HashMap<i64, &str>,
+    distinct_templates: &[i64],
     template_ids: &[i64],
 ) -> StoreError {
     let present: Vec<i64> =
         match sql_query("SELECT id AS n FROM bildad_templates WHERE id = ANY($1)")
-            .bind::<Array<BigInt>, _>(template_ids)
+            .bind::<Array<BigInt>, _>(distinct_templates)
             .load::<CountRow>(conn)
             .await
         {
             Ok(rows) => rows.into_iter().map(|r| r.n).collect(),
             Err(e) => return db_error(e),
         };
-    let code_of: HashMap<i64, &str> = templates
-        .values()
-        .map(|t| (t.id, t.code.as_str()))
-        .collect();
     let v: Vec<Violation> = template_ids
         .iter()
         .enumerate()
@@ -1421,7 +1424,8 @@ async fn deleted_templates(
         })
         .collect();
     if v.is_empty() {
-        // Deleted and created again under the same code meanwhile: a retry succeeds.
+        // No template of the request is missing now: not expected (a deletion that
+        // rolled back makes the lock wait, not fail); report a conflict, a retry tells.
         return StoreError::Conflict("a template of this request changed meanwhile; retry".into());
     }
     StoreError::Invalid(v)
