@@ -5,13 +5,14 @@ use std::time::Duration;
 
 /// The delay before a failed run's entry is claimable again.
 ///
-/// `delay(retry) = min(base × 2^retry, cap)` scaled by a jitter in `[0.9, 1.1]`. A base of
-/// zero retries at the next engine run, as the original did.
+/// `delay(retry) = min(base × 2^retry × jitter, cap)` with a jitter in `[0.9, 1.1]`: the
+/// cap is applied after the jitter, so no delay exceeds it (SPEC §5, "capped at 300 s").
+/// A base of zero retries at the next engine run, as the original did.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Backoff {
     /// The delay after the first attempt (retry 0).
     pub base: Duration,
-    /// The largest delay, before jitter.
+    /// The largest delay, jitter included.
     pub cap: Duration,
 }
 
@@ -42,6 +43,7 @@ impl Backoff {
             return Duration::ZERO;
         }
         let exp = retry.clamp(0, 30) as u32;
+        // Capped before the jitter too, so that the multiplication cannot overflow.
         let raw = self
             .base
             .checked_mul(1u32 << exp.min(31))
@@ -53,7 +55,7 @@ impl Backoff {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
         let unit = (z >> 11) as f64 / (1u64 << 53) as f64;
-        raw.mul_f64(0.9 + 0.2 * unit)
+        raw.mul_f64(0.9 + 0.2 * unit).min(self.cap)
     }
 }
 
@@ -75,8 +77,6 @@ mod tests {
             (1, 2.0),
             (2, 4.0),
             (5, 32.0),
-            (9, 300.0),
-            (30, 300.0),
         ] {
             for seed in 0..50 {
                 let d = b.delay(retry, seed).as_secs_f64();
@@ -86,6 +86,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn no_delay_exceeds_the_cap_jitter_included() {
+        let b = Backoff::from_secs(1);
+        let cap = Backoff::DEFAULT_CAP;
+        for retry in [8, 9, 12, 30] {
+            let delays: Vec<_> = (0..200).map(|seed| b.delay(retry, seed)).collect();
+            assert!(delays.iter().all(|d| *d <= cap), "retry {retry}: {delays:?}");
+            // Jitter still spreads the delays below the cap.
+            assert!(delays.iter().any(|d| *d < cap.mul_f64(0.95)), "retry {retry}");
+        }
+        // 256 s nominal: jitter applies, then the cap.
+        assert!((0..200).all(|s| b.delay(8, s) >= Duration::from_secs(256).mul_f64(0.9)));
     }
 
     #[test]

@@ -264,6 +264,9 @@ pub enum FailureKind {
     Invalid,
     /// The job said retrying is pointless: the entry is deleted.
     Permanent,
+    /// The run was claimed but its job never started (the node shut down first, or the template could
+    /// not be read): the entry goes back to `AVAILABLE` at once and no retry is spent.
+    NotStarted,
 }
 
 impl FailureKind {
@@ -273,7 +276,7 @@ impl FailureKind {
             Self::Error | Self::Panic | Self::Timeout | Self::Expired | Self::Shutdown => {
                 Disposition::RetryRule
             }
-            Self::Stopped => Disposition::RequeueNow,
+            Self::Stopped | Self::NotStarted => Disposition::RequeueNow,
             Self::Removed | Self::Invalid | Self::Permanent => Disposition::Delete,
         }
     }
@@ -333,6 +336,7 @@ impl Outcome {
             FailureKind::Panic => "Panic",
             FailureKind::Invalid => "Invalid",
             FailureKind::Permanent => "Permanent",
+            FailureKind::NotStarted => "NotStarted",
         };
         Self::failed(kind, reason)
     }
