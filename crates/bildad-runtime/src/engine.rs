@@ -2,6 +2,7 @@
 //! entries on this node (SPEC §1, §2.2–2.6).
 
 use crate::executor::{TokioExecutor, finalize_batch};
+use crate::pacing::{Reach, Throttle};
 use bildad_core::validation::validate_context;
 use bildad_core::{
     ClaimRequest, ClaimedRun, ErrorKind, FailureKind, Finalize, Job, JobExecutor, JobRegistry,
@@ -12,49 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
-
-/// The longest an engine goes without looking for runs to expire, when passes come
-/// more often than this. Expiry is coarse by nature (`expiry_grace`, 600 s by default;
-/// `node_dead_after`, 60 s), so checking it on every pass of a busy engine is wasted
-/// round trips. Shorter when the configuration is: see [`Throttle::expiry`].
-pub const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// When an engine last wrote its heartbeat and last looked for runs to expire, so that
-/// frequent passes (a ticker, `enqueue_and_trigger`) skip what they need not repeat.
-#[derive(Debug)]
-struct Throttle {
-    heartbeat_every: Duration,
-    expiry_every: Duration,
-    last_heartbeat: std::sync::Mutex<Option<Instant>>,
-    last_expiry: std::sync::Mutex<Option<Instant>>,
-}
-
-impl Throttle {
-    fn new(config: &NodeConfig) -> Self {
-        // A quarter of the shortest interval that depends on the heartbeat: a live node
-        // never looks dead, whether or not its killer runs (the killer heartbeats too).
-        let heartbeat_every = config.killer_interval.min(config.node_dead_after) / 4;
-        let expiry_every = EXPIRY_CHECK_EVERY
-            .min(config.node_dead_after / 4)
-            .min(config.expiry_grace / 4);
-        Self {
-            heartbeat_every,
-            expiry_every,
-            last_heartbeat: std::sync::Mutex::new(None),
-            last_expiry: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// True when `every` has passed since `*last` (or never set).
-    fn due(last: &std::sync::Mutex<Option<Instant>>, every: Duration) -> bool {
-        let last = *last.lock().unwrap_or_else(|e| e.into_inner());
-        last.is_none_or(|t| t.elapsed() >= every)
-    }
-
-    fn mark(last: &std::sync::Mutex<Option<Instant>>, at: Instant) {
-        *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
-    }
-}
 
 /// Successes and failures of one half of an engine pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -104,6 +62,7 @@ struct Shared {
     pass: tokio::sync::Mutex<()>,
     closed: AtomicBool,
     throttle: Throttle,
+    reach: Arc<Reach>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -120,7 +79,8 @@ enum StartCheck {
     Start(Arc<dyn Job>),
     /// Retrying cannot fix it: the run fails and its entry is deleted.
     Invalid(String),
-    /// The check itself failed (the store was unreachable): the retry rule applies.
+    /// The check itself failed (the store was unreachable): the job never started, so
+    /// the entry goes back untouched (`NotStarted`).
     Unchecked(String),
 }
 
@@ -180,6 +140,7 @@ impl Engine {
             node,
             shared: Arc::new(Shared {
                 throttle: Throttle::new(&config),
+                reach: Arc::new(Reach::new(&config)),
                 job_types: registry.job_types(),
                 registry,
                 config,
@@ -210,6 +171,11 @@ impl Engine {
     /// The configuration this engine runs with.
     pub fn config(&self) -> &NodeConfig {
         &self.shared.config
+    }
+
+    /// This node's view of its access to the database (shared with its killer).
+    pub(crate) fn reach(&self) -> Arc<Reach> {
+        self.shared.reach.clone()
     }
 
     /// True once [`Engine::close`] was called: passes do nothing.
@@ -259,30 +225,34 @@ impl Engine {
         };
         // Claim batch k+1 while batch k starts: the start (context checks, spawning) is
         // CPU work that overlaps the next claim's round trip. Runs claimed and not yet
-        // started count against the free slots, and both halves run under the pass
-        // lock, so `close` still waits for everything a pass claimed to be started.
+        // started count against the free slots. The pass lock is held for as long as
+        // claimed runs wait to start: an overlapping pass (a trigger, the ticker) cannot
+        // claim their slots, and `close` waits until every run a pass claimed was started
+        // or handed back (`NotStarted`). It is let go between batches only when nothing
+        // waits to start.
         let mut pending: Vec<ClaimedRun> = Vec::new();
+        let mut pass = None;
         let mut drained = false;
         loop {
+            if pass.is_none() {
+                pass = Some(self.shared.pass.lock().await);
+            }
             if self.is_closed() || drained {
                 if !pending.is_empty() {
-                    let _pass = self.shared.pass.lock().await;
                     report
                         .start
                         .add(self.start_runs(std::mem::take(&mut pending)).await);
                 }
                 break;
             }
-            // Free slots are counted under the pass lock, as every pass does, so that an
-            // overlapping pass (a trigger, the ticker) cannot claim the same slots.
-            let pass = self.shared.pass.lock().await;
+            // Free slots are counted under the pass lock, as every pass does.
             let free = self
                 .shared
                 .executor
                 .free_slots()
                 .saturating_sub(pending.len());
             if free == 0 && pending.is_empty() {
-                drop(pass);
+                pass = None;
                 self.wait_for_slot().await;
                 continue;
             }
@@ -298,9 +268,11 @@ impl Engine {
                 },
                 self.start_runs(starting)
             );
-            drop(pass);
             report.start.add(counts);
             pending = claimed?;
+            if pending.is_empty() {
+                pass = None;
+            }
             if limit > 0 && pending.len() < limit {
                 drained = true;
             }
@@ -314,7 +286,9 @@ impl Engine {
         let t = &self.shared.throttle;
         if Throttle::due(&t.last_heartbeat, t.heartbeat_every) {
             let at = Instant::now();
-            self.store.heartbeat(&self.node).await?;
+            let result = self.store.heartbeat(&self.node).await;
+            self.shared.reach.heartbeat(at, &result);
+            result?;
             Throttle::mark(&t.last_heartbeat, at);
         }
         Ok(())
@@ -324,9 +298,13 @@ impl Engine {
     /// `min(EXPIRY_CHECK_EVERY, node_dead_after / 4, expiry_grace / 4)` ago: a run
     /// expires at most that much later than it could (SPEC §2.6 is coarse-grained by
     /// nature). A pass that skips the check reports no expiry.
+    ///
+    /// Nothing expires while this node could not reach the database, nor until
+    /// `node_dead_after` has passed since it reached it again: live nodes' heartbeats
+    /// are as old as the outage then, and their finished jobs' outcomes not yet recorded.
     async fn expire_if_due(&self) -> Result<Counts, StoreError> {
         let t = &self.shared.throttle;
-        if !Throttle::due(&t.last_expiry, t.expiry_every) {
+        if !Throttle::due(&t.last_expiry, t.expiry_every) || !self.shared.reach.may_expire() {
             return Ok(Counts::default());
         }
         let at = Instant::now();
@@ -466,7 +444,8 @@ impl Engine {
         if limit == 0 || self.is_closed() || self.shared.job_types.is_empty() {
             return Ok(Vec::new());
         }
-        self.store
+        let claimed = self
+            .store
             .claim(ClaimRequest {
                 node: self.node.clone(),
                 job_types: self.shared.job_types.clone(),
@@ -474,14 +453,25 @@ impl Engine {
                 expiry_grace: self.shared.config.expiry_grace,
                 only_identifier: only,
             })
-            .await
+            .await;
+        if claimed.as_ref().is_err_and(StoreError::is_transient) {
+            self.shared.reach.failed();
+        }
+        claimed
     }
 
-    /// Checks and starts claimed runs; those that cannot start are finalized.
+    /// Checks and starts claimed runs; those that cannot start are finalized. Once the
+    /// engine is closed none starts: each goes back to its queue untouched
+    /// (`NotStarted`), and counts as an error.
     async fn start_runs(&self, claimed: Vec<ClaimedRun>) -> Counts {
         let mut counts = Counts::default();
         let mut failed = Vec::new();
         for run in claimed {
+            if self.is_closed() {
+                counts.error_count += 1;
+                failed.push((run, FailureKind::NotStarted, String::from("NotStarted")));
+                continue;
+            }
             match self.check_start(&run).await {
                 StartCheck::Start(job) => {
                     counts.ok_count += 1;
@@ -493,7 +483,7 @@ impl Engine {
                 }
                 StartCheck::Unchecked(reason) => {
                     counts.error_count += 1;
-                    failed.push((run, FailureKind::Error, reason));
+                    failed.push((run, FailureKind::NotStarted, reason));
                 }
             }
         }
@@ -513,7 +503,18 @@ impl Engine {
                 backoff: self.shared.config.backoff,
             })
             .collect();
-        let results = finalize_batch(&*self.store, reqs).await;
+        let finalize = finalize_batch(&*self.store, reqs);
+        let results = if self.is_closed() {
+            // Shutdown waits for this: bounded, as every finalize at shutdown is.
+            tokio::time::timeout(crate::SHUTDOWN_FINALIZE_BOUND, finalize)
+                .await
+                .unwrap_or_else(|_| {
+                    let gone = || Err(StoreError::Unavailable("gave up at shutdown".into()));
+                    failed.iter().map(|_| gone()).collect()
+                })
+        } else {
+            finalize.await
+        };
         for ((c, kind, reason), res) in failed.iter().zip(results) {
             tracing::warn!(
                 identifier = %c.run.job_run_identifier,

@@ -37,7 +37,12 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 ///   in which case the late outcome loses and changes nothing.
 /// - A local registry of running runs (run id → abort handle and [`Cancellation`]) lets
 ///   the killer and the engine abort a task. Aborting is cooperative: it sets the job's
-///   cancellation flag, and tokio drops the task at its next `.await`.
+///   cancellation flag, and tokio drops the task at its next `.await`. The run keeps its
+///   slot until its task has really ended (a blocking or CPU-bound job runs on until it
+///   yields), so `max_concurrent_jobs` holds even then.
+/// - Once a job has returned, its outcome is the run's: the run can no longer be aborted
+///   (the killer and shutdown leave it alone), and its outcome, queued for the batch
+///   finalizer, is recorded unless someone else ended the run first.
 ///
 /// Must be created inside a tokio runtime (it spawns its finalizer task there).
 #[derive(Clone)]
@@ -71,6 +76,20 @@ struct Inner {
 struct LocalRun {
     abort: AbortHandle,
     cancel: Cancellation,
+    state: LocalState,
+}
+
+/// Where a local run stands. Changed only under the registry's lock, so that an abort
+/// and the job's return cannot both win.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LocalState {
+    /// The job runs; it may be aborted.
+    Running,
+    /// The job returned; its outcome is being recorded. Not abortable.
+    Finishing,
+    /// Aborted (whoever aborted it finalizes the run); the task has not ended yet, so
+    /// it still holds its slot.
+    Aborted,
 }
 
 struct PendingFinalize {
@@ -84,12 +103,44 @@ impl Inner {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn take(&self, run: RunId) -> Option<LocalRun> {
-        let taken = self.lock().remove(&run);
-        if taken.is_some() {
+    /// Frees the slot of `run` (its task has ended).
+    fn release(&self, run: RunId) {
+        if self.lock().remove(&run).is_some() {
             self.slot_freed.notify_waiters();
         }
-        taken
+    }
+
+    /// The runs of `map` whose jobs are still running (not returned, not aborted).
+    fn running_ids(map: &HashMap<RunId, LocalRun>) -> Vec<RunId> {
+        map.iter()
+            .filter(|(_, l)| l.state == LocalState::Running)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Aborts `run` if its job is still running: true when this call aborted it.
+    fn abort_running(map: &mut HashMap<RunId, LocalRun>, run: RunId) -> bool {
+        match map.get_mut(&run) {
+            Some(local) if local.state == LocalState::Running => {
+                local.state = LocalState::Aborted;
+                local.cancel.cancel();
+                local.abort.abort();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The job of `run` returned: true when its outcome is to be recorded (the run was
+    /// not aborted meanwhile; its aborter finalizes it then).
+    fn job_returned(&self, run: RunId) -> bool {
+        match self.lock().get_mut(&run) {
+            Some(local) if local.state == LocalState::Running => {
+                local.state = LocalState::Finishing;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Queues `req` for the finalizer task and waits for its result.
@@ -105,7 +156,8 @@ impl Inner {
     }
 }
 
-/// Frees the run's slot however its task ends: completion, abort, or panic.
+/// Frees the run's slot however its task ends: completion, abort, or panic. Dropped
+/// with the task's future, so only once the task has really ended.
 struct SlotGuard {
     inner: Arc<Inner>,
     run: RunId,
@@ -113,7 +165,7 @@ struct SlotGuard {
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        self.inner.take(self.run);
+        self.inner.release(self.run);
     }
 }
 
@@ -153,9 +205,27 @@ impl TokioExecutor {
         self.inner.slot_freed.clone()
     }
 
-    /// How many jobs run here now.
+    /// How many slots are taken now: jobs running, outcomes being recorded, and aborted
+    /// tasks that have not ended yet.
     pub fn running_count(&self) -> usize {
         self.inner.lock().len()
+    }
+
+    /// Waits until every task of this executor has ended (jobs done, outcomes recorded,
+    /// aborted tasks gone), for at most `bound`. True when they all ended.
+    pub async fn wait_idle(&self, bound: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let freed = self.inner.slot_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.inner.lock().is_empty() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return self.inner.lock().is_empty();
+            }
+        }
     }
 
     /// Simulates a crash: aborts every task and the finalizer without finalizing
@@ -186,10 +256,11 @@ impl JobExecutor for TokioExecutor {
             node = %inner.node.instance_id,
         );
         if inner.closed.load(Ordering::SeqCst) {
-            // Claimed while the node was shutting down: hand it back by the retry rule.
+            // Claimed while the node was shutting down: the job never ran, so the entry
+            // goes back untouched.
             let req = Finalize {
                 run_id: run.id,
-                outcome: Outcome::standard(FailureKind::Shutdown),
+                outcome: Outcome::standard(FailureKind::NotStarted),
                 backoff: inner.backoff,
             };
             self.inner.rt.spawn(
@@ -227,23 +298,21 @@ impl JobExecutor for TokioExecutor {
             LocalRun {
                 abort: task.abort_handle(),
                 cancel,
+                state: LocalState::Running,
             },
         );
     }
 
+    /// Aborts the run's job if it is still running. False when no job of that run runs
+    /// here: none at all, one already aborted, or one that has returned (its outcome is
+    /// being recorded). The slot stays taken until the task has really ended.
     fn abort(&self, run: RunId) -> bool {
-        match self.inner.take(run) {
-            Some(local) => {
-                local.cancel.cancel();
-                local.abort.abort();
-                true
-            }
-            None => false,
-        }
+        Inner::abort_running(&mut self.inner.lock(), run)
     }
 
+    /// The runs whose jobs are running here (not yet returned, not aborted).
     fn running(&self) -> Vec<RunId> {
-        self.inner.lock().keys().copied().collect()
+        Inner::running_ids(&self.inner.lock())
     }
 
     fn free_slots(&self) -> usize {
@@ -253,29 +322,20 @@ impl JobExecutor for TokioExecutor {
         self.inner.max.saturating_sub(self.inner.lock().len())
     }
 
+    /// Stops accepting work, waits up to `grace` for running jobs, then aborts those
+    /// still running and returns their run ids (the caller finalizes them). A job that
+    /// has returned is not aborted and not returned: its own outcome, already queued,
+    /// is the run's ([`TokioExecutor::wait_idle`] waits for it to be recorded).
     async fn shutdown(&self, grace: Duration) -> Vec<RunId> {
         self.inner.closed.store(true, Ordering::SeqCst);
-        let deadline = tokio::time::Instant::now() + grace;
-        loop {
-            let freed = self.inner.slot_freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
-            if self.inner.lock().is_empty() {
-                return Vec::new();
-            }
-            if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                break;
-            }
+        if self.wait_idle(grace).await {
+            return Vec::new();
         }
-        let rest: Vec<_> = self.inner.lock().drain().collect();
-        self.inner.slot_freed.notify_waiters();
-        let mut ids = Vec::with_capacity(rest.len());
-        for (id, local) in rest {
-            local.cancel.cancel();
-            local.abort.abort();
-            ids.push(id);
-        }
-        ids
+        let mut map = self.inner.lock();
+        Inner::running_ids(&map)
+            .into_iter()
+            .filter(|&id| Inner::abort_running(&mut map, id))
+            .collect()
     }
 }
 
@@ -283,6 +343,10 @@ impl JobExecutor for TokioExecutor {
 async fn execute(inner: Arc<Inner>, guard: SlotGuard, job: Arc<dyn Job>, ctx: JobContext) {
     let run_id = ctx.run_id;
     let result = AssertUnwindSafe(job.run(ctx)).catch_unwind().await;
+    if !inner.job_returned(run_id) {
+        // Aborted as it returned: whoever aborted it finalizes the run.
+        return;
+    }
     let outcome = match result {
         Ok(Ok(output)) => Outcome::succeeded(output),
         Ok(Err(e)) => {

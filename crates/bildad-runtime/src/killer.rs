@@ -2,11 +2,12 @@
 //! their timeout, and aborts local tasks whose run was ended elsewhere (SPEC §1, §2.5).
 
 use crate::executor::finalize_batch;
+use crate::pacing::Reach;
 use bildad_core::{
     Backoff, FailureKind, Finalize, JobExecutor, JobStore, NodeRef, Outcome, StoreError,
 };
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// What one killer tick did.
@@ -32,6 +33,8 @@ pub struct JobKiller {
     node: NodeRef,
     executor: Arc<dyn JobExecutor>,
     backoff: Backoff,
+    /// The node's view of its access to the database, fed by the killer's heartbeats.
+    reach: Option<Arc<Reach>>,
 }
 
 impl std::fmt::Debug for JobKiller {
@@ -56,7 +59,15 @@ impl JobKiller {
             node,
             executor,
             backoff,
+            reach: None,
         }
+    }
+
+    /// Feeds this killer's heartbeats into `reach` (the engine's), so that the engine
+    /// holds expiry back after an outage even when no pass ran during it.
+    pub(crate) fn sharing(mut self, reach: Arc<Reach>) -> Self {
+        self.reach = Some(reach);
+        self
     }
 
     /// One tick: heartbeat, kill timed-out runs, abort tasks ended elsewhere.
@@ -65,7 +76,12 @@ impl JobKiller {
     pub async fn tick(&self) -> Result<KillReport, StoreError> {
         let mut report = KillReport::default();
         let mut first_err = None;
-        if let Err(e) = self.store.heartbeat(&self.node).await {
+        let at = Instant::now();
+        let beat = self.store.heartbeat(&self.node).await;
+        if let Some(reach) = &self.reach {
+            reach.heartbeat(at, &beat);
+        }
+        if let Err(e) = beat {
             first_err.get_or_insert(e);
         }
         match self.kill_timed_out().await {

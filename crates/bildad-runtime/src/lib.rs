@@ -15,8 +15,10 @@ mod engine;
 mod executor;
 mod killer;
 mod node;
+mod pacing;
 
-pub use engine::{Counts, EXPIRY_CHECK_EVERY, Engine, EngineReport};
+pub use engine::{Counts, Engine, EngineReport};
+pub use pacing::EXPIRY_CHECK_EVERY;
 pub use executor::TokioExecutor;
 pub use killer::{JobKiller, KillReport};
-pub use node::NodeRuntime;
+pub use node::{NodeRuntime, SHUTDOWN_FINALIZE_BOUND};

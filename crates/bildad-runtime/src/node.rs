@@ -14,6 +14,10 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// How long [`NodeRuntime::shutdown`] waits, after the grace, for the runs it aborted
+/// to be finalized and for the outcomes of finished jobs to be recorded.
+pub const SHUTDOWN_FINALIZE_BOUND: Duration = Duration::from_secs(10);
+
 /// A running node: engine, killer, optional ticker. Cheap to clone.
 ///
 /// Dropping the last clone without [`NodeRuntime::shutdown`] stops the killer and the
@@ -79,7 +83,8 @@ impl NodeRuntime {
             node.clone(),
             engine.executor().clone(),
             config.backoff,
-        );
+        )
+        .sharing(engine.reach());
         let inner = Arc::new(Inner {
             executor,
             killer: killer.clone(),
@@ -142,11 +147,15 @@ impl NodeRuntime {
     }
 
     /// Stops claiming, waits up to `grace` for running jobs, aborts and finalizes the
-    /// rest (`Shutdown`, retried by the normal rule), records the node's departure.
+    /// rest (`Shutdown`, retried by the normal rule), waits for the outcomes of jobs that
+    /// did finish to be recorded, and records the node's departure.
     ///
-    /// The killer keeps ticking (heartbeat, timeouts) during the grace period. Calling
-    /// it again does nothing. Store errors are logged: a run that could not be finalized
-    /// expires on another node.
+    /// Runs claimed but never started go back to their queue untouched (`NotStarted`).
+    /// A job that returned before the grace ran out keeps its own outcome: it is never
+    /// overwritten by `Shutdown`. The killer keeps ticking (heartbeat, timeouts) until
+    /// the end. Calling it again does nothing. Store errors are logged: a run that could
+    /// not be finalized (the wait is bounded by [`SHUTDOWN_FINALIZE_BOUND`]) expires on
+    /// another node.
     pub async fn shutdown(&self, grace: Duration) {
         if self.inner.shut_down.swap(true, Ordering::SeqCst) {
             return;
@@ -156,12 +165,32 @@ impl NodeRuntime {
         self.inner.stop_ticker.cancel();
         self.engine.close().await;
         let rest = self.inner.executor.shutdown(grace).await;
+        let store = self.engine.store();
+        let (_, idle) = tokio::join!(
+            self.finalize_shut_down(&rest),
+            self.inner.executor.wait_idle(SHUTDOWN_FINALIZE_BOUND)
+        );
+        if !idle {
+            tracing::error!(
+                tasks = self.inner.executor.running_count(),
+                "tasks still running or recording their outcome at shutdown; \
+                 runs left RUNNING will expire"
+            );
+        }
         self.inner.stop_killer.cancel();
         let tasks =
             std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for t in tasks {
             let _ = t.await;
         }
+        if let Err(e) = store.node_stopped(&node.instance_id).await {
+            tracing::warn!(error = %e, "could not record the node's departure");
+        }
+        tracing::info!(node = %node.instance_id, "node stopped");
+    }
+
+    /// Finalizes as `Shutdown` the runs whose jobs shutdown aborted.
+    async fn finalize_shut_down(&self, rest: &[bildad_core::RunId]) {
         let store = self.engine.store();
         if !rest.is_empty() {
             let reqs = rest
@@ -175,7 +204,7 @@ impl NodeRuntime {
             // Bounded: a node that cannot reach its database must still exit; its runs
             // then expire on another node.
             let finalize = finalize_batch(&**store, reqs);
-            match tokio::time::timeout(Duration::from_secs(10), finalize).await {
+            match tokio::time::timeout(SHUTDOWN_FINALIZE_BOUND, finalize).await {
                 Ok(results) => {
                     for (run_id, res) in rest.iter().zip(results) {
                         tracing::warn!(run_id, result = ?res, "run ended by shutdown");
@@ -187,10 +216,6 @@ impl NodeRuntime {
                 ),
             }
         }
-        if let Err(e) = store.node_stopped(&node.instance_id).await {
-            tracing::warn!(error = %e, "could not record the node's departure");
-        }
-        tracing::info!(node = %node.instance_id, "node stopped");
     }
 
     /// Simulates a crash, for tests and failure drills: the killer and the ticker stop,
