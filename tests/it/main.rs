@@ -6,3 +6,4 @@ mod fuzz_validation;
 mod lifecycle;
 mod nodes;
 mod race;
+mod shutdown_load;
