@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! bildad-chaos [--nodes 4] [--jobs 10000] [--kill-every-secs 3] [--min-kills 50] [--runs 1]
-//! bildad-chaos outage [--outage-secs 10] [--jobs 300]
+//! bildad-chaos outage [--outage-secs 10] [--node-dead-after-secs 60] [--jobs 300]
 //! ```
 
 use anyhow::{Context, Result};
@@ -77,6 +77,10 @@ enum Command {
         /// Seconds the database stays away.
         #[arg(long, default_value_t = 10)]
         outage_secs: u64,
+        /// The nodes' `node_dead_after`, in seconds (at least 2): below `--outage-secs`,
+        /// the outage outlasts it and still no live node's run may expire.
+        #[arg(long, default_value_t = 60)]
+        node_dead_after_secs: u64,
         /// Background jobs.
         #[arg(long, default_value_t = 300)]
         jobs: usize,
@@ -119,16 +123,21 @@ async fn run(cli: Cli) -> Result<bool> {
         None => default_bin()?,
     };
     match cli.command {
-        Some(Command::Outage { outage_secs, jobs }) => {
+        Some(Command::Outage {
+            outage_secs,
+            node_dead_after_secs,
+            jobs,
+        }) => {
             let fresh = db::FreshDatabase::create(&cli.database_url, "outage").await?;
-            let report = outage::run(outage::OutageOptions {
+            let opts = outage::OutageOptions {
                 bin,
                 database_url: fresh.url.clone(),
                 outage: Duration::from_secs(outage_secs),
                 jobs,
                 seed: cli.seed.unwrap_or_else(bildad_chaos::seed_from_clock),
-            })
-            .await?;
+            };
+            let dead_after = Duration::from_secs(node_dead_after_secs);
+            let report = outage::run_with(opts, dead_after).await?;
             println!("{report}");
             let passed = report.verdict.passed();
             if passed && !cli.keep_database {

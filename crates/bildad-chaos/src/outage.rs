@@ -4,6 +4,11 @@
 //! Meanwhile the nodes must stay up and answer 503 (never another 5xx), and afterwards
 //! reconnect by themselves; jobs that were running finish or are retried; a job that
 //! finished while the database was away records its outcome once it is back.
+//!
+//! [`run`] keeps `node_dead_after` (60 s) well above the outage (10 s by default);
+//! [`run_with`] sets it, so that the outage can outlast it: every node's heartbeat is
+//! then older than `node_dead_after` when the database returns, and still no live
+//! node's run may expire (issue #12).
 
 use crate::check::{self, Verdict};
 use crate::db;
@@ -36,6 +41,10 @@ pub struct OutageOptions {
 /// What the outage run saw.
 #[derive(Debug, Clone)]
 pub struct OutageReport {
+    /// How long the database was away, and the nodes' `node_dead_after`.
+    pub outage: Duration,
+    /// See `outage`.
+    pub node_dead_after: Duration,
     /// Answers during the outage, by status code (`0` = no answer).
     pub statuses_during: std::collections::BTreeMap<u16, usize>,
     /// Seconds from the restore until every node answered `/jobs/health` with 200.
@@ -55,8 +64,11 @@ impl std::fmt::Display for OutageReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "outage: answers while away {:?}; healthy {:.1} s after the restore; \
-             {} jobs finished while away and recorded after; {} log lines about it",
+            "outage of {:?} (node_dead_after {:?}): answers while away {:?}; healthy {:.1} s \
+             after the restore; {} jobs finished while away and recorded after; \
+             {} log lines about it",
+            self.outage,
+            self.node_dead_after,
             self.statuses_during,
             self.recovered_after,
             self.finished_while_away,
@@ -69,16 +81,17 @@ impl std::fmt::Display for OutageReport {
     }
 }
 
-const NODE_DEAD_AFTER_SECS: u64 = 60;
+/// The nodes' `node_dead_after` in [`run`].
+pub const NODE_DEAD_AFTER: Duration = Duration::from_secs(60);
 
-fn node_args(name: &str) -> Vec<String> {
+fn node_args(name: &str, node_dead_after: Duration) -> Vec<String> {
     [
         "--node-name",
         name,
         "--killer-interval-seconds",
         "1",
         "--node-dead-after-seconds",
-        &NODE_DEAD_AFTER_SECS.to_string(),
+        &node_dead_after.as_secs().to_string(),
         "--retry-backoff-seconds",
         "0",
         "--expiry-grace-seconds",
@@ -91,11 +104,27 @@ fn node_args(name: &str) -> Vec<String> {
     .collect()
 }
 
-/// Runs the scenario; violations are in the report's verdict.
+/// Runs the scenario with `node_dead_after` = [`NODE_DEAD_AFTER`]; violations are in the
+/// report's verdict.
 ///
 /// # Errors
 /// When it cannot be set up.
 pub async fn run(opts: OutageOptions) -> Result<OutageReport> {
+    run_with(opts, NODE_DEAD_AFTER).await
+}
+
+/// Runs the scenario with nodes that count a node dead after `node_dead_after` (whole
+/// seconds, more than the 1 s killer interval). An outage longer than that must expire
+/// no live node's run: the verdict flags any `Expired` run of a node that heartbeated
+/// within `node_dead_after` of it, and every job that finished while the database was
+/// away must still have one `SUCCEEDED` run.
+///
+/// # Errors
+/// When it cannot be set up, or `node_dead_after` is not over 1 s.
+pub async fn run_with(opts: OutageOptions, node_dead_after: Duration) -> Result<OutageReport> {
+    if node_dead_after.as_secs() < 2 {
+        bail!("node_dead_after must be at least 2 s (the killer ticks every second)");
+    }
     let upstream = proxy::host_port(&opts.database_url).context("no host in the URL")?;
     let proxy = Proxy::start(upstream).await?;
     let node_url = proxy::via(&opts.database_url, proxy.addr).context("bad URL")?;
@@ -123,7 +152,9 @@ pub async fn run(opts: OutageOptions) -> Result<OutageReport> {
             node_url.clone(),
             log_dir.join(format!("{name}.log")),
         );
-        tokio::task::spawn_blocking(move || ServeProcess::start(&bin, &url, &node_args(name), &log))
+        tokio::task::spawn_blocking(move || {
+            ServeProcess::start(&bin, &url, &node_args(name, node_dead_after), &log)
+        })
     };
     let mut nodes = vec![start("outage-a").await??, start("outage-b").await??];
     let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
@@ -239,7 +270,7 @@ pub async fn run(opts: OutageOptions) -> Result<OutageReport> {
         &db::nodes(&client).await?,
         &db::queue(&client).await?,
         check::Rules {
-            node_dead_after_secs: NODE_DEAD_AFTER_SECS as f64,
+            node_dead_after_secs: node_dead_after.as_secs() as f64,
             expired_from_any_node: false,
         },
     );
@@ -294,6 +325,8 @@ pub async fn run(opts: OutageOptions) -> Result<OutageReport> {
             .push("the nodes logged nothing about the outage".into());
     }
     Ok(OutageReport {
+        outage: opts.outage,
+        node_dead_after,
         statuses_during: statuses,
         recovered_after,
         finished_while_away,
