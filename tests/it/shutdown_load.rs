@@ -52,10 +52,14 @@ async fn shutdown_under_load_loses_nothing(t: TestStore) {
         })
         .collect();
     // Shut down in the middle: some done, many running or being claimed.
-    wait_for("a quarter of the jobs to succeed", Duration::from_secs(60), || async {
-        let done = tally(&*store).await.values().filter(|t| t.0 > 0).count();
-        (done >= ENTRIES / 4).then_some(())
-    })
+    wait_for(
+        "a quarter of the jobs to succeed",
+        Duration::from_secs(60),
+        || async {
+            let done = tally(&*store).await.values().filter(|t| t.0 > 0).count();
+            (done >= ENTRIES / 4).then_some(())
+        },
+    )
     .await;
     node.shutdown(Duration::from_secs(30)).await;
     for l in loops {

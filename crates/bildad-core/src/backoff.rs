@@ -72,12 +72,7 @@ mod tests {
     #[test]
     fn doubles_within_jitter_and_caps() {
         let b = Backoff::from_secs(1);
-        for (retry, nominal) in [
-            (0, 1.0),
-            (1, 2.0),
-            (2, 4.0),
-            (5, 32.0),
-        ] {
+        for (retry, nominal) in [(0, 1.0), (1, 2.0), (2, 4.0), (5, 32.0)] {
             for seed in 0..50 {
                 let d = b.delay(retry, seed).as_secs_f64();
                 assert!(
@@ -94,9 +89,15 @@ mod tests {
         let cap = Backoff::DEFAULT_CAP;
         for retry in [8, 9, 12, 30] {
             let delays: Vec<_> = (0..200).map(|seed| b.delay(retry, seed)).collect();
-            assert!(delays.iter().all(|d| *d <= cap), "retry {retry}: {delays:?}");
+            assert!(
+                delays.iter().all(|d| *d <= cap),
+                "retry {retry}: {delays:?}"
+            );
             // Jitter still spreads the delays below the cap.
-            assert!(delays.iter().any(|d| *d < cap.mul_f64(0.95)), "retry {retry}");
+            assert!(
+                delays.iter().any(|d| *d < cap.mul_f64(0.95)),
+                "retry {retry}"
+            );
         }
         // 256 s nominal: jitter applies, then the cap.
         assert!((0..200).all(|s| b.delay(8, s) >= Duration::from_secs(256).mul_f64(0.9)));

@@ -18,7 +18,7 @@ mod node;
 mod pacing;
 
 pub use engine::{Counts, Engine, EngineReport};
-pub use pacing::EXPIRY_CHECK_EVERY;
 pub use executor::TokioExecutor;
 pub use killer::{JobKiller, KillReport};
 pub use node::{NodeRuntime, SHUTDOWN_FINALIZE_BOUND};
+pub use pacing::EXPIRY_CHECK_EVERY;

@@ -187,7 +187,8 @@ impl JobStore for Faults {
             .await
     }
     async fn stop_entry(&self, identifier: &str) -> StoreResult<StopResult> {
-        self.call(Op::Other, self.inner.stop_entry(identifier)).await
+        self.call(Op::Other, self.inner.stop_entry(identifier))
+            .await
     }
     async fn claim(&self, req: ClaimRequest) -> StoreResult<Vec<ClaimedRun>> {
         self.call(Op::Claim, self.inner.claim(req)).await
@@ -217,7 +218,8 @@ impl JobStore for Faults {
             .await
     }
     async fn prune_runs(&self, older_than: Timestamp) -> StoreResult<u64> {
-        self.call(Op::Other, self.inner.prune_runs(older_than)).await
+        self.call(Op::Other, self.inner.prune_runs(older_than))
+            .await
     }
     async fn heartbeat(&self, node: &NodeRef) -> StoreResult<()> {
         if self.down.load(Ordering::SeqCst) {

@@ -25,12 +25,24 @@ fn counting() -> (JobRegistry, Arc<AtomicUsize>) {
     (reg, runs)
 }
 
-/// An engine and its executor on `store`, with no killer, ticker or background task.
-fn bare(store: Arc<dyn JobStore>, reg: JobRegistry, slots: usize) -> (Engine, TokioExecutor) {
+/// An engine, its executor and its killer on `store`, with no background task: the
+/// test ticks the killer itself.
+fn bare(
+    store: Arc<dyn JobStore>,
+    reg: JobRegistry,
+    slots: usize,
+) -> (Engine, TokioExecutor, JobKiller) {
     let node = NodeRef::new("bare");
     let exec = TokioExecutor::new(store.clone(), node.clone(), Backoff::immediate(), slots);
-    let engine = Engine::new(store, reg, config(), node, Arc::new(exec.clone()));
-    (engine, exec)
+    let engine = Engine::new(
+        store.clone(),
+        reg,
+        config(),
+        node.clone(),
+        Arc::new(exec.clone()),
+    );
+    let killer = JobKiller::new(store, node, Arc::new(exec.clone()), Backoff::immediate());
+    (engine, exec, killer)
 }
 
 #[tokio::test]
@@ -85,7 +97,7 @@ async fn a_template_read_failing_at_start_gives_the_run_back_untouched() {
     let faults = Faults::new(mem.clone());
     faults.inject(Op::GetTemplate, 0, Act::Fail);
     let (reg, runs) = counting();
-    let (engine, _exec) = bare(faults.clone(), reg, 4);
+    let (engine, _, _) = bare(faults.clone(), reg, 4);
     let (entry, run) = engine
         .enqueue_and_run(NewEntry::new("count", json!({})))
         .await
@@ -140,8 +152,7 @@ async fn an_outage_longer_than_node_dead_after_expires_no_live_run() {
     // that node B noticed the outage.
     until("the outage outlasts node_dead_after", || async {
         let expirable = mem.runs_to_expire(cfg.node_dead_after).await.unwrap();
-        expirable.iter().any(|r| r.run_id == run)
-            && faults.refused_heartbeat(&b.node().instance_id)
+        expirable.iter().any(|r| r.run_id == run) && faults.refused_heartbeat(&b.node().instance_id)
     })
     .await;
     faults.set_down(false);
@@ -202,18 +213,15 @@ async fn an_aborted_blocking_job_keeps_its_slot_until_it_ends() {
         i.fetch_sub(1, Ordering::SeqCst);
         async { Ok(None) }
     });
-    let (engine, exec) = bare(mem.clone(), reg, 1);
-    let killer = JobKiller::new(
-        mem.clone(),
-        engine.node().clone(),
-        engine.executor().clone(),
-        Backoff::immediate(),
-    );
+    let (engine, exec, killer) = bare(mem.clone(), reg, 1);
     let (entry, _) = engine
         .enqueue_and_run(NewEntry::new("block", json!({})))
         .await
         .unwrap();
-    until("the job blocks", || async { inside.load(Ordering::SeqCst) == 1 }).await;
+    until("the job blocks", || async {
+        inside.load(Ordering::SeqCst) == 1
+    })
+    .await;
     // The operator stops it: the entry is claimable again, the killer aborts the task.
     mem.stop_entry(&entry.job_run_identifier).await.unwrap();
     let aborted = killer.tick().await.unwrap().aborted;
@@ -223,7 +231,10 @@ async fn an_aborted_blocking_job_keeps_its_slot_until_it_ends() {
     assert_eq!(aborted, 1);
     assert_eq!(report.start.ok_count, 0, "claimed over max_concurrent_jobs");
     assert_eq!(slots, (0, 1));
-    until("the blocked task ends", || async { exec.running_count() == 0 }).await;
+    until("the blocked task ends", || async {
+        exec.running_count() == 0
+    })
+    .await;
     let report = engine.run_once().await.unwrap();
     assert_eq!(report.start.ok_count, 1);
     until("the rerun ends", || async { exec.running_count() == 0 }).await;
@@ -237,14 +248,17 @@ async fn shutdown_leaves_a_returned_jobs_queued_outcome_alone() {
     // The job's outcome waits in the finalizer, not yet in the database.
     let queued = faults.inject(Op::FinalizeMany, 0, Act::HoldBefore);
     let (reg, runs) = counting();
-    let (engine, exec) = bare(faults.clone(), reg, 4);
+    let (engine, exec, _) = bare(faults.clone(), reg, 4);
     let (_, run) = engine
         .enqueue_and_run(NewEntry::new("count", json!({})))
         .await
         .unwrap();
     queued.entered.cancelled().await;
     let aborted = JobExecutor::shutdown(&exec, Duration::ZERO).await;
-    assert!(aborted.is_empty(), "{aborted:?} would be finalized Shutdown");
+    assert!(
+        aborted.is_empty(),
+        "{aborted:?} would be finalized Shutdown"
+    );
     queued.open.cancel();
     let done = wait_done(&*mem, run.unwrap()).await;
     assert_eq!(done.result, Some(RunResult::Succeeded));
@@ -258,13 +272,7 @@ async fn the_killer_does_not_count_its_own_finished_run_as_ended_elsewhere() {
     // The outcome is recorded; its reply waits.
     let recorded = faults.inject(Op::FinalizeMany, 0, Act::HoldAfter);
     let (reg, _) = counting();
-    let (engine, exec) = bare(faults.clone(), reg, 4);
-    let killer = JobKiller::new(
-        faults.clone(),
-        engine.node().clone(),
-        engine.executor().clone(),
-        Backoff::immediate(),
-    );
+    let (engine, exec, killer) = bare(faults.clone(), reg, 4);
     let (_, run) = engine
         .enqueue_and_run(NewEntry::new("count", json!({})))
         .await
