@@ -195,7 +195,7 @@ impl Engine {
 
     /// One pass: heartbeat, expire, then claim up to `min(batch_size, free slots)` and
     /// start them. The heartbeat and the expiry check are skipped when this engine did
-    /// them very recently (see [`EXPIRY_CHECK_EVERY`]), so that frequent passes cost a
+    /// them very recently (see [`crate::EXPIRY_CHECK_EVERY`]), so that frequent passes cost a
     /// claim and little else.
     ///
     /// Errors when the heartbeat or the expiry query fails (the database is likely

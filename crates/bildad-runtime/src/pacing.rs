@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 /// The longest an engine goes without looking for runs to expire, when passes come
 /// more often than this. Expiry is coarse by nature (`expiry_grace`, 600 s by default;
 /// `node_dead_after`, 60 s), so checking it on every pass of a busy engine is wasted
-/// round trips. Shorter when the configuration is: see [`Throttle::expiry`].
+/// round trips. Shorter when the configuration is (`Throttle::new`).
 pub const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// When an engine last wrote its heartbeat and last looked for runs to expire, so that
