@@ -264,6 +264,10 @@ pub enum FailureKind {
     Invalid,
     /// The job said retrying is pointless: the entry is deleted.
     Permanent,
+    /// The run was claimed but its job never started (the node shut down first, or the
+    /// template could not be read): the entry goes back to `AVAILABLE` at once and no
+    /// retry is spent.
+    NotStarted,
 }
 
 impl FailureKind {
@@ -274,6 +278,7 @@ impl FailureKind {
                 Disposition::RetryRule
             }
             Self::Stopped => Disposition::RequeueNow,
+            Self::NotStarted => Disposition::GiveBack,
             Self::Removed | Self::Invalid | Self::Permanent => Disposition::Delete,
         }
     }
@@ -286,6 +291,9 @@ pub enum Disposition {
     RetryRule,
     /// Back to `AVAILABLE` at once, whatever the retries.
     RequeueNow,
+    /// Back to `AVAILABLE` at once, and the run does not count against `max_retries`:
+    /// the retry rule later treats the entry as if this run never happened.
+    GiveBack,
     /// Deleted.
     Delete,
 }
@@ -333,6 +341,7 @@ impl Outcome {
             FailureKind::Panic => "Panic",
             FailureKind::Invalid => "Invalid",
             FailureKind::Permanent => "Permanent",
+            FailureKind::NotStarted => "NotStarted",
         };
         Self::failed(kind, reason)
     }

@@ -5,9 +5,10 @@
 //! It is not durable and not shared between processes: never a production store.
 
 use crate::error::{StoreError, StoreResult, Violation};
+use crate::fate::{EntryAction, RetryState, entry_action};
 use crate::input::{
-    ClaimRequest, ClaimedRun, DEFAULT_PRIORITY, Disposition, EntryFate, Finalize, FinalizeResult,
-    NewEntry, NewTemplate, Outcome, RemoveResult, RunRef, StopResult, TemplatePatch,
+    ClaimRequest, ClaimedRun, DEFAULT_PRIORITY, EntryFate, Finalize, FinalizeResult, NewEntry,
+    NewTemplate, Outcome, RemoveResult, RunRef, StopResult, TemplatePatch,
 };
 use crate::model::{
     EntryFilter, EntryId, EntryStatus, JobRun, JobTemplate, Node, NodeRef, Page, PageRequest,
@@ -38,6 +39,9 @@ struct State {
     entries: BTreeMap<EntryId, QueueEntry>,
     runs: BTreeMap<RunId, JobRun>,
     nodes: HashMap<String, Node>,
+    /// Per entry, its runs that do not count against `max_retries` (see
+    /// [`RetryState::uncounted_runs`]); absent for none.
+    uncounted_runs: HashMap<EntryId, i32>,
 }
 
 impl State {
@@ -91,18 +95,16 @@ impl State {
         }
         run.status = RunStatus::Done;
         run.ended_at = Some(now);
-        let disposition = match &req.outcome {
+        match &req.outcome {
             Outcome::Succeeded { output } => {
                 run.result = Some(RunResult::Succeeded);
                 run.output = output.clone();
-                Disposition::Delete
             }
-            Outcome::Failed { kind, reason } => {
+            Outcome::Failed { reason, .. } => {
                 run.result = Some(RunResult::Failed);
                 run.reason = Some(crate::input::cap_reason(reason.clone()));
-                kind.disposition()
             }
-        };
+        }
         let (retry, run_id) = (run.retry, run.id);
         let entry_id = self
             .entries
@@ -116,19 +118,24 @@ impl State {
                 entry: EntryFate::Deleted,
             };
         };
-        let max_retries = self.entries[&entry_id].max_retries;
-        let requeue_at = match disposition {
-            Disposition::Delete => None,
-            Disposition::RequeueNow => Some(now),
-            Disposition::RetryRule if retry < max_retries => {
-                let delay = req.backoff.delay(retry, run_id);
+        let state = RetryState {
+            retry,
+            uncounted_runs: self.uncounted_runs.get(&entry_id).copied().unwrap_or(0),
+            max_retries: self.entries[&entry_id].max_retries,
+        };
+        let requeue_at = match entry_action(req, state) {
+            EntryAction::Delete => None,
+            EntryAction::Requeue { delay, counted } => {
+                if !counted {
+                    *self.uncounted_runs.entry(entry_id).or_default() += 1;
+                }
                 Some(now + chrono::Duration::from_std(delay).unwrap_or_default())
             }
-            Disposition::RetryRule => None,
         };
         let entry = match requeue_at {
             None => {
                 self.entries.remove(&entry_id);
+                self.uncounted_runs.remove(&entry_id);
                 EntryFate::Deleted
             }
             Some(run_at) => {
@@ -470,12 +477,14 @@ impl JobStore for MemoryStore {
                     backoff: crate::Backoff::immediate(),
                 });
                 st.entries.remove(&id);
+                st.uncounted_runs.remove(&id);
                 Ok(RemoveResult {
                     stopped_run: Some(run_id),
                 })
             }
             None => {
                 st.entries.remove(&id);
+                st.uncounted_runs.remove(&id);
                 Ok(RemoveResult { stopped_run: None })
             }
         }
