@@ -1,0 +1,236 @@
+//! Reads on PostgreSQL: health, the clock, entries, runs, activity and counts.
+
+use super::PgStore;
+use crate::errors::{db_error, entry_not_found, not_found_is_none};
+use crate::rows::{
+    ActivityRow, CountRow, ENTRY_COLS, EntryRow, PositionRow, RUN_COLS, RunRow, StatsRow, TimeRow,
+    activity, convert,
+};
+use crate::shared::{count, limit_offset};
+use bildad_core::{
+    EntryFilter, EntryStatus, JobRun, Page, PageRequest, QueueEntry, QueueStats, RunActivity,
+    RunFilter, RunId, StoreError, StoreResult, Timestamp,
+};
+use diesel::sql_query;
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
+use diesel_async::RunQueryDsl;
+use std::time::Duration;
+
+pub(super) async fn ping(store: &PgStore) -> StoreResult<()> {
+    let mut conn = store.conn().await?;
+    sql_query("SELECT 1")
+        .execute(&mut conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+pub(super) async fn now(store: &PgStore) -> StoreResult<Timestamp> {
+    let mut conn = store.conn().await?;
+    let row: TimeRow = sql_query("SELECT now() AS t")
+        .get_result(&mut conn)
+        .await
+        .map_err(db_error)?;
+    Ok(row.t)
+}
+
+pub(super) async fn get_entry(store: &PgStore, identifier: &str) -> StoreResult<QueueEntry> {
+    let mut conn = store.conn().await?;
+    let row: Option<EntryRow> = sql_query(format!(
+        "SELECT {ENTRY_COLS} FROM bildad_queue e
+         JOIN bildad_templates t ON t.id = e.template_id
+         WHERE e.job_run_identifier = $1"
+    ))
+    .bind::<Text, _>(identifier)
+    .get_result(&mut conn)
+    .await
+    .map(Some)
+    .or_else(not_found_is_none)?;
+    row.ok_or_else(|| entry_not_found(identifier))?.try_into()
+}
+
+pub(super) async fn entry_position(store: &PgStore, identifier: &str) -> StoreResult<Option<u64>> {
+    let mut conn = store.conn().await?;
+    let row: Option<PositionRow> = sql_query(
+        "SELECT e.status,
+                (SELECT count(*) FROM bildad_queue o
+                 WHERE o.status = 'AVAILABLE'
+                   AND (o.priority, o.inserted_at, o.id) < (e.priority, e.inserted_at, e.id)
+                ) AS ahead
+         FROM bildad_queue e WHERE e.job_run_identifier = $1",
+    )
+    .bind::<Text, _>(identifier)
+    .get_result(&mut conn)
+    .await
+    .map(Some)
+    .or_else(not_found_is_none)?;
+    let row = row.ok_or_else(|| entry_not_found(identifier))?;
+    Ok((row.status == EntryStatus::Available.as_str()).then(|| count(row.ahead) + 1))
+}
+
+pub(super) async fn list_entries(
+    store: &PgStore,
+    status: Option<EntryStatus>,
+    page: PageRequest,
+) -> StoreResult<Page<QueueEntry>> {
+    let (limit, offset) = limit_offset(page);
+    let status = status.map(|s| s.as_str());
+    let mut conn = store.conn().await?;
+    let rows: Vec<EntryRow> = sql_query(format!(
+        "SELECT {ENTRY_COLS} FROM bildad_queue e
+         JOIN bildad_templates t ON t.id = e.template_id
+         WHERE ($1::text IS NULL OR e.status = $1)
+         ORDER BY e.priority, e.inserted_at, e.id LIMIT $2 OFFSET $3"
+    ))
+    .bind::<Nullable<Text>, _>(status)
+    .bind::<BigInt, _>(limit)
+    .bind::<BigInt, _>(offset)
+    .load(&mut conn)
+    .await
+    .map_err(db_error)?;
+    let total: CountRow =
+        sql_query("SELECT count(*) AS n FROM bildad_queue WHERE ($1::text IS NULL OR status = $1)")
+            .bind::<Nullable<Text>, _>(status)
+            .get_result(&mut conn)
+            .await
+            .map_err(db_error)?;
+    Ok(Page::new(convert(rows)?, count(total.n), page))
+}
+
+pub(super) async fn list_entries_where(
+    store: &PgStore,
+    filter: EntryFilter,
+    page: PageRequest,
+) -> StoreResult<Page<QueueEntry>> {
+    let Some(template) = filter.template else {
+        return list_entries(store, filter.status, page).await;
+    };
+    let (limit, offset) = limit_offset(page);
+    let status = filter.status.map(|s| s.as_str());
+    let mut conn = store.conn().await?;
+    let rows: Vec<EntryRow> = sql_query(format!(
+        "SELECT {ENTRY_COLS} FROM bildad_queue e
+         JOIN bildad_templates t ON t.id = e.template_id
+         WHERE ($1::text IS NULL OR e.status = $1) AND t.code = $2
+         ORDER BY e.priority, e.inserted_at, e.id LIMIT $3 OFFSET $4"
+    ))
+    .bind::<Nullable<Text>, _>(status)
+    .bind::<Text, _>(&template)
+    .bind::<BigInt, _>(limit)
+    .bind::<BigInt, _>(offset)
+    .load(&mut conn)
+    .await
+    .map_err(db_error)?;
+    let total: CountRow = sql_query(
+        "SELECT count(*) AS n FROM bildad_queue e
+         JOIN bildad_templates t ON t.id = e.template_id
+         WHERE ($1::text IS NULL OR e.status = $1) AND t.code = $2",
+    )
+    .bind::<Nullable<Text>, _>(status)
+    .bind::<Text, _>(&template)
+    .get_result(&mut conn)
+    .await
+    .map_err(db_error)?;
+    Ok(Page::new(convert(rows)?, count(total.n), page))
+}
+
+pub(super) async fn get_run(store: &PgStore, id: RunId) -> StoreResult<JobRun> {
+    let mut conn = store.conn().await?;
+    let row: Option<RunRow> =
+        sql_query(format!("SELECT {RUN_COLS} FROM bildad_runs WHERE id = $1"))
+            .bind::<BigInt, _>(id)
+            .get_result(&mut conn)
+            .await
+            .map(Some)
+            .or_else(not_found_is_none)?;
+    row.ok_or_else(|| StoreError::NotFound(format!("run {id}")))?
+        .try_into()
+}
+
+pub(super) async fn list_runs(
+    store: &PgStore,
+    filter: RunFilter,
+    page: PageRequest,
+) -> StoreResult<Page<JobRun>> {
+    const WHERE: &str = "($1::text IS NULL OR job_run_identifier = $1)
+        AND ($2::text IS NULL OR status = $2)
+        AND ($3::text IS NULL OR result = $3)
+        AND ($4::text IS NULL OR template = $4)
+        AND ($5::text IS NULL OR node = $5 OR node_name = $5)";
+    let (limit, offset) = limit_offset(page);
+    let status = filter.status.map(|s| s.as_str());
+    let result = filter.result.map(|s| s.as_str());
+    let mut conn = store.conn().await?;
+    let rows: Vec<RunRow> = sql_query(format!(
+        "SELECT {RUN_COLS} FROM bildad_runs WHERE {WHERE}
+         ORDER BY started_at DESC, id DESC LIMIT $6 OFFSET $7"
+    ))
+    .bind::<Nullable<Text>, _>(&filter.identifier)
+    .bind::<Nullable<Text>, _>(status)
+    .bind::<Nullable<Text>, _>(result)
+    .bind::<Nullable<Text>, _>(&filter.template)
+    .bind::<Nullable<Text>, _>(&filter.node)
+    .bind::<BigInt, _>(limit)
+    .bind::<BigInt, _>(offset)
+    .load(&mut conn)
+    .await
+    .map_err(db_error)?;
+    let total: CountRow = sql_query(format!(
+        "SELECT count(*) AS n FROM bildad_runs WHERE {WHERE}"
+    ))
+    .bind::<Nullable<Text>, _>(&filter.identifier)
+    .bind::<Nullable<Text>, _>(status)
+    .bind::<Nullable<Text>, _>(result)
+    .bind::<Nullable<Text>, _>(&filter.template)
+    .bind::<Nullable<Text>, _>(&filter.node)
+    .get_result(&mut conn)
+    .await
+    .map_err(db_error)?;
+    Ok(Page::new(convert(rows)?, count(total.n), page))
+}
+
+pub(super) async fn run_activity(
+    store: &PgStore,
+    since: Timestamp,
+    bucket: Duration,
+) -> StoreResult<RunActivity> {
+    // One grouped query; the bucket of a run is floor(ms since `since`) / bucket ms,
+    // exactly as `RunActivity::record` computes it.
+    let bucket_ms = i64::try_from(bucket.as_millis().max(1)).unwrap_or(i64::MAX);
+    let mut conn = store.conn().await?;
+    let rows: Vec<ActivityRow> = sql_query(
+        "SELECT floor(greatest(extract(epoch FROM ended_at - $1), 0) * 1000)::int8 / $2
+                    AS bucket,
+                count(*) FILTER (WHERE result = 'SUCCEEDED') AS succeeded,
+                count(*) FILTER (WHERE result = 'FAILED') AS failed
+         FROM bildad_runs
+         WHERE status = 'DONE' AND started_at >= $1
+           AND result IS NOT NULL AND ended_at IS NOT NULL
+         GROUP BY 1 ORDER BY 1",
+    )
+    .bind::<Timestamptz, _>(since)
+    .bind::<BigInt, _>(bucket_ms)
+    .load(&mut conn)
+    .await
+    .map_err(db_error)?;
+    Ok(activity(rows))
+}
+
+pub(super) async fn stats(store: &PgStore) -> StoreResult<QueueStats> {
+    let mut conn = store.conn().await?;
+    let row: StatsRow = sql_query(
+        "SELECT
+            (SELECT count(*) FROM bildad_queue
+             WHERE status = 'AVAILABLE' AND run_at <= now()) AS available,
+            (SELECT count(*) FROM bildad_queue
+             WHERE status = 'AVAILABLE' AND run_at > now()) AS scheduled,
+            (SELECT count(*) FROM bildad_queue WHERE status = 'RUNNING') AS running,
+            (SELECT count(*) FROM bildad_runs WHERE result = 'SUCCEEDED') AS succeeded,
+            (SELECT count(*) FROM bildad_runs WHERE result = 'FAILED') AS failed,
+            (SELECT count(*) FROM bildad_templates) AS templates",
+    )
+    .get_result(&mut conn)
+    .await
+    .map_err(db_error)?;
+    Ok(row.into())
+}

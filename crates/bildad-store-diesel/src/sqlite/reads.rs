@@ -1,0 +1,251 @@
+//! Reads on SQLite: health, the clock, entries, runs, activity and counts.
+
+use super::sql::NOW;
+use super::{SqliteStore, now_us, optional};
+use crate::errors::{Fail, entry_not_found};
+use crate::rows::{
+    ActivityRow, CountRow, ENTRY_COLS, EntryRow, PositionRow, RUN_COLS, RunRow, StatsRow, TimeRow,
+    activity, convert, micros,
+};
+use crate::shared::{count, limit_offset};
+use bildad_core::{
+    EntryFilter, EntryStatus, JobRun, Page, PageRequest, QueueEntry, QueueStats, RunActivity,
+    RunFilter, RunId, StoreError, StoreResult, Timestamp,
+};
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::{RunQueryDsl, sql_query};
+use std::time::Duration;
+
+pub(super) async fn ping(store: &SqliteStore) -> StoreResult<()> {
+    store
+        .run(|c| {
+            sql_query("SELECT 1").execute(c)?;
+            Ok(())
+        })
+        .await
+}
+
+pub(super) async fn now(store: &SqliteStore) -> StoreResult<Timestamp> {
+    store
+        .run(|c| {
+            Ok(sql_query(format!("SELECT {NOW} AS t"))
+                .get_result::<TimeRow>(c)?
+                .t)
+        })
+        .await
+}
+
+pub(super) async fn get_entry(store: &SqliteStore, identifier: &str) -> StoreResult<QueueEntry> {
+    let identifier = identifier.to_string();
+    store
+        .run(move |c| {
+            let row = optional(
+                sql_query(format!(
+                    "SELECT {ENTRY_COLS} FROM bildad_queue e
+                 JOIN bildad_templates t ON t.id = e.template_id
+                 WHERE e.job_run_identifier = ?1"
+                ))
+                .bind::<Text, _>(&identifier)
+                .get_result::<EntryRow>(c),
+            )?;
+            Ok(row
+                .ok_or_else(|| entry_not_found(&identifier))?
+                .try_into()?)
+        })
+        .await
+}
+
+pub(super) async fn entry_position(
+    store: &SqliteStore,
+    identifier: &str,
+) -> StoreResult<Option<u64>> {
+    let identifier = identifier.to_string();
+    store
+        .run(move |c| {
+            let row = optional(
+                sql_query(
+                    "SELECT e.status,
+                    (SELECT count(*) FROM bildad_queue o
+                     WHERE o.status = 'AVAILABLE'
+                       AND (o.priority, o.inserted_at, o.id)
+                           < (e.priority, e.inserted_at, e.id)) AS ahead
+                 FROM bildad_queue e WHERE e.job_run_identifier = ?1",
+                )
+                .bind::<Text, _>(&identifier)
+                .get_result::<PositionRow>(c),
+            )?
+            .ok_or_else(|| Fail(entry_not_found(&identifier)))?;
+            Ok((row.status == EntryStatus::Available.as_str()).then(|| count(row.ahead) + 1))
+        })
+        .await
+}
+
+pub(super) async fn list_entries(
+    store: &SqliteStore,
+    status: Option<EntryStatus>,
+    page: PageRequest,
+) -> StoreResult<Page<QueueEntry>> {
+    let (limit, offset) = limit_offset(page);
+    let status = status.map(|s| s.as_str());
+    store
+        .run(move |c| {
+            let rows: Vec<EntryRow> = sql_query(format!(
+                "SELECT {ENTRY_COLS} FROM bildad_queue e
+             JOIN bildad_templates t ON t.id = e.template_id
+             WHERE (?1 IS NULL OR e.status = ?1)
+             ORDER BY e.priority, e.inserted_at, e.id LIMIT ?2 OFFSET ?3"
+            ))
+            .bind::<Nullable<Text>, _>(status)
+            .bind::<BigInt, _>(limit)
+            .bind::<BigInt, _>(offset)
+            .load(c)?;
+            let total: CountRow = sql_query(
+                "SELECT count(*) AS n FROM bildad_queue WHERE (?1 IS NULL OR status = ?1)",
+            )
+            .bind::<Nullable<Text>, _>(status)
+            .get_result(c)?;
+            Ok(Page::new(convert(rows)?, count(total.n), page))
+        })
+        .await
+}
+
+pub(super) async fn list_entries_where(
+    store: &SqliteStore,
+    filter: EntryFilter,
+    page: PageRequest,
+) -> StoreResult<Page<QueueEntry>> {
+    let Some(template) = filter.template else {
+        return list_entries(store, filter.status, page).await;
+    };
+    let (limit, offset) = limit_offset(page);
+    let status = filter.status.map(|s| s.as_str());
+    store
+        .run(move |c| {
+            let rows: Vec<EntryRow> = sql_query(format!(
+                "SELECT {ENTRY_COLS} FROM bildad_queue e
+             JOIN bildad_templates t ON t.id = e.template_id
+             WHERE (?1 IS NULL OR e.status = ?1) AND t.code = ?2
+             ORDER BY e.priority, e.inserted_at, e.id LIMIT ?3 OFFSET ?4"
+            ))
+            .bind::<Nullable<Text>, _>(status)
+            .bind::<Text, _>(&template)
+            .bind::<BigInt, _>(limit)
+            .bind::<BigInt, _>(offset)
+            .load(c)?;
+            let total: CountRow = sql_query(
+                "SELECT count(*) AS n FROM bildad_queue e
+             JOIN bildad_templates t ON t.id = e.template_id
+             WHERE (?1 IS NULL OR e.status = ?1) AND t.code = ?2",
+            )
+            .bind::<Nullable<Text>, _>(status)
+            .bind::<Text, _>(&template)
+            .get_result(c)?;
+            Ok(Page::new(convert(rows)?, count(total.n), page))
+        })
+        .await
+}
+
+pub(super) async fn get_run(store: &SqliteStore, id: RunId) -> StoreResult<JobRun> {
+    store
+        .run(move |c| {
+            let row = optional(
+                sql_query(format!("SELECT {RUN_COLS} FROM bildad_runs WHERE id = ?1"))
+                    .bind::<BigInt, _>(id)
+                    .get_result::<RunRow>(c),
+            )?;
+            Ok(row
+                .ok_or_else(|| StoreError::NotFound(format!("run {id}")))?
+                .try_into()?)
+        })
+        .await
+}
+
+pub(super) async fn list_runs(
+    store: &SqliteStore,
+    filter: RunFilter,
+    page: PageRequest,
+) -> StoreResult<Page<JobRun>> {
+    const WHERE: &str = "(?1 IS NULL OR job_run_identifier = ?1)
+        AND (?2 IS NULL OR status = ?2)
+        AND (?3 IS NULL OR result = ?3)
+        AND (?4 IS NULL OR template = ?4)
+        AND (?5 IS NULL OR node = ?5 OR node_name = ?5)";
+    let (limit, offset) = limit_offset(page);
+    let status = filter.status.map(|s| s.as_str());
+    let result = filter.result.map(|s| s.as_str());
+    store
+        .run(move |c| {
+            let rows: Vec<RunRow> = sql_query(format!(
+                "SELECT {RUN_COLS} FROM bildad_runs WHERE {WHERE}
+             ORDER BY started_at DESC, id DESC LIMIT ?6 OFFSET ?7"
+            ))
+            .bind::<Nullable<Text>, _>(&filter.identifier)
+            .bind::<Nullable<Text>, _>(status)
+            .bind::<Nullable<Text>, _>(result)
+            .bind::<Nullable<Text>, _>(&filter.template)
+            .bind::<Nullable<Text>, _>(&filter.node)
+            .bind::<BigInt, _>(limit)
+            .bind::<BigInt, _>(offset)
+            .load(c)?;
+            let total: CountRow = sql_query(format!(
+                "SELECT count(*) AS n FROM bildad_runs WHERE {WHERE}"
+            ))
+            .bind::<Nullable<Text>, _>(&filter.identifier)
+            .bind::<Nullable<Text>, _>(status)
+            .bind::<Nullable<Text>, _>(result)
+            .bind::<Nullable<Text>, _>(&filter.template)
+            .bind::<Nullable<Text>, _>(&filter.node)
+            .get_result(c)?;
+            Ok(Page::new(convert(rows)?, count(total.n), page))
+        })
+        .await
+}
+
+pub(super) async fn run_activity(
+    store: &SqliteStore,
+    since: Timestamp,
+    bucket: Duration,
+) -> StoreResult<RunActivity> {
+    // One grouped query on integer microseconds: the bucket of a run is
+    // floor(ms since `since`) / bucket ms, exactly as `RunActivity::record` computes it.
+    let bucket_ms = i64::try_from(bucket.as_millis().max(1)).unwrap_or(i64::MAX);
+    store
+        .run(move |c| {
+            let rows: Vec<ActivityRow> = sql_query(
+                "SELECT (max(ended_at - ?1, 0) / 1000) / ?2 AS bucket,
+                    sum(result = 'SUCCEEDED') AS succeeded,
+                    sum(result = 'FAILED') AS failed
+             FROM bildad_runs
+             WHERE status = 'DONE' AND started_at >= ?1
+               AND result IS NOT NULL AND ended_at IS NOT NULL
+             GROUP BY 1 ORDER BY 1",
+            )
+            .bind::<BigInt, _>(micros(since))
+            .bind::<BigInt, _>(bucket_ms)
+            .load(c)?;
+            Ok(activity(rows))
+        })
+        .await
+}
+
+pub(super) async fn stats(store: &SqliteStore) -> StoreResult<QueueStats> {
+    store
+        .run(|c| {
+            let now = now_us(c)?;
+            let row: StatsRow = sql_query(
+                "SELECT
+                (SELECT count(*) FROM bildad_queue
+                 WHERE status = 'AVAILABLE' AND run_at <= ?1) AS available,
+                (SELECT count(*) FROM bildad_queue
+                 WHERE status = 'AVAILABLE' AND run_at > ?1) AS scheduled,
+                (SELECT count(*) FROM bildad_queue WHERE status = 'RUNNING') AS running,
+                (SELECT count(*) FROM bildad_runs WHERE result = 'SUCCEEDED') AS succeeded,
+                (SELECT count(*) FROM bildad_runs WHERE result = 'FAILED') AS failed,
+                (SELECT count(*) FROM bildad_templates) AS templates",
+            )
+            .bind::<BigInt, _>(now)
+            .get_result(c)?;
+            Ok(row.into())
+        })
+        .await
+}
