@@ -149,6 +149,9 @@ macro_rules! for_each_case {
             finalize_race_exactly_one_wins,
             finalize_late_success_after_timeout_changes_nothing,
             finalize_many_in_order,
+            // a run that never started
+            not_started_runs_again_without_spending_a_retry,
+            not_started_leaves_the_retries_and_backoff_as_they_were,
             // operator
             stop_running_entry,
             stop_available_entry_conflicts,

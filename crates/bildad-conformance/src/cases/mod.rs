@@ -6,6 +6,7 @@ mod enqueue;
 mod finalize;
 mod history;
 mod killer;
+mod not_started;
 mod operator;
 mod templates;
 
@@ -14,5 +15,6 @@ pub use enqueue::*;
 pub use finalize::*;
 pub use history::*;
 pub use killer::*;
+pub use not_started::*;
 pub use operator::*;
 pub use templates::*;
