@@ -193,7 +193,10 @@ mod tests {
         let failure = std::error::Error::source(&e).expect("the failure");
         assert_eq!(failure.to_string(), "connection lost");
         let cause = failure.source().expect("the driver's error");
-        assert!(cause.to_string().contains("administrator command"), "{cause}");
+        assert!(
+            cause.to_string().contains("administrator command"),
+            "{cause}"
+        );
         assert_eq!(e, StoreError::Unavailable("connection lost".into()));
         assert!(e.is_transient());
     }

@@ -1,10 +1,67 @@
-//! The one rule that turns a finalized run's outcome into its entry's fate (SPEC §2.4):
-//! deleted, requeued at a time, or (for a run whose finalize lost) left alone. Every
-//! store applies it — `MemoryStore` here, the SQL stores in `bildad-store-diesel`, where
-//! the statements receive the decision as data.
+//! What a finalize does, written once for every store: what it writes on the run
+//! ([`RunEnd`]), and the one rule that turns the outcome into the entry's fate (SPEC
+//! §2.4): deleted, requeued at a time, or (for a run whose finalize lost) left alone.
+//! `MemoryStore` applies it here, the SQL stores in `bildad-store-diesel`, where the
+//! statements receive the decision as data.
 
-use crate::input::{Disposition, Finalize, Outcome};
+use crate::input::{Disposition, Finalize, Outcome, cap_reason};
+use crate::model::RunResult;
+use serde_json::Value;
 use std::time::Duration;
+
+/// How a NUL character (U+0000) of a job's output or failure reason is stored: as the
+/// six characters `\u0000`, since PostgreSQL can keep U+0000 neither in `text` nor in
+/// `jsonb` (SPEC §4). Every store writes the same, so that they read back alike.
+pub const NUL_ESCAPE: &str = "\\u0000";
+
+/// `text` with every U+0000 written as [`NUL_ESCAPE`].
+pub fn escape_nul(text: &str) -> String {
+    text.replace('\0', NUL_ESCAPE)
+}
+
+/// `value` with every U+0000 of its strings and object keys written as [`NUL_ESCAPE`].
+pub fn escape_nul_json(value: &Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(escape_nul(s)),
+        Value::Array(items) => Value::Array(items.iter().map(escape_nul_json).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (escape_nul(k), escape_nul_json(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The columns a finalize writes on the run it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEnd {
+    /// `SUCCEEDED` or `FAILED`.
+    pub result: RunResult,
+    /// A failure's reason: NULs escaped, then capped at
+    /// [`crate::MAX_REASON_BYTES`].
+    pub reason: Option<String>,
+    /// A success's output, NULs escaped.
+    pub output: Option<Value>,
+}
+
+impl Outcome {
+    /// What a finalize with this outcome writes on its run.
+    pub fn run_end(&self) -> RunEnd {
+        match self {
+            Outcome::Succeeded { output } => RunEnd {
+                result: RunResult::Succeeded,
+                reason: None,
+                output: output.as_ref().map(escape_nul_json),
+            },
+            Outcome::Failed { reason, .. } => RunEnd {
+                result: RunResult::Failed,
+                reason: Some(cap_reason(escape_nul(reason))),
+                output: None,
+            },
+        }
+    }
+}
 
 /// What a finalize does to the entry of a run it won.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +165,18 @@ mod tests {
             uncounted_runs,
             max_retries,
         }
+    }
+
+    #[test]
+    fn nul_is_escaped_in_what_a_run_produced() {
+        let end = Outcome::succeeded(Some(serde_json::json!({"k\u{0}": ["a\u{0}b", 1]}))).run_end();
+        assert_eq!(
+            end.output,
+            Some(serde_json::json!({"k\\u0000": ["a\\u0000b", 1]}))
+        );
+        let end = Outcome::failed(FailureKind::Panic, "x\u{0}y").run_end();
+        assert_eq!(end.reason.as_deref(), Some("x\\u0000y"));
+        assert_eq!(end.result, RunResult::Failed);
     }
 
     #[test]

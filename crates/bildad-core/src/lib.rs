@@ -21,7 +21,9 @@ pub use backoff::Backoff;
 pub use config::NodeConfig;
 pub use error::{DbFailure, ErrorKind, StoreError, StoreResult, Violation};
 pub use executor::JobExecutor;
-pub use fate::{EntryAction, RetryState, entry_action};
+pub use fate::{
+    EntryAction, NUL_ESCAPE, RetryState, RunEnd, entry_action, escape_nul, escape_nul_json,
+};
 pub use input::*;
 pub use job::{Cancellation, Job, JobContext, JobError, JobRegistry};
 #[cfg(feature = "memory")]

@@ -95,16 +95,10 @@ impl State {
         }
         run.status = RunStatus::Done;
         run.ended_at = Some(now);
-        match &req.outcome {
-            Outcome::Succeeded { output } => {
-                run.result = Some(RunResult::Succeeded);
-                run.output = output.clone();
-            }
-            Outcome::Failed { reason, .. } => {
-                run.result = Some(RunResult::Failed);
-                run.reason = Some(crate::input::cap_reason(reason.clone()));
-            }
-        }
+        let end = req.outcome.run_end();
+        run.result = Some(end.result);
+        run.reason = end.reason;
+        run.output = end.output;
         let (retry, run_id) = (run.retry, run.id);
         let entry_id = self
             .entries

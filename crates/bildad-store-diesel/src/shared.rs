@@ -1,10 +1,9 @@
-//! What both backends do alike in Rust: enqueue validation, the columns a finalize
-//! writes on its run, paging. (The fate of a finalized run's entry is core's
-//! `bildad_core::fate`; database errors are mapped in `errors`.)
+//! What both backends do alike in Rust: enqueue validation and paging. (What a finalize
+//! writes on the run and does to the entry is core's `bildad_core::fate`; database
+//! errors are mapped in `errors`.)
 
-use bildad_core::input::cap_reason;
 use bildad_core::{
-    DEFAULT_PRIORITY, JobTemplate, NewEntry, Outcome, SchemaCache, StoreError, Timestamp, Violation,
+    DEFAULT_PRIORITY, JobTemplate, NewEntry, SchemaCache, StoreError, Timestamp, Violation,
 };
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -88,30 +87,6 @@ pub(crate) fn strip_index(e: StoreError) -> StoreError {
                 .collect(),
         ),
         other => other,
-    }
-}
-
-/// The columns a finalize writes on its run.
-pub(crate) struct RunEnding {
-    pub(crate) result: &'static str,
-    pub(crate) reason: Option<String>,
-    pub(crate) output: Option<Value>,
-}
-
-impl RunEnding {
-    pub(crate) fn of(outcome: &Outcome) -> Self {
-        match outcome {
-            Outcome::Succeeded { output } => Self {
-                result: "SUCCEEDED",
-                reason: None,
-                output: output.clone(),
-            },
-            Outcome::Failed { reason, .. } => Self {
-                result: "FAILED",
-                reason: Some(cap_reason(reason.clone())),
-                output: None,
-            },
-        }
     }
 }
 

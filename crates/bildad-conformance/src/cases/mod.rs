@@ -8,6 +8,7 @@ mod history;
 mod killer;
 mod not_started;
 mod operator;
+mod produced_text;
 mod templates;
 
 pub use claim::*;
@@ -17,4 +18,5 @@ pub use history::*;
 pub use killer::*;
 pub use not_started::*;
 pub use operator::*;
+pub use produced_text::*;
 pub use templates::*;

@@ -7,7 +7,6 @@ use super::prepared::Cached;
 use super::sql::{CLAIM, END_RUNS, EXPIRE, KILL, REQUEUE};
 use crate::errors::{Fail, db_error, pool_error};
 use crate::rows::{ClaimRow, EndedRow, IdRow, RequeuedRow, RunRefRow, convert, duration_us};
-use crate::shared::RunEnding;
 use bildad_core::{
     ClaimRequest, ClaimedRun, EntryAction, EntryFate, Finalize, FinalizeResult, RetryState, RunId,
     RunRef, StoreResult, entry_action,
@@ -162,10 +161,10 @@ pub(super) async fn finalize_in(
     let mut counted = Vec::with_capacity(n);
     for i in order {
         let r = &reqs[i];
-        let end = RunEnding::of(&r.outcome);
+        let end = r.outcome.run_end();
         let (action, delay, counts) = as_data(fixed_action(r));
         ids.push(r.run_id);
-        results.push(end.result);
+        results.push(end.result.as_str());
         reasons.push(end.reason);
         outputs.push(end.output);
         actions.push(action);

@@ -5,7 +5,6 @@
 use super::sql::NOW;
 use super::{SqliteStore, Tx, json_array, now_us, optional};
 use crate::rows::{IdRow, RUN_COLS, RunRefRow, RunRow, TimeRow, duration_us, micros};
-use crate::shared::RunEnding;
 use bildad_core::{
     ClaimRequest, ClaimedRun, EntryAction, EntryFate, Finalize, FinalizeResult, JobRun, RetryState,
     RunId, RunRef, StoreResult, Timestamp, entry_action,
@@ -214,7 +213,7 @@ pub(super) fn finalize_in(c: &mut SqliteConnection, reqs: &[Finalize]) -> Tx<Vec
     let now = now_us(c)?;
     let mut out = Vec::with_capacity(reqs.len());
     for req in reqs {
-        let end = RunEnding::of(&req.outcome);
+        let end = req.outcome.run_end();
         let ended: Option<EndedRun> = optional(
             sql_query(
                 "UPDATE bildad_runs
@@ -223,7 +222,7 @@ pub(super) fn finalize_in(c: &mut SqliteConnection, reqs: &[Finalize]) -> Tx<Vec
                  RETURNING id AS run_id, retry, node, entry_id",
             )
             .bind::<BigInt, _>(req.run_id)
-            .bind::<Text, _>(end.result)
+            .bind::<Text, _>(end.result.as_str())
             .bind::<Nullable<Text>, _>(end.reason)
             .bind::<Nullable<Text>, _>(end.output.map(|o| o.to_string()))
             .bind::<BigInt, _>(now)
