@@ -18,6 +18,8 @@
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod errors;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod listing;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod migrate;
 #[cfg(feature = "postgres")]
 mod pg;

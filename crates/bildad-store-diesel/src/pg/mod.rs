@@ -24,8 +24,12 @@ mod templates;
 
 use crate::PoolOptions;
 use crate::errors::{db_error, entry_not_found, pool_error};
-use crate::rows::EntryRunRow;
+use crate::listing::Listing;
+use crate::rows::{CountRow, EntryRunRow};
+use crate::shared::count;
 use bildad_core::{SchemaCache, StoreError, StoreResult};
+use diesel::QueryableByName;
+use diesel::pg::Pg;
 use diesel::result::Error as DieselError;
 use diesel::sql_query;
 use diesel::sql_types::Text;
@@ -123,6 +127,25 @@ impl PgStore {
 
     async fn conn(&self) -> StoreResult<Object<AsyncPgConnection>> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    /// The rows of one page of `listing`, and its total.
+    async fn listing<R>(&self, listing: &Listing) -> StoreResult<(Vec<R>, u64)>
+    where
+        R: QueryableByName<Pg> + Send + 'static,
+    {
+        let mut conn = self.conn().await?;
+        let rows: Vec<R> = listing
+            .rows::<Pg>()
+            .load(&mut conn)
+            .await
+            .map_err(db_error)?;
+        let total: CountRow = listing
+            .count::<Pg>()
+            .get_result(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok((rows, count(total.n)))
     }
 
     /// Reads an entry's id and current run.

@@ -2,17 +2,18 @@
 
 use super::PgStore;
 use crate::errors::{db_error, entry_not_found, not_found_is_none};
+use crate::listing::{self, Dialect};
 use crate::rows::{
-    ActivityRow, CountRow, ENTRY_COLS, EntryRow, PositionRow, RUN_COLS, RunRow, StatsRow, TimeRow,
-    activity, convert,
+    ActivityRow, ENTRY_COLS, EntryRow, PositionRow, RUN_COLS, RunRow, StatsRow, TimeRow, activity,
+    convert,
 };
-use crate::shared::{count, limit_offset};
+use crate::shared::count;
 use bildad_core::{
     EntryFilter, EntryStatus, JobRun, Page, PageRequest, QueueEntry, QueueStats, RunActivity,
     RunFilter, RunId, StoreError, StoreResult, Timestamp,
 };
 use diesel::sql_query;
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 use std::time::Duration;
 
@@ -73,28 +74,9 @@ pub(super) async fn list_entries(
     status: Option<EntryStatus>,
     page: PageRequest,
 ) -> StoreResult<Page<QueueEntry>> {
-    let (limit, offset) = limit_offset(page);
-    let status = status.map(|s| s.as_str());
-    let mut conn = store.conn().await?;
-    let rows: Vec<EntryRow> = sql_query(format!(
-        "SELECT {ENTRY_COLS} FROM bildad_queue e
-         JOIN bildad_templates t ON t.id = e.template_id
-         WHERE ($1::text IS NULL OR e.status = $1)
-         ORDER BY e.priority, e.inserted_at, e.id LIMIT $2 OFFSET $3"
-    ))
-    .bind::<Nullable<Text>, _>(status)
-    .bind::<BigInt, _>(limit)
-    .bind::<BigInt, _>(offset)
-    .load(&mut conn)
-    .await
-    .map_err(db_error)?;
-    let total: CountRow =
-        sql_query("SELECT count(*) AS n FROM bildad_queue WHERE ($1::text IS NULL OR status = $1)")
-            .bind::<Nullable<Text>, _>(status)
-            .get_result(&mut conn)
-            .await
-            .map_err(db_error)?;
-    Ok(Page::new(convert(rows)?, count(total.n), page))
+    let l = listing::entries(Dialect::Postgres, status, None, page);
+    let (rows, total) = store.listing::<EntryRow>(&l).await?;
+    Ok(Page::new(convert(rows)?, total, page))
 }
 
 pub(super) async fn list_entries_where(
@@ -102,36 +84,9 @@ pub(super) async fn list_entries_where(
     filter: EntryFilter,
     page: PageRequest,
 ) -> StoreResult<Page<QueueEntry>> {
-    let Some(template) = filter.template else {
-        return list_entries(store, filter.status, page).await;
-    };
-    let (limit, offset) = limit_offset(page);
-    let status = filter.status.map(|s| s.as_str());
-    let mut conn = store.conn().await?;
-    let rows: Vec<EntryRow> = sql_query(format!(
-        "SELECT {ENTRY_COLS} FROM bildad_queue e
-         JOIN bildad_templates t ON t.id = e.template_id
-         WHERE ($1::text IS NULL OR e.status = $1) AND t.code = $2
-         ORDER BY e.priority, e.inserted_at, e.id LIMIT $3 OFFSET $4"
-    ))
-    .bind::<Nullable<Text>, _>(status)
-    .bind::<Text, _>(&template)
-    .bind::<BigInt, _>(limit)
-    .bind::<BigInt, _>(offset)
-    .load(&mut conn)
-    .await
-    .map_err(db_error)?;
-    let total: CountRow = sql_query(
-        "SELECT count(*) AS n FROM bildad_queue e
-         JOIN bildad_templates t ON t.id = e.template_id
-         WHERE ($1::text IS NULL OR e.status = $1) AND t.code = $2",
-    )
-    .bind::<Nullable<Text>, _>(status)
-    .bind::<Text, _>(&template)
-    .get_result(&mut conn)
-    .await
-    .map_err(db_error)?;
-    Ok(Page::new(convert(rows)?, count(total.n), page))
+    let l = listing::entries(Dialect::Postgres, filter.status, filter.template, page);
+    let (rows, total) = store.listing::<EntryRow>(&l).await?;
+    Ok(Page::new(convert(rows)?, total, page))
 }
 
 pub(super) async fn get_run(store: &PgStore, id: RunId) -> StoreResult<JobRun> {
@@ -152,41 +107,9 @@ pub(super) async fn list_runs(
     filter: RunFilter,
     page: PageRequest,
 ) -> StoreResult<Page<JobRun>> {
-    const WHERE: &str = "($1::text IS NULL OR job_run_identifier = $1)
-        AND ($2::text IS NULL OR status = $2)
-        AND ($3::text IS NULL OR result = $3)
-        AND ($4::text IS NULL OR template = $4)
-        AND ($5::text IS NULL OR node = $5 OR node_name = $5)";
-    let (limit, offset) = limit_offset(page);
-    let status = filter.status.map(|s| s.as_str());
-    let result = filter.result.map(|s| s.as_str());
-    let mut conn = store.conn().await?;
-    let rows: Vec<RunRow> = sql_query(format!(
-        "SELECT {RUN_COLS} FROM bildad_runs WHERE {WHERE}
-         ORDER BY started_at DESC, id DESC LIMIT $6 OFFSET $7"
-    ))
-    .bind::<Nullable<Text>, _>(&filter.identifier)
-    .bind::<Nullable<Text>, _>(status)
-    .bind::<Nullable<Text>, _>(result)
-    .bind::<Nullable<Text>, _>(&filter.template)
-    .bind::<Nullable<Text>, _>(&filter.node)
-    .bind::<BigInt, _>(limit)
-    .bind::<BigInt, _>(offset)
-    .load(&mut conn)
-    .await
-    .map_err(db_error)?;
-    let total: CountRow = sql_query(format!(
-        "SELECT count(*) AS n FROM bildad_runs WHERE {WHERE}"
-    ))
-    .bind::<Nullable<Text>, _>(&filter.identifier)
-    .bind::<Nullable<Text>, _>(status)
-    .bind::<Nullable<Text>, _>(result)
-    .bind::<Nullable<Text>, _>(&filter.template)
-    .bind::<Nullable<Text>, _>(&filter.node)
-    .get_result(&mut conn)
-    .await
-    .map_err(db_error)?;
-    Ok(Page::new(convert(rows)?, count(total.n), page))
+    let l = listing::runs(Dialect::Postgres, filter, page);
+    let (rows, total) = store.listing::<RunRow>(&l).await?;
+    Ok(Page::new(convert(rows)?, total, page))
 }
 
 pub(super) async fn run_activity(

@@ -7,8 +7,8 @@ use crate::errors::{
     Fail, db_error, is_unique_violation, not_found_is_none, template_exists, template_in_use,
     template_not_found,
 };
+use crate::listing::{self, Dialect};
 use crate::rows::{CountRow, IdRow, TEMPLATE_COLS, TemplateRow};
-use crate::shared::{count, limit_offset};
 use bildad_core::{
     JobTemplate, NewTemplate, Page, PageRequest, StoreResult, TemplateFilter, TemplatePatch,
 };
@@ -136,31 +136,11 @@ pub(super) async fn list_templates(
     filter: TemplateFilter,
     page: PageRequest,
 ) -> StoreResult<Page<JobTemplate>> {
-    let predicate = match filter {
-        TemplateFilter::Active => "active",
-        TemplateFilter::Inactive => "NOT active",
-        TemplateFilter::All => "TRUE",
-    };
-    let (limit, offset) = limit_offset(page);
-    let mut conn = store.conn().await?;
-    let rows: Vec<TemplateRow> = sql_query(format!(
-        "SELECT {TEMPLATE_COLS} FROM bildad_templates WHERE {predicate}
-         ORDER BY display_order, code LIMIT $1 OFFSET $2"
-    ))
-    .bind::<BigInt, _>(limit)
-    .bind::<BigInt, _>(offset)
-    .load(&mut conn)
-    .await
-    .map_err(db_error)?;
-    let total: CountRow = sql_query(format!(
-        "SELECT count(*) AS n FROM bildad_templates WHERE {predicate}"
-    ))
-    .get_result(&mut conn)
-    .await
-    .map_err(db_error)?;
+    let l = listing::templates(Dialect::Postgres, filter, page);
+    let (rows, total) = store.listing::<TemplateRow>(&l).await?;
     Ok(Page::new(
         rows.into_iter().map(Into::into).collect(),
-        count(total.n),
+        total,
         page,
     ))
 }

@@ -21,10 +21,13 @@ mod templates;
 
 use crate::PoolOptions;
 use crate::errors::{Fail, db_error, entry_not_found, pool_error};
-use crate::rows::EntryRunRow;
+use crate::listing::Listing;
+use crate::rows::{CountRow, EntryRunRow};
+use crate::shared::count;
 use bildad_core::{LocalEnqueueSignal, SchemaCache, StoreError, StoreResult};
 use diesel::result::Error as DieselError;
 use diesel::sql_types::{BigInt, Text};
+use diesel::sqlite::Sqlite;
 use diesel::{QueryableByName, RunQueryDsl, SqliteConnection, sql_query};
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
@@ -182,6 +185,16 @@ fn optional<T>(r: Result<T, DieselError>) -> Tx<Option<T>> {
         Err(DieselError::NotFound) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The rows of one page of `listing`, and its total.
+fn listing<R>(c: &mut SqliteConnection, listing: &Listing) -> Tx<(Vec<R>, u64)>
+where
+    R: QueryableByName<Sqlite> + 'static,
+{
+    let rows: Vec<R> = listing.rows::<Sqlite>().load(c)?;
+    let total: CountRow = listing.count::<Sqlite>().get_result(c)?;
+    Ok((rows, count(total.n)))
 }
 
 /// Reads an entry's id and current run.

@@ -3,16 +3,17 @@
 use super::sql::NOW;
 use super::{SqliteStore, now_us, optional};
 use crate::errors::{Fail, entry_not_found};
+use crate::listing::{self, Dialect};
 use crate::rows::{
-    ActivityRow, CountRow, ENTRY_COLS, EntryRow, PositionRow, RUN_COLS, RunRow, StatsRow, TimeRow,
-    activity, convert, micros,
+    ActivityRow, ENTRY_COLS, EntryRow, PositionRow, RUN_COLS, RunRow, StatsRow, TimeRow, activity,
+    convert, micros,
 };
-use crate::shared::{count, limit_offset};
+use crate::shared::count;
 use bildad_core::{
     EntryFilter, EntryStatus, JobRun, Page, PageRequest, QueueEntry, QueueStats, RunActivity,
     RunFilter, RunId, StoreError, StoreResult, Timestamp,
 };
-use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sql_types::{BigInt, Text};
 use diesel::{RunQueryDsl, sql_query};
 use std::time::Duration;
 
@@ -85,26 +86,11 @@ pub(super) async fn list_entries(
     status: Option<EntryStatus>,
     page: PageRequest,
 ) -> StoreResult<Page<QueueEntry>> {
-    let (limit, offset) = limit_offset(page);
-    let status = status.map(|s| s.as_str());
+    let l = listing::entries(Dialect::Sqlite, status, None, page);
     store
         .run(move |c| {
-            let rows: Vec<EntryRow> = sql_query(format!(
-                "SELECT {ENTRY_COLS} FROM bildad_queue e
-             JOIN bildad_templates t ON t.id = e.template_id
-             WHERE (?1 IS NULL OR e.status = ?1)
-             ORDER BY e.priority, e.inserted_at, e.id LIMIT ?2 OFFSET ?3"
-            ))
-            .bind::<Nullable<Text>, _>(status)
-            .bind::<BigInt, _>(limit)
-            .bind::<BigInt, _>(offset)
-            .load(c)?;
-            let total: CountRow = sql_query(
-                "SELECT count(*) AS n FROM bildad_queue WHERE (?1 IS NULL OR status = ?1)",
-            )
-            .bind::<Nullable<Text>, _>(status)
-            .get_result(c)?;
-            Ok(Page::new(convert(rows)?, count(total.n), page))
+            let (rows, total) = super::listing::<EntryRow>(c, &l)?;
+            Ok(Page::new(convert(rows)?, total, page))
         })
         .await
 }
@@ -114,33 +100,11 @@ pub(super) async fn list_entries_where(
     filter: EntryFilter,
     page: PageRequest,
 ) -> StoreResult<Page<QueueEntry>> {
-    let Some(template) = filter.template else {
-        return list_entries(store, filter.status, page).await;
-    };
-    let (limit, offset) = limit_offset(page);
-    let status = filter.status.map(|s| s.as_str());
+    let l = listing::entries(Dialect::Sqlite, filter.status, filter.template, page);
     store
         .run(move |c| {
-            let rows: Vec<EntryRow> = sql_query(format!(
-                "SELECT {ENTRY_COLS} FROM bildad_queue e
-             JOIN bildad_templates t ON t.id = e.template_id
-             WHERE (?1 IS NULL OR e.status = ?1) AND t.code = ?2
-             ORDER BY e.priority, e.inserted_at, e.id LIMIT ?3 OFFSET ?4"
-            ))
-            .bind::<Nullable<Text>, _>(status)
-            .bind::<Text, _>(&template)
-            .bind::<BigInt, _>(limit)
-            .bind::<BigInt, _>(offset)
-            .load(c)?;
-            let total: CountRow = sql_query(
-                "SELECT count(*) AS n FROM bildad_queue e
-             JOIN bildad_templates t ON t.id = e.template_id
-             WHERE (?1 IS NULL OR e.status = ?1) AND t.code = ?2",
-            )
-            .bind::<Nullable<Text>, _>(status)
-            .bind::<Text, _>(&template)
-            .get_result(c)?;
-            Ok(Page::new(convert(rows)?, count(total.n), page))
+            let (rows, total) = super::listing::<EntryRow>(c, &l)?;
+            Ok(Page::new(convert(rows)?, total, page))
         })
         .await
 }
@@ -165,38 +129,11 @@ pub(super) async fn list_runs(
     filter: RunFilter,
     page: PageRequest,
 ) -> StoreResult<Page<JobRun>> {
-    const WHERE: &str = "(?1 IS NULL OR job_run_identifier = ?1)
-        AND (?2 IS NULL OR status = ?2)
-        AND (?3 IS NULL OR result = ?3)
-        AND (?4 IS NULL OR template = ?4)
-        AND (?5 IS NULL OR node = ?5 OR node_name = ?5)";
-    let (limit, offset) = limit_offset(page);
-    let status = filter.status.map(|s| s.as_str());
-    let result = filter.result.map(|s| s.as_str());
+    let l = listing::runs(Dialect::Sqlite, filter, page);
     store
         .run(move |c| {
-            let rows: Vec<RunRow> = sql_query(format!(
-                "SELECT {RUN_COLS} FROM bildad_runs WHERE {WHERE}
-             ORDER BY started_at DESC, id DESC LIMIT ?6 OFFSET ?7"
-            ))
-            .bind::<Nullable<Text>, _>(&filter.identifier)
-            .bind::<Nullable<Text>, _>(status)
-            .bind::<Nullable<Text>, _>(result)
-            .bind::<Nullable<Text>, _>(&filter.template)
-            .bind::<Nullable<Text>, _>(&filter.node)
-            .bind::<BigInt, _>(limit)
-            .bind::<BigInt, _>(offset)
-            .load(c)?;
-            let total: CountRow = sql_query(format!(
-                "SELECT count(*) AS n FROM bildad_runs WHERE {WHERE}"
-            ))
-            .bind::<Nullable<Text>, _>(&filter.identifier)
-            .bind::<Nullable<Text>, _>(status)
-            .bind::<Nullable<Text>, _>(result)
-            .bind::<Nullable<Text>, _>(&filter.template)
-            .bind::<Nullable<Text>, _>(&filter.node)
-            .get_result(c)?;
-            Ok(Page::new(convert(rows)?, count(total.n), page))
+            let (rows, total) = super::listing::<RunRow>(c, &l)?;
+            Ok(Page::new(convert(rows)?, total, page))
         })
         .await
 }

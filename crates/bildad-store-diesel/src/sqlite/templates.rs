@@ -7,12 +7,12 @@ use crate::errors::{
     Fail, is_foreign_key_violation, is_unique_violation, template_exists, template_in_use,
     template_not_found,
 };
-use crate::rows::{CountRow, TEMPLATE_COLS, TemplateRow};
-use crate::shared::{count, limit_offset};
+use crate::listing::{self, Dialect};
+use crate::rows::{TEMPLATE_COLS, TemplateRow};
 use bildad_core::{
     JobTemplate, NewTemplate, Page, PageRequest, StoreResult, TemplateFilter, TemplatePatch,
 };
-use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
+use diesel::sql_types::{Bool, Integer, Nullable, Text};
 use diesel::{RunQueryDsl, sql_query};
 
 pub(super) async fn create_template(
@@ -129,28 +129,13 @@ pub(super) async fn list_templates(
     filter: TemplateFilter,
     page: PageRequest,
 ) -> StoreResult<Page<JobTemplate>> {
-    let predicate = match filter {
-        TemplateFilter::Active => "active",
-        TemplateFilter::Inactive => "NOT active",
-        TemplateFilter::All => "1",
-    };
-    let (limit, offset) = limit_offset(page);
+    let l = listing::templates(Dialect::Sqlite, filter, page);
     store
         .run(move |c| {
-            let rows: Vec<TemplateRow> = sql_query(format!(
-                "SELECT {TEMPLATE_COLS} FROM bildad_templates WHERE {predicate}
-             ORDER BY display_order, code LIMIT ?1 OFFSET ?2"
-            ))
-            .bind::<BigInt, _>(limit)
-            .bind::<BigInt, _>(offset)
-            .load(c)?;
-            let total: CountRow = sql_query(format!(
-                "SELECT count(*) AS n FROM bildad_templates WHERE {predicate}"
-            ))
-            .get_result(c)?;
+            let (rows, total) = super::listing::<TemplateRow>(c, &l)?;
             Ok(Page::new(
                 rows.into_iter().map(Into::into).collect(),
-                count(total.n),
+                total,
                 page,
             ))
         })
