@@ -4,7 +4,7 @@
 
 use super::PgStore;
 use super::prepared::Cached;
-use super::sql::{CLAIM, END_RUNS, EXPIRE, KILL, REQUEUE};
+use super::sql::{CLAIM, END_RUNS, EXPIRE, KILL, REQUEUE, RUNS_FINALIZED};
 use crate::errors::{Fail, db_error, pool_error};
 use crate::rows::{ClaimRow, EndedRow, IdRow, RequeuedRow, RunRefRow, convert, duration_us};
 use bildad_core::{
@@ -90,18 +90,10 @@ pub(super) async fn runs_finalized(store: &PgStore, runs: &[RunId]) -> StoreResu
         return Ok(Vec::new());
     }
     let mut conn = store.conn().await?;
-    let rows: Vec<IdRow> = Cached(
-        sql_query(
-            "SELECT i.id FROM unnest($1::int8[]) WITH ORDINALITY AS i(id, ord)
-         WHERE NOT EXISTS (
-            SELECT 1 FROM bildad_runs r WHERE r.id = i.id AND r.status = 'RUNNING')
-         ORDER BY i.ord",
-        )
-        .bind::<Array<BigInt>, _>(runs),
-    )
-    .load(&mut conn)
-    .await
-    .map_err(db_error)?;
+    let rows: Vec<IdRow> = Cached(sql_query(RUNS_FINALIZED).bind::<Array<BigInt>, _>(runs))
+        .load(&mut conn)
+        .await
+        .map_err(db_error)?;
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 

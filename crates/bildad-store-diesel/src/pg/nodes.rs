@@ -2,6 +2,7 @@
 
 use super::PgStore;
 use super::prepared::Cached;
+use super::sql::{HEARTBEAT, NODES};
 use crate::errors::db_error;
 use crate::rows::NodeRow;
 use bildad_core::{Node, NodeRef, StoreResult};
@@ -12,13 +13,9 @@ use diesel_async::RunQueryDsl;
 pub(super) async fn heartbeat(store: &PgStore, node: &NodeRef) -> StoreResult<()> {
     let mut conn = store.conn().await?;
     Cached(
-        sql_query(
-            "INSERT INTO bildad_nodes (instance_id, name, started_at, last_heartbeat_at)
-         VALUES ($1, $2, now(), now())
-         ON CONFLICT (instance_id) DO UPDATE SET last_heartbeat_at = now()",
-        )
-        .bind::<Text, _>(&node.instance_id)
-        .bind::<Text, _>(&node.name),
+        sql_query(HEARTBEAT)
+            .bind::<Text, _>(&node.instance_id)
+            .bind::<Text, _>(&node.name),
     )
     .execute(&mut conn)
     .await
@@ -38,12 +35,6 @@ pub(super) async fn node_stopped(store: &PgStore, instance_id: &str) -> StoreRes
 
 pub(super) async fn list_nodes(store: &PgStore) -> StoreResult<Vec<Node>> {
     let mut conn = store.conn().await?;
-    let rows: Vec<NodeRow> = sql_query(
-        "SELECT instance_id, name, started_at, last_heartbeat_at, stopped_at
-         FROM bildad_nodes ORDER BY last_heartbeat_at DESC",
-    )
-    .load(&mut conn)
-    .await
-    .map_err(db_error)?;
+    let rows: Vec<NodeRow> = sql_query(NODES).load(&mut conn).await.map_err(db_error)?;
     Ok(rows.into_iter().map(Into::into).collect())
 }

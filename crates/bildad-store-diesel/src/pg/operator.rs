@@ -3,6 +3,7 @@
 
 use super::PgStore;
 use super::claim::finalize_in;
+use super::sql::REMOVE_IDLE;
 use crate::errors::{Fail, db_error, keeps_changing};
 use bildad_core::{
     FailureKind, Finalize, Outcome, RemoveResult, StopResult, StoreError, StoreResult, Timestamp,
@@ -35,12 +36,10 @@ pub(super) async fn remove_entry(store: &PgStore, identifier: &str) -> StoreResu
                     }))
                 }
                 None => {
-                    let n = sql_query(
-                        "DELETE FROM bildad_queue WHERE id = $1 AND current_run_id IS NULL",
-                    )
-                    .bind::<BigInt, _>(entry.id)
-                    .execute(c)
-                    .await?;
+                    let n = sql_query(REMOVE_IDLE)
+                        .bind::<BigInt, _>(entry.id)
+                        .execute(c)
+                        .await?;
                     Ok((n == 1).then_some(RemoveResult { stopped_run: None }))
                 }
             })

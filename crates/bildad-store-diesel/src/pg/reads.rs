@@ -1,6 +1,7 @@
 //! Reads on PostgreSQL: health, the clock, entries, runs, activity and counts.
 
 use super::PgStore;
+use super::sql::{ACTIVITY, POSITION, STATS};
 use crate::errors::{db_error, entry_not_found, not_found_is_none};
 use crate::listing::{self, Dialect};
 use crate::rows::{
@@ -52,19 +53,12 @@ pub(super) async fn get_entry(store: &PgStore, identifier: &str) -> StoreResult<
 
 pub(super) async fn entry_position(store: &PgStore, identifier: &str) -> StoreResult<Option<u64>> {
     let mut conn = store.conn().await?;
-    let row: Option<PositionRow> = sql_query(
-        "SELECT e.status,
-                (SELECT count(*) FROM bildad_queue o
-                 WHERE o.status = 'AVAILABLE'
-                   AND (o.priority, o.inserted_at, o.id) < (e.priority, e.inserted_at, e.id)
-                ) AS ahead
-         FROM bildad_queue e WHERE e.job_run_identifier = $1",
-    )
-    .bind::<Text, _>(identifier)
-    .get_result(&mut conn)
-    .await
-    .map(Some)
-    .or_else(not_found_is_none)?;
+    let row: Option<PositionRow> = sql_query(POSITION)
+        .bind::<Text, _>(identifier)
+        .get_result(&mut conn)
+        .await
+        .map(Some)
+        .or_else(not_found_is_none)?;
     let row = row.ok_or_else(|| entry_not_found(identifier))?;
     Ok((row.status == EntryStatus::Available.as_str()).then(|| count(row.ahead) + 1))
 }
@@ -117,43 +111,23 @@ pub(super) async fn run_activity(
     since: Timestamp,
     bucket: Duration,
 ) -> StoreResult<RunActivity> {
-    // One grouped query; the bucket of a run is floor(ms since `since`) / bucket ms,
-    // exactly as `RunActivity::record` computes it.
+    // One grouped query (see `ACTIVITY`).
     let bucket_ms = i64::try_from(bucket.as_millis().max(1)).unwrap_or(i64::MAX);
     let mut conn = store.conn().await?;
-    let rows: Vec<ActivityRow> = sql_query(
-        "SELECT floor(greatest(extract(epoch FROM ended_at - $1), 0) * 1000)::int8 / $2
-                    AS bucket,
-                count(*) FILTER (WHERE result = 'SUCCEEDED') AS succeeded,
-                count(*) FILTER (WHERE result = 'FAILED') AS failed
-         FROM bildad_runs
-         WHERE status = 'DONE' AND started_at >= $1
-           AND result IS NOT NULL AND ended_at IS NOT NULL
-         GROUP BY 1 ORDER BY 1",
-    )
-    .bind::<Timestamptz, _>(since)
-    .bind::<BigInt, _>(bucket_ms)
-    .load(&mut conn)
-    .await
-    .map_err(db_error)?;
+    let rows: Vec<ActivityRow> = sql_query(ACTIVITY)
+        .bind::<Timestamptz, _>(since)
+        .bind::<BigInt, _>(bucket_ms)
+        .load(&mut conn)
+        .await
+        .map_err(db_error)?;
     Ok(activity(rows))
 }
 
 pub(super) async fn stats(store: &PgStore) -> StoreResult<QueueStats> {
     let mut conn = store.conn().await?;
-    let row: StatsRow = sql_query(
-        "SELECT
-            (SELECT count(*) FROM bildad_queue
-             WHERE status = 'AVAILABLE' AND run_at <= now()) AS available,
-            (SELECT count(*) FROM bildad_queue
-             WHERE status = 'AVAILABLE' AND run_at > now()) AS scheduled,
-            (SELECT count(*) FROM bildad_queue WHERE status = 'RUNNING') AS running,
-            (SELECT count(*) FROM bildad_runs WHERE result = 'SUCCEEDED') AS succeeded,
-            (SELECT count(*) FROM bildad_runs WHERE result = 'FAILED') AS failed,
-            (SELECT count(*) FROM bildad_templates) AS templates",
-    )
-    .get_result(&mut conn)
-    .await
-    .map_err(db_error)?;
+    let row: StatsRow = sql_query(STATS)
+        .get_result(&mut conn)
+        .await
+        .map_err(db_error)?;
     Ok(row.into())
 }

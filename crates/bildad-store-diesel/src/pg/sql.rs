@@ -212,3 +212,66 @@ FROM unnest($1::text[], $2::int8[], $3::int4[], $4::int4[], $5::int4[],
 LEFT JOIN tpl ON tpl.id = i.template_id
 ORDER BY i.ord
 RETURNING id, job_run_identifier, run_at, inserted_at";
+
+/// Of the given runs, in their order, those no longer `RUNNING` (the killer's check for
+/// tasks finalized elsewhere).
+pub(crate) const RUNS_FINALIZED: &str = "
+SELECT i.id FROM unnest($1::int8[]) WITH ORDINALITY AS i(id, ord)
+WHERE NOT EXISTS (
+    SELECT 1 FROM bildad_runs r WHERE r.id = i.id AND r.status = 'RUNNING')
+ORDER BY i.ord";
+
+/// A node's heartbeat: its row, created on the first.
+pub(crate) const HEARTBEAT: &str = "
+INSERT INTO bildad_nodes (instance_id, name, started_at, last_heartbeat_at)
+VALUES ($1, $2, now(), now())
+ON CONFLICT (instance_id) DO UPDATE SET last_heartbeat_at = now()";
+
+/// Every node, the most recently heard first.
+pub(crate) const NODES: &str = "
+SELECT instance_id, name, started_at, last_heartbeat_at, stopped_at
+FROM bildad_nodes ORDER BY last_heartbeat_at DESC";
+
+/// An entry's status and how many `AVAILABLE` entries come before it in run order.
+pub(crate) const POSITION: &str = "
+SELECT e.status,
+       (SELECT count(*) FROM bildad_queue o
+        WHERE o.status = 'AVAILABLE'
+          AND (o.priority, o.inserted_at, o.id) < (e.priority, e.inserted_at, e.id)
+       ) AS ahead
+FROM bildad_queue e WHERE e.job_run_identifier = $1";
+
+/// Ended runs since `$1` by bucket of `$2` ms and result: the bucket of a run is
+/// floor(ms since `$1`) / bucket ms, exactly as `RunActivity::record` computes it.
+pub(crate) const ACTIVITY: &str = "
+SELECT floor(greatest(extract(epoch FROM ended_at - $1), 0) * 1000)::int8 / $2
+           AS bucket,
+       count(*) FILTER (WHERE result = 'SUCCEEDED') AS succeeded,
+       count(*) FILTER (WHERE result = 'FAILED') AS failed
+FROM bildad_runs
+WHERE status = 'DONE' AND started_at >= $1
+  AND result IS NOT NULL AND ended_at IS NOT NULL
+GROUP BY 1 ORDER BY 1";
+
+/// The queue's and the history's counts.
+pub(crate) const STATS: &str = "
+SELECT
+    (SELECT count(*) FROM bildad_queue
+     WHERE status = 'AVAILABLE' AND run_at <= now()) AS available,
+    (SELECT count(*) FROM bildad_queue
+     WHERE status = 'AVAILABLE' AND run_at > now()) AS scheduled,
+    (SELECT count(*) FROM bildad_queue WHERE status = 'RUNNING') AS running,
+    (SELECT count(*) FROM bildad_runs WHERE result = 'SUCCEEDED') AS succeeded,
+    (SELECT count(*) FROM bildad_runs WHERE result = 'FAILED') AS failed,
+    (SELECT count(*) FROM bildad_templates) AS templates";
+
+/// Whether an entry uses the template (a scan of the queue that stops at the first: see
+/// docs/STORAGE.md).
+pub(crate) const TEMPLATE_USED: &str = "
+SELECT count(*) AS n FROM (
+    SELECT 1 FROM bildad_queue WHERE template_id = $1 LIMIT 1) x";
+
+/// Removes an entry that has no run (the remove of a running entry goes through the
+/// finalize).
+pub(crate) const REMOVE_IDLE: &str = "
+DELETE FROM bildad_queue WHERE id = $1 AND current_run_id IS NULL";

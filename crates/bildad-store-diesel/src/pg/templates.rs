@@ -3,6 +3,7 @@
 
 use super::PgStore;
 use super::prepared::Cached;
+use super::sql::TEMPLATE_USED;
 use crate::errors::{
     Fail, db_error, is_unique_violation, not_found_is_none, template_exists, template_in_use,
     template_not_found,
@@ -111,13 +112,10 @@ pub(super) async fn delete_template(store: &PgStore, code: &str) -> StoreResult<
                 DieselError::NotFound => Fail(template_not_found(code)),
                 e => Fail::from(e),
             })?;
-        let used: CountRow = sql_query(
-            "SELECT count(*) AS n FROM (
-                SELECT 1 FROM bildad_queue WHERE template_id = $1 LIMIT 1) x",
-        )
-        .bind::<BigInt, _>(id)
-        .get_result(c)
-        .await?;
+        let used: CountRow = sql_query(TEMPLATE_USED)
+            .bind::<BigInt, _>(id)
+            .get_result(c)
+            .await?;
         if used.n > 0 {
             return Err(Fail(template_in_use(code)));
         }

@@ -2,7 +2,7 @@
 //! conditional step of SPEC §2.4, run by run in one transaction), and the kill and
 //! expiry lookups.
 
-use super::sql::NOW;
+use super::sql::{CLAIM_MARK, END_RUN, ENTRY_RETRIES, EXPIRE, NOW, REQUEUE, RUNS_FINALIZED};
 use super::{SqliteStore, Tx, json_array, now_us, optional};
 use crate::rows::{IdRow, RUN_COLS, RunRefRow, RunRow, TimeRow, duration_us, micros};
 use bildad_core::{
@@ -105,19 +105,14 @@ pub(super) async fn claim(store: &SqliteStore, req: ClaimRequest) -> StoreResult
                 .bind::<BigInt, _>(grace)
                 .get_result(c)?;
                 let run: JobRun = run.try_into()?;
-                sql_query(
-                    "UPDATE bildad_queue
-                 SET status = 'RUNNING', current_run_id = ?2, attempts = attempts + 1,
-                     node = ?3, timeout_at = ?4, expires_at = ?5, updated_at = ?6
-                 WHERE id = ?1",
-                )
-                .bind::<BigInt, _>(p.id)
-                .bind::<BigInt, _>(run.id)
-                .bind::<Text, _>(&run.node)
-                .bind::<BigInt, _>(micros(run.timeout_at))
-                .bind::<BigInt, _>(micros(run.expires_at))
-                .bind::<BigInt, _>(now)
-                .execute(c)?;
+                sql_query(CLAIM_MARK)
+                    .bind::<BigInt, _>(p.id)
+                    .bind::<BigInt, _>(run.id)
+                    .bind::<Text, _>(&run.node)
+                    .bind::<BigInt, _>(micros(run.timeout_at))
+                    .bind::<BigInt, _>(micros(run.expires_at))
+                    .bind::<BigInt, _>(now)
+                    .execute(c)?;
                 out.push(ClaimedRun {
                     run,
                     max_retries: p.max_retries,
@@ -166,20 +161,10 @@ pub(super) async fn runs_to_expire(
     store
         .run(move |c| {
             let now = now_us(c)?;
-            let rows: Vec<RunRefRow> = sql_query(
-                "SELECT current_run_id AS run_id, job_run_identifier, attempts - 1 AS retry, node
-             FROM bildad_queue
-             WHERE status = 'RUNNING' AND expires_at < ?1
-             UNION
-             SELECT e.current_run_id, e.job_run_identifier, e.attempts - 1, e.node
-             FROM bildad_nodes n
-             JOIN bildad_queue e ON e.node = n.instance_id AND e.status = 'RUNNING'
-             WHERE n.stopped_at IS NOT NULL OR n.last_heartbeat_at < ?1 - ?2
-             ORDER BY run_id",
-            )
-            .bind::<BigInt, _>(now)
-            .bind::<BigInt, _>(dead_after)
-            .load(c)?;
+            let rows: Vec<RunRefRow> = sql_query(EXPIRE)
+                .bind::<BigInt, _>(now)
+                .bind::<BigInt, _>(dead_after)
+                .load(c)?;
             Ok(rows.into_iter().map(Into::into).collect())
         })
         .await
@@ -192,15 +177,7 @@ pub(super) async fn runs_finalized(store: &SqliteStore, runs: &[RunId]) -> Store
     let ids = json_array(runs);
     store
         .run(move |c| {
-            let rows: Vec<IdRow> = sql_query(
-                "SELECT CAST(j.value AS INTEGER) AS id FROM json_each(?1) j
-             WHERE NOT EXISTS (SELECT 1 FROM bildad_runs r
-                               WHERE r.id = CAST(j.value AS INTEGER)
-                                 AND r.status = 'RUNNING')
-             ORDER BY j.key",
-            )
-            .bind::<Text, _>(ids)
-            .load(c)?;
+            let rows: Vec<IdRow> = sql_query(RUNS_FINALIZED).bind::<Text, _>(ids).load(c)?;
             Ok(rows.into_iter().map(|r| r.id).collect())
         })
         .await
@@ -215,18 +192,13 @@ pub(super) fn finalize_in(c: &mut SqliteConnection, reqs: &[Finalize]) -> Tx<Vec
     for req in reqs {
         let end = req.outcome.run_end();
         let ended: Option<EndedRun> = optional(
-            sql_query(
-                "UPDATE bildad_runs
-                 SET status = 'DONE', result = ?2, reason = ?3, output = ?4, ended_at = ?5
-                 WHERE id = ?1 AND status = 'RUNNING'
-                 RETURNING id AS run_id, retry, node, entry_id",
-            )
-            .bind::<BigInt, _>(req.run_id)
-            .bind::<Text, _>(end.result.as_str())
-            .bind::<Nullable<Text>, _>(end.reason)
-            .bind::<Nullable<Text>, _>(end.output.map(|o| o.to_string()))
-            .bind::<BigInt, _>(now)
-            .get_result(c),
+            sql_query(END_RUN)
+                .bind::<BigInt, _>(req.run_id)
+                .bind::<Text, _>(end.result.as_str())
+                .bind::<Nullable<Text>, _>(end.reason)
+                .bind::<Nullable<Text>, _>(end.output.map(|o| o.to_string()))
+                .bind::<BigInt, _>(now)
+                .get_result(c),
         )?;
         let Some(ended) = ended else {
             out.push(Ended {
@@ -240,13 +212,10 @@ pub(super) fn finalize_in(c: &mut SqliteConnection, reqs: &[Finalize]) -> Tx<Vec
             continue;
         };
         let entry: Option<EntryRetries> = optional(
-            sql_query(
-                "SELECT max_retries, uncounted_runs FROM bildad_queue
-                 WHERE id = ?1 AND current_run_id = ?2",
-            )
-            .bind::<BigInt, _>(ended.entry_id)
-            .bind::<BigInt, _>(ended.run_id)
-            .get_result(c),
+            sql_query(ENTRY_RETRIES)
+                .bind::<BigInt, _>(ended.entry_id)
+                .bind::<BigInt, _>(ended.run_id)
+                .get_result(c),
         )?;
         let action = entry.map(|e| {
             let state = RetryState {
@@ -265,19 +234,12 @@ pub(super) fn finalize_in(c: &mut SqliteConnection, reqs: &[Finalize]) -> Tx<Vec
                 EntryFate::Deleted
             }
             Some(EntryAction::Requeue { delay, counted }) => {
-                let row: TimeRow = sql_query(
-                    "UPDATE bildad_queue
-                     SET status = 'AVAILABLE', current_run_id = NULL, node = NULL,
-                         timeout_at = NULL, expires_at = NULL, run_at = ?2 + ?3, updated_at = ?2,
-                         uncounted_runs = uncounted_runs + ?4
-                     WHERE id = ?1
-                     RETURNING run_at AS t",
-                )
-                .bind::<BigInt, _>(ended.entry_id)
-                .bind::<BigInt, _>(now)
-                .bind::<BigInt, _>(duration_us(delay))
-                .bind::<Integer, _>(i32::from(!counted))
-                .get_result(c)?;
+                let row: TimeRow = sql_query(REQUEUE)
+                    .bind::<BigInt, _>(ended.entry_id)
+                    .bind::<BigInt, _>(now)
+                    .bind::<BigInt, _>(duration_us(delay))
+                    .bind::<Integer, _>(i32::from(!counted))
+                    .get_result(c)?;
                 EntryFate::Requeued { run_at: row.t }
             }
         };

@@ -1,6 +1,7 @@
 //! Enqueue on SQLite: the rules of SPEC §2.1 in Rust (`shared::prepare_entries`), then
 //! the inserts in one `BEGIN IMMEDIATE` transaction, and an in-process wake-up.
 
+use super::sql::{ENQUEUE, TAKEN};
 use super::{SqliteStore, json_array, now_us};
 use crate::errors::{Fail, identifier_taken};
 use crate::rows::{ENTRY_COLS, EntryRow, TEMPLATE_COLS, TemplateRow, TextRow, micros};
@@ -42,15 +43,7 @@ pub(super) async fn enqueue_many(
             let identifiers: Vec<String> = prepared.iter().map(|p| p.identifier.clone()).collect();
             let wanted = json_array(&identifiers);
             // An identifier with history is taken too (SPEC §2.1; see MemoryStore).
-            let taken: Vec<TextRow> = sql_query(
-                "SELECT job_run_identifier AS text FROM bildad_queue
-                WHERE job_run_identifier IN (SELECT value FROM json_each(?1))
-             UNION
-             SELECT job_run_identifier FROM bildad_runs
-                WHERE job_run_identifier IN (SELECT value FROM json_each(?1))",
-            )
-            .bind::<Text, _>(&wanted)
-            .load(c)?;
+            let taken: Vec<TextRow> = sql_query(TAKEN).bind::<Text, _>(&wanted).load(c)?;
             if let Some(first) = identifiers
                 .iter()
                 .find(|i| taken.iter().any(|t| &t.text == *i))
@@ -59,20 +52,16 @@ pub(super) async fn enqueue_many(
             }
             let now = now_us(c)?;
             for p in prepared {
-                sql_query(
-                    "INSERT INTO bildad_queue (job_run_identifier, template_id, priority,
-                    timeout_seconds, max_retries, context, run_at, inserted_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, ?8), ?8, ?8)",
-                )
-                .bind::<Text, _>(&p.identifier)
-                .bind::<BigInt, _>(p.template_id)
-                .bind::<Integer, _>(p.priority)
-                .bind::<Integer, _>(p.timeout_seconds)
-                .bind::<Integer, _>(p.max_retries)
-                .bind::<Text, _>(p.context.to_string())
-                .bind::<Nullable<BigInt>, _>(p.run_at.map(micros))
-                .bind::<BigInt, _>(now)
-                .execute(c)?;
+                sql_query(ENQUEUE)
+                    .bind::<Text, _>(&p.identifier)
+                    .bind::<BigInt, _>(p.template_id)
+                    .bind::<Integer, _>(p.priority)
+                    .bind::<Integer, _>(p.timeout_seconds)
+                    .bind::<Integer, _>(p.max_retries)
+                    .bind::<Text, _>(p.context.to_string())
+                    .bind::<Nullable<BigInt>, _>(p.run_at.map(micros))
+                    .bind::<BigInt, _>(now)
+                    .execute(c)?;
             }
             let rows: Vec<EntryRow> = sql_query(format!(
                 "SELECT {ENTRY_COLS} FROM bildad_queue e

@@ -1,7 +1,7 @@
 //! Nodes on SQLite: heartbeats, stops, the list.
 
 use super::SqliteStore;
-use super::sql::NOW;
+use super::sql::{NODES, NOW};
 use crate::rows::NodeRow;
 use bildad_core::{Node, NodeRef, StoreResult};
 use diesel::sql_types::Text;
@@ -41,11 +41,7 @@ pub(super) async fn node_stopped(store: &SqliteStore, instance_id: &str) -> Stor
 pub(super) async fn list_nodes(store: &SqliteStore) -> StoreResult<Vec<Node>> {
     store
         .run(|c| {
-            let rows: Vec<NodeRow> = sql_query(
-                "SELECT instance_id, name, started_at, last_heartbeat_at, stopped_at
-             FROM bildad_nodes ORDER BY last_heartbeat_at DESC",
-            )
-            .load(c)?;
+            let rows: Vec<NodeRow> = sql_query(NODES).load(c)?;
             Ok(rows.into_iter().map(Into::into).collect())
         })
         .await

@@ -1,6 +1,6 @@
 //! Reads on SQLite: health, the clock, entries, runs, activity and counts.
 
-use super::sql::NOW;
+use super::sql::{ACTIVITY, NOW, POSITION, STATS};
 use super::{SqliteStore, now_us, optional};
 use crate::errors::{Fail, entry_not_found};
 use crate::listing::{self, Dialect};
@@ -64,16 +64,9 @@ pub(super) async fn entry_position(
     store
         .run(move |c| {
             let row = optional(
-                sql_query(
-                    "SELECT e.status,
-                    (SELECT count(*) FROM bildad_queue o
-                     WHERE o.status = 'AVAILABLE'
-                       AND (o.priority, o.inserted_at, o.id)
-                           < (e.priority, e.inserted_at, e.id)) AS ahead
-                 FROM bildad_queue e WHERE e.job_run_identifier = ?1",
-                )
-                .bind::<Text, _>(&identifier)
-                .get_result::<PositionRow>(c),
+                sql_query(POSITION)
+                    .bind::<Text, _>(&identifier)
+                    .get_result::<PositionRow>(c),
             )?
             .ok_or_else(|| Fail(entry_not_found(&identifier)))?;
             Ok((row.status == EntryStatus::Available.as_str()).then(|| count(row.ahead) + 1))
@@ -148,18 +141,10 @@ pub(super) async fn run_activity(
     let bucket_ms = i64::try_from(bucket.as_millis().max(1)).unwrap_or(i64::MAX);
     store
         .run(move |c| {
-            let rows: Vec<ActivityRow> = sql_query(
-                "SELECT (max(ended_at - ?1, 0) / 1000) / ?2 AS bucket,
-                    sum(result = 'SUCCEEDED') AS succeeded,
-                    sum(result = 'FAILED') AS failed
-             FROM bildad_runs
-             WHERE status = 'DONE' AND started_at >= ?1
-               AND result IS NOT NULL AND ended_at IS NOT NULL
-             GROUP BY 1 ORDER BY 1",
-            )
-            .bind::<BigInt, _>(micros(since))
-            .bind::<BigInt, _>(bucket_ms)
-            .load(c)?;
+            let rows: Vec<ActivityRow> = sql_query(ACTIVITY)
+                .bind::<BigInt, _>(micros(since))
+                .bind::<BigInt, _>(bucket_ms)
+                .load(c)?;
             Ok(activity(rows))
         })
         .await
@@ -169,19 +154,7 @@ pub(super) async fn stats(store: &SqliteStore) -> StoreResult<QueueStats> {
     store
         .run(|c| {
             let now = now_us(c)?;
-            let row: StatsRow = sql_query(
-                "SELECT
-                (SELECT count(*) FROM bildad_queue
-                 WHERE status = 'AVAILABLE' AND run_at <= ?1) AS available,
-                (SELECT count(*) FROM bildad_queue
-                 WHERE status = 'AVAILABLE' AND run_at > ?1) AS scheduled,
-                (SELECT count(*) FROM bildad_queue WHERE status = 'RUNNING') AS running,
-                (SELECT count(*) FROM bildad_runs WHERE result = 'SUCCEEDED') AS succeeded,
-                (SELECT count(*) FROM bildad_runs WHERE result = 'FAILED') AS failed,
-                (SELECT count(*) FROM bildad_templates) AS templates",
-            )
-            .bind::<BigInt, _>(now)
-            .get_result(c)?;
+            let row: StatsRow = sql_query(STATS).bind::<BigInt, _>(now).get_result(c)?;
             Ok(row.into())
         })
         .await
