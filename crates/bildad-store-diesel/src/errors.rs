@@ -36,9 +36,9 @@ pub(crate) fn db_error(e: DieselError) -> StoreError {
     if is_unique_violation(&e) || is_foreign_key_violation(&e) {
         return StoreError::Conflict(message);
     }
+    let transient = is_transient(&e);
     let failure = DbFailure::caused_by(message, e);
-    let cause = std::error::Error::source(&failure).and_then(|s| s.downcast_ref::<DieselError>());
-    if cause.is_some_and(is_transient) {
+    if transient {
         StoreError::Unavailable(failure)
     } else {
         StoreError::Database(failure)

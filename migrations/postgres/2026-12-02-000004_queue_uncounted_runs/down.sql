@@ -1,1 +1,1 @@
-ALTER TABLE bildad_queue DROP COLUMN uncounted_runs;
+ALTER TABLE bildad_queue DROP COLUMN IF EXISTS uncounted_runs;
