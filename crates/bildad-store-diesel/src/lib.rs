@@ -16,9 +16,9 @@
 //! checks it.
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-mod errors;
+mod dialect;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-mod listing;
+mod errors;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod migrate;
 #[cfg(feature = "postgres")]

@@ -62,6 +62,15 @@ mod pg_impls {
         }
     }
 
+    impl diesel::serialize::ToSql<DbJson, Pg> for Value {
+        fn to_sql<'b>(
+            &'b self,
+            out: &mut diesel::serialize::Output<'b, '_, Pg>,
+        ) -> diesel::serialize::Result {
+            <Value as diesel::serialize::ToSql<Jsonb, Pg>>::to_sql(self, out)
+        }
+    }
+
     impl FromSql<DbJson, Pg> for Value {
         fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
             <Value as FromSql<Jsonb, Pg>>::from_sql(bytes)
@@ -79,6 +88,16 @@ mod sqlite_impls {
             let us = <i64 as FromSql<BigInt, Sqlite>>::from_sql(value)?;
             chrono::DateTime::from_timestamp_micros(us)
                 .ok_or_else(|| format!("timestamp {us} µs is out of range").into())
+        }
+    }
+
+    impl diesel::serialize::ToSql<DbJson, Sqlite> for Value {
+        fn to_sql<'b>(
+            &'b self,
+            out: &mut diesel::serialize::Output<'b, '_, Sqlite>,
+        ) -> diesel::serialize::Result {
+            out.set_value(self.to_string());
+            Ok(diesel::serialize::IsNull::No)
         }
     }
 

@@ -2,8 +2,8 @@
 
 use super::PgStore;
 use super::sql::{ACTIVITY, POSITION, STATS};
+use crate::dialect::{self, Dialect};
 use crate::errors::{db_error, entry_not_found, not_found_is_none};
-use crate::listing::{self, Dialect};
 use crate::rows::{
     ActivityRow, ENTRY_COLS, EntryRow, PositionRow, RUN_COLS, RunRow, StatsRow, TimeRow, activity,
     convert,
@@ -68,7 +68,7 @@ pub(super) async fn list_entries(
     status: Option<EntryStatus>,
     page: PageRequest,
 ) -> StoreResult<Page<QueueEntry>> {
-    let l = listing::entries(Dialect::Postgres, status, None, page);
+    let l = dialect::entries(Dialect::Postgres, status, None, page);
     let (rows, total) = store.listing::<EntryRow>(&l).await?;
     Ok(Page::new(convert(rows)?, total, page))
 }
@@ -78,7 +78,7 @@ pub(super) async fn list_entries_where(
     filter: EntryFilter,
     page: PageRequest,
 ) -> StoreResult<Page<QueueEntry>> {
-    let l = listing::entries(Dialect::Postgres, filter.status, filter.template, page);
+    let l = dialect::entries(Dialect::Postgres, filter.status, filter.template, page);
     let (rows, total) = store.listing::<EntryRow>(&l).await?;
     Ok(Page::new(convert(rows)?, total, page))
 }
@@ -101,7 +101,7 @@ pub(super) async fn list_runs(
     filter: RunFilter,
     page: PageRequest,
 ) -> StoreResult<Page<JobRun>> {
-    let l = listing::runs(Dialect::Postgres, filter, page);
+    let l = dialect::runs(Dialect::Postgres, filter, page);
     let (rows, total) = store.listing::<RunRow>(&l).await?;
     Ok(Page::new(convert(rows)?, total, page))
 }

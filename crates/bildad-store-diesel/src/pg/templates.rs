@@ -4,44 +4,31 @@
 use super::PgStore;
 use super::prepared::Cached;
 use super::sql::TEMPLATE_USED;
+use crate::dialect::{self, Dialect};
 use crate::errors::{
     Fail, db_error, is_unique_violation, not_found_is_none, template_exists, template_in_use,
     template_not_found,
 };
-use crate::listing::{self, Dialect};
 use crate::rows::{CountRow, IdRow, TEMPLATE_COLS, TemplateRow};
 use bildad_core::{
     JobTemplate, NewTemplate, Page, PageRequest, StoreResult, TemplateFilter, TemplatePatch,
 };
+use diesel::pg::Pg;
 use diesel::result::Error as DieselError;
 use diesel::sql_query;
-use diesel::sql_types::{BigInt, Bool, Integer, Jsonb, Nullable, Text};
+use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 pub(super) async fn create_template(store: &PgStore, new: NewTemplate) -> StoreResult<JobTemplate> {
     new.validate()?;
     let mut conn = store.conn().await?;
-    let row: TemplateRow = sql_query(format!(
-        "INSERT INTO bildad_templates (code, name, job_type, active, display_order,
-            default_timeout_seconds, default_max_retries, context_schema,
-            inserted_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), now())
-         RETURNING {TEMPLATE_COLS}"
-    ))
-    .bind::<Text, _>(&new.code)
-    .bind::<Text, _>(&new.name)
-    .bind::<Text, _>(&new.job_type)
-    .bind::<Bool, _>(new.active)
-    .bind::<Integer, _>(new.display_order)
-    .bind::<Integer, _>(new.default_timeout_seconds)
-    .bind::<Integer, _>(new.default_max_retries)
-    .bind::<Jsonb, _>(&new.context_schema)
-    .get_result(&mut conn)
-    .await
-    .map_err(|e| match e {
-        e if is_unique_violation(&e) => template_exists(&new.code),
-        e => db_error(e),
-    })?;
+    let row: TemplateRow = dialect::create_template::<Pg>(Dialect::Postgres, &new)
+        .get_result(&mut conn)
+        .await
+        .map_err(|e| match e {
+            e if is_unique_violation(&e) => template_exists(&new.code),
+            e => db_error(e),
+        })?;
     Ok(row.into())
 }
 
@@ -67,32 +54,11 @@ pub(super) async fn update_template(
 ) -> StoreResult<JobTemplate> {
     patch.validate()?;
     let mut conn = store.conn().await?;
-    // updated_at names the schema version: it must change even within a microsecond.
-    let row: Option<TemplateRow> = sql_query(format!(
-        "UPDATE bildad_templates SET
-            name = COALESCE($2, name),
-            job_type = COALESCE($3, job_type),
-            context_schema = COALESCE($4, context_schema),
-            active = COALESCE($5, active),
-            display_order = COALESCE($6, display_order),
-            default_timeout_seconds = COALESCE($7, default_timeout_seconds),
-            default_max_retries = COALESCE($8, default_max_retries),
-            updated_at = greatest(now(), updated_at + interval '1 microsecond')
-         WHERE code = $1
-         RETURNING {TEMPLATE_COLS}"
-    ))
-    .bind::<Text, _>(code)
-    .bind::<Nullable<Text>, _>(patch.name)
-    .bind::<Nullable<Text>, _>(patch.job_type)
-    .bind::<Nullable<Jsonb>, _>(patch.context_schema)
-    .bind::<Nullable<Bool>, _>(patch.active)
-    .bind::<Nullable<Integer>, _>(patch.display_order)
-    .bind::<Nullable<Integer>, _>(patch.default_timeout_seconds)
-    .bind::<Nullable<Integer>, _>(patch.default_max_retries)
-    .get_result(&mut conn)
-    .await
-    .map(Some)
-    .or_else(not_found_is_none)?;
+    let row: Option<TemplateRow> = dialect::update_template::<Pg>(Dialect::Postgres, code, &patch)
+        .get_result(&mut conn)
+        .await
+        .map(Some)
+        .or_else(not_found_is_none)?;
     row.map(Into::into).ok_or_else(|| template_not_found(code))
 }
 
@@ -134,7 +100,7 @@ pub(super) async fn list_templates(
     filter: TemplateFilter,
     page: PageRequest,
 ) -> StoreResult<Page<JobTemplate>> {
-    let l = listing::templates(Dialect::Postgres, filter, page);
+    let l = dialect::templates(Dialect::Postgres, filter, page);
     let (rows, total) = store.listing::<TemplateRow>(&l).await?;
     Ok(Page::new(
         rows.into_iter().map(Into::into).collect(),

@@ -20,8 +20,8 @@ pub(crate) mod sql;
 mod templates;
 
 use crate::PoolOptions;
+use crate::dialect::Listing;
 use crate::errors::{Fail, db_error, entry_not_found, pool_error};
-use crate::listing::Listing;
 use crate::rows::{CountRow, EntryRunRow};
 use crate::shared::count;
 use bildad_core::{LocalEnqueueSignal, SchemaCache, StoreError, StoreResult};

@@ -2,8 +2,8 @@
 
 use super::sql::{ACTIVITY, NOW, POSITION, STATS};
 use super::{SqliteStore, now_us, optional};
+use crate::dialect::{self, Dialect};
 use crate::errors::{Fail, entry_not_found};
-use crate::listing::{self, Dialect};
 use crate::rows::{
     ActivityRow, ENTRY_COLS, EntryRow, PositionRow, RUN_COLS, RunRow, StatsRow, TimeRow, activity,
     convert, micros,
@@ -79,7 +79,7 @@ pub(super) async fn list_entries(
     status: Option<EntryStatus>,
     page: PageRequest,
 ) -> StoreResult<Page<QueueEntry>> {
-    let l = listing::entries(Dialect::Sqlite, status, None, page);
+    let l = dialect::entries(Dialect::Sqlite, status, None, page);
     store
         .run(move |c| {
             let (rows, total) = super::listing::<EntryRow>(c, &l)?;
@@ -93,7 +93,7 @@ pub(super) async fn list_entries_where(
     filter: EntryFilter,
     page: PageRequest,
 ) -> StoreResult<Page<QueueEntry>> {
-    let l = listing::entries(Dialect::Sqlite, filter.status, filter.template, page);
+    let l = dialect::entries(Dialect::Sqlite, filter.status, filter.template, page);
     store
         .run(move |c| {
             let (rows, total) = super::listing::<EntryRow>(c, &l)?;
@@ -122,7 +122,7 @@ pub(super) async fn list_runs(
     filter: RunFilter,
     page: PageRequest,
 ) -> StoreResult<Page<JobRun>> {
-    let l = listing::runs(Dialect::Sqlite, filter, page);
+    let l = dialect::runs(Dialect::Sqlite, filter, page);
     store
         .run(move |c| {
             let (rows, total) = super::listing::<RunRow>(c, &l)?;

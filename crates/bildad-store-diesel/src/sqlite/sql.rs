@@ -27,9 +27,8 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 
-/// SQLite's clock in microseconds. Its resolution is a millisecond; ties in run order are
-/// broken by id. Stable within one statement.
-pub(crate) const NOW: &str = "(CAST(ROUND(unixepoch('subsec') * 1000) AS INTEGER) * 1000)";
+/// SQLite's clock in microseconds (see [`SQLITE_NOW`]).
+pub(crate) use crate::dialect::SQLITE_NOW as NOW;
 
 /// Applied to every new connection.
 pub(crate) const PRAGMAS: &str = "PRAGMA journal_mode = WAL;

@@ -1,16 +1,24 @@
-//! The pages both dialects read alike — templates, entries and runs, in their order, with
-//! a total — as one SQL text and one set of binds. The text is written with PostgreSQL's
-//! `$n` placeholders; [`Dialect::sql`] gives SQLite's `?n`. Every filter is a nullable
-//! text (NULL: no filter), so the backends differ only in how they run the queries.
+//! The statements both dialects write alike, as one SQL text and one set of binds: the
+//! pages of templates, entries and runs (in their order, with a total), and the writes of
+//! templates. The text is written with PostgreSQL's `$n` placeholders ([`Dialect::sql`]
+//! gives SQLite's `?n`) and `{now}` for the database clock; the backends differ only in
+//! how they run the queries. Every page filter is a nullable text (NULL: no filter).
 
-use crate::rows::{ENTRY_COLS, RUN_COLS, TEMPLATE_COLS};
+use crate::rows::{DbJson, ENTRY_COLS, RUN_COLS, TEMPLATE_COLS};
 use crate::shared::limit_offset;
-use bildad_core::{EntryStatus, PageRequest, RunFilter, TemplateFilter};
+use bildad_core::{
+    EntryStatus, NewTemplate, PageRequest, RunFilter, TemplateFilter, TemplatePatch,
+};
 use diesel::backend::Backend;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::serialize::ToSql;
 use diesel::sql_query;
-use diesel::sql_types::{BigInt, HasSqlType, Nullable, Text};
+use diesel::sql_types::{BigInt, Bool, HasSqlType, Integer, Nullable, Text};
+use serde_json::Value;
+
+/// SQLite's clock in microseconds. Its resolution is a millisecond; ties in run order are
+/// broken by id. Stable within one statement.
+pub(crate) const SQLITE_NOW: &str = "(CAST(ROUND(unixepoch('subsec') * 1000) AS INTEGER) * 1000)";
 
 /// How a backend writes its placeholders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,11 +32,12 @@ pub(crate) enum Dialect {
 }
 
 impl Dialect {
-    /// `sql`, written with `$n` placeholders, in this dialect.
+    /// `sql`, written with `$n` placeholders and `{now}`, in this dialect.
     pub(crate) fn sql(self, sql: &str) -> String {
         match self {
-            Dialect::Postgres => sql.to_string(),
+            Dialect::Postgres => sql.replace("{now}", "now()"),
             Dialect::Sqlite => {
+                let sql = sql.replace("{now}", SQLITE_NOW);
                 let mut out = String::with_capacity(sql.len());
                 let mut chars = sql.chars().peekable();
                 while let Some(c) = chars.next() {
@@ -111,6 +120,78 @@ impl Listing {
     }
 }
 
+/// The INSERT of a new template, returning it.
+pub(crate) fn create_template<'a, DB>(
+    d: Dialect,
+    new: &'a NewTemplate,
+) -> BoxedSqlQuery<'a, DB, SqlQuery>
+where
+    DB: Backend + HasSqlType<Text> + HasSqlType<Bool> + HasSqlType<Integer> + HasSqlType<DbJson>,
+    str: ToSql<Text, DB>,
+    bool: ToSql<Bool, DB>,
+    i32: ToSql<Integer, DB>,
+    Value: ToSql<DbJson, DB>,
+{
+    sql_query(d.sql(&format!(
+        "INSERT INTO bildad_templates (code, name, job_type, active, display_order,
+             default_timeout_seconds, default_max_retries, context_schema,
+             inserted_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {{now}}, {{now}})
+         RETURNING {TEMPLATE_COLS}"
+    )))
+    .into_boxed()
+    .bind::<Text, _>(new.code.as_str())
+    .bind::<Text, _>(new.name.as_str())
+    .bind::<Text, _>(new.job_type.as_str())
+    .bind::<Bool, _>(new.active)
+    .bind::<Integer, _>(new.display_order)
+    .bind::<Integer, _>(new.default_timeout_seconds)
+    .bind::<Integer, _>(new.default_max_retries)
+    .bind::<DbJson, _>(&new.context_schema)
+}
+
+/// The UPDATE of the template `code` by `patch`, returning it. `updated_at` names the
+/// schema version: it moves forward even within the clock's resolution.
+pub(crate) fn update_template<'a, DB>(
+    d: Dialect,
+    code: &'a str,
+    patch: &'a TemplatePatch,
+) -> BoxedSqlQuery<'a, DB, SqlQuery>
+where
+    DB: Backend + HasSqlType<Text> + HasSqlType<Bool> + HasSqlType<Integer> + HasSqlType<DbJson>,
+    str: ToSql<Text, DB>,
+    bool: ToSql<Bool, DB>,
+    i32: ToSql<Integer, DB>,
+    Value: ToSql<DbJson, DB>,
+{
+    let next_version = match d {
+        Dialect::Postgres => "greatest(now(), updated_at + interval '1 microsecond')",
+        Dialect::Sqlite => "MAX({now}, updated_at + 1)",
+    };
+    sql_query(d.sql(&format!(
+        "UPDATE bildad_templates SET
+             name = COALESCE($2, name),
+             job_type = COALESCE($3, job_type),
+             context_schema = COALESCE($4, context_schema),
+             active = COALESCE($5, active),
+             display_order = COALESCE($6, display_order),
+             default_timeout_seconds = COALESCE($7, default_timeout_seconds),
+             default_max_retries = COALESCE($8, default_max_retries),
+             updated_at = {next_version}
+         WHERE code = $1
+         RETURNING {TEMPLATE_COLS}"
+    )))
+    .into_boxed()
+    .bind::<Text, _>(code)
+    .bind::<Nullable<Text>, _>(patch.name.as_deref())
+    .bind::<Nullable<Text>, _>(patch.job_type.as_deref())
+    .bind::<Nullable<DbJson>, _>(patch.context_schema.as_ref())
+    .bind::<Nullable<Bool>, _>(patch.active)
+    .bind::<Nullable<Integer>, _>(patch.display_order)
+    .bind::<Nullable<Integer>, _>(patch.default_timeout_seconds)
+    .bind::<Nullable<Integer>, _>(patch.default_max_retries)
+}
+
 /// Templates by display order, then code.
 pub(crate) fn templates(d: Dialect, filter: TemplateFilter, page: PageRequest) -> Listing {
     let predicate = match filter {
@@ -182,5 +263,10 @@ mod tests {
             "a = ?1 OR b = ?12 AND c = '$x'"
         );
         assert_eq!(Dialect::Postgres.sql("a = $1"), "a = $1");
+        assert_eq!(Dialect::Postgres.sql("t < {now}"), "t < now()");
+        assert_eq!(
+            Dialect::Sqlite.sql("t < {now}"),
+            format!("t < {SQLITE_NOW}")
+        );
     }
 }
