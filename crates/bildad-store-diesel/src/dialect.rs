@@ -120,6 +120,21 @@ impl Listing {
     }
 }
 
+/// The queue's and the history's counts, at one instant of the database clock.
+pub(crate) fn stats(d: Dialect) -> String {
+    d.sql(
+        "SELECT
+            (SELECT count(*) FROM bildad_queue
+             WHERE status = 'AVAILABLE' AND run_at <= {now}) AS available,
+            (SELECT count(*) FROM bildad_queue
+             WHERE status = 'AVAILABLE' AND run_at > {now}) AS scheduled,
+            (SELECT count(*) FROM bildad_queue WHERE status = 'RUNNING') AS running,
+            (SELECT count(*) FROM bildad_runs WHERE result = 'SUCCEEDED') AS succeeded,
+            (SELECT count(*) FROM bildad_runs WHERE result = 'FAILED') AS failed,
+            (SELECT count(*) FROM bildad_templates) AS templates",
+    )
+}
+
 /// The INSERT of a new template, returning it.
 pub(crate) fn create_template<'a, DB>(
     d: Dialect,

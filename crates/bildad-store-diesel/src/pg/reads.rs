@@ -1,7 +1,7 @@
 //! Reads on PostgreSQL: health, the clock, entries, runs, activity and counts.
 
 use super::PgStore;
-use super::sql::{ACTIVITY, POSITION, STATS};
+use super::sql::{ACTIVITY, POSITION};
 use crate::dialect::{self, Dialect};
 use crate::errors::{db_error, entry_not_found, not_found_is_none};
 use crate::rows::{
@@ -125,7 +125,7 @@ pub(super) async fn run_activity(
 
 pub(super) async fn stats(store: &PgStore) -> StoreResult<QueueStats> {
     let mut conn = store.conn().await?;
-    let row: StatsRow = sql_query(STATS)
+    let row: StatsRow = sql_query(dialect::stats(Dialect::Postgres))
         .get_result(&mut conn)
         .await
         .map_err(db_error)?;

@@ -253,18 +253,6 @@ WHERE status = 'DONE' AND started_at >= $1
   AND result IS NOT NULL AND ended_at IS NOT NULL
 GROUP BY 1 ORDER BY 1";
 
-/// The queue's and the history's counts.
-pub(crate) const STATS: &str = "
-SELECT
-    (SELECT count(*) FROM bildad_queue
-     WHERE status = 'AVAILABLE' AND run_at <= now()) AS available,
-    (SELECT count(*) FROM bildad_queue
-     WHERE status = 'AVAILABLE' AND run_at > now()) AS scheduled,
-    (SELECT count(*) FROM bildad_queue WHERE status = 'RUNNING') AS running,
-    (SELECT count(*) FROM bildad_runs WHERE result = 'SUCCEEDED') AS succeeded,
-    (SELECT count(*) FROM bildad_runs WHERE result = 'FAILED') AS failed,
-    (SELECT count(*) FROM bildad_templates) AS templates";
-
 /// Whether an entry uses the template (a scan of the queue that stops at the first: see
 /// docs/STORAGE.md).
 pub(crate) const TEMPLATE_USED: &str = "

@@ -1,7 +1,7 @@
 //! Reads on SQLite: health, the clock, entries, runs, activity and counts.
 
-use super::sql::{ACTIVITY, NOW, POSITION, STATS};
-use super::{SqliteStore, now_us, optional};
+use super::sql::{ACTIVITY, NOW, POSITION};
+use super::{SqliteStore, optional};
 use crate::dialect::{self, Dialect};
 use crate::errors::{Fail, entry_not_found};
 use crate::rows::{
@@ -153,8 +153,7 @@ pub(super) async fn run_activity(
 pub(super) async fn stats(store: &SqliteStore) -> StoreResult<QueueStats> {
     store
         .run(|c| {
-            let now = now_us(c)?;
-            let row: StatsRow = sql_query(STATS).bind::<BigInt, _>(now).get_result(c)?;
+            let row: StatsRow = sql_query(dialect::stats(Dialect::Sqlite)).get_result(c)?;
             Ok(row.into())
         })
         .await

@@ -118,18 +118,6 @@ WHERE status = 'DONE' AND started_at >= ?1
   AND result IS NOT NULL AND ended_at IS NOT NULL
 GROUP BY 1 ORDER BY 1";
 
-/// The queue's and the history's counts (`?1` now).
-pub(crate) const STATS: &str = "
-SELECT
-    (SELECT count(*) FROM bildad_queue
-     WHERE status = 'AVAILABLE' AND run_at <= ?1) AS available,
-    (SELECT count(*) FROM bildad_queue
-     WHERE status = 'AVAILABLE' AND run_at > ?1) AS scheduled,
-    (SELECT count(*) FROM bildad_queue WHERE status = 'RUNNING') AS running,
-    (SELECT count(*) FROM bildad_runs WHERE result = 'SUCCEEDED') AS succeeded,
-    (SELECT count(*) FROM bildad_runs WHERE result = 'FAILED') AS failed,
-    (SELECT count(*) FROM bildad_templates) AS templates";
-
 /// The identifiers of a request (a JSON array) that an entry or a run already uses.
 pub(crate) const TAKEN: &str = "
 SELECT job_run_identifier AS text FROM bildad_queue
