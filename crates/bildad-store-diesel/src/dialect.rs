@@ -120,6 +120,23 @@ impl Listing {
     }
 }
 
+/// Every node, the most recently heard first.
+pub(crate) const NODES: &str = "
+SELECT instance_id, name, started_at, last_heartbeat_at, stopped_at
+FROM bildad_nodes ORDER BY last_heartbeat_at DESC";
+
+/// An entry's status and how many `AVAILABLE` entries come before it in run order.
+pub(crate) fn position(d: Dialect) -> String {
+    d.sql(
+        "SELECT e.status,
+                (SELECT count(*) FROM bildad_queue o
+                 WHERE o.status = 'AVAILABLE'
+                   AND (o.priority, o.inserted_at, o.id) < (e.priority, e.inserted_at, e.id)
+                ) AS ahead
+         FROM bildad_queue e WHERE e.job_run_identifier = $1",
+    )
+}
+
 /// The queue's and the history's counts, at one instant of the database clock.
 pub(crate) fn stats(d: Dialect) -> String {
     d.sql(

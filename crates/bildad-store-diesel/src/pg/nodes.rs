@@ -2,7 +2,8 @@
 
 use super::PgStore;
 use super::prepared::Cached;
-use super::sql::{HEARTBEAT, NODES};
+use super::sql::HEARTBEAT;
+use crate::dialect;
 use crate::errors::db_error;
 use crate::rows::NodeRow;
 use bildad_core::{Node, NodeRef, StoreResult};
@@ -35,6 +36,9 @@ pub(super) async fn node_stopped(store: &PgStore, instance_id: &str) -> StoreRes
 
 pub(super) async fn list_nodes(store: &PgStore) -> StoreResult<Vec<Node>> {
     let mut conn = store.conn().await?;
-    let rows: Vec<NodeRow> = sql_query(NODES).load(&mut conn).await.map_err(db_error)?;
+    let rows: Vec<NodeRow> = sql_query(dialect::NODES)
+        .load(&mut conn)
+        .await
+        .map_err(db_error)?;
     Ok(rows.into_iter().map(Into::into).collect())
 }

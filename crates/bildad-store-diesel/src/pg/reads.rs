@@ -1,7 +1,7 @@
 //! Reads on PostgreSQL: health, the clock, entries, runs, activity and counts.
 
 use super::PgStore;
-use super::sql::{ACTIVITY, POSITION};
+use super::sql::ACTIVITY;
 use crate::dialect::{self, Dialect};
 use crate::errors::{db_error, entry_not_found, not_found_is_none};
 use crate::rows::{
@@ -53,7 +53,7 @@ pub(super) async fn get_entry(store: &PgStore, identifier: &str) -> StoreResult<
 
 pub(super) async fn entry_position(store: &PgStore, identifier: &str) -> StoreResult<Option<u64>> {
     let mut conn = store.conn().await?;
-    let row: Option<PositionRow> = sql_query(POSITION)
+    let row: Option<PositionRow> = sql_query(dialect::position(Dialect::Postgres))
         .bind::<Text, _>(identifier)
         .get_result(&mut conn)
         .await

@@ -227,20 +227,6 @@ INSERT INTO bildad_nodes (instance_id, name, started_at, last_heartbeat_at)
 VALUES ($1, $2, now(), now())
 ON CONFLICT (instance_id) DO UPDATE SET last_heartbeat_at = now()";
 
-/// Every node, the most recently heard first.
-pub(crate) const NODES: &str = "
-SELECT instance_id, name, started_at, last_heartbeat_at, stopped_at
-FROM bildad_nodes ORDER BY last_heartbeat_at DESC";
-
-/// An entry's status and how many `AVAILABLE` entries come before it in run order.
-pub(crate) const POSITION: &str = "
-SELECT e.status,
-       (SELECT count(*) FROM bildad_queue o
-        WHERE o.status = 'AVAILABLE'
-          AND (o.priority, o.inserted_at, o.id) < (e.priority, e.inserted_at, e.id)
-       ) AS ahead
-FROM bildad_queue e WHERE e.job_run_identifier = $1";
-
 /// Ended runs since `$1` by bucket of `$2` ms and result: the bucket of a run is
 /// floor(ms since `$1`) / bucket ms, exactly as `RunActivity::record` computes it.
 pub(crate) const ACTIVITY: &str = "

@@ -1,7 +1,8 @@
 //! Nodes on SQLite: heartbeats, stops, the list.
 
 use super::SqliteStore;
-use super::sql::{NODES, NOW};
+use super::sql::NOW;
+use crate::dialect;
 use crate::rows::NodeRow;
 use bildad_core::{Node, NodeRef, StoreResult};
 use diesel::sql_types::Text;
@@ -41,7 +42,7 @@ pub(super) async fn node_stopped(store: &SqliteStore, instance_id: &str) -> Stor
 pub(super) async fn list_nodes(store: &SqliteStore) -> StoreResult<Vec<Node>> {
     store
         .run(|c| {
-            let rows: Vec<NodeRow> = sql_query(NODES).load(c)?;
+            let rows: Vec<NodeRow> = sql_query(dialect::NODES).load(c)?;
             Ok(rows.into_iter().map(Into::into).collect())
         })
         .await

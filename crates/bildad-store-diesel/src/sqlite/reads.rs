@@ -1,6 +1,6 @@
 //! Reads on SQLite: health, the clock, entries, runs, activity and counts.
 
-use super::sql::{ACTIVITY, NOW, POSITION};
+use super::sql::{ACTIVITY, NOW};
 use super::{SqliteStore, optional};
 use crate::dialect::{self, Dialect};
 use crate::errors::{Fail, entry_not_found};
@@ -64,7 +64,7 @@ pub(super) async fn entry_position(
     store
         .run(move |c| {
             let row = optional(
-                sql_query(POSITION)
+                sql_query(dialect::position(Dialect::Sqlite))
                     .bind::<Text, _>(&identifier)
                     .get_result::<PositionRow>(c),
             )?

@@ -93,20 +93,6 @@ SET status = 'AVAILABLE', current_run_id = NULL, node = NULL,
 WHERE id = ?1
 RETURNING run_at AS t";
 
-/// Every node, the most recently heard first.
-pub(crate) const NODES: &str = "
-SELECT instance_id, name, started_at, last_heartbeat_at, stopped_at
-FROM bildad_nodes ORDER BY last_heartbeat_at DESC";
-
-/// An entry's status and how many `AVAILABLE` entries come before it in run order.
-pub(crate) const POSITION: &str = "
-SELECT e.status,
-   (SELECT count(*) FROM bildad_queue o
-    WHERE o.status = 'AVAILABLE'
-      AND (o.priority, o.inserted_at, o.id)
-          < (e.priority, e.inserted_at, e.id)) AS ahead
-FROM bildad_queue e WHERE e.job_run_identifier = ?1";
-
 /// Ended runs since `?1` by bucket of `?2` ms and result (integer microseconds): as
 /// `RunActivity::record` computes it.
 pub(crate) const ACTIVITY: &str = "
