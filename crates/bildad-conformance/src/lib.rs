@@ -149,6 +149,12 @@ macro_rules! for_each_case {
             finalize_race_exactly_one_wins,
             finalize_late_success_after_timeout_changes_nothing,
             finalize_many_in_order,
+            // a run that never started
+            not_started_runs_again_without_spending_a_retry,
+            not_started_leaves_the_retries_and_backoff_as_they_were,
+            // what a job produced, holding NUL characters
+            finalize_output_with_nul_is_stored_escaped,
+            finalize_reason_with_nul_is_stored_escaped,
             // operator
             stop_running_entry,
             stop_available_entry_conflicts,

@@ -1,6 +1,7 @@
 //! Typed errors of the storage contract.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// One reason an input was rejected: where (a JSON pointer into the request, such as
 /// `/context/email` or `/priority`) and why.
@@ -65,10 +66,74 @@ pub enum StoreError {
     Invalid(Vec<Violation>),
     /// The database cannot be reached right now (transient).
     #[error("database unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] DbFailure),
     /// Any other database failure.
     #[error("database error: {0}")]
-    Database(String),
+    Database(#[source] DbFailure),
+}
+
+/// What went wrong in the database, with the driver's own error when there is one
+/// ([`std::error::Error::source`]), so that a caller can log the real cause.
+///
+/// Built from a message (`"…".into()`) or with [`DbFailure::caused_by`]. Two failures
+/// are equal when their messages are.
+#[derive(Debug, Clone)]
+pub struct DbFailure {
+    message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl DbFailure {
+    /// A failure described by `message`, caused by `source`.
+    pub fn caused_by(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// The description.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for DbFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DbFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl PartialEq for DbFailure {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl From<String> for DbFailure {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            source: None,
+        }
+    }
+}
+
+impl From<&str> for DbFailure {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
 }
 
 fn join(v: &[Violation]) -> String {
@@ -100,6 +165,11 @@ impl StoreError {
         Self::Invalid(vec![Violation::new(pointer, message)])
     }
 
+    /// A database failure (`Database`) described by `message`.
+    pub fn database(message: impl Into<String>) -> Self {
+        Self::Database(DbFailure::from(message.into()))
+    }
+
     /// The violations, when the error is `Invalid`.
     pub fn violations(&self) -> &[Violation] {
         match self {
@@ -111,3 +181,23 @@ impl StoreError {
 
 /// Shorthand for results of the storage contract.
 pub type StoreResult<T> = Result<T, StoreError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_failure_keeps_its_cause() {
+        let cause = std::io::Error::other("terminating connection due to administrator command");
+        let e = StoreError::Unavailable(DbFailure::caused_by("connection lost", cause));
+        let failure = std::error::Error::source(&e).expect("the failure");
+        assert_eq!(failure.to_string(), "connection lost");
+        let cause = failure.source().expect("the driver's error");
+        assert!(
+            cause.to_string().contains("administrator command"),
+            "{cause}"
+        );
+        assert_eq!(e, StoreError::Unavailable("connection lost".into()));
+        assert!(e.is_transient());
+    }
+}

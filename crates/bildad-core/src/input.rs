@@ -264,8 +264,9 @@ pub enum FailureKind {
     Invalid,
     /// The job said retrying is pointless: the entry is deleted.
     Permanent,
-    /// The run was claimed but its job never started (the node shut down first, or the template could
-    /// not be read): the entry goes back to `AVAILABLE` at once and no retry is spent.
+    /// The run was claimed but its job never started (the node shut down first, or the
+    /// template could not be read): the entry goes back to `AVAILABLE` at once and no
+    /// retry is spent.
     NotStarted,
 }
 
@@ -276,7 +277,8 @@ impl FailureKind {
             Self::Error | Self::Panic | Self::Timeout | Self::Expired | Self::Shutdown => {
                 Disposition::RetryRule
             }
-            Self::Stopped | Self::NotStarted => Disposition::RequeueNow,
+            Self::Stopped => Disposition::RequeueNow,
+            Self::NotStarted => Disposition::GiveBack,
             Self::Removed | Self::Invalid | Self::Permanent => Disposition::Delete,
         }
     }
@@ -289,6 +291,9 @@ pub enum Disposition {
     RetryRule,
     /// Back to `AVAILABLE` at once, whatever the retries.
     RequeueNow,
+    /// Back to `AVAILABLE` at once, and the run does not count against `max_retries`:
+    /// the retry rule later treats the entry as if this run never happened.
+    GiveBack,
     /// Deleted.
     Delete,
 }

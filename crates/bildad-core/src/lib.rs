@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod config;
 pub mod error;
 pub mod executor;
+pub mod fate;
 pub mod input;
 pub mod job;
 #[cfg(feature = "memory")]
@@ -18,8 +19,11 @@ pub mod validation;
 
 pub use backoff::Backoff;
 pub use config::NodeConfig;
-pub use error::{ErrorKind, StoreError, StoreResult, Violation};
+pub use error::{DbFailure, ErrorKind, StoreError, StoreResult, Violation};
 pub use executor::JobExecutor;
+pub use fate::{
+    EntryAction, NUL_ESCAPE, RetryState, RunEnd, entry_action, escape_nul, escape_nul_json,
+};
 pub use input::*;
 pub use job::{Cancellation, Job, JobContext, JobError, JobRegistry};
 #[cfg(feature = "memory")]

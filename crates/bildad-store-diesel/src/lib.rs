@@ -15,6 +15,12 @@
 //! `bildad_core::MemoryStore`, the reference implementation, and the conformance suite
 //! checks it.
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod dialect;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod errors;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod migrate;
 #[cfg(feature = "postgres")]
 mod pg;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -34,6 +40,218 @@ pub use sqlite::SqliteStore;
 use bildad_core::{JobStore, StoreError, StoreResult};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The `JobStore` of a backend, as a table of contents: each method is a function of
+/// the backend's module for that section of the trait (`templates`, `enqueue`, `claim`,
+/// `operator`, `reads`, `nodes`, `listen`). `enqueue` and `finalize` are the batch
+/// calls with one element, written here once for both backends.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+macro_rules! job_store_by_sections {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl bildad_core::JobStore for $store {
+            async fn ping(&self) -> bildad_core::StoreResult<()> {
+                reads::ping(self).await
+            }
+
+            async fn now(&self) -> bildad_core::StoreResult<bildad_core::Timestamp> {
+                reads::now(self).await
+            }
+
+            async fn create_template(
+                &self,
+                new: bildad_core::NewTemplate,
+            ) -> bildad_core::StoreResult<bildad_core::JobTemplate> {
+                templates::create_template(self, new).await
+            }
+
+            async fn get_template(
+                &self,
+                code: &str,
+            ) -> bildad_core::StoreResult<bildad_core::JobTemplate> {
+                templates::get_template(self, code).await
+            }
+
+            async fn update_template(
+                &self,
+                code: &str,
+                patch: bildad_core::TemplatePatch,
+            ) -> bildad_core::StoreResult<bildad_core::JobTemplate> {
+                templates::update_template(self, code, patch).await
+            }
+
+            async fn delete_template(&self, code: &str) -> bildad_core::StoreResult<()> {
+                templates::delete_template(self, code).await
+            }
+
+            async fn list_templates(
+                &self,
+                filter: bildad_core::TemplateFilter,
+                page: bildad_core::PageRequest,
+            ) -> bildad_core::StoreResult<bildad_core::Page<bildad_core::JobTemplate>> {
+                templates::list_templates(self, filter, page).await
+            }
+
+            async fn enqueue(
+                &self,
+                new: bildad_core::NewEntry,
+            ) -> bildad_core::StoreResult<bildad_core::QueueEntry> {
+                let mut out = enqueue::enqueue_many(self, vec![new])
+                    .await
+                    .map_err(crate::shared::strip_index)?;
+                Ok(out.remove(0))
+            }
+
+            async fn enqueue_many(
+                &self,
+                new: Vec<bildad_core::NewEntry>,
+            ) -> bildad_core::StoreResult<Vec<bildad_core::QueueEntry>> {
+                enqueue::enqueue_many(self, new).await
+            }
+
+            async fn get_entry(
+                &self,
+                identifier: &str,
+            ) -> bildad_core::StoreResult<bildad_core::QueueEntry> {
+                reads::get_entry(self, identifier).await
+            }
+
+            async fn entry_position(
+                &self,
+                identifier: &str,
+            ) -> bildad_core::StoreResult<Option<u64>> {
+                reads::entry_position(self, identifier).await
+            }
+
+            async fn list_entries(
+                &self,
+                status: Option<bildad_core::EntryStatus>,
+                page: bildad_core::PageRequest,
+            ) -> bildad_core::StoreResult<bildad_core::Page<bildad_core::QueueEntry>> {
+                reads::list_entries(self, status, page).await
+            }
+
+            async fn list_entries_where(
+                &self,
+                filter: bildad_core::EntryFilter,
+                page: bildad_core::PageRequest,
+            ) -> bildad_core::StoreResult<bildad_core::Page<bildad_core::QueueEntry>> {
+                reads::list_entries_where(self, filter, page).await
+            }
+
+            async fn remove_entry(
+                &self,
+                identifier: &str,
+            ) -> bildad_core::StoreResult<bildad_core::RemoveResult> {
+                operator::remove_entry(self, identifier).await
+            }
+
+            async fn stop_entry(
+                &self,
+                identifier: &str,
+            ) -> bildad_core::StoreResult<bildad_core::StopResult> {
+                operator::stop_entry(self, identifier).await
+            }
+
+            async fn claim(
+                &self,
+                req: bildad_core::ClaimRequest,
+            ) -> bildad_core::StoreResult<Vec<bildad_core::ClaimedRun>> {
+                claim::claim(self, req).await
+            }
+
+            async fn finalize(
+                &self,
+                req: bildad_core::Finalize,
+            ) -> bildad_core::StoreResult<bildad_core::FinalizeResult> {
+                let mut out = claim::finalize_many(self, vec![req]).await?;
+                Ok(out.remove(0))
+            }
+
+            async fn finalize_many(
+                &self,
+                reqs: Vec<bildad_core::Finalize>,
+            ) -> bildad_core::StoreResult<Vec<bildad_core::FinalizeResult>> {
+                claim::finalize_many(self, reqs).await
+            }
+
+            async fn runs_to_kill(
+                &self,
+                node: &str,
+            ) -> bildad_core::StoreResult<Vec<bildad_core::RunRef>> {
+                claim::runs_to_kill(self, node).await
+            }
+
+            async fn runs_to_expire(
+                &self,
+                node_dead_after: std::time::Duration,
+            ) -> bildad_core::StoreResult<Vec<bildad_core::RunRef>> {
+                claim::runs_to_expire(self, node_dead_after).await
+            }
+
+            async fn runs_finalized(
+                &self,
+                runs: &[bildad_core::RunId],
+            ) -> bildad_core::StoreResult<Vec<bildad_core::RunId>> {
+                claim::runs_finalized(self, runs).await
+            }
+
+            async fn get_run(
+                &self,
+                id: bildad_core::RunId,
+            ) -> bildad_core::StoreResult<bildad_core::JobRun> {
+                reads::get_run(self, id).await
+            }
+
+            async fn list_runs(
+                &self,
+                filter: bildad_core::RunFilter,
+                page: bildad_core::PageRequest,
+            ) -> bildad_core::StoreResult<bildad_core::Page<bildad_core::JobRun>> {
+                reads::list_runs(self, filter, page).await
+            }
+
+            async fn run_activity(
+                &self,
+                since: bildad_core::Timestamp,
+                bucket: std::time::Duration,
+            ) -> bildad_core::StoreResult<bildad_core::RunActivity> {
+                reads::run_activity(self, since, bucket).await
+            }
+
+            async fn prune_runs(
+                &self,
+                older_than: bildad_core::Timestamp,
+            ) -> bildad_core::StoreResult<u64> {
+                operator::prune_runs(self, older_than).await
+            }
+
+            async fn heartbeat(&self, node: &bildad_core::NodeRef) -> bildad_core::StoreResult<()> {
+                nodes::heartbeat(self, node).await
+            }
+
+            async fn node_stopped(&self, instance_id: &str) -> bildad_core::StoreResult<()> {
+                nodes::node_stopped(self, instance_id).await
+            }
+
+            async fn list_nodes(&self) -> bildad_core::StoreResult<Vec<bildad_core::Node>> {
+                nodes::list_nodes(self).await
+            }
+
+            async fn stats(&self) -> bildad_core::StoreResult<bildad_core::QueueStats> {
+                reads::stats(self).await
+            }
+
+            async fn listen_for_enqueues(
+                &self,
+            ) -> bildad_core::StoreResult<Option<Box<dyn bildad_core::EnqueueListener>>> {
+                listen::listen_for_enqueues(self).await
+            }
+        }
+    };
+}
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) use job_store_by_sections;
 
 /// How a store's connection pool behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,12 +417,12 @@ mod tests {
     #[cfg(feature = "postgres")]
     #[test]
     fn postgres_embeds_every_migration() {
-        embedded_are_the_directories("postgres", crate::pg::MIGRATIONS);
+        embedded_are_the_directories("postgres", crate::pg::sql::MIGRATIONS);
     }
 
     #[cfg(feature = "sqlite")]
     #[test]
     fn sqlite_embeds_every_migration() {
-        embedded_are_the_directories("sqlite", crate::sqlite::MIGRATIONS);
+        embedded_are_the_directories("sqlite", crate::sqlite::sql::MIGRATIONS);
     }
 }

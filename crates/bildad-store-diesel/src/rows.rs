@@ -14,6 +14,20 @@ use diesel::deserialize::{self, FromSql};
 use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
 use serde_json::Value;
 
+/// The columns of a template, in [`TemplateRow`]'s order.
+pub(crate) const TEMPLATE_COLS: &str = "id, code, name, job_type, active, display_order, \
+    default_timeout_seconds, default_max_retries, context_schema, inserted_at, updated_at";
+
+/// The columns of an entry (`e`) with its template's code (`t`), as [`EntryRow`] reads them.
+pub(crate) const ENTRY_COLS: &str = "e.id, e.job_run_identifier, t.code AS template, e.status, \
+    e.priority, e.timeout_seconds, e.max_retries, e.context, e.run_at, e.attempts, \
+    e.current_run_id, e.inserted_at, e.updated_at";
+
+/// The columns of a run, as [`RunRow`] reads them.
+pub(crate) const RUN_COLS: &str = "id, job_run_identifier, template, job_type, retry, process_name, \
+    node, node_name, status, result, reason, context, output, started_at, timeout_at, \
+    expires_at, ended_at";
+
 /// A point in time: `timestamptz` in PostgreSQL, microseconds since the epoch in SQLite.
 #[derive(
     Debug, Clone, Copy, Default, diesel::sql_types::SqlType, diesel::query_builder::QueryId,
@@ -48,6 +62,15 @@ mod pg_impls {
         }
     }
 
+    impl diesel::serialize::ToSql<DbJson, Pg> for Value {
+        fn to_sql<'b>(
+            &'b self,
+            out: &mut diesel::serialize::Output<'b, '_, Pg>,
+        ) -> diesel::serialize::Result {
+            <Value as diesel::serialize::ToSql<Jsonb, Pg>>::to_sql(self, out)
+        }
+    }
+
     impl FromSql<DbJson, Pg> for Value {
         fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
             <Value as FromSql<Jsonb, Pg>>::from_sql(bytes)
@@ -65,6 +88,16 @@ mod sqlite_impls {
             let us = <i64 as FromSql<BigInt, Sqlite>>::from_sql(value)?;
             chrono::DateTime::from_timestamp_micros(us)
                 .ok_or_else(|| format!("timestamp {us} µs is out of range").into())
+        }
+    }
+
+    impl diesel::serialize::ToSql<DbJson, Sqlite> for Value {
+        fn to_sql<'b>(
+            &'b self,
+            out: &mut diesel::serialize::Output<'b, '_, Sqlite>,
+        ) -> diesel::serialize::Result {
+            out.set_value(self.to_string());
+            Ok(diesel::serialize::IsNull::No)
         }
     }
 
@@ -92,7 +125,7 @@ where
     T::Err: std::fmt::Display,
 {
     s.parse()
-        .map_err(|e: T::Err| StoreError::Database(format!("unexpected value in the database: {e}")))
+        .map_err(|e: T::Err| StoreError::database(format!("unexpected value in the database: {e}")))
 }
 
 #[derive(QueryableByName)]
@@ -357,13 +390,14 @@ pub(crate) struct EndedRow {
     pub(crate) entry_id: Option<i64>,
     #[diesel(sql_type = Nullable<Integer>)]
     pub(crate) max_retries: Option<i32>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    pub(crate) uncounted_runs: Option<i32>,
     /// When the statement itself requeued the entry (a stop): its new `run_at`.
     #[diesel(sql_type = Nullable<DbTime>)]
     pub(crate) requeued_at: Option<Timestamp>,
 }
 
 /// An entry's id and the run it points at.
-#[cfg(feature = "postgres")]
 #[derive(QueryableByName)]
 pub(crate) struct EntryRunRow {
     #[diesel(sql_type = BigInt)]

@@ -6,7 +6,9 @@ mod enqueue;
 mod finalize;
 mod history;
 mod killer;
+mod not_started;
 mod operator;
+mod produced_text;
 mod templates;
 
 pub use claim::*;
@@ -14,5 +16,7 @@ pub use enqueue::*;
 pub use finalize::*;
 pub use history::*;
 pub use killer::*;
+pub use not_started::*;
 pub use operator::*;
+pub use produced_text::*;
 pub use templates::*;

@@ -4,21 +4,21 @@
 //! one lock serialising all calls and the process clock standing in for the database's.
 //! It is not durable and not shared between processes: never a production store.
 
+mod state;
+
 use crate::error::{StoreError, StoreResult, Violation};
 use crate::input::{
-    ClaimRequest, ClaimedRun, DEFAULT_PRIORITY, Disposition, EntryFate, Finalize, FinalizeResult,
-    NewEntry, NewTemplate, Outcome, RemoveResult, RunRef, StopResult, TemplatePatch,
+    ClaimRequest, ClaimedRun, DEFAULT_PRIORITY, Finalize, FinalizeResult, NewEntry, NewTemplate,
+    Outcome, RemoveResult, RunRef, StopResult, TemplatePatch,
 };
 use crate::model::{
-    EntryFilter, EntryId, EntryStatus, JobRun, JobTemplate, Node, NodeRef, Page, PageRequest,
-    QueueEntry, QueueStats, RunActivity, RunFilter, RunId, RunResult, RunStatus, TemplateFilter,
-    Timestamp,
+    EntryFilter, EntryStatus, JobRun, JobTemplate, Node, NodeRef, Page, PageRequest, QueueEntry,
+    QueueStats, RunActivity, RunFilter, RunId, RunResult, RunStatus, TemplateFilter, Timestamp,
 };
 use crate::store::{EnqueueListener, JobStore, LocalEnqueueSignal};
 use crate::validation::SchemaCache;
 use async_trait::async_trait;
-use chrono::Utc;
-use std::collections::{BTreeMap, HashMap};
+use state::{State, paginate, run_order};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -28,147 +28,6 @@ pub struct MemoryStore {
     state: Mutex<State>,
     schemas: SchemaCache,
     enqueued: LocalEnqueueSignal,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    next_id: i64,
-    last_now: Option<Timestamp>,
-    templates: BTreeMap<i64, JobTemplate>,
-    entries: BTreeMap<EntryId, QueueEntry>,
-    runs: BTreeMap<RunId, JobRun>,
-    nodes: HashMap<String, Node>,
-}
-
-impl State {
-    fn id(&mut self) -> i64 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    /// A strictly increasing clock, so `updated_at` always changes on update.
-    fn now(&mut self) -> Timestamp {
-        let mut t = Utc::now();
-        if let Some(last) = self.last_now.filter(|last| t <= *last) {
-            t = last + chrono::Duration::microseconds(1);
-        }
-        self.last_now = Some(t);
-        t
-    }
-
-    fn template_by_code(&self, code: &str) -> Option<&JobTemplate> {
-        self.templates.values().find(|t| t.code == code)
-    }
-
-    fn entry_id_by_identifier(&self, identifier: &str) -> Option<EntryId> {
-        self.entries
-            .values()
-            .find(|e| e.job_run_identifier == identifier)
-            .map(|e| e.id)
-    }
-
-    fn identifier_taken(&self, identifier: &str) -> bool {
-        self.entry_id_by_identifier(identifier).is_some()
-            || self
-                .runs
-                .values()
-                .any(|r| r.job_run_identifier == identifier)
-    }
-
-    /// The one conditional step of SPEC §2.4.
-    fn finalize(&mut self, req: &Finalize) -> FinalizeResult {
-        let now = self.now();
-        let lost = FinalizeResult {
-            run_id: req.run_id,
-            won: false,
-            entry: EntryFate::Untouched,
-        };
-        let Some(run) = self.runs.get_mut(&req.run_id) else {
-            return lost;
-        };
-        if run.status != RunStatus::Running {
-            return lost;
-        }
-        run.status = RunStatus::Done;
-        run.ended_at = Some(now);
-        let disposition = match &req.outcome {
-            Outcome::Succeeded { output } => {
-                run.result = Some(RunResult::Succeeded);
-                run.output = output.clone();
-                Disposition::Delete
-            }
-            Outcome::Failed { kind, reason } => {
-                run.result = Some(RunResult::Failed);
-                run.reason = Some(crate::input::cap_reason(reason.clone()));
-                kind.disposition()
-            }
-        };
-        let (retry, run_id) = (run.retry, run.id);
-        let entry_id = self
-            .entries
-            .values()
-            .find(|e| e.current_run_id == Some(run_id))
-            .map(|e| e.id);
-        let Some(entry_id) = entry_id else {
-            return FinalizeResult {
-                run_id,
-                won: true,
-                entry: EntryFate::Deleted,
-            };
-        };
-        let max_retries = self.entries[&entry_id].max_retries;
-        let requeue_at = match disposition {
-            Disposition::Delete => None,
-            Disposition::RequeueNow => Some(now),
-            Disposition::RetryRule if retry < max_retries => {
-                let delay = req.backoff.delay(retry, run_id);
-                Some(now + chrono::Duration::from_std(delay).unwrap_or_default())
-            }
-            Disposition::RetryRule => None,
-        };
-        let entry = match requeue_at {
-            None => {
-                self.entries.remove(&entry_id);
-                EntryFate::Deleted
-            }
-            Some(run_at) => {
-                let e = self.entries.get_mut(&entry_id).expect("entry exists");
-                e.status = EntryStatus::Available;
-                e.current_run_id = None;
-                e.run_at = run_at;
-                e.updated_at = now;
-                EntryFate::Requeued { run_at }
-            }
-        };
-        FinalizeResult {
-            run_id,
-            won: true,
-            entry,
-        }
-    }
-
-    fn run_ref(r: &JobRun) -> RunRef {
-        RunRef {
-            run_id: r.id,
-            job_run_identifier: r.job_run_identifier.clone(),
-            retry: r.retry,
-            node: r.node.clone(),
-        }
-    }
-}
-
-fn run_order(e: &QueueEntry) -> (i32, Timestamp, EntryId) {
-    (e.priority, e.inserted_at, e.id)
-}
-
-fn paginate<T: Clone>(all: Vec<T>, page: PageRequest) -> Page<T> {
-    let total = all.len() as u64;
-    let items = all
-        .into_iter()
-        .skip(page.offset() as usize)
-        .take(page.limit as usize)
-        .collect();
-    Page::new(items, total, page)
 }
 
 impl MemoryStore {
@@ -470,12 +329,14 @@ impl JobStore for MemoryStore {
                     backoff: crate::Backoff::immediate(),
                 });
                 st.entries.remove(&id);
+                st.uncounted_runs.remove(&id);
                 Ok(RemoveResult {
                     stopped_run: Some(run_id),
                 })
             }
             None => {
                 st.entries.remove(&id);
+                st.uncounted_runs.remove(&id);
                 Ok(RemoveResult { stopped_run: None })
             }
         }

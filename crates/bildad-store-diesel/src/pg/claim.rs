@@ -1,0 +1,239 @@
+//! The engine's and the killer's statements on PostgreSQL: the claim (one statement),
+//! the batched finalize (the one conditional step of SPEC §2.4), and the kill and expiry
+//! lookups.
+
+use super::PgStore;
+use super::prepared::Cached;
+use super::sql::{CLAIM, END_RUNS, EXPIRE, KILL, REQUEUE, RUNS_FINALIZED};
+use crate::errors::{Fail, db_error, pool_error};
+use crate::rows::{ClaimRow, EndedRow, IdRow, RequeuedRow, RunRefRow, convert, duration_us};
+use bildad_core::{
+    ClaimRequest, ClaimedRun, EntryAction, EntryFate, Finalize, FinalizeResult, RetryState, RunId,
+    RunRef, StoreResult, entry_action,
+};
+use diesel::sql_query;
+use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub(super) async fn claim(store: &PgStore, req: ClaimRequest) -> StoreResult<Vec<ClaimedRun>> {
+    if req.limit == 0 || req.job_types.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = store.claim_pool.get().await.map_err(pool_error)?;
+    let filter = if req.only_identifier.is_some() {
+        "e.job_run_identifier = $6"
+    } else {
+        "e.run_at <= now()"
+    };
+    let sql = CLAIM.replace("{filter}", filter);
+    let query = sql_query(sql)
+        .bind::<Array<Text>, _>(&req.job_types)
+        .bind::<BigInt, _>(i64::from(req.limit))
+        .bind::<Text, _>(&req.node.instance_id)
+        .bind::<Text, _>(&req.node.name)
+        .bind::<BigInt, _>(duration_us(req.expiry_grace));
+    // One round trip: no transaction, because the planner settings are the session's
+    // own on the claim connections (see `CLAIM_SESSION`).
+    let rows: Vec<ClaimRow> = match req.only_identifier.as_deref() {
+        Some(id) => Cached(query.bind::<Text, _>(id)).load(&mut conn).await,
+        None => Cached(query).load(&mut conn).await,
+    }
+    .map_err(db_error)?;
+    convert(rows)
+}
+
+pub(super) async fn finalize_many(
+    store: &PgStore,
+    reqs: Vec<Finalize>,
+) -> StoreResult<Vec<FinalizeResult>> {
+    if reqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = store.conn().await?;
+    // Successes (the common case) end in one statement, without BEGIN/COMMIT.
+    let ended = if needs_transaction(&reqs) {
+        conn.transaction::<_, Fail, _>(async |c| finalize_in(c, &reqs).await)
+            .await
+    } else {
+        finalize_in(&mut conn, &reqs).await
+    }
+    .map_err(|f| f.0)?;
+    Ok(ended.into_iter().map(|e| e.result).collect())
+}
+
+pub(super) async fn runs_to_kill(store: &PgStore, node: &str) -> StoreResult<Vec<RunRef>> {
+    let mut conn = store.conn().await?;
+    let rows: Vec<RunRefRow> = Cached(sql_query(KILL).bind::<Text, _>(node))
+        .load(&mut conn)
+        .await
+        .map_err(db_error)?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+pub(super) async fn runs_to_expire(
+    store: &PgStore,
+    node_dead_after: Duration,
+) -> StoreResult<Vec<RunRef>> {
+    let mut conn = store.conn().await?;
+    let rows: Vec<RunRefRow> =
+        Cached(sql_query(EXPIRE).bind::<BigInt, _>(duration_us(node_dead_after)))
+            .load(&mut conn)
+            .await
+            .map_err(db_error)?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+pub(super) async fn runs_finalized(store: &PgStore, runs: &[RunId]) -> StoreResult<Vec<RunId>> {
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = store.conn().await?;
+    let rows: Vec<IdRow> = Cached(sql_query(RUNS_FINALIZED).bind::<Array<BigInt>, _>(runs))
+        .load(&mut conn)
+        .await
+        .map_err(db_error)?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// What one finalize did, with the run's node (for `stop_entry`).
+pub(super) struct Ended {
+    pub(super) result: FinalizeResult,
+    pub(super) node: Option<String>,
+}
+
+/// The entry's fate when the outcome alone decides it, which `END_RUNS` then applies
+/// itself; `None` for the retry rule, decided after the statement.
+fn fixed_action(req: &Finalize) -> Option<EntryAction> {
+    req.outcome.disposition().fixed_action()
+}
+
+/// A fixed action as `END_RUNS` receives it: the action's name (NULL for the retry
+/// rule), the requeue delay, and whether the run counts against `max_retries`.
+fn as_data(action: Option<EntryAction>) -> (Option<&'static str>, i64, bool) {
+    match action {
+        Some(EntryAction::Delete) => (Some("delete"), 0, true),
+        Some(EntryAction::Requeue { delay, counted }) => {
+            (Some("requeue"), duration_us(delay), counted)
+        }
+        None => (None, 0, true),
+    }
+}
+
+/// True when a batch needs a transaction: a retry-rule failure is settled by a second
+/// statement, which must commit with the first. Any other batch is one statement.
+fn needs_transaction(reqs: &[Finalize]) -> bool {
+    reqs.iter().any(|r| fixed_action(r).is_none())
+}
+
+/// The one conditional step of SPEC §2.4 for a batch of runs: one statement (`END_RUNS`)
+/// when no request follows the retry rule, else at most three, which the caller must run
+/// inside a transaction (see [`needs_transaction`]).
+pub(super) async fn finalize_in(
+    c: &mut AsyncPgConnection,
+    reqs: &[Finalize],
+) -> Result<Vec<Ended>, Fail> {
+    // A run id given twice: the first finalize decides, later ones lose (as if serial).
+    let mut first: HashMap<RunId, usize> = HashMap::with_capacity(reqs.len());
+    for (i, r) in reqs.iter().enumerate() {
+        first.entry(r.run_id).or_insert(i);
+    }
+    // Rows are locked in run-id order, so that concurrent batches (a node's finalizer,
+    // another node's expiry, an operator's stop) cannot deadlock on each other.
+    let mut order: Vec<usize> = first.values().copied().collect();
+    order.sort_unstable_by_key(|&i| reqs[i].run_id);
+    let n = order.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut results = Vec::with_capacity(n);
+    let mut reasons = Vec::with_capacity(n);
+    let mut outputs = Vec::with_capacity(n);
+    let mut actions = Vec::with_capacity(n);
+    let mut delays = Vec::with_capacity(n);
+    let mut counted = Vec::with_capacity(n);
+    for i in order {
+        let r = &reqs[i];
+        let end = r.outcome.run_end();
+        let (action, delay, counts) = as_data(fixed_action(r));
+        ids.push(r.run_id);
+        results.push(end.result.as_str());
+        reasons.push(end.reason);
+        outputs.push(end.output);
+        actions.push(action);
+        delays.push(delay);
+        counted.push(counts);
+    }
+    let ended: Vec<EndedRow> = Cached(
+        sql_query(END_RUNS)
+            .bind::<Array<BigInt>, _>(ids)
+            .bind::<Array<Text>, _>(results)
+            .bind::<Array<Nullable<Text>>, _>(reasons)
+            .bind::<Array<Nullable<Jsonb>>, _>(outputs)
+            .bind::<Array<Nullable<Text>>, _>(actions)
+            .bind::<Array<BigInt>, _>(delays)
+            .bind::<Array<Bool>, _>(counted),
+    )
+    .load(c)
+    .await?;
+
+    let mut out: Vec<Ended> = reqs
+        .iter()
+        .map(|r| Ended {
+            result: FinalizeResult {
+                run_id: r.run_id,
+                won: false,
+                entry: EntryFate::Untouched,
+            },
+            node: None,
+        })
+        .collect();
+    let (mut delete, mut requeue, mut delays) = (vec![], vec![], vec![]);
+    let mut requeued_slot: HashMap<i64, usize> = HashMap::new();
+    for row in ended {
+        let slot = first[&row.run_id];
+        out[slot].result.won = true;
+        out[slot].node = Some(row.node);
+        out[slot].result.entry = match row.requeued_at {
+            Some(run_at) => EntryFate::Requeued { run_at },
+            None => EntryFate::Deleted,
+        };
+        if fixed_action(&reqs[slot]).is_some() {
+            continue; // settled by END_RUNS itself
+        }
+        let (Some(entry_id), Some(max_retries)) = (row.entry_id, row.max_retries) else {
+            continue;
+        };
+        let state = RetryState {
+            retry: row.retry,
+            uncounted_runs: row.uncounted_runs.unwrap_or(0),
+            max_retries,
+        };
+        match entry_action(&reqs[slot], state) {
+            EntryAction::Delete => delete.push(entry_id),
+            EntryAction::Requeue { delay, .. } => {
+                requeue.push(entry_id);
+                delays.push(duration_us(delay));
+                requeued_slot.insert(entry_id, slot);
+            }
+        }
+    }
+    if !delete.is_empty() {
+        sql_query("DELETE FROM bildad_queue WHERE id = ANY($1)")
+            .bind::<Array<BigInt>, _>(delete)
+            .execute(c)
+            .await?;
+    }
+    if !requeue.is_empty() {
+        let rows: Vec<RequeuedRow> = Cached(
+            sql_query(REQUEUE)
+                .bind::<Array<BigInt>, _>(requeue)
+                .bind::<Array<BigInt>, _>(delays),
+        )
+        .load(c)
+        .await?;
+        for r in rows {
+            out[requeued_slot[&r.id]].result.entry = EntryFate::Requeued { run_at: r.run_at };
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,170 @@
+//! `PgStore`: the `JobStore` on PostgreSQL, through diesel-async's pure-Rust driver
+//! (tokio-postgres; no libpq) and a deadpool pool.
+//!
+//! Every timestamp is the database's `now()`. The claim is one statement (a
+//! data-modifying CTE with `FOR UPDATE SKIP LOCKED`); finalizes are batched by explicit
+//! run ids with `unnest`, guarded by `status = 'RUNNING'` on the run.
+//!
+//! One file per section of the trait: [`templates`], [`enqueue`], [`claim`] (claim,
+//! finalize, kill and expiry lookups), [`operator`] (remove, stop, prune), [`reads`],
+//! [`nodes`], [`listen`]; the SQL text in [`sql`], the statement cache in [`prepared`].
+//! This file holds the pools, `migrate` and the trait's table of contents.
+
+mod claim;
+mod enqueue;
+#[cfg(feature = "testing")]
+mod explain;
+mod listen;
+mod nodes;
+mod operator;
+mod prepared;
+mod reads;
+pub(crate) mod sql;
+mod templates;
+
+use crate::PoolOptions;
+use crate::dialect::Listing;
+use crate::errors::{db_error, entry_not_found, pool_error};
+use crate::rows::{CountRow, EntryRunRow};
+use crate::shared::count;
+use bildad_core::{SchemaCache, StoreError, StoreResult};
+use diesel::QueryableByName;
+use diesel::pg::Pg;
+use diesel::result::Error as DieselError;
+use diesel::sql_query;
+use diesel::sql_types::Text;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use sql::CLAIM_SESSION;
+
+/// Connections of the claim pool (at most this many; never more than the main pool's).
+const CLAIM_CONNECTIONS: usize = 2;
+
+/// A `JobStore` on PostgreSQL. Cheap to clone: clones share the pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool<AsyncPgConnection>,
+    /// Connections for [`sql::CLAIM`] only, with [`sql::CLAIM_SESSION`]'s planner settings.
+    claim_pool: Pool<AsyncPgConnection>,
+    schemas: std::sync::Arc<SchemaCache>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// Connects with the default [`PoolOptions`]. `Unavailable` when the server cannot
+    /// be reached; `Invalid` for a malformed URL. Does not migrate: see [`PgStore::migrate`].
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with(url, PoolOptions::default()).await
+    }
+
+    /// Connects with `options` and checks that one connection can be opened.
+    pub async fn connect_with(url: &str, options: PoolOptions) -> StoreResult<Self> {
+        if url.parse::<tokio_postgres_config::Config>().is_err() {
+            return Err(StoreError::invalid(
+                "/database_url",
+                "is not a valid PostgreSQL connection URL",
+            ));
+        }
+        let build = |config: ManagerConfig<AsyncPgConnection>, max_size: usize| {
+            let manager =
+                AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
+            Pool::builder(manager)
+                .max_size(max_size)
+                .wait_timeout(Some(options.wait_timeout))
+                .create_timeout(Some(options.connect_timeout))
+                .recycle_timeout(Some(options.connect_timeout))
+                .runtime(deadpool::Runtime::Tokio1)
+                .build()
+                .map_err(|e| StoreError::database(format!("cannot build the connection pool: {e}")))
+        };
+        let mut config = ManagerConfig::default();
+        config.recycling_method = RecyclingMethod::Fast;
+        let pool = build(config, options.max_size.max(1))?;
+        let mut config = ManagerConfig::default();
+        config.recycling_method = RecyclingMethod::Fast;
+        config.custom_setup = Box::new(|url| {
+            let url = url.to_owned();
+            Box::pin(async move {
+                let mut conn = AsyncPgConnection::establish(&url).await?;
+                conn.batch_execute(CLAIM_SESSION)
+                    .await
+                    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                Ok(conn)
+            })
+        });
+        let claim_pool = build(config, CLAIM_CONNECTIONS.min(options.max_size.max(1)))?;
+        let store = Self {
+            pool,
+            claim_pool,
+            schemas: Default::default(),
+        };
+        drop(store.conn().await?);
+        Ok(store)
+    }
+
+    /// Applies the embedded migrations that this database has not run yet (tracked in
+    /// diesel's `__diesel_schema_migrations`), in one transaction. Several nodes may
+    /// call it at once: an advisory lock serialises them.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        crate::migrate::run_in_task(self.conn().await?, &sql::MIGRATE).await
+    }
+
+    /// Closes the pool: later calls fail with `Unavailable`.
+    pub fn close(&self) {
+        self.pool.close();
+        self.claim_pool.close();
+    }
+
+    async fn conn(&self) -> StoreResult<Object<AsyncPgConnection>> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// The rows of one page of `listing`, and its total.
+    async fn listing<R>(&self, listing: &Listing) -> StoreResult<(Vec<R>, u64)>
+    where
+        R: QueryableByName<Pg> + Send + 'static,
+    {
+        let mut conn = self.conn().await?;
+        let rows: Vec<R> = listing
+            .rows::<Pg>()
+            .load(&mut conn)
+            .await
+            .map_err(db_error)?;
+        let total: CountRow = listing
+            .count::<Pg>()
+            .get_result(&mut conn)
+            .await
+            .map_err(db_error)?;
+        Ok((rows, count(total.n)))
+    }
+
+    /// Reads an entry's id and current run.
+    async fn entry_run(conn: &mut AsyncPgConnection, identifier: &str) -> StoreResult<EntryRunRow> {
+        sql_query("SELECT id, current_run_id FROM bildad_queue WHERE job_run_identifier = $1")
+            .bind::<Text, _>(identifier)
+            .get_result::<EntryRunRow>(conn)
+            .await
+            .map_err(|e| match e {
+                DieselError::NotFound => entry_not_found(identifier),
+                e => db_error(e),
+            })
+    }
+}
+
+/// Parses URLs the way tokio-postgres will, so a malformed URL is `Invalid`, not
+/// `Unavailable`.
+mod tokio_postgres_config {
+    pub(crate) use tokio_postgres::Config;
+}
+
+crate::job_store_by_sections!(PgStore);

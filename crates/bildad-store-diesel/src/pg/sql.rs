@@ -1,0 +1,251 @@
+//! `PgStore`'s SQL, in one place: the embedded migrations, the column lists, and every
+//! statement longer than a line, as PostgreSQL reads them.
+
+use crate::migrate::Migrations;
+
+/// The embedded migrations, in order: (diesel version, up.sql).
+pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "20261127000001",
+        include_str!("../../../../migrations/postgres/2026-11-27-000001_create_bildad/up.sql"),
+    ),
+    (
+        "20261127000002",
+        include_str!(
+            "../../../../migrations/postgres/2026-11-27-000002_runs_process_name_not_unique/up.sql"
+        ),
+    ),
+    (
+        "20261127000003",
+        include_str!(
+            "../../../../migrations/postgres/2026-11-27-000003_queue_template_reference_checked_by_store/up.sql"
+        ),
+    ),
+    (
+        "20261202000004",
+        include_str!(
+            "../../../../migrations/postgres/2026-12-02-000004_queue_uncounted_runs/up.sql"
+        ),
+    ),
+];
+
+/// What the migration runner needs: the migrations, and the statement that opens its
+/// transaction and takes the advisory lock (an arbitrary constant, 0x6269_6c64_6164)
+/// that serialises concurrent `migrate()` calls of several nodes.
+pub(crate) static MIGRATE: Migrations = Migrations {
+    list: MIGRATIONS,
+    begin_locked: "BEGIN; SELECT pg_advisory_xact_lock(108204929605988)",
+};
+
+/// The claim, one statement: pick (skipping rows other claims hold), insert the runs,
+/// point the entries at them from the runs' RETURNING (a CTE cannot update a row twice).
+/// `{filter}` is one of two constant predicates.
+pub(crate) const CLAIM: &str = "
+WITH picked AS (
+    SELECT e.id, e.job_run_identifier, e.attempts, e.context, e.timeout_seconds,
+           e.max_retries, e.priority, e.inserted_at,
+           t.id AS template_id, t.code, t.job_type, t.updated_at AS template_updated_at
+    FROM bildad_queue e
+    JOIN bildad_templates t ON t.id = e.template_id
+    WHERE e.status = 'AVAILABLE' AND {filter} AND t.job_type = ANY($1)
+    ORDER BY e.priority, e.inserted_at, e.id
+    LIMIT $2
+    FOR UPDATE OF e SKIP LOCKED
+), started AS (
+    INSERT INTO bildad_runs (entry_id, job_run_identifier, template, job_type, retry,
+        process_name, node, node_name, status, context, started_at, timeout_at, expires_at)
+    SELECT p.id, p.job_run_identifier, p.code, p.job_type, p.attempts,
+           $3 || '/' || p.job_run_identifier || '/' || p.attempts, $3, $4, 'RUNNING',
+           p.context, now(),
+           now() + p.timeout_seconds * interval '1 second',
+           now() + p.timeout_seconds * interval '1 second' + $5 * interval '1 microsecond'
+    FROM picked p
+    RETURNING *
+), claimed AS (
+    UPDATE bildad_queue e
+    SET status = 'RUNNING', current_run_id = s.id, attempts = e.attempts + 1,
+        node = s.node, timeout_at = s.timeout_at, expires_at = s.expires_at,
+        updated_at = now()
+    FROM started s
+    WHERE e.id = s.entry_id
+    RETURNING s.id, s.job_run_identifier, s.template, s.job_type, s.retry, s.process_name,
+        s.node, s.node_name, s.status, s.result, s.reason, s.context, s.output,
+        s.started_at, s.timeout_at, s.expires_at, s.ended_at,
+        e.max_retries, e.template_id, e.priority, e.inserted_at, e.id AS entry_id
+)
+-- From the UPDATE's RETURNING, not a join of `started` with `picked`: without hash joins
+-- (see CLAIM_PLANNER) that join would compare every pair, 250,000 for a batch of 500.
+SELECT c.id, c.job_run_identifier, c.template, c.job_type, c.retry, c.process_name,
+       c.node, c.node_name, c.status, c.result, c.reason, c.context, c.output,
+       c.started_at, c.timeout_at, c.expires_at, c.ended_at,
+       c.max_retries, c.template_id, t.updated_at AS template_updated_at
+FROM claimed c
+JOIN bildad_templates t ON t.id = c.template_id
+ORDER BY c.priority, c.inserted_at, c.entry_id";
+
+/// Planner settings for the claim's transaction. The queue's statistics are usually wrong
+/// (a burst of enqueues after the last ANALYZE; a fresh table has none): the planner
+/// then expects one available entry, and picks a bitmap scan of *every* available entry
+/// plus a sort (spilling to disk with the contexts) before the LIMIT, and a hash of the
+/// whole queue for the UPDATE — work proportional to the queue on every claim, 80 ms a
+/// claim of 500 with 20,000 entries. Without sorts, bitmaps and hash or merge joins, the
+/// only plan left walks `bildad_queue_claim` in run order, stops at the LIMIT, and
+/// probes primary keys: proportional to the batch, whatever the statistics say.
+/// A disabled node type costs 10^10, which would make PostgreSQL JIT-compile the
+/// statement (0.7 s a claim): hence `jit = off`.
+/// (The claim's own connections have them for the session: [`CLAIM_SESSION`]; the
+/// explain helper sends these.)
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
+pub(crate) const CLAIM_PLANNER: &str = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; \
+    SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off";
+
+/// [`CLAIM_PLANNER`] for a whole session: run once on each connection of the claim pool,
+/// which serves nothing but [`CLAIM`], so that each claim is one statement in one round
+/// trip — no BEGIN, no `SET LOCAL`, no COMMIT — and the other statements keep the
+/// planner's defaults on their own pool.
+pub(crate) const CLAIM_SESSION: &str = "SET enable_sort = off; SET enable_bitmapscan = off; \
+    SET enable_hashjoin = off; SET enable_mergejoin = off; SET jit = off";
+
+/// Ends runs by explicit id, only those still RUNNING, and in the same statement applies
+/// to their entries the fates that the outcome alone decides (see
+/// `bildad_core::fate`), received as data per run: `$5` the action (`'delete'`,
+/// `'requeue'`, or NULL when the retry rule decides after the statement, from `retry`,
+/// `max_retries` and `uncounted_runs`, in the same transaction), `$6` a requeue's delay
+/// in microseconds, `$7` whether a requeued run counts against `max_retries` (a run that
+/// does not adds one to the entry's `uncounted_runs`). Only entries that still point at
+/// their run are touched. Every row reports the entry as it was before the statement
+/// (`entry_id`, `max_retries`, `uncounted_runs`) and, for a requeue, its new `run_at`.
+///
+/// The CTEs read the snapshot from before the statement, so the final `LEFT JOIN` sees
+/// the entries even when `deleted` deleted them.
+pub(crate) const END_RUNS: &str = "
+WITH i AS (
+    SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::jsonb[], $5::text[],
+                         $6::int8[], $7::bool[])
+        AS i(id, result, reason, output, entry_action, delay, counted)
+), ended AS (
+    UPDATE bildad_runs r
+    SET status = 'DONE', result = i.result, reason = i.reason, output = i.output,
+        ended_at = now()
+    FROM i
+    WHERE r.id = i.id AND r.status = 'RUNNING'
+    RETURNING r.id, r.retry, r.node, r.entry_id, i.entry_action, i.delay, i.counted
+), deleted AS (
+    DELETE FROM bildad_queue e
+    USING ended d
+    WHERE d.entry_action = 'delete' AND e.id = d.entry_id AND e.current_run_id = d.id
+), requeued AS (
+    UPDATE bildad_queue e
+    SET status = 'AVAILABLE', current_run_id = NULL, node = NULL, timeout_at = NULL,
+        expires_at = NULL, run_at = now() + d.delay * interval '1 microsecond',
+        updated_at = now(),
+        uncounted_runs = e.uncounted_runs + CASE WHEN d.counted THEN 0 ELSE 1 END
+    FROM ended d
+    WHERE d.entry_action = 'requeue' AND e.id = d.entry_id AND e.current_run_id = d.id
+    RETURNING e.id, e.run_at
+)
+SELECT d.id AS run_id, d.retry, d.node, e.id AS entry_id, e.max_retries,
+       e.uncounted_runs, q.run_at AS requeued_at
+FROM ended d
+LEFT JOIN bildad_queue e ON e.id = d.entry_id AND e.current_run_id = d.id
+LEFT JOIN requeued q ON q.id = d.entry_id";
+
+/// The killer's lookup: this node's runs past `timeout_at`, on the entries table.
+pub(crate) const KILL: &str = "
+SELECT current_run_id AS run_id, job_run_identifier, attempts - 1 AS retry, node
+FROM bildad_queue
+WHERE status = 'RUNNING' AND node = $1 AND timeout_at < now()
+ORDER BY current_run_id";
+
+/// The engine's expiry lookup: runs past `expires_at`, and runs of dead or stopped node
+/// instances, on the entries table.
+pub(crate) const EXPIRE: &str = "
+SELECT current_run_id AS run_id, job_run_identifier, attempts - 1 AS retry, node
+FROM bildad_queue
+WHERE status = 'RUNNING' AND expires_at < now()
+UNION
+SELECT e.current_run_id, e.job_run_identifier, e.attempts - 1, e.node
+FROM bildad_nodes n
+JOIN bildad_queue e ON e.node = n.instance_id AND e.status = 'RUNNING'
+WHERE n.stopped_at IS NOT NULL
+   OR n.last_heartbeat_at < now() - $1 * interval '1 microsecond'
+ORDER BY run_id";
+
+/// Requeues the entries the retry rule keeps, each after its own delay.
+pub(crate) const REQUEUE: &str = "
+UPDATE bildad_queue e
+SET status = 'AVAILABLE', current_run_id = NULL, node = NULL, timeout_at = NULL,
+    expires_at = NULL, run_at = now() + d.delay * interval '1 microsecond',
+    updated_at = now()
+FROM unnest($1::int8[], $2::int8[]) AS d(id, delay)
+WHERE e.id = d.id
+RETURNING e.id, e.run_at";
+
+/// The identifiers of a request that an entry or a run already uses (an identifier with
+/// history is taken too: SPEC §2.1).
+pub(crate) const TAKEN: &str = "
+SELECT job_run_identifier AS text FROM bildad_queue
+   WHERE job_run_identifier = ANY($1)
+UNION
+SELECT job_run_identifier FROM bildad_runs WHERE job_run_identifier = ANY($1)";
+
+/// The enqueue: one multi-row INSERT, all or nothing. It takes the place of a foreign
+/// key (migration 000003): each distinct template (`$8`) is locked FOR KEY SHARE once,
+/// so a concurrent `delete_template` (which locks it FOR UPDATE) either waits for this
+/// insert and then sees its entries, or deletes first, and then the LEFT JOIN gives the
+/// entry a NULL template id and the NOT NULL constraint fails the whole statement. It
+/// returns only what the database decides (id, times). `pg_notify` wakes the nodes that
+/// listen when, and only if, the insert commits; one notification per transaction.
+pub(crate) const ENQUEUE: &str = "
+WITH tpl AS MATERIALIZED (
+   SELECT id, pg_notify('bildad_enqueued', '')
+   FROM bildad_templates WHERE id = ANY($8) FOR KEY SHARE
+)
+INSERT INTO bildad_queue (job_run_identifier, template_id, priority,
+    timeout_seconds, max_retries, context, run_at, inserted_at, updated_at)
+SELECT i.identifier, tpl.id, i.priority, i.timeout_seconds,
+       i.max_retries, i.context, COALESCE(i.run_at, now()), now(), now()
+FROM unnest($1::text[], $2::int8[], $3::int4[], $4::int4[], $5::int4[],
+            $6::jsonb[], $7::timestamptz[]) WITH ORDINALITY
+    AS i(identifier, template_id, priority, timeout_seconds, max_retries,
+         context, run_at, ord)
+LEFT JOIN tpl ON tpl.id = i.template_id
+ORDER BY i.ord
+RETURNING id, job_run_identifier, run_at, inserted_at";
+
+/// Of the given runs, in their order, those no longer `RUNNING` (the killer's check for
+/// tasks finalized elsewhere).
+pub(crate) const RUNS_FINALIZED: &str = "
+SELECT i.id FROM unnest($1::int8[]) WITH ORDINALITY AS i(id, ord)
+WHERE NOT EXISTS (
+    SELECT 1 FROM bildad_runs r WHERE r.id = i.id AND r.status = 'RUNNING')
+ORDER BY i.ord";
+
+/// A node's heartbeat: its row, created on the first.
+pub(crate) const HEARTBEAT: &str = "
+INSERT INTO bildad_nodes (instance_id, name, started_at, last_heartbeat_at)
+VALUES ($1, $2, now(), now())
+ON CONFLICT (instance_id) DO UPDATE SET last_heartbeat_at = now()";
+
+/// Ended runs since `$1` by bucket of `$2` ms and result: the bucket of a run is
+/// floor(ms since `$1`) / bucket ms, exactly as `RunActivity::record` computes it.
+pub(crate) const ACTIVITY: &str = "
+SELECT floor(greatest(extract(epoch FROM ended_at - $1), 0) * 1000)::int8 / $2
+           AS bucket,
+       count(*) FILTER (WHERE result = 'SUCCEEDED') AS succeeded,
+       count(*) FILTER (WHERE result = 'FAILED') AS failed
+FROM bildad_runs
+WHERE status = 'DONE' AND started_at >= $1
+  AND result IS NOT NULL AND ended_at IS NOT NULL
+GROUP BY 1 ORDER BY 1";
+
+/// Whether an entry uses the template (a scan of the queue that stops at the first: see
+/// docs/STORAGE.md).
+pub(crate) const TEMPLATE_USED: &str = "
+SELECT count(*) AS n FROM (
+    SELECT 1 FROM bildad_queue WHERE template_id = $1 LIMIT 1) x";
+
+/// Removes an entry that has no run (the remove of a running entry goes through the
+/// finalize).
+pub(crate) const REMOVE_IDLE: &str = "
+DELETE FROM bildad_queue WHERE id = $1 AND current_run_id IS NULL";

@@ -1,0 +1,1 @@
+ALTER TABLE bildad_queue DROP COLUMN uncounted_runs;
