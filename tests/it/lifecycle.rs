@@ -219,15 +219,17 @@ async fn outcome_is_recorded_after_a_database_outage(t: TestStore) {
 
 async fn engine_claims_no_more_than_free_slots(t: TestStore) {
     let s = &*t.store;
-    template(s, "sleep", "t.sleep", 0).await;
+    template(s, "gate", "t.gate", 0).await;
     let config = bildad_core::NodeConfig {
         max_concurrent_jobs: 3,
         ..fast_config("a")
     };
-    let node = start_node(&t.store, config).await;
+    // The jobs wait at a closed gate, so the three slots stay taken until the test opens it.
+    let gate = Gate::new();
+    let node = gate.node(&t.store, config).await;
     for i in 0..5 {
         node.engine()
-            .enqueue(NewEntry::new("sleep", json!({"ms": 400})).identifier(format!("slot-{i}")))
+            .enqueue(NewEntry::new("gate", json!({})).identifier(format!("slot-{i}")))
             .await
             .unwrap();
     }
@@ -236,7 +238,10 @@ async fn engine_claims_no_more_than_free_slots(t: TestStore) {
     let report = node.engine().run_once().await.unwrap();
     assert_eq!(report.start.ok_count, 0, "no free slot");
     // run_until_idle waits for slots and drains the queue.
-    let report = node.engine().run_until_idle().await.unwrap();
+    let engine = node.engine().clone();
+    let drain = tokio::spawn(async move { engine.run_until_idle().await });
+    gate.open.add_permits(5);
+    let report = drain.await.unwrap().unwrap();
     assert_eq!(report.start.ok_count, 2);
     for i in 0..5 {
         let runs = wait_settled(s, &format!("slot-{i}"), SETTLE).await;

@@ -11,6 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod faults;
+mod gate;
+
+pub use gate::Gate;
 
 /// A store for one test, and whatever keeps its database alive.
 pub struct TestStore {
