@@ -1,8 +1,8 @@
 //! One node: success, errors and retries, panics, invalid starts, outages.
 
+use bildad_conformance::{Call, Fault, FaultStore};
 use bildad_core::{JobStore, NewEntry, RunResult, RunStatus, TemplatePatch};
 use bildad_runtime::Counts;
-use bildad_tests::faults::FaultyStore;
 use bildad_tests::*;
 use serde_json::json;
 use std::sync::Arc;
@@ -172,8 +172,8 @@ async fn invalid_context_at_start_fails_once_and_removes_the_entry(t: TestStore)
 }
 
 async fn unknown_job_type_at_start_fails_once_and_removes_the_entry(t: TestStore) {
-    let faulty = FaultyStore::new(t.store.clone());
-    *faulty.claim_job_type.lock().unwrap() = Some("t.nobody".into());
+    let faulty = FaultStore::new(t.store.clone());
+    faulty.claims_report_job_type(Some("t.nobody"));
     let store: Arc<dyn JobStore> = faulty.clone();
     template(&*store, "echo", "t.echo", 3).await;
     let node = start_node(&store, fast_config("a")).await;
@@ -194,22 +194,22 @@ async fn unknown_job_type_at_start_fails_once_and_removes_the_entry(t: TestStore
 }
 
 async fn outcome_is_recorded_after_a_database_outage(t: TestStore) {
-    let faulty = FaultyStore::new(t.store.clone());
+    let faulty = FaultStore::new(t.store.clone());
     let store: Arc<dyn JobStore> = faulty.clone();
     template(&*store, "echo", "t.echo", 3).await;
     let node = start_node(&store, fast_config("a")).await;
-    faulty.finalize_unavailable.store(true, Ordering::SeqCst);
+    faulty.fail(Call::FINALIZES, Fault::Unavailable);
     node.engine()
         .enqueue_and_run(NewEntry::new("echo", json!({"v": 9})).identifier("out-1"))
         .await
         .unwrap();
     wait_for("a refused finalize", SETTLE, || async {
-        (faulty.refused_finalizes.load(Ordering::SeqCst) >= 2).then_some(())
+        (faulty.injected() >= 2).then_some(())
     })
     .await;
     let runs = runs_of(&*store, "out-1").await;
     assert_eq!(runs[0].status, RunStatus::Running);
-    faulty.finalize_unavailable.store(false, Ordering::SeqCst);
+    faulty.heal();
     let runs = wait_settled(&*store, "out-1", SETTLE).await;
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].result, Some(RunResult::Succeeded));

@@ -10,7 +10,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub mod faults;
 mod gate;
 
 pub use gate::Gate;

@@ -32,7 +32,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub mod cases;
+pub mod faults;
 mod support;
+
+pub use faults::{Call, Fault, FaultStore};
 
 /// One store under test, and whatever must live as long as the case (a temporary
 /// database, a container handle, a temp dir).
