@@ -13,7 +13,12 @@ const SETTLE: Duration = Duration::from_secs(10);
 
 async fn success(t: TestStore) {
     let s = &*t.store;
-    template(s, "echo", "t.echo", 3).await;
+    template()
+        .code("echo")
+        .job_type("t.echo")
+        .max_retries(3)
+        .create(s)
+        .await;
     let node = start_node(&t.store, fast_config("a")).await;
     node.engine()
         .enqueue(NewEntry::new("echo", json!({"x": 1})).identifier("ok-1"))
@@ -39,7 +44,12 @@ async fn success(t: TestStore) {
 
 async fn errors_are_retried_until_max_retries(t: TestStore) {
     let s = &*t.store;
-    template(s, "fail", "t.fail", 2).await;
+    template()
+        .code("fail")
+        .job_type("t.fail")
+        .max_retries(2)
+        .create(s)
+        .await;
     let node = start_node(&t.store, ticking_config("a")).await;
     node.engine()
         .enqueue(NewEntry::new("fail", json!({"message": "boom"})).identifier("err-1"))
@@ -59,7 +69,12 @@ async fn errors_are_retried_until_max_retries(t: TestStore) {
 
 async fn flaky_job_succeeds_on_its_third_try(t: TestStore) {
     let s = &*t.store;
-    template(s, "flaky", "t.flaky", 5).await;
+    template()
+        .code("flaky")
+        .job_type("t.flaky")
+        .max_retries(5)
+        .create(s)
+        .await;
     let node = start_node(&t.store, ticking_config("a")).await;
     node.engine()
         .enqueue(NewEntry::new("flaky", json!({"fail_times": 2})).identifier("flaky-1"))
@@ -82,7 +97,12 @@ async fn flaky_job_succeeds_on_its_third_try(t: TestStore) {
 
 async fn permanent_error_is_not_retried(t: TestStore) {
     let s = &*t.store;
-    template(s, "perm", "t.permanent", 3).await;
+    template()
+        .code("perm")
+        .job_type("t.permanent")
+        .max_retries(3)
+        .create(s)
+        .await;
     let node = start_node(&t.store, ticking_config("a")).await;
     node.engine()
         .enqueue(NewEntry::new("perm", json!({"message": "no such user"})).identifier("perm-1"))
@@ -96,8 +116,18 @@ async fn permanent_error_is_not_retried(t: TestStore) {
 
 async fn panic_fails_the_run_and_the_node_lives_on(t: TestStore) {
     let s = &*t.store;
-    template(s, "panic", "t.panic", 0).await;
-    template(s, "echo", "t.echo", 0).await;
+    template()
+        .code("panic")
+        .job_type("t.panic")
+        .max_retries(0)
+        .create(s)
+        .await;
+    template()
+        .code("echo")
+        .job_type("t.echo")
+        .max_retries(0)
+        .create(s)
+        .await;
     let node = start_node(&t.store, fast_config("a")).await;
     let (_, run) = node
         .engine()
@@ -130,7 +160,12 @@ async fn panic_fails_the_run_and_the_node_lives_on(t: TestStore) {
 
 async fn invalid_context_at_start_fails_once_and_removes_the_entry(t: TestStore) {
     let s = &*t.store;
-    template(s, "strict", "t.echo", 3).await;
+    template()
+        .code("strict")
+        .job_type("t.echo")
+        .max_retries(3)
+        .create(s)
+        .await;
     let node = start_node(&t.store, fast_config("a")).await;
     node.engine()
         .enqueue(NewEntry::new("strict", json!({"n": "seven"})).identifier("inv-1"))
@@ -175,7 +210,12 @@ async fn unknown_job_type_at_start_fails_once_and_removes_the_entry(t: TestStore
     let faulty = FaultStore::new(t.store.clone());
     faulty.claims_report_job_type(Some("t.nobody"));
     let store: Arc<dyn JobStore> = faulty.clone();
-    template(&*store, "echo", "t.echo", 3).await;
+    template()
+        .code("echo")
+        .job_type("t.echo")
+        .max_retries(3)
+        .create(&*store)
+        .await;
     let node = start_node(&store, fast_config("a")).await;
     node.engine()
         .enqueue(NewEntry::new("echo", json!({})).identifier("unk-1"))
@@ -196,7 +236,12 @@ async fn unknown_job_type_at_start_fails_once_and_removes_the_entry(t: TestStore
 async fn outcome_is_recorded_after_a_database_outage(t: TestStore) {
     let faulty = FaultStore::new(t.store.clone());
     let store: Arc<dyn JobStore> = faulty.clone();
-    template(&*store, "echo", "t.echo", 3).await;
+    template()
+        .code("echo")
+        .job_type("t.echo")
+        .max_retries(3)
+        .create(&*store)
+        .await;
     let node = start_node(&store, fast_config("a")).await;
     faulty.fail(Call::FINALIZES, Fault::Unavailable);
     node.engine()
@@ -219,7 +264,12 @@ async fn outcome_is_recorded_after_a_database_outage(t: TestStore) {
 
 async fn engine_claims_no_more_than_free_slots(t: TestStore) {
     let s = &*t.store;
-    template(s, "gate", "t.gate", 0).await;
+    template()
+        .code("gate")
+        .job_type("t.gate")
+        .max_retries(0)
+        .create(s)
+        .await;
     let config = bildad_core::NodeConfig {
         max_concurrent_jobs: 3,
         ..fast_config("a")
@@ -255,7 +305,12 @@ async fn engine_claims_no_more_than_free_slots(t: TestStore) {
 /// jobs ever run at once.
 async fn run_until_idle_never_runs_more_than_max_concurrent_jobs(t: TestStore) {
     let s = &*t.store;
-    template(s, "peak", "t.peak", 0).await;
+    template()
+        .code("peak")
+        .job_type("t.peak")
+        .max_retries(0)
+        .create(s)
+        .await;
     let running = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (r, p) = (running.clone(), peak.clone());

@@ -11,11 +11,13 @@ const SETTLE: Duration = Duration::from_secs(10);
 
 async fn timeout_is_killed_by_the_owning_node(t: TestStore) {
     let s = &*t.store;
-    let mut tpl =
-        bildad_core::NewTemplate::new("slow", "slow", "t.sleep", json!({"type": "object"}));
-    tpl.default_timeout_seconds = 1;
-    tpl.default_max_retries = 0;
-    s.create_template(tpl).await.unwrap();
+    template()
+        .code("slow")
+        .job_type("t.sleep")
+        .timeout_seconds(1)
+        .max_retries(0)
+        .create(s)
+        .await;
     // A's killer is slow, B's is fast: if B killed runs it does not own, it would be first.
     let a = start_node(
         &t.store,
@@ -59,11 +61,13 @@ async fn timeout_is_killed_by_the_owning_node(t: TestStore) {
 
 async fn crashed_node_runs_expire_and_are_retried(t: TestStore) {
     let s = &*t.store;
-    let mut tpl =
-        bildad_core::NewTemplate::new("hang", "hang", "t.slow_first", json!({"type": "object"}));
-    tpl.default_max_retries = 1;
-    tpl.default_timeout_seconds = 3600;
-    s.create_template(tpl).await.unwrap();
+    template()
+        .code("hang")
+        .job_type("t.slow_first")
+        .max_retries(1)
+        .timeout_seconds(3600)
+        .create(s)
+        .await;
     let a = start_node(&t.store, fast_config("a")).await;
     let (_, run) = a
         .engine()
@@ -110,7 +114,12 @@ async fn crashed_node_runs_expire_and_are_retried(t: TestStore) {
 
 async fn stop_from_another_node_aborts_the_task(t: TestStore) {
     let s = &*t.store;
-    template(s, "gate", "t.gate", 0).await;
+    template()
+        .code("gate")
+        .job_type("t.gate")
+        .max_retries(0)
+        .create(s)
+        .await;
     let gate = Gate::new();
     let b = gate.node(&t.store, fast_config("b")).await;
     let a = gate.node(&t.store, fast_config("a")).await;
@@ -142,7 +151,12 @@ async fn stop_from_another_node_aborts_the_task(t: TestStore) {
 
 async fn remove_from_another_node_aborts_the_task(t: TestStore) {
     let s = &*t.store;
-    template(s, "gate", "t.gate", 3).await;
+    template()
+        .code("gate")
+        .job_type("t.gate")
+        .max_retries(3)
+        .create(s)
+        .await;
     let gate = Gate::new();
     let b = gate.node(&t.store, fast_config("b")).await;
     let a = gate.node(&t.store, fast_config("a")).await;
@@ -168,7 +182,12 @@ async fn remove_from_another_node_aborts_the_task(t: TestStore) {
 /// A job that completes after an operator ended its run changes nothing.
 async fn late_completion_after_stop_and_remove_changes_nothing(t: TestStore) {
     let s = &*t.store;
-    template(s, "gate", "t.gate", 3).await;
+    template()
+        .code("gate")
+        .job_type("t.gate")
+        .max_retries(3)
+        .create(s)
+        .await;
     let gate = Gate::new();
     // B's killer first ticks after a minute: the jobs outlive the stop and the removal.
     let slow_killer = NodeConfig {
@@ -229,8 +248,18 @@ async fn late_completion_after_stop_and_remove_changes_nothing(t: TestStore) {
 
 async fn graceful_shutdown_finalizes_running_jobs_and_they_are_retried(t: TestStore) {
     let s = &*t.store;
-    template(s, "hang", "t.slow_first", 2).await;
-    template(s, "sleep", "t.sleep", 0).await;
+    template()
+        .code("hang")
+        .job_type("t.slow_first")
+        .max_retries(2)
+        .create(s)
+        .await;
+    template()
+        .code("sleep")
+        .job_type("t.sleep")
+        .max_retries(0)
+        .create(s)
+        .await;
     let a = start_node(&t.store, fast_config("a")).await;
     let (_, hang) = a
         .engine()
@@ -273,7 +302,12 @@ async fn graceful_shutdown_finalizes_running_jobs_and_they_are_retried(t: TestSt
 /// NOTIFY, MemoryStore and SQLite (the single embedded node) in process.
 async fn wake_on_enqueue_runs_entries_without_a_cron_request(t: TestStore) {
     let s = &*t.store;
-    template(s, "wake", "t.echo", 0).await;
+    template()
+        .code("wake")
+        .job_type("t.echo")
+        .max_retries(0)
+        .create(s)
+        .await;
     let b = start_node(
         &t.store,
         NodeConfig {

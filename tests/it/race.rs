@@ -1,8 +1,7 @@
 //! Races: completion against kill and expiry, and four engines over one queue.
 
 use bildad_core::{
-    JobContext, JobError, JobRegistry, JobStore, NewEntry, NewTemplate, NodeConfig, RunResult,
-    RunStatus,
+    JobContext, JobError, JobRegistry, JobStore, NewEntry, NodeConfig, RunResult, RunStatus,
 };
 use bildad_runtime::NodeRuntime;
 use bildad_tests::*;
@@ -29,10 +28,13 @@ enum Ender {
 /// that must be ignored.
 async fn completion_races_with(t: &TestStore, ender: Ender) {
     let s = &*t.store;
-    let mut tpl = NewTemplate::new("race", "race", "t.race", json!({"type": "object"}));
-    tpl.default_timeout_seconds = 1;
-    tpl.default_max_retries = 1;
-    s.create_template(tpl).await.unwrap();
+    template()
+        .code("race")
+        .job_type("t.race")
+        .timeout_seconds(1)
+        .max_retries(1)
+        .create(s)
+        .await;
     let (a, b) = match ender {
         Ender::Killer => {
             let a = start_racer(
@@ -170,9 +172,12 @@ async fn completion_races_with_expiry(t: TestStore) {
 /// Every entry is started exactly once per retry and reaches its final state.
 async fn four_nodes_share_one_queue(t: TestStore) {
     let s = &*t.store;
-    let mut tpl = NewTemplate::new("count", "count", "t.count", json!({"type": "object"}));
-    tpl.default_max_retries = 2;
-    s.create_template(tpl).await.unwrap();
+    template()
+        .code("count")
+        .job_type("t.count")
+        .max_retries(2)
+        .create(s)
+        .await;
     let started: Arc<Mutex<HashMap<(String, i32), u32>>> = Arc::default();
     let total = 2000usize;
     let mut entries = Vec::with_capacity(total);

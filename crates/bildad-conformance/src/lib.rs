@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 pub mod cases;
 pub mod faults;
+pub mod fixtures;
 mod support;
 
 pub use faults::{Call, Fault, FaultStore};

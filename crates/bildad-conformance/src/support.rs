@@ -8,7 +8,6 @@ use bildad_core::{
 use serde_json::{Value, json};
 use std::fmt::Debug;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How far apart two readings of the store clock may be and still count as "now"
@@ -18,33 +17,11 @@ pub(crate) const CLOCK_TOLERANCE: chrono::Duration = chrono::Duration::seconds(2
 /// The longest a poll for something that depends on time passing may take.
 pub(crate) const POLL_DEADLINE: Duration = Duration::from_secs(15);
 
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// A name no other fixture uses: `prefix-<pid>-<n>`.
-pub(crate) fn unique(prefix: &str) -> String {
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}-{}-{n}", std::process::id())
-}
+pub(crate) use crate::fixtures::{template, unique};
 
 /// A schema that accepts any object.
 pub(crate) fn any_object() -> Value {
     json!({"type": "object"})
-}
-
-/// Creates an active template of a fresh code and a fresh job type (schema: any object).
-pub(crate) async fn template(store: &dyn JobStore) -> JobTemplate {
-    let code = unique("conf.tpl");
-    let job_type = unique("conf.type");
-    create(
-        store,
-        NewTemplate::new(
-            code.clone(),
-            format!("Template {code}"),
-            job_type,
-            any_object(),
-        ),
-    )
-    .await
 }
 
 /// Creates a template and checks the echo.

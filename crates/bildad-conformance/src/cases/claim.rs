@@ -12,7 +12,7 @@ use std::time::Duration;
 /// with `current_run_id`.
 pub async fn claim_records_the_run(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node-a").await;
     let ctx = json!({"to": "x@y"});
     let id = unique("conf-id");
@@ -91,7 +91,7 @@ pub async fn claim_records_the_run(store: Arc<dyn JobStore>) {
 /// Claims follow `priority`, then enqueue time (not `run_at`), then id.
 pub async fn claim_order_priority_then_enqueue_time(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let base = now(s).await;
     // (label, priority, run_at offset in seconds): enqueued in this order.
@@ -150,7 +150,7 @@ pub async fn claim_order_priority_then_enqueue_time(store: Arc<dyn JobStore>) {
 /// An entry whose `run_at` is in the future is not claimed (nor counted available).
 pub async fn claim_skips_future_run_at(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let base = now(s).await;
     let later = enqueue(
@@ -181,9 +181,9 @@ pub async fn claim_skips_future_run_at(store: Arc<dyn JobStore>) {
 /// A node only claims entries whose template's job type it registered.
 pub async fn claim_only_registered_job_types(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let a = template(s).await;
-    let b = template(s).await;
-    let c = template(s).await;
+    let a = template().create(s).await;
+    let b = template().create(s).await;
+    let c = template().create(s).await;
     let node = online(s, "conf-node").await;
     let ea = enqueue_simple(s, &a, 0).await;
     let eb = enqueue_simple(s, &b, 0).await;
@@ -228,7 +228,7 @@ pub async fn claim_only_registered_job_types(store: Arc<dyn JobStore>) {
 /// At most `limit` entries, the first in run order.
 pub async fn claim_respects_limit(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let news: Vec<_> = (0..10)
         .map(|i| NewEntry::new(t.code.clone(), json!({"i": i})))
@@ -269,8 +269,8 @@ pub async fn claim_respects_limit(store: Arc<dyn JobStore>) {
 /// nothing else.
 pub async fn claim_only_identifier(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let other = template(s).await;
+    let t = template().create(s).await;
+    let other = template().create(s).await;
     let node = online(s, "conf-node").await;
     let first = enqueue(s, NewEntry::new(t.code.clone(), json!({})).priority(-10)).await;
     let target = enqueue(
@@ -313,7 +313,7 @@ pub async fn claim_concurrent_claimers_take_each_entry_once(store: Arc<dyn JobSt
     const ENTRIES: usize = 2000;
     let t = create(
         &*store,
-        NewTemplate::new(unique("conf.tpl"), "n", unique("conf.type"), any_object()),
+        NewTemplate::new(unique("tpl"), "n", unique("conf.type"), any_object()),
     )
     .await;
     for chunk in 0..(ENTRIES / 250) {
@@ -399,7 +399,7 @@ pub async fn claim_concurrent_claimers_take_each_entry_once(store: Arc<dyn JobSt
 pub async fn claim_finalize_churn_concurrently(store: Arc<dyn JobStore>) {
     use bildad_core::{FailureKind, Outcome, RunResult};
     const ENTRIES: usize = 400;
-    let t = template(&*store).await;
+    let t = template().create(&*store).await;
     let news: Vec<_> = (0..ENTRIES)
         .map(|i| NewEntry::new(t.code.clone(), json!({"i": i})).max_retries(2))
         .collect();

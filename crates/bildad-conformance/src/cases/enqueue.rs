@@ -11,7 +11,7 @@ use std::sync::Arc;
 /// identifier, `run_at` = now; the entry is `AVAILABLE` with no run.
 pub async fn enqueue_defaults_from_template(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let mut n = NewTemplate::new(unique("conf.tpl"), "n", "a.b", any_object());
+    let mut n = NewTemplate::new(unique("tpl"), "n", "a.b", any_object());
     n.default_timeout_seconds = 77;
     n.default_max_retries = 6;
     let t = create(s, n).await;
@@ -50,7 +50,7 @@ pub async fn enqueue_defaults_from_template(store: Arc<dyn JobStore>) {
 /// Fields the caller sets win over the template's defaults.
 pub async fn enqueue_explicit_fields(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let at = now(s).await + chrono::Duration::hours(3);
     let id = unique("conf-id");
     let e = enqueue(
@@ -86,7 +86,7 @@ pub async fn enqueue_unknown_or_inactive_template_invalid(store: Arc<dyn JobStor
         "unknown template",
     );
     assert_pointers(&e, &["/template"]);
-    let t = template(s).await;
+    let t = template().create(s).await;
     let patch = TemplatePatch {
         active: Some(false),
         ..TemplatePatch::default()
@@ -128,7 +128,7 @@ pub async fn enqueue_invalid_context_writes_nothing(store: Arc<dyn JobStore>) {
         },
         "required": ["email", "count"]
     });
-    let t = create(s, NewTemplate::new(unique("conf.tpl"), "n", "a.b", schema)).await;
+    let t = create(s, NewTemplate::new(unique("tpl"), "n", "a.b", schema)).await;
     let good = enqueue(
         s,
         NewEntry::new(t.code.clone(), json!({"email": "a@b", "count": 1})),
@@ -178,7 +178,7 @@ pub async fn enqueue_invalid_context_writes_nothing(store: Arc<dyn JobStore>) {
 /// Field rules: identifier, timeout, retries; every violation named, nothing written.
 pub async fn enqueue_invalid_fields(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let e = err(
         s.enqueue(
             NewEntry::new(t.code.clone(), json!({}))
@@ -212,8 +212,8 @@ pub async fn enqueue_invalid_fields(store: Arc<dyn JobStore>) {
 /// A duplicate identifier is a `Conflict`; the existing entry is untouched.
 pub async fn enqueue_duplicate_identifier_conflicts(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let t2 = template(s).await;
+    let t = template().create(s).await;
+    let t2 = template().create(s).await;
     let id = unique("conf-id");
     let orig = enqueue(
         s,
@@ -255,7 +255,7 @@ pub async fn enqueue_duplicate_identifier_conflicts(store: Arc<dyn JobStore>) {
 /// An identifier whose entry is gone but whose runs remain is still taken.
 pub async fn enqueue_identifier_with_history_conflicts(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let id = unique("conf-id");
     enqueue(
@@ -287,7 +287,7 @@ pub async fn enqueue_identifier_with_history_conflicts(store: Arc<dyn JobStore>)
 /// Eight enqueues of one identifier at once: exactly one succeeds, the others are
 /// `Conflict` (never another error).
 pub async fn enqueue_same_identifier_concurrently(store: Arc<dyn JobStore>) {
-    let t = template(&*store).await;
+    let t = template().create(&*store).await;
     let id = unique("conf-id");
     let mut tasks = Vec::new();
     for i in 0..8 {
@@ -314,7 +314,7 @@ pub async fn enqueue_many_all_or_nothing(store: Arc<dyn JobStore>) {
     let s = &*store;
     let schema =
         json!({"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}});
-    let t = create(s, NewTemplate::new(unique("conf.tpl"), "n", "a.b", schema)).await;
+    let t = create(s, NewTemplate::new(unique("tpl"), "n", "a.b", schema)).await;
     let ok_entry = |n: i64| NewEntry::new(t.code.clone(), json!({"n": n}));
 
     let e = err(
@@ -395,7 +395,7 @@ pub async fn enqueue_validates_against_current_schema(store: Arc<dyn JobStore>) 
     let requires = |k: &str| json!({"type": "object", "required": [k]});
     let t = create(
         s,
-        NewTemplate::new(unique("conf.tpl"), "n", "a.b", requires("a")),
+        NewTemplate::new(unique("tpl"), "n", "a.b", requires("a")),
     )
     .await;
     enqueue(s, NewEntry::new(t.code.clone(), json!({"a": 1}))).await;
@@ -428,7 +428,7 @@ pub async fn enqueue_wakes_listeners(store: Arc<dyn JobStore>) {
     let s = &*store;
     let t = create(
         s,
-        NewTemplate::new(unique("conf.tpl"), "n", "a.b", json!({"type": "object"})),
+        NewTemplate::new(unique("tpl"), "n", "a.b", json!({"type": "object"})),
     )
     .await;
     let Some(mut first) = ok(s.listen_for_enqueues().await, "listen") else {

@@ -21,7 +21,7 @@ fn assert_done(run: &JobRun, result: RunResult, reason: Option<&str>) {
 /// Success deletes the entry; the run is `DONE`/`SUCCEEDED` with the output.
 pub async fn finalize_success_deletes_entry(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let e = enqueue_simple(s, &t, 3).await;
     let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
@@ -53,7 +53,7 @@ pub async fn finalize_success_deletes_entry(store: Arc<dyn JobStore>) {
 /// A failure with retries left requeues the entry at `now + backoff(retry, run_id)`.
 pub async fn finalize_failure_requeues_with_backoff(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let e = enqueue_simple(s, &t, 2).await;
     let backoff = Backoff::from_secs(60);
@@ -112,7 +112,7 @@ async fn claim_one_ignoring_run_at(
 /// A failure of the last allowed attempt deletes the entry.
 pub async fn finalize_failure_exhausted_deletes(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let e = enqueue_simple(s, &t, 1).await;
     let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
@@ -141,7 +141,7 @@ pub async fn finalize_failure_exhausted_deletes(store: Arc<dyn JobStore>) {
 /// `max_retries = 0`: the first failure deletes the entry.
 pub async fn finalize_zero_retries_deletes(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let e = enqueue_simple(s, &t, 0).await;
     let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
@@ -163,7 +163,7 @@ pub async fn finalize_zero_retries_deletes(store: Arc<dyn JobStore>) {
 /// Claim and fail until exhausted: runs with retry `0..=max_retries`, all `FAILED`.
 pub async fn finalize_retry_chain_until_exhausted(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let e = enqueue_simple(s, &t, 4).await;
     let kinds = [
@@ -210,7 +210,7 @@ pub async fn finalize_retry_chain_until_exhausted(store: Arc<dyn JobStore>) {
 /// `Stopped` requeues at once, whatever the retries (even with none left).
 pub async fn finalize_stopped_requeues_at_once(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let e = enqueue_simple(s, &t, 0).await;
     let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
@@ -244,7 +244,7 @@ pub async fn finalize_stopped_requeues_at_once(store: Arc<dyn JobStore>) {
 /// `Invalid`, `Permanent` and `Removed` delete the entry even with retries left.
 pub async fn finalize_delete_kinds(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     for kind in [
         FailureKind::Invalid,
@@ -272,7 +272,7 @@ pub async fn finalize_delete_kinds(store: Arc<dyn JobStore>) {
 /// The stored reason is capped at 4 KiB on a char boundary, by the store itself.
 pub async fn finalize_reason_capped(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     for long in ["é".repeat(5000), "x".repeat(10_000)] {
         let e = enqueue_simple(s, &t, 0).await;
@@ -296,7 +296,7 @@ pub async fn finalize_reason_capped(store: Arc<dyn JobStore>) {
 /// Eight finalizes of one run at once: exactly one wins; the losers change nothing, and
 /// a later finalize changes nothing either.
 pub async fn finalize_race_exactly_one_wins(store: Arc<dyn JobStore>) {
-    let t = template(&*store).await;
+    let t = template().create(&*store).await;
     let node = online(&*store, "conf-node").await;
     for round in 0..5 {
         let e = enqueue_simple(&*store, &t, 3).await;
@@ -389,7 +389,7 @@ pub async fn finalize_race_exactly_one_wins(store: Arc<dyn JobStore>) {
 /// resurrects its entry, even once the entry runs again.
 pub async fn finalize_late_success_after_timeout_changes_nothing(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let e = enqueue_simple(s, &t, 2).await;
     let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
@@ -438,7 +438,7 @@ pub async fn finalize_late_success_after_timeout_changes_nothing(store: Arc<dyn 
 /// `finalize_many` decides each finalize as `finalize` would, results in order.
 pub async fn finalize_many_in_order(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let news: Vec<_> = (0..3)
         .map(|i| NewEntry::new(t.code.clone(), json!({"i": i})).max_retries(1))

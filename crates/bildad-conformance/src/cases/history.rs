@@ -12,7 +12,7 @@ use std::time::Duration;
 /// Entries listed in run order, filtered by status, with totals and pages.
 pub async fn queue_listing_in_run_order(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let prios = [5, 2, 9, 2, 0, 5, 7];
     let mut entries = Vec::new();
@@ -85,7 +85,7 @@ pub async fn queue_listing_in_run_order(store: Arc<dyn JobStore>) {
 /// while running.
 pub async fn entry_position_in_run_order(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let a = enqueue(s, NewEntry::new(t.code.clone(), json!({})).priority(5)).await;
     let b = enqueue(s, NewEntry::new(t.code.clone(), json!({})).priority(1)).await;
@@ -119,8 +119,8 @@ pub async fn entry_position_in_run_order(store: Arc<dyn JobStore>) {
 /// Runs newest first, with every filter, and totals.
 pub async fn list_runs_newest_first_with_filters(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t1 = template(s).await;
-    let t2 = template(s).await;
+    let t1 = template().create(s).await;
+    let t2 = template().create(s).await;
     let n1 = online(s, "conf-node-one").await;
     let n2 = online(s, "conf-node-two").await;
     // Six runs in sequence: (template, node, how it ends).
@@ -255,7 +255,7 @@ pub async fn get_run_not_found(store: Arc<dyn JobStore>) {
         "unknown run",
     );
     err(s.get_run(-1).await, ErrorKind::NotFound, "negative id");
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let e = enqueue_simple(s, &t, 0).await;
     let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
@@ -265,7 +265,7 @@ pub async fn get_run_not_found(store: Arc<dyn JobStore>) {
 /// `prune_runs` deletes only `DONE` runs that ended before the date, and says how many.
 pub async fn prune_runs_only_old_done(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let start = |max: i32| {
         let t = &t;
@@ -353,8 +353,8 @@ pub async fn heartbeat_and_list_nodes(store: Arc<dyn JobStore>) {
 pub async fn stats_counts(store: Arc<dyn JobStore>) {
     let s = &*store;
     assert_eq!(ok(s.stats().await, "stats"), QueueStats::default());
-    let t = template(s).await;
-    let inactive = template(s).await;
+    let t = template().create(s).await;
+    let inactive = template().create(s).await;
     let patch = bildad_core::TemplatePatch {
         active: Some(false),
         ..Default::default()
@@ -396,7 +396,7 @@ pub async fn stats_counts(store: Arc<dyn JobStore>) {
 /// [`RunActivity::record`] over `list_runs` gives (the trait's default).
 pub async fn run_activity_matches_run_history(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let before = now(s).await;
     let mut since_mid = before;
@@ -460,8 +460,8 @@ pub async fn run_activity_matches_run_history(store: Arc<dyn JobStore>) {
 /// pages — what filtering `list_entries` gives (the trait's default).
 pub async fn list_entries_where_filters_by_template(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let a = template(s).await;
-    let b = template(s).await;
+    let a = template().create(s).await;
+    let b = template().create(s).await;
     let node = online(s, "conf-node").await;
     for (i, p) in [5, 2, 9, 2, 0, 5, 7, 1].into_iter().enumerate() {
         let t = if i % 3 == 0 { &b } else { &a };

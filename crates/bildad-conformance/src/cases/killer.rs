@@ -50,7 +50,7 @@ fn run_ref(c: &ClaimedRun) -> RunRef {
 /// A node kills only its own runs, and only those past `timeout_at`.
 pub async fn runs_to_kill_own_node_past_timeout(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let a = online(s, "conf-node-a").await;
     let b = online(s, "conf-node-b").await;
     let a_long = start(s, &t, &a, 3600, 600).await;
@@ -94,7 +94,7 @@ pub async fn runs_to_kill_own_node_past_timeout(store: Arc<dyn JobStore>) {
 /// a run past `timeout_at` but inside its grace is not.
 pub async fn runs_to_expire_past_expires_at(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let long = start(s, &t, &node, 3600, 0).await;
     let in_grace = start(s, &t, &node, 1, 600).await;
@@ -126,7 +126,7 @@ pub async fn runs_to_expire_past_expires_at(store: Arc<dyn JobStore>) {
 /// fresh heartbeat is not dead.
 pub async fn runs_to_expire_stale_heartbeat(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let dead = online(s, "conf-node-dead").await;
     let alive = online(s, "conf-node-alive").await;
     let dead_run = start(s, &t, &dead, 3600, 600).await;
@@ -160,7 +160,7 @@ pub async fn runs_to_expire_stale_heartbeat(store: Arc<dyn JobStore>) {
 /// The runs of a node that recorded a clean stop are listed for expiry at once.
 pub async fn runs_to_expire_stopped_node(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let gone = online(s, "conf-node-gone").await;
     let alive = online(s, "conf-node-alive").await;
     let gone_run = start(s, &t, &gone, 3600, 600).await;
@@ -190,7 +190,7 @@ pub async fn runs_to_expire_stopped_node(store: Arc<dyn JobStore>) {
 /// included.
 pub async fn runs_finalized_reports_finalized(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let news: Vec<_> = (0..4)
         .map(|i| NewEntry::new(t.code.clone(), json!({"i": i})).max_retries(2))

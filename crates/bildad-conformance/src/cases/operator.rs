@@ -8,7 +8,7 @@ use std::sync::Arc;
 /// the run and its node.
 pub async fn stop_running_entry(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let e = enqueue_simple(s, &t, 0).await;
     let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
@@ -50,7 +50,7 @@ pub async fn stop_running_entry(store: Arc<dyn JobStore>) {
 /// Stopping an entry that is not running is a `Conflict` and changes nothing.
 pub async fn stop_available_entry_conflicts(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let e = enqueue_simple(s, &t, 0).await;
     err(
         s.stop_entry(&e.job_run_identifier).await,
@@ -80,7 +80,7 @@ pub async fn stop_and_remove_unknown_not_found(store: Arc<dyn JobStore>) {
         "position unknown",
     );
     // Removed entries are unknown too.
-    let t = template(s).await;
+    let t = template().create(s).await;
     let e = enqueue_simple(s, &t, 0).await;
     ok(s.remove_entry(&e.job_run_identifier).await, "remove");
     err(
@@ -98,7 +98,7 @@ pub async fn stop_and_remove_unknown_not_found(store: Arc<dyn JobStore>) {
 /// Remove of a running entry: the entry is gone, the run ends `FAILED`/`Removed`.
 pub async fn remove_running_entry(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let e = enqueue_simple(s, &t, 5).await;
     let other = enqueue_simple(s, &t, 5).await;
@@ -151,7 +151,7 @@ async fn claim_one_of(
 /// Remove of an available entry just deletes it; no run is touched.
 pub async fn remove_available_entry(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let node = online(s, "conf-node").await;
     let e = enqueue_simple(s, &t, 3).await;
     // One failed run in the history, entry back to AVAILABLE.
@@ -172,7 +172,7 @@ pub async fn remove_available_entry(store: Arc<dyn JobStore>) {
 /// An operator's stop and the job's own success race: exactly one ends the run, and
 /// the entry matches the winner.
 pub async fn stop_races_finalize(store: Arc<dyn JobStore>) {
-    let t = template(&*store).await;
+    let t = template().create(&*store).await;
     let node = online(&*store, "conf-node").await;
     for _ in 0..10 {
         let e = enqueue_simple(&*store, &t, 3).await;

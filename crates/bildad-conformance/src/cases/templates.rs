@@ -12,7 +12,7 @@ use std::sync::Arc;
 pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
     let s = &*store;
     let before = now(s).await;
-    let code = unique("conf.tpl");
+    let code = unique("tpl");
     let schema = json!({"type": "object", "properties": {"to": {"type": "string"}}});
     let mut new = NewTemplate::new(code.clone(), "Send mail", "mail.send", schema.clone());
     new.display_order = 7;
@@ -32,11 +32,7 @@ pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
     assert_eq!(t.inserted_at, t.updated_at);
 
     // Defaults of SPEC §1.
-    let d = create(
-        s,
-        NewTemplate::new(unique("conf.tpl"), "D", "x.y", json!(true)),
-    )
-    .await;
+    let d = create(s, NewTemplate::new(unique("tpl"), "D", "x.y", json!(true))).await;
     assert!(d.active);
     assert_eq!(d.display_order, 0);
     assert_eq!(d.default_timeout_seconds, 3600);
@@ -132,7 +128,7 @@ pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
 /// A duplicate code is a `Conflict`, and the existing template is untouched.
 pub async fn template_duplicate_code_conflicts(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let again = NewTemplate::new(t.code.clone(), "Other", "other.type", json!({}));
     err(
         s.create_template(again).await,
@@ -176,7 +172,7 @@ pub async fn template_invalid_fields_name_every_violation(store: Arc<dyn JobStor
     );
 
     // A valid code with a bad field: nothing written under that code.
-    let code = unique("conf.tpl");
+    let code = unique("tpl");
     let mut new = NewTemplate::new(code.clone(), "Name", "a.b", json!({}));
     new.default_max_retries = 100_000;
     let e = err(
@@ -215,7 +211,7 @@ pub async fn template_invalid_schema_rejected(store: Arc<dyn JobStore>) {
         json!(42),
         json!({"properties": {"a": {"type": ["string", 3]}}}),
     ] {
-        let code = unique("conf.tpl");
+        let code = unique("tpl");
         let new = NewTemplate::new(code.clone(), "n", "a.b", schema.clone());
         let e = err(
             s.create_template(new).await,
@@ -245,7 +241,7 @@ pub async fn template_invalid_schema_rejected(store: Arc<dyn JobStore>) {
             "properties": {"to": {"$ref": "#/$defs/email"}}
         }),
     ] {
-        let new = NewTemplate::new(unique("conf.tpl"), "n", "a.b", schema.clone());
+        let new = NewTemplate::new(unique("tpl"), "n", "a.b", schema.clone());
         let t = create(s, new).await;
         assert_eq!(t.context_schema, schema);
     }
@@ -254,7 +250,7 @@ pub async fn template_invalid_schema_rejected(store: Arc<dyn JobStore>) {
 /// SPEC §2.10: a `$ref` to a URL or a file is rejected at create and at update.
 pub async fn template_outside_refs_rejected(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     for target in [
         "https://example.com/s.json",
         "http://169.254.169.254/latest/meta-data",
@@ -262,7 +258,7 @@ pub async fn template_outside_refs_rejected(store: Arc<dyn JobStore>) {
         "other.json#/a",
     ] {
         let schema = json!({"type": "object", "properties": {"a": {"$ref": target}}});
-        let code = unique("conf.tpl");
+        let code = unique("tpl");
         let new = NewTemplate::new(code.clone(), "n", "a.b", schema.clone());
         let e = err(s.create_template(new).await, ErrorKind::Invalid, target);
         assert_pointers(&e, &["/context_schema/properties/a/$ref"]);
@@ -384,7 +380,7 @@ pub async fn template_list_pagination(store: Arc<dyn JobStore>) {
 /// not block.
 pub async fn template_delete_blocked_by_entries(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let e = enqueue_simple(s, &t, 0).await;
     err(
         s.delete_template(&t.code).await,
@@ -413,8 +409,8 @@ pub async fn template_delete_blocked_by_entries(store: Arc<dyn JobStore>) {
     assert_eq!(run.template, t.code);
 
     // An entry of another template does not block.
-    let t2 = template(s).await;
-    let t3 = template(s).await;
+    let t2 = template().create(s).await;
+    let t3 = template().create(s).await;
     enqueue(s, NewEntry::new(t3.code.clone(), json!({}))).await;
     ok(s.delete_template(&t2.code).await, "delete unused");
 }
