@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 const JOB_TYPE: &str = "test.echo";
 
-fn claim_req(node: &NodeRef, limit: u32) -> ClaimRequest {
+fn claim_request(node: &NodeRef, limit: u32) -> ClaimRequest {
     ClaimRequest {
         node: node.clone(),
         job_types: vec![JOB_TYPE.to_string()],
@@ -50,7 +50,10 @@ async fn claim_all(store: Arc<dyn JobStore>, claimers: usize, limit: u32) -> Vec
             let node = NodeRef::new(format!("claimer-{k}"));
             let mut mine = Vec::new();
             loop {
-                let got = store.claim(claim_req(&node, limit)).await.expect("claim");
+                let got = store
+                    .claim(claim_request(&node, limit))
+                    .await
+                    .expect("claim");
                 if got.is_empty() {
                     return mine;
                 }
@@ -206,7 +209,7 @@ async fn pg_two_finalizers_race_exactly_one_wins() {
         .await;
     enqueue_n(&*store, "race", "r", 60).await;
     let node = NodeRef::new("n");
-    let claimed = store.claim(claim_req(&node, 60)).await.unwrap();
+    let claimed = store.claim(claim_request(&node, 60)).await.unwrap();
     assert_eq!(claimed.len(), 60);
 
     for c in claimed {
@@ -258,7 +261,7 @@ async fn pg_finalize_many_batches_mixed_outcomes() {
         .await;
     enqueue_n(&*store, "batch", "b", 300).await;
     let node = NodeRef::new("n");
-    let claimed = store.claim(claim_req(&node, 300)).await.unwrap();
+    let claimed = store.claim(claim_request(&node, 300)).await.unwrap();
     let mut reqs: Vec<Finalize> = claimed
         .iter()
         .enumerate()
@@ -324,11 +327,11 @@ async fn expiry_by_time_and_heartbeat(store: Arc<dyn JobStore>) {
         ])
         .await
         .unwrap();
-    let mut req = claim_req(&alive, 1);
+    let mut req = claim_request(&alive, 1);
     req.expiry_grace = Duration::ZERO;
     req.only_identifier = Some("by-time".into());
     let by_time = store.claim(req).await.unwrap().remove(0).run;
-    let mut req = claim_req(&dead, 1);
+    let mut req = claim_request(&dead, 1);
     req.only_identifier = Some("by-heartbeat".into());
     let by_heartbeat = store.claim(req).await.unwrap().remove(0).run;
     store.heartbeat(&alive).await.unwrap();
@@ -506,7 +509,7 @@ async fn pg_explain_hot_paths_with_a_million_runs() {
     let nodes: Vec<NodeRef> = (0..4).map(|i| NodeRef::new(format!("node-{i}"))).collect();
     for n in &nodes {
         store.heartbeat(n).await.unwrap();
-        store.claim(claim_req(n, 500)).await.unwrap();
+        store.claim(claim_request(n, 500)).await.unwrap();
     }
     diesel::sql_query("VACUUM ANALYZE")
         .execute(&mut c)

@@ -1,4 +1,4 @@
-//! Templates: create, read, partial update, delete, validation, listing.
+//! Templates: create_template, read, partial update, delete, validation, listing.
 
 use crate::support::*;
 use bildad_core::{
@@ -19,7 +19,7 @@ pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
     new.default_timeout_seconds = 120;
     new.default_max_retries = 9;
     new.active = false;
-    let t = create(s, new).await;
+    let t = create_template(s, new).await;
     let after = now(s).await;
     assert_eq!(t.name, "Send mail");
     assert_eq!(t.job_type, "mail.send");
@@ -32,21 +32,21 @@ pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
     assert_eq!(t.inserted_at, t.updated_at);
 
     // Defaults of SPEC §1.
-    let d = create(s, NewTemplate::new(unique("tpl"), "D", "x.y", json!(true))).await;
+    let d = create_template(s, NewTemplate::new(unique("tpl"), "D", "x.y", json!(true))).await;
     assert!(d.active);
     assert_eq!(d.display_order, 0);
     assert_eq!(d.default_timeout_seconds, 3600);
     assert_eq!(d.default_max_retries, 3);
     assert_ne!(d.id, t.id);
 
-    assert_eq!(ok(s.get_template(&code).await, "get_template"), t);
+    assert_eq!(expect_ok(s.get_template(&code).await, "get_template"), t);
 
     let patch = TemplatePatch {
         name: Some("Send mail now".into()),
         active: Some(true),
         ..TemplatePatch::default()
     };
-    let u = ok(s.update_template(&code, patch).await, "update_template");
+    let u = expect_ok(s.update_template(&code, patch).await, "update_template");
     assert_eq!(u.name, "Send mail now");
     assert!(u.active);
     assert_eq!(u.id, t.id);
@@ -62,7 +62,7 @@ pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
         t.updated_at,
         u.updated_at
     );
-    assert_eq!(ok(s.get_template(&code).await, "get_template"), u);
+    assert_eq!(expect_ok(s.get_template(&code).await, "get_template"), u);
 
     // Every field can be patched.
     let schema2 = json!({"type": "object", "required": ["to"]});
@@ -75,7 +75,7 @@ pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
         default_timeout_seconds: Some(30),
         default_max_retries: Some(0),
     };
-    let u2 = ok(s.update_template(&code, patch).await, "update_template");
+    let u2 = expect_ok(s.update_template(&code, patch).await, "update_template");
     assert_eq!(u2.name, "Send mail now");
     assert_eq!(u2.job_type, "mail.send2");
     assert_eq!(u2.context_schema, schema2);
@@ -92,7 +92,7 @@ pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
         context_schema: Some(json!({"type": "nonsense"})),
         ..TemplatePatch::default()
     };
-    let e = err(
+    let e = expect_err(
         s.update_template(&code, bad).await,
         ErrorKind::Invalid,
         "bad patch",
@@ -104,25 +104,25 @@ pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
             .any(|p| p.starts_with("/context_schema")),
         "{e}"
     );
-    assert_eq!(ok(s.get_template(&code).await, "get_template"), u2);
+    assert_eq!(expect_ok(s.get_template(&code).await, "get_template"), u2);
 
-    ok(s.delete_template(&code).await, "delete_template");
-    err(
+    expect_ok(s.delete_template(&code).await, "delete_template");
+    expect_err(
         s.get_template(&code).await,
         ErrorKind::NotFound,
         "get deleted",
     );
-    err(
+    expect_err(
         s.delete_template(&code).await,
         ErrorKind::NotFound,
         "delete twice",
     );
-    err(
+    expect_err(
         s.update_template(&code, TemplatePatch::default()).await,
         ErrorKind::NotFound,
         "update deleted",
     );
-    assert_eq!(ok(s.get_template(&d.code).await, "get other"), d);
+    assert_eq!(expect_ok(s.get_template(&d.code).await, "get other"), d);
 }
 
 /// A duplicate code is a `Conflict`, and the existing template is untouched.
@@ -130,13 +130,13 @@ pub async fn template_duplicate_code_conflicts(store: Arc<dyn JobStore>) {
     let s = &*store;
     let t = template().create(s).await;
     let again = NewTemplate::new(t.code.clone(), "Other", "other.type", json!({}));
-    err(
+    expect_err(
         s.create_template(again).await,
         ErrorKind::Conflict,
         "duplicate code",
     );
-    assert_eq!(ok(s.get_template(&t.code).await, "get"), t);
-    let all = ok(
+    assert_eq!(expect_ok(s.get_template(&t.code).await, "get"), t);
+    let all = expect_ok(
         s.list_templates(TemplateFilter::All, page(0, 10)).await,
         "list",
     );
@@ -149,7 +149,7 @@ pub async fn template_invalid_fields_name_every_violation(store: Arc<dyn JobStor
     let mut new = NewTemplate::new("bad code!", " ", "", json!({"type": 12}));
     new.default_timeout_seconds = 0;
     new.default_max_retries = -1;
-    let e = err(
+    let e = expect_err(
         s.create_template(new).await,
         ErrorKind::Invalid,
         "invalid template",
@@ -175,26 +175,26 @@ pub async fn template_invalid_fields_name_every_violation(store: Arc<dyn JobStor
     let code = unique("tpl");
     let mut new = NewTemplate::new(code.clone(), "Name", "a.b", json!({}));
     new.default_max_retries = 100_000;
-    let e = err(
+    let e = expect_err(
         s.create_template(new).await,
         ErrorKind::Invalid,
         "too many retries",
     );
     assert_eq!(pointers(&e), vec!["/default_max_retries".to_string()]);
-    err(
+    expect_err(
         s.get_template(&code).await,
         ErrorKind::NotFound,
         "nothing written",
     );
     let long = "x".repeat(256);
-    let e = err(
+    let e = expect_err(
         s.create_template(NewTemplate::new(long, "n", "a.b", json!({})))
             .await,
         ErrorKind::Invalid,
         "code too long",
     );
     assert_eq!(pointers(&e), vec!["/code".to_string()]);
-    let all = ok(
+    let all = expect_ok(
         s.list_templates(TemplateFilter::All, page(0, 10)).await,
         "list",
     );
@@ -213,7 +213,7 @@ pub async fn template_invalid_schema_rejected(store: Arc<dyn JobStore>) {
     ] {
         let code = unique("tpl");
         let new = NewTemplate::new(code.clone(), "n", "a.b", schema.clone());
-        let e = err(
+        let e = expect_err(
             s.create_template(new).await,
             ErrorKind::Invalid,
             "bad schema",
@@ -225,7 +225,7 @@ pub async fn template_invalid_schema_rejected(store: Arc<dyn JobStore>) {
                     .all(|p| p.starts_with("/context_schema")),
             "schema {schema}: {e}"
         );
-        err(
+        expect_err(
             s.get_template(&code).await,
             ErrorKind::NotFound,
             "nothing written",
@@ -242,7 +242,7 @@ pub async fn template_invalid_schema_rejected(store: Arc<dyn JobStore>) {
         }),
     ] {
         let new = NewTemplate::new(unique("tpl"), "n", "a.b", schema.clone());
-        let t = create(s, new).await;
+        let t = create_template(s, new).await;
         assert_eq!(t.context_schema, schema);
     }
 }
@@ -260,9 +260,9 @@ pub async fn template_outside_refs_rejected(store: Arc<dyn JobStore>) {
         let schema = json!({"type": "object", "properties": {"a": {"$ref": target}}});
         let code = unique("tpl");
         let new = NewTemplate::new(code.clone(), "n", "a.b", schema.clone());
-        let e = err(s.create_template(new).await, ErrorKind::Invalid, target);
+        let e = expect_err(s.create_template(new).await, ErrorKind::Invalid, target);
         assert_pointers(&e, &["/context_schema/properties/a/$ref"]);
-        err(
+        expect_err(
             s.get_template(&code).await,
             ErrorKind::NotFound,
             "nothing written",
@@ -272,14 +272,14 @@ pub async fn template_outside_refs_rejected(store: Arc<dyn JobStore>) {
             context_schema: Some(schema),
             ..TemplatePatch::default()
         };
-        let e = err(
+        let e = expect_err(
             s.update_template(&t.code, patch).await,
             ErrorKind::Invalid,
             target,
         );
         assert_pointers(&e, &["/context_schema/properties/a/$ref"]);
     }
-    assert_eq!(ok(s.get_template(&t.code).await, "get"), t);
+    assert_eq!(expect_ok(s.get_template(&t.code).await, "get"), t);
 }
 
 /// Listing filters `active` / `inactive` / `all`, ordered by `display_order` then `code`.
@@ -298,10 +298,10 @@ pub async fn template_list_filters_and_order(store: Arc<dyn JobStore>) {
         let mut n = NewTemplate::new(code, "n", "a.b", json!({}));
         n.display_order = order;
         n.active = active;
-        create(s, n).await;
+        create_template(s, n).await;
     }
     let codes = |f: TemplateFilter| async move {
-        let p = ok(s.list_templates(f, page(0, 100)).await, "list_templates");
+        let p = expect_ok(s.list_templates(f, page(0, 100)).await, "list_templates");
         assert_eq!(p.total, p.items.len() as u64);
         p.items.into_iter().map(|t| t.code).collect::<Vec<_>>()
     };
@@ -333,12 +333,12 @@ pub async fn template_list_pagination(store: Arc<dyn JobStore>) {
     let mut codes = Vec::new();
     for i in 0..7 {
         let code = format!("conf.page.{i:02}");
-        create(s, NewTemplate::new(code.clone(), "n", "a.b", json!({}))).await;
+        create_template(s, NewTemplate::new(code.clone(), "n", "a.b", json!({}))).await;
         codes.push(code);
     }
     let mut seen = Vec::new();
     for p in 0..3 {
-        let pg = ok(
+        let pg = expect_ok(
             s.list_templates(TemplateFilter::All, page(p, 3)).await,
             "list",
         );
@@ -349,13 +349,13 @@ pub async fn template_list_pagination(store: Arc<dyn JobStore>) {
         seen.extend(pg.items.into_iter().map(|t| t.code));
     }
     assert_eq!(seen, codes);
-    let past = ok(
+    let past = expect_ok(
         s.list_templates(TemplateFilter::All, page(5, 3)).await,
         "list",
     );
     assert!(past.items.is_empty());
     assert_eq!((past.total, past.page, past.limit), (7, 5, 3));
-    let far = ok(
+    let far = expect_ok(
         s.list_templates(
             TemplateFilter::All,
             page(10_000_000, PageRequest::MAX_LIMIT),
@@ -365,7 +365,7 @@ pub async fn template_list_pagination(store: Arc<dyn JobStore>) {
     );
     assert!(far.items.is_empty());
     assert_eq!(far.total, 7);
-    let one = ok(
+    let one = expect_ok(
         s.list_templates(TemplateFilter::All, page(6, 1)).await,
         "list",
     );
@@ -381,36 +381,39 @@ pub async fn template_list_pagination(store: Arc<dyn JobStore>) {
 pub async fn template_delete_blocked_by_entries(store: Arc<dyn JobStore>) {
     let s = &*store;
     let t = template().create(s).await;
-    let e = enqueue_simple(s, &t, 0).await;
-    err(
+    let e = enqueue_with_retries(s, &t, 0).await;
+    expect_err(
         s.delete_template(&t.code).await,
         ErrorKind::Conflict,
         "delete with entries",
     );
-    assert_eq!(ok(s.get_template(&t.code).await, "still there"), t);
-    assert_eq!(ok(s.get_entry(&e.job_run_identifier).await, "entry"), e);
+    assert_eq!(expect_ok(s.get_template(&t.code).await, "still there"), t);
+    assert_eq!(
+        expect_ok(s.get_entry(&e.job_run_identifier).await, "entry"),
+        e
+    );
 
     // Run it to completion: only history remains.
-    let node = online(s, "conf-node").await;
+    let node = live_node(s, "conf-node").await;
     let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
-    err(
+    expect_err(
         s.delete_template(&t.code).await,
         ErrorKind::Conflict,
         "delete while running",
     );
-    finalize_won(s, fin(c.run.id, bildad_core::Outcome::succeeded(None))).await;
-    ok(s.delete_template(&t.code).await, "delete with history only");
-    err(
+    finish_successfully(s, c.run.id).await;
+    expect_ok(s.delete_template(&t.code).await, "delete with history only");
+    expect_err(
         s.get_template(&t.code).await,
         ErrorKind::NotFound,
         "deleted",
     );
-    let run = ok(s.get_run(c.run.id).await, "run kept as history");
+    let run = expect_ok(s.get_run(c.run.id).await, "run kept as history");
     assert_eq!(run.template, t.code);
 
     // An entry of another template does not block.
     let t2 = template().create(s).await;
     let t3 = template().create(s).await;
     enqueue(s, NewEntry::new(t3.code.clone(), json!({}))).await;
-    ok(s.delete_template(&t2.code).await, "delete unused");
+    expect_ok(s.delete_template(&t2.code).await, "delete unused");
 }
