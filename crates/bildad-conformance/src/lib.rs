@@ -112,7 +112,12 @@ macro_rules! for_each_case {
         $callback! {
             [$($arg)*]
             // templates
-            template_create_get_update_delete,
+            template_create_keeps_every_field,
+            template_create_applies_defaults,
+            template_update_changes_only_given_fields,
+            template_update_changes_every_field,
+            template_invalid_update_changes_nothing,
+            template_delete_then_not_found,
             template_duplicate_code_conflicts,
             template_invalid_fields_name_every_violation,
             template_invalid_schema_rejected,
@@ -156,7 +161,10 @@ macro_rules! for_each_case {
             // operator
             stop_running_entry,
             stop_available_entry_conflicts,
-            stop_and_remove_unknown_not_found,
+            stop_unknown_entry_not_found,
+            remove_unknown_entry_not_found,
+            entry_position_unknown_not_found,
+            removed_entry_is_unknown,
             remove_running_entry,
             remove_available_entry,
             stop_races_finalize,
@@ -169,12 +177,16 @@ macro_rules! for_each_case {
             // listings, history, nodes
             queue_listing_in_run_order,
             entry_position_in_run_order,
-            list_runs_newest_first_with_filters,
+            list_runs_newest_first,
+            list_runs_each_filter_narrows,
+            list_runs_pages_and_totals,
             list_entries_where_filters_by_template,
             run_activity_matches_run_history,
             get_run_not_found,
             prune_runs_only_old_done,
-            heartbeat_and_list_nodes,
+            heartbeat_creates_the_node_row,
+            list_nodes_latest_heartbeat_first,
+            node_restart_is_a_new_instance,
             stats_counts,
         }
     };

@@ -2,8 +2,8 @@
 
 use crate::support::*;
 use bildad_core::{
-    EntryFilter, EntryStatus, ErrorKind, FailureKind, JobStore, NewEntry, NodeRef, Outcome,
-    QueueStats, RunActivity, RunFilter, RunResult, RunStatus,
+    EntryFilter, EntryStatus, ErrorKind, FailureKind, JobRun, JobStore, JobTemplate, NewEntry,
+    NodeRef, Outcome, QueueStats, RunActivity, RunFilter, RunId, RunResult, RunStatus,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -122,117 +122,157 @@ pub async fn entry_position_in_run_order(store: Arc<dyn JobStore>) {
     );
 }
 
-/// Runs newest first, with every filter, and totals.
-pub async fn list_runs_newest_first_with_filters(store: Arc<dyn JobStore>) {
-    let s = &*store;
-    let t1 = template().create(s).await;
-    let t2 = template().create(s).await;
-    let n1 = live_node(s, "conf-node-one").await;
-    let n2 = live_node(s, "conf-node-two").await;
-    // Six runs in sequence: (template, node, how it ends).
-    let plan: [(usize, &NodeRef, Option<bool>); 6] = [
-        (0, &n1, Some(true)),
-        (1, &n1, Some(false)),
-        (0, &n2, Some(false)),
-        (1, &n2, Some(true)),
-        (0, &n1, None),
-        (1, &n2, None),
-    ];
-    let templates = [&t1, &t2];
-    let mut runs = Vec::new();
-    for (ti, node, end) in plan {
-        let t = templates[ti];
-        let e = enqueue_with_retries(s, t, 0).await;
-        let c = claim_one(s, node, t, &e.job_run_identifier).await;
-        match end {
-            Some(true) => {
-                finish_successfully(s, c.run.id).await;
+/// Six runs in sequence over two templates and two nodes: succeeded, failed, failed,
+/// succeeded, then two still running.
+struct SixRuns {
+    t1: JobTemplate,
+    t2: JobTemplate,
+    n1: NodeRef,
+    n2: NodeRef,
+    runs: Vec<JobRun>,
+}
+
+impl SixRuns {
+    async fn create(s: &dyn JobStore) -> Self {
+        let t1 = template().create(s).await;
+        let t2 = template().create(s).await;
+        let n1 = live_node(s, "conf-node-one").await;
+        let n2 = live_node(s, "conf-node-two").await;
+        // (template, node, how it ends)
+        let plan: [(usize, &NodeRef, Option<bool>); 6] = [
+            (0, &n1, Some(true)),
+            (1, &n1, Some(false)),
+            (0, &n2, Some(false)),
+            (1, &n2, Some(true)),
+            (0, &n1, None),
+            (1, &n2, None),
+        ];
+        let templates = [&t1, &t2];
+        let mut runs = Vec::new();
+        for (ti, node, end) in plan {
+            let t = templates[ti];
+            let e = enqueue_with_retries(s, t, 0).await;
+            let c = claim_one(s, node, t, &e.job_run_identifier).await;
+            match end {
+                Some(true) => {
+                    finish_successfully(s, c.run.id).await;
+                }
+                Some(false) => {
+                    finalize_and_win(
+                        s,
+                        finalize_request(c.run.id, Outcome::failed(FailureKind::Error, "e")),
+                    )
+                    .await;
+                }
+                None => {}
             }
-            Some(false) => {
-                finalize_and_win(
-                    s,
-                    finalize_request(c.run.id, Outcome::failed(FailureKind::Error, "e")),
-                )
-                .await;
-            }
-            None => {}
+            runs.push(expect_ok(s.get_run(c.run.id).await, "run"));
         }
-        runs.push(expect_ok(s.get_run(c.run.id).await, "run"));
+        Self {
+            t1,
+            t2,
+            n1,
+            n2,
+            runs,
+        }
     }
-    let newest_first = |idx: &[usize]| idx.iter().rev().map(|&i| runs[i].id).collect::<Vec<_>>();
-    let list = |f: RunFilter| async move {
-        all_runs(s, f)
-            .await
-            .into_iter()
-            .map(|r| r.id)
-            .collect::<Vec<_>>()
-    };
+
+    /// The ids of the runs at `idx` (in creation order), newest first.
+    fn newest_first(&self, idx: &[usize]) -> Vec<RunId> {
+        idx.iter().rev().map(|&i| self.runs[i].id).collect()
+    }
+}
+
+/// The ids of every run matching `filter`, in the store's order.
+async fn run_ids(s: &dyn JobStore, filter: RunFilter) -> Vec<RunId> {
+    all_runs(s, filter)
+        .await
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+/// Runs are listed newest first, as they were stored.
+pub async fn list_runs_newest_first(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let six = SixRuns::create(s).await;
     assert_eq!(
-        list(RunFilter::default()).await,
-        newest_first(&[0, 1, 2, 3, 4, 5])
+        run_ids(s, RunFilter::default()).await,
+        six.newest_first(&[0, 1, 2, 3, 4, 5])
     );
     let all = all_runs(s, RunFilter::default()).await;
     assert_eq!(
         all,
-        runs.iter().rev().cloned().collect::<Vec<_>>(),
+        six.runs.iter().rev().cloned().collect::<Vec<_>>(),
         "full rows"
     );
+}
 
+/// Each filter of `list_runs` (status, result, template, node instance or name,
+/// identifier, several at once) narrows the history to the runs that match it.
+pub async fn list_runs_each_filter_narrows(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let six = SixRuns::create(s).await;
     let f = |g: fn(&mut RunFilter)| {
         let mut x = RunFilter::default();
         g(&mut x);
         x
     };
     assert_eq!(
-        list(f(|x| x.status = Some(RunStatus::Running))).await,
-        newest_first(&[4, 5])
+        run_ids(s, f(|x| x.status = Some(RunStatus::Running))).await,
+        six.newest_first(&[4, 5])
     );
     assert_eq!(
-        list(f(|x| x.status = Some(RunStatus::Done))).await,
-        newest_first(&[0, 1, 2, 3])
+        run_ids(s, f(|x| x.status = Some(RunStatus::Done))).await,
+        six.newest_first(&[0, 1, 2, 3])
     );
     assert_eq!(
-        list(f(|x| x.result = Some(RunResult::Succeeded))).await,
-        newest_first(&[0, 3])
+        run_ids(s, f(|x| x.result = Some(RunResult::Succeeded))).await,
+        six.newest_first(&[0, 3])
     );
     assert_eq!(
-        list(f(|x| x.result = Some(RunResult::Failed))).await,
-        newest_first(&[1, 2])
+        run_ids(s, f(|x| x.result = Some(RunResult::Failed))).await,
+        six.newest_first(&[1, 2])
     );
     let by_template = RunFilter {
-        template: Some(t1.code.clone()),
+        template: Some(six.t1.code.clone()),
         ..Default::default()
     };
-    assert_eq!(list(by_template).await, newest_first(&[0, 2, 4]));
+    assert_eq!(run_ids(s, by_template).await, six.newest_first(&[0, 2, 4]));
     let by_instance = RunFilter {
-        node: Some(n2.instance_id.clone()),
+        node: Some(six.n2.instance_id.clone()),
         ..Default::default()
     };
-    assert_eq!(list(by_instance).await, newest_first(&[2, 3, 5]));
+    assert_eq!(run_ids(s, by_instance).await, six.newest_first(&[2, 3, 5]));
     let by_name = RunFilter {
-        node: Some(n1.name.clone()),
+        node: Some(six.n1.name.clone()),
         ..Default::default()
     };
-    assert_eq!(list(by_name).await, newest_first(&[0, 1, 4]));
+    assert_eq!(run_ids(s, by_name).await, six.newest_first(&[0, 1, 4]));
     let by_id = RunFilter {
-        identifier: Some(runs[3].job_run_identifier.clone()),
+        identifier: Some(six.runs[3].job_run_identifier.clone()),
         ..Default::default()
     };
-    assert_eq!(list(by_id).await, newest_first(&[3]));
+    assert_eq!(run_ids(s, by_id).await, six.newest_first(&[3]));
     let combined = RunFilter {
-        template: Some(t2.code.clone()),
-        node: Some(n2.instance_id.clone()),
+        template: Some(six.t2.code.clone()),
+        node: Some(six.n2.instance_id.clone()),
         result: Some(RunResult::Succeeded),
         ..Default::default()
     };
-    assert_eq!(list(combined).await, newest_first(&[3]));
+    assert_eq!(run_ids(s, combined).await, six.newest_first(&[3]));
     let none = RunFilter {
         identifier: Some("conf-unknown".into()),
         ..Default::default()
     };
-    assert!(list(none).await.is_empty());
+    assert!(run_ids(s, none).await.is_empty());
+}
 
-    // Pages and totals.
+/// `list_runs` pages count from 0, a page past the end is empty, and the total counts
+/// every matching run (the filter's, not the page's).
+pub async fn list_runs_pages_and_totals(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let six = SixRuns::create(s).await;
     let p = expect_ok(
         s.list_runs(RunFilter::default(), page(1, 4)).await,
         "page 1",
@@ -240,7 +280,7 @@ pub async fn list_runs_newest_first_with_filters(store: Arc<dyn JobStore>) {
     assert_eq!((p.total, p.page, p.limit), (6, 1, 4));
     assert_eq!(
         p.items.iter().map(|r| r.id).collect::<Vec<_>>(),
-        newest_first(&[0, 1])
+        six.newest_first(&[0, 1])
     );
     let p = expect_ok(
         s.list_runs(RunFilter::default(), page(3, 4)).await,
@@ -248,11 +288,11 @@ pub async fn list_runs_newest_first_with_filters(store: Arc<dyn JobStore>) {
     );
     assert!(p.items.is_empty());
     assert_eq!(p.total, 6);
-    let p = expect_ok(
-        s.list_runs(f(|x| x.result = Some(RunResult::Failed)), page(0, 1))
-            .await,
-        "filtered total",
-    );
+    let failed = RunFilter {
+        result: Some(RunResult::Failed),
+        ..Default::default()
+    };
+    let p = expect_ok(s.list_runs(failed, page(0, 1)).await, "filtered total");
     assert_eq!((p.items.len(), p.total), (1, 2));
 }
 
@@ -326,12 +366,11 @@ pub async fn prune_runs_only_old_done(store: Arc<dyn JobStore>) {
     assert_eq!(counts(s).await, (1, 2));
 }
 
-/// Heartbeats create and refresh node rows; `list_nodes` is latest heartbeat first.
-pub async fn heartbeat_and_list_nodes(store: Arc<dyn JobStore>) {
+/// A node's first heartbeat creates its row, stamped now by the store.
+pub async fn heartbeat_creates_the_node_row(store: Arc<dyn JobStore>) {
     let s = &*store;
     assert!(expect_ok(s.list_nodes().await, "list_nodes").is_empty());
     let a = NodeRef::new("conf-node-a");
-    let b = NodeRef::new("conf-node-b");
     let before = now(s).await;
     expect_ok(s.heartbeat(&a).await, "heartbeat a");
     let after = now(s).await;
@@ -343,6 +382,16 @@ pub async fn heartbeat_and_list_nodes(store: Arc<dyn JobStore>) {
     assert_eq!(first.started_at, first.last_heartbeat_at);
     assert_between(first.started_at, before, after, "started_at");
     assert_eq!(first.stopped_at, None);
+}
+
+/// `list_nodes` is latest heartbeat first; a later heartbeat moves a node up, keeps its
+/// `started_at` and moves its `last_heartbeat_at` forward.
+pub async fn list_nodes_latest_heartbeat_first(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let a = NodeRef::new("conf-node-a");
+    let b = NodeRef::new("conf-node-b");
+    expect_ok(s.heartbeat(&a).await, "heartbeat a");
+    let first = expect_ok(s.list_nodes().await, "list_nodes")[0].clone();
 
     wait_past(s, first.last_heartbeat_at).await;
     expect_ok(s.heartbeat(&b).await, "heartbeat b");
@@ -357,11 +406,18 @@ pub async fn heartbeat_and_list_nodes(store: Arc<dyn JobStore>) {
     assert_eq!(order, [a.instance_id.clone(), b.instance_id.clone()]);
     assert_eq!(nodes[0].started_at, first.started_at, "started_at kept");
     assert!(nodes[0].last_heartbeat_at > first.last_heartbeat_at);
+}
 
-    // A restart of the same name is a new instance.
+/// A restart under the same name is a new instance, with a row of its own.
+pub async fn node_restart_is_a_new_instance(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let a = NodeRef::new("conf-node-a");
+    expect_ok(s.heartbeat(&a).await, "heartbeat a");
     let a2 = NodeRef::new("conf-node-a");
     expect_ok(s.heartbeat(&a2).await, "heartbeat a2");
-    assert_eq!(expect_ok(s.list_nodes().await, "list_nodes").len(), 3);
+    let nodes = expect_ok(s.list_nodes().await, "list_nodes");
+    assert_eq!(nodes.len(), 2);
+    assert_ne!(nodes[0].instance_id, nodes[1].instance_id);
 }
 
 /// `stats` counts entries by state, runs by result, and templates.

@@ -68,25 +68,36 @@ pub async fn stop_available_entry_conflicts(store: Arc<dyn JobStore>) {
     assert_eq!(counts(s).await, (1, 0));
 }
 
-/// Stop and remove of an unknown identifier are `NotFound`.
-pub async fn stop_and_remove_unknown_not_found(store: Arc<dyn JobStore>) {
-    let s = &*store;
+/// Stop of an unknown identifier is `NotFound`.
+pub async fn stop_unknown_entry_not_found(store: Arc<dyn JobStore>) {
     expect_err(
-        s.stop_entry("conf-unknown").await,
+        store.stop_entry("conf-unknown").await,
         ErrorKind::NotFound,
         "stop unknown",
     );
+}
+
+/// Remove of an unknown identifier is `NotFound`.
+pub async fn remove_unknown_entry_not_found(store: Arc<dyn JobStore>) {
     expect_err(
-        s.remove_entry("conf-unknown").await,
+        store.remove_entry("conf-unknown").await,
         ErrorKind::NotFound,
         "remove unknown",
     );
+}
+
+/// The position of an unknown identifier is `NotFound`.
+pub async fn entry_position_unknown_not_found(store: Arc<dyn JobStore>) {
     expect_err(
-        s.entry_position("conf-unknown").await,
+        store.entry_position("conf-unknown").await,
         ErrorKind::NotFound,
         "position unknown",
     );
-    // Removed entries are unknown too.
+}
+
+/// A removed entry is unknown: removing or stopping it again is `NotFound`.
+pub async fn removed_entry_is_unknown(store: Arc<dyn JobStore>) {
+    let s = &*store;
     let t = template().create(s).await;
     let e = enqueue_with_retries(s, &t, 0).await;
     expect_ok(s.remove_entry(&e.job_run_identifier).await, "remove");

@@ -2,24 +2,30 @@
 
 use crate::support::*;
 use bildad_core::{
-    ErrorKind, JobStore, NewEntry, NewTemplate, PageRequest, TemplateFilter, TemplatePatch,
+    ErrorKind, JobStore, JobTemplate, NewEntry, NewTemplate, PageRequest, TemplateFilter,
+    TemplatePatch,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// Create, get, partial update (only the given fields change, `updated_at` moves
-/// forward), delete; each on an unknown code is `NotFound`.
-pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
-    let s = &*store;
-    let before = now(s).await;
-    let code = unique("tpl");
+/// The "Send mail" template of the create, update and delete cases: every field set away
+/// from its default, inactive. Returns it with its schema.
+async fn mail_template(s: &dyn JobStore) -> (JobTemplate, Value) {
     let schema = json!({"type": "object", "properties": {"to": {"type": "string"}}});
-    let mut new = NewTemplate::new(code.clone(), "Send mail", "mail.send", schema.clone());
+    let mut new = NewTemplate::new(unique("tpl"), "Send mail", "mail.send", schema.clone());
     new.display_order = 7;
     new.default_timeout_seconds = 120;
     new.default_max_retries = 9;
     new.active = false;
-    let t = create_template(s, new).await;
+    (create_template(s, new).await, schema)
+}
+
+/// A created template holds every field given, is stamped now by the store, and reads
+/// back the same by `get_template`.
+pub async fn template_create_keeps_every_field(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let before = now(s).await;
+    let (t, schema) = mail_template(s).await;
     let after = now(s).await;
     assert_eq!(t.name, "Send mail");
     assert_eq!(t.job_type, "mail.send");
@@ -30,23 +36,31 @@ pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
     assert_eq!(t.context_schema, schema);
     assert_between(t.inserted_at, before, after, "inserted_at");
     assert_eq!(t.inserted_at, t.updated_at);
+    assert_eq!(expect_ok(s.get_template(&t.code).await, "get_template"), t);
+}
 
-    // Defaults of SPEC §1.
+/// A template created with only the required fields gets the defaults of SPEC §1.
+pub async fn template_create_applies_defaults(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let (t, _) = mail_template(s).await;
     let d = create_template(s, NewTemplate::new(unique("tpl"), "D", "x.y", json!(true))).await;
     assert!(d.active);
     assert_eq!(d.display_order, 0);
     assert_eq!(d.default_timeout_seconds, 3600);
     assert_eq!(d.default_max_retries, 3);
     assert_ne!(d.id, t.id);
+}
 
-    assert_eq!(expect_ok(s.get_template(&code).await, "get_template"), t);
-
+/// A partial update changes only the given fields, and `updated_at` moves forward.
+pub async fn template_update_changes_only_given_fields(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let (t, schema) = mail_template(s).await;
     let patch = TemplatePatch {
         name: Some("Send mail now".into()),
         active: Some(true),
         ..TemplatePatch::default()
     };
-    let u = expect_ok(s.update_template(&code, patch).await, "update_template");
+    let u = expect_ok(s.update_template(&t.code, patch).await, "update_template");
     assert_eq!(u.name, "Send mail now");
     assert!(u.active);
     assert_eq!(u.id, t.id);
@@ -62,30 +76,38 @@ pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
         t.updated_at,
         u.updated_at
     );
-    assert_eq!(expect_ok(s.get_template(&code).await, "get_template"), u);
+    assert_eq!(expect_ok(s.get_template(&t.code).await, "get_template"), u);
+}
 
-    // Every field can be patched.
+/// Every field but the code can be patched.
+pub async fn template_update_changes_every_field(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let (t, _) = mail_template(s).await;
     let schema2 = json!({"type": "object", "required": ["to"]});
     let patch = TemplatePatch {
-        name: None,
+        name: Some("Send mail now".into()),
         job_type: Some("mail.send2".into()),
         context_schema: Some(schema2.clone()),
-        active: Some(false),
+        active: Some(true),
         display_order: Some(-3),
         default_timeout_seconds: Some(30),
         default_max_retries: Some(0),
     };
-    let u2 = expect_ok(s.update_template(&code, patch).await, "update_template");
-    assert_eq!(u2.name, "Send mail now");
-    assert_eq!(u2.job_type, "mail.send2");
-    assert_eq!(u2.context_schema, schema2);
-    assert!(!u2.active);
-    assert_eq!(u2.display_order, -3);
-    assert_eq!(u2.default_timeout_seconds, 30);
-    assert_eq!(u2.default_max_retries, 0);
-    assert!(u2.updated_at > u.updated_at);
+    let u = expect_ok(s.update_template(&t.code, patch).await, "update_template");
+    assert_eq!(u.name, "Send mail now");
+    assert_eq!(u.job_type, "mail.send2");
+    assert_eq!(u.context_schema, schema2);
+    assert!(u.active);
+    assert_eq!(u.display_order, -3);
+    assert_eq!(u.default_timeout_seconds, 30);
+    assert_eq!(u.default_max_retries, 0);
+    assert!(u.updated_at > t.updated_at);
+}
 
-    // An invalid patch changes nothing.
+/// An invalid patch is `Invalid`, names every violation, and changes nothing.
+pub async fn template_invalid_update_changes_nothing(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let (t, _) = mail_template(s).await;
     let bad = TemplatePatch {
         name: Some("ok".into()),
         default_timeout_seconds: Some(0),
@@ -93,7 +115,7 @@ pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
         ..TemplatePatch::default()
     };
     let e = expect_err(
-        s.update_template(&code, bad).await,
+        s.update_template(&t.code, bad).await,
         ErrorKind::Invalid,
         "bad patch",
     );
@@ -104,25 +126,35 @@ pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
             .any(|p| p.starts_with("/context_schema")),
         "{e}"
     );
-    assert_eq!(expect_ok(s.get_template(&code).await, "get_template"), u2);
+    assert_eq!(expect_ok(s.get_template(&t.code).await, "get_template"), t);
+}
 
-    expect_ok(s.delete_template(&code).await, "delete_template");
+/// A deleted template is gone: get, delete and update of its code are `NotFound`; other
+/// templates are untouched.
+pub async fn template_delete_then_not_found(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let (t, _) = mail_template(s).await;
+    let other = template().create(s).await;
+    expect_ok(s.delete_template(&t.code).await, "delete_template");
     expect_err(
-        s.get_template(&code).await,
+        s.get_template(&t.code).await,
         ErrorKind::NotFound,
         "get deleted",
     );
     expect_err(
-        s.delete_template(&code).await,
+        s.delete_template(&t.code).await,
         ErrorKind::NotFound,
         "delete twice",
     );
     expect_err(
-        s.update_template(&code, TemplatePatch::default()).await,
+        s.update_template(&t.code, TemplatePatch::default()).await,
         ErrorKind::NotFound,
         "update deleted",
     );
-    assert_eq!(expect_ok(s.get_template(&d.code).await, "get other"), d);
+    assert_eq!(
+        expect_ok(s.get_template(&other.code).await, "get other"),
+        other
+    );
 }
 
 /// A duplicate code is a `Conflict`, and the existing template is untouched.
