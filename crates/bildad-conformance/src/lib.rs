@@ -128,7 +128,8 @@ macro_rules! for_each_case {
             // enqueue
             enqueue_defaults_from_template,
             enqueue_explicit_fields,
-            enqueue_unknown_or_inactive_template_invalid,
+            enqueue_unknown_template_invalid,
+            enqueue_inactive_template_invalid,
             enqueue_invalid_context_writes_nothing,
             enqueue_invalid_fields,
             enqueue_duplicate_identifier_conflicts,
@@ -176,6 +177,8 @@ macro_rules! for_each_case {
             runs_finalized_reports_finalized,
             // listings, history, nodes
             queue_listing_in_run_order,
+            queue_listing_filters_by_status,
+            queue_listing_pages_and_totals,
             entry_position_in_run_order,
             list_runs_newest_first,
             list_runs_each_filter_narrows,

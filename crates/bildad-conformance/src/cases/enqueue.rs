@@ -77,8 +77,8 @@ pub async fn enqueue_explicit_fields(store: Arc<dyn JobStore>) {
     assert_eq!(expect_ok(s.get_entry(&id).await, "get_entry"), e);
 }
 
-/// An unknown or inactive template is `Invalid` at `/template`; nothing is written.
-pub async fn enqueue_unknown_or_inactive_template_invalid(store: Arc<dyn JobStore>) {
+/// An unknown template is `Invalid` at `/template`; nothing is written.
+pub async fn enqueue_unknown_template_invalid(store: Arc<dyn JobStore>) {
     let s = &*store;
     let e = expect_err(
         s.enqueue(NewEntry::new("conf.no.such.template", json!({})))
@@ -87,6 +87,13 @@ pub async fn enqueue_unknown_or_inactive_template_invalid(store: Arc<dyn JobStor
         "unknown template",
     );
     assert_pointers(&e, &["/template"]);
+    assert_eq!(counts(s).await, (0, 0));
+}
+
+/// An inactive template is `Invalid` at `/template`, and nothing is written; once active
+/// again it is accepted.
+pub async fn enqueue_inactive_template_invalid(store: Arc<dyn JobStore>) {
+    let s = &*store;
     let t = template().create(s).await;
     let patch = TemplatePatch {
         active: Some(false),

@@ -9,9 +9,9 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Entries listed in run order, filtered by status, with totals and pages.
-pub async fn queue_listing_in_run_order(store: Arc<dyn JobStore>) {
-    let s = &*store;
+/// Seven entries of one template with priorities `[5, 2, 9, 2, 0, 5, 7]`; returns the
+/// template, a live node, and the identifiers in run order (priority, then enqueue order).
+async fn seven_entries(s: &dyn JobStore) -> (JobTemplate, NodeRef, Vec<String>) {
     let t = template().create(s).await;
     let node = live_node(s, "conf-node").await;
     let prios = [5, 2, 9, 2, 0, 5, 7];
@@ -19,24 +19,45 @@ pub async fn queue_listing_in_run_order(store: Arc<dyn JobStore>) {
     for p in prios {
         entries.push(enqueue(s, NewEntry::new(t.code.clone(), json!({})).priority(p)).await);
     }
-    // Run order: priority, then enqueue order.
-    let mut want = entries.clone();
-    want.sort_by_key(|e| (e.priority, e.id));
-    let want_ids: Vec<_> = want.iter().map(|e| e.job_run_identifier.clone()).collect();
-    let listed: Vec<_> = all_entries(s, None)
-        .await
-        .into_iter()
-        .map(|e| e.job_run_identifier)
-        .collect();
-    assert_eq!(listed, want_ids);
+    entries.sort_by_key(|e| (e.priority, e.id));
+    let in_run_order = entries.into_iter().map(|e| e.job_run_identifier).collect();
+    (t, node, in_run_order)
+}
 
-    // Claim the first two: they are RUNNING, the rest AVAILABLE, both in run order.
+/// Claims the first two entries of `t`.
+async fn claim_two(s: &dyn JobStore, node: &NodeRef, t: &JobTemplate) {
     let got = expect_ok(
-        s.claim(claim_request(&node, &[&t.job_type], 2)).await,
+        s.claim(claim_request(node, &[&t.job_type], 2)).await,
         "claim",
     );
     assert_eq!(got.len(), 2);
-    let running: Vec<_> = all_entries(s, Some(EntryStatus::Running)).await;
+}
+
+/// The identifiers of every entry, optionally of one status, in the store's order.
+async fn listed_identifiers(s: &dyn JobStore, status: Option<EntryStatus>) -> Vec<String> {
+    all_entries(s, status)
+        .await
+        .into_iter()
+        .map(|e| e.job_run_identifier)
+        .collect()
+}
+
+/// Entries are listed in run order (priority, then enqueue order), whatever their status.
+pub async fn queue_listing_in_run_order(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let (t, node, want_ids) = seven_entries(s).await;
+    assert_eq!(listed_identifiers(s, None).await, want_ids);
+    // Two of them running: still all of them, in run order (status does not reorder).
+    claim_two(s, &node, &t).await;
+    assert_eq!(listed_identifiers(s, None).await, want_ids);
+}
+
+/// Listing by status gives the entries of that status only, in run order.
+pub async fn queue_listing_filters_by_status(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let (t, node, want_ids) = seven_entries(s).await;
+    claim_two(s, &node, &t).await;
+    let running = all_entries(s, Some(EntryStatus::Running)).await;
     assert_eq!(
         running
             .iter()
@@ -45,23 +66,18 @@ pub async fn queue_listing_in_run_order(store: Arc<dyn JobStore>) {
         want_ids[..2]
     );
     assert!(running.iter().all(|e| e.status == EntryStatus::Running));
-    let available = all_entries(s, Some(EntryStatus::Available)).await;
     assert_eq!(
-        available
-            .iter()
-            .map(|e| e.job_run_identifier.clone())
-            .collect::<Vec<_>>(),
+        listed_identifiers(s, Some(EntryStatus::Available)).await,
         want_ids[2..]
     );
-    // Unfiltered: all of them, still in run order (status does not reorder).
-    let listed: Vec<_> = all_entries(s, None)
-        .await
-        .into_iter()
-        .map(|e| e.job_run_identifier)
-        .collect();
-    assert_eq!(listed, want_ids);
+}
 
-    // Pages.
+/// Queue pages count from 0, a page past the end is empty, and the total counts every
+/// entry of the status asked for.
+pub async fn queue_listing_pages_and_totals(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let (t, node, want_ids) = seven_entries(s).await;
+    claim_two(s, &node, &t).await;
     let p = expect_ok(s.list_entries(None, page(1, 3)).await, "page 1");
     assert_eq!((p.total, p.page, p.limit), (7, 1, 3));
     let ids: Vec<_> = p
@@ -467,7 +483,7 @@ pub async fn stats_counts(store: Arc<dyn JobStore>) {
 
 /// `run_activity` counts `DONE` runs started at or after `since`, by result and by the
 /// bucket in which they ended — exactly what counting them one by one with
-/// [`RunActivity::record`] over `list_runs` gives (the trait's default).
+/// [`RunActivity::record`] over `list_runs` gives.
 pub async fn run_activity_matches_run_history(store: Arc<dyn JobStore>) {
     let s = &*store;
     let t = template().create(s).await;
@@ -531,7 +547,7 @@ pub async fn run_activity_matches_run_history(store: Arc<dyn JobStore>) {
 }
 
 /// `list_entries_where` narrows by template and status, in run order, with totals and
-/// pages — what filtering `list_entries` gives (the trait's default).
+/// pages — what filtering `list_entries` gives.
 pub async fn list_entries_where_filters_by_template(store: Arc<dyn JobStore>) {
     let s = &*store;
     let a = template().create(s).await;
