@@ -125,6 +125,8 @@ macro_rules! for_each_case {
             template_list_filters_and_order,
             template_list_pagination,
             template_delete_blocked_by_entries,
+            template_delete_not_blocked_by_run_history,
+            template_delete_not_blocked_by_other_entries,
             // enqueue
             enqueue_defaults_from_template,
             enqueue_explicit_fields,

@@ -408,8 +408,8 @@ pub async fn template_list_pagination(store: Arc<dyn JobStore>) {
     assert!(PageRequest::new(0, PageRequest::MAX_LIMIT + 1).is_err());
 }
 
-/// A template with queue entries cannot be deleted (`Conflict`); its run history does
-/// not block.
+/// A template with queue entries, available or running, cannot be deleted (`Conflict`);
+/// the template and its entry are untouched.
 pub async fn template_delete_blocked_by_entries(store: Arc<dyn JobStore>) {
     let s = &*store;
     let t = template().create(s).await;
@@ -424,15 +424,22 @@ pub async fn template_delete_blocked_by_entries(store: Arc<dyn JobStore>) {
         expect_ok(s.get_entry(&e.job_run_identifier).await, "entry"),
         e
     );
-
-    // Run it to completion: only history remains.
     let node = live_node(s, "conf-node").await;
-    let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
+    claim_one(s, &node, &t, &e.job_run_identifier).await;
     expect_err(
         s.delete_template(&t.code).await,
         ErrorKind::Conflict,
         "delete while running",
     );
+}
+
+/// Run history does not block deleting a template: the runs stay, naming its code.
+pub async fn template_delete_not_blocked_by_run_history(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let t = template().create(s).await;
+    let e = enqueue_with_retries(s, &t, 0).await;
+    let node = live_node(s, "conf-node").await;
+    let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
     finish_successfully(s, c.run.id).await;
     expect_ok(s.delete_template(&t.code).await, "delete with history only");
     expect_err(
@@ -442,10 +449,13 @@ pub async fn template_delete_blocked_by_entries(store: Arc<dyn JobStore>) {
     );
     let run = expect_ok(s.get_run(c.run.id).await, "run kept as history");
     assert_eq!(run.template, t.code);
+}
 
-    // An entry of another template does not block.
-    let t2 = template().create(s).await;
-    let t3 = template().create(s).await;
-    enqueue(s, NewEntry::new(t3.code.clone(), json!({}))).await;
-    expect_ok(s.delete_template(&t2.code).await, "delete unused");
+/// An entry of another template does not block deleting a template.
+pub async fn template_delete_not_blocked_by_other_entries(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let unused = template().create(s).await;
+    let other = template().create(s).await;
+    enqueue(s, NewEntry::new(other.code.clone(), json!({}))).await;
+    expect_ok(s.delete_template(&unused.code).await, "delete unused");
 }
