@@ -1,5 +1,6 @@
 //! The conformance suite every `JobStore` must pass: the rules of SPEC §2 that live in
-//! the store, written once and run against each store.
+//! the store, written once and run against each store. Also the test support every test
+//! crate shares: [`fixtures::template()`] and [`FaultStore`].
 //!
 //! A store's test file wires it in with one line and a constructor:
 //!
