@@ -1,7 +1,7 @@
 //! `FaultStore`: the one fault-injecting `JobStore` of the tests. It wraps a real store,
 //! delegates every call to it, and fails (or hangs) the calls a test names.
 //!
-//! The delegation is written once, by [`fault_store!`] below, from the list of the
+//! The delegation is written once, by the `fault_store!` macro below, from the list of the
 //! trait's methods: a method added to `JobStore` is added to that list, and every test
 //! that injects faults gets it.
 
