@@ -1,5 +1,7 @@
 //! `FaultStore`: the one fault-injecting `JobStore` of the tests. It wraps a real store,
-//! delegates every call to it, and fails (or hangs) the calls a test names.
+//! delegates every call to it, and fails (or hangs) the calls a test names: standing
+//! faults until healed, and one-shot faults that fail or hold one chosen call so that a
+//! test reaches an interleaving on purpose instead of by timing.
 //!
 //! The delegation is written once, by the `fault_store!` macro below, from the list of the
 //! trait's methods: a method added to `JobStore` is added to that list, and every test
@@ -7,10 +9,10 @@
 
 use async_trait::async_trait;
 use bildad_core::{
-    ClaimRequest, ClaimedRun, EnqueueListener, EntryFilter, EntryStatus, Finalize, FinalizeResult,
-    JobRun, JobStore, JobTemplate, NewEntry, NewTemplate, Node, NodeRef, Page, PageRequest,
-    QueueEntry, QueueStats, RemoveResult, RunActivity, RunFilter, RunId, RunRef, StopResult,
-    StoreError, StoreResult, TemplateFilter, TemplatePatch, Timestamp,
+    Cancellation, ClaimRequest, ClaimedRun, EnqueueListener, EntryFilter, EntryStatus, Finalize,
+    FinalizeResult, JobRun, JobStore, JobTemplate, NewEntry, NewTemplate, Node, NodeRef, Page,
+    PageRequest, QueueEntry, QueueStats, RemoveResult, RunActivity, RunFilter, RunId, RunRef,
+    StopResult, StoreError, StoreResult, TemplateFilter, TemplatePatch, Timestamp,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,11 +31,78 @@ pub enum Fault {
     Broken,
 }
 
+/// What a one-shot fault ([`FaultStore::once`]) does to the call it meets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Once {
+    /// Fails the call with `Unavailable` without reaching the store.
+    Fail,
+    /// Holds the call before it reaches the store, until [`Hold::release`].
+    HoldBefore,
+    /// Lets the call do its work, then holds its answer until [`Hold::release`].
+    HoldAfter,
+}
+
+/// A call held by a one-shot fault.
+#[derive(Debug, Clone, Default)]
+pub struct Hold {
+    entered: Cancellation,
+    open: Cancellation,
+}
+
+impl Hold {
+    /// Waits until the call is being held.
+    pub async fn entered(&self) {
+        self.entered.cancelled().await;
+    }
+
+    /// True once the call is being held.
+    pub fn is_entered(&self) -> bool {
+        self.entered.is_cancelled()
+    }
+
+    /// Lets the held call go on (also before it arrives: then it is not held).
+    pub fn release(&self) {
+        self.open.cancel();
+    }
+
+    async fn hold(&self) {
+        self.entered.cancel();
+        self.open.cancelled().await;
+    }
+}
+
+struct OnceFault {
+    call: Call,
+    skip: usize,
+    act: Once,
+    hold: Hold,
+}
+
 #[derive(Default)]
 struct Faults {
     every_call: Option<Fault>,
     calls: HashMap<Call, Fault>,
+    once: Vec<OnceFault>,
     claimed_job_type: Option<String>,
+    refused: Vec<(Call, String)>,
+}
+
+impl Faults {
+    /// The standing fault of `call`, else the one-shot fault it meets (used up).
+    fn meet(&mut self, call: Call) -> (Option<Fault>, Option<(Once, Hold)>) {
+        if let Some(f) = self.every_call.or_else(|| self.calls.get(&call).copied()) {
+            return (Some(f), None);
+        }
+        let Some(i) = self.once.iter().position(|f| f.call == call) else {
+            return (None, None);
+        };
+        if self.once[i].skip > 0 {
+            self.once[i].skip -= 1;
+            return (None, None);
+        }
+        let f = self.once.remove(i);
+        (None, Some((f.act, f.hold)))
+    }
 }
 
 /// Wraps a store; every call goes through to it unless a fault is set for that call.
@@ -66,9 +135,37 @@ impl FaultStore {
         }
     }
 
-    /// Clears every fault: all calls go through again.
+    /// The call of kind `call` that comes after `skip` others of its kind meets `act`,
+    /// once. Returns the [`Hold`] that a held call waits on.
+    pub fn once(&self, call: Call, skip: usize, act: Once) -> Hold {
+        let hold = Hold::default();
+        self.faults().once.push(OnceFault {
+            call,
+            skip,
+            act,
+            hold: hold.clone(),
+        });
+        hold
+    }
+
+    /// Clears every fault (standing, one-shot, claimed job type): all calls go through
+    /// again. The record of refused calls is kept.
     pub fn heal(&self) {
-        *self.faults() = Faults::default();
+        let mut faults = self.faults();
+        let refused = std::mem::take(&mut faults.refused);
+        *faults = Faults {
+            refused,
+            ..Faults::default()
+        };
+    }
+
+    /// What the refused calls of kind `call` were about, in order (the node instance of
+    /// a heartbeat, the code of a template, the identifier of an entry; empty text for
+    /// calls about nothing in particular).
+    pub fn refused(&self, call: Call) -> Vec<String> {
+        let faults = self.faults();
+        let about = faults.refused.iter().filter(|(c, _)| *c == call);
+        about.map(|(_, subject)| subject.clone()).collect()
     }
 
     /// From now on the runs a claim returns report `job_type` (as if the template's job
@@ -86,25 +183,31 @@ impl FaultStore {
         self.faults.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn gate(&self, call: Call) -> StoreResult<()> {
-        let fault = {
-            let faults = self.faults();
-            faults
-                .every_call
-                .or_else(|| faults.calls.get(&call).copied())
-        };
-        let Some(fault) = fault else {
-            return Ok(());
-        };
-        self.injected.fetch_add(1, Ordering::SeqCst);
-        match fault {
-            Fault::Unavailable => Err(StoreError::Unavailable(
+    /// Applies the fault `call` meets: `Err` for a failure, waits for a hold before, and
+    /// returns the hold to wait on after the store answered.
+    async fn gate(&self, call: Call, subject: String) -> StoreResult<Option<Hold>> {
+        let (standing, once) = self.faults().meet(call);
+        if standing.is_some() || matches!(once, Some((Once::Fail, _))) {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+            self.faults().refused.push((call, subject));
+        }
+        match (standing, once) {
+            (Some(Fault::Unavailable), _) => Err(StoreError::Unavailable(
                 "connection refused (injected fault)".into(),
             )),
-            Fault::Hang => std::future::pending().await,
-            Fault::Broken => Err(StoreError::Database(
+            (Some(Fault::Hang), _) => std::future::pending().await,
+            (Some(Fault::Broken), _) => Err(StoreError::Database(
                 "relation \"secret_table\" does not exist".into(),
             )),
+            (None, Some((Once::Fail, _))) => Err(StoreError::Unavailable(
+                "connection refused (injected fault)".into(),
+            )),
+            (None, Some((Once::HoldBefore, hold))) => {
+                hold.hold().await;
+                Ok(None)
+            }
+            (None, Some((Once::HoldAfter, hold))) => Ok(Some(hold)),
+            (None, None) => Ok(None),
         }
     }
 
@@ -131,10 +234,12 @@ impl std::fmt::Debug for FaultStore {
 }
 
 /// Writes [`Call`] and `impl JobStore for FaultStore` from one list of the trait's
-/// methods: each call passes the gate, then goes to the inner store (and, with
-/// `then f`, its answer through `self.f`).
+/// methods: each call passes the gate (`about` names what a refused call was about),
+/// goes to the inner store, waits on a hold after, and with `then f` passes its answer
+/// through `self.f`.
 macro_rules! fault_store {
-    ($( $call:ident => fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty $(, then $post:ident)?; )+) => {
+    ($( $call:ident => fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty
+        $(, about $about:expr)? $(, then $post:ident)?; )+) => {
         /// A method of `JobStore`, to name the calls a fault applies to.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Call {
@@ -148,8 +253,12 @@ macro_rules! fault_store {
         impl JobStore for FaultStore {
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> $ret {
-                    self.gate(Call::$call).await?;
+                    let about = [String::new() $(, $about.to_string())?].concat();
+                    let after = self.gate(Call::$call, about).await?;
                     let answer = self.inner.$name($($arg),*).await;
+                    if let Some(hold) = after {
+                        hold.hold().await;
+                    }
                     $( let answer = self.$post(answer); )?
                     answer
                 }
@@ -162,30 +271,30 @@ fault_store! {
     Ping => fn ping(&self) -> StoreResult<()>;
     Now => fn now(&self) -> StoreResult<Timestamp>;
     CreateTemplate => fn create_template(&self, new: NewTemplate) -> StoreResult<JobTemplate>;
-    GetTemplate => fn get_template(&self, code: &str) -> StoreResult<JobTemplate>;
-    UpdateTemplate => fn update_template(&self, code: &str, patch: TemplatePatch) -> StoreResult<JobTemplate>;
-    DeleteTemplate => fn delete_template(&self, code: &str) -> StoreResult<()>;
+    GetTemplate => fn get_template(&self, code: &str) -> StoreResult<JobTemplate>, about code;
+    UpdateTemplate => fn update_template(&self, code: &str, patch: TemplatePatch) -> StoreResult<JobTemplate>, about code;
+    DeleteTemplate => fn delete_template(&self, code: &str) -> StoreResult<()>, about code;
     ListTemplates => fn list_templates(&self, filter: TemplateFilter, page: PageRequest) -> StoreResult<Page<JobTemplate>>;
     Enqueue => fn enqueue(&self, new: NewEntry) -> StoreResult<QueueEntry>;
     EnqueueMany => fn enqueue_many(&self, new: Vec<NewEntry>) -> StoreResult<Vec<QueueEntry>>;
-    GetEntry => fn get_entry(&self, identifier: &str) -> StoreResult<QueueEntry>;
-    EntryPosition => fn entry_position(&self, identifier: &str) -> StoreResult<Option<u64>>;
+    GetEntry => fn get_entry(&self, identifier: &str) -> StoreResult<QueueEntry>, about identifier;
+    EntryPosition => fn entry_position(&self, identifier: &str) -> StoreResult<Option<u64>>, about identifier;
     ListEntries => fn list_entries(&self, status: Option<EntryStatus>, page: PageRequest) -> StoreResult<Page<QueueEntry>>;
     ListEntriesWhere => fn list_entries_where(&self, filter: EntryFilter, page: PageRequest) -> StoreResult<Page<QueueEntry>>;
-    RemoveEntry => fn remove_entry(&self, identifier: &str) -> StoreResult<RemoveResult>;
-    StopEntry => fn stop_entry(&self, identifier: &str) -> StoreResult<StopResult>;
-    Claim => fn claim(&self, req: ClaimRequest) -> StoreResult<Vec<ClaimedRun>>, then rename_claimed;
-    Finalize => fn finalize(&self, req: Finalize) -> StoreResult<FinalizeResult>;
+    RemoveEntry => fn remove_entry(&self, identifier: &str) -> StoreResult<RemoveResult>, about identifier;
+    StopEntry => fn stop_entry(&self, identifier: &str) -> StoreResult<StopResult>, about identifier;
+    Claim => fn claim(&self, req: ClaimRequest) -> StoreResult<Vec<ClaimedRun>>, about req.node.instance_id, then rename_claimed;
+    Finalize => fn finalize(&self, req: Finalize) -> StoreResult<FinalizeResult>, about req.run_id;
     FinalizeMany => fn finalize_many(&self, reqs: Vec<Finalize>) -> StoreResult<Vec<FinalizeResult>>;
-    RunsToKill => fn runs_to_kill(&self, node: &str) -> StoreResult<Vec<RunRef>>;
+    RunsToKill => fn runs_to_kill(&self, node: &str) -> StoreResult<Vec<RunRef>>, about node;
     RunsToExpire => fn runs_to_expire(&self, node_dead_after: Duration) -> StoreResult<Vec<RunRef>>;
     RunsFinalized => fn runs_finalized(&self, runs: &[RunId]) -> StoreResult<Vec<RunId>>;
-    GetRun => fn get_run(&self, id: RunId) -> StoreResult<JobRun>;
+    GetRun => fn get_run(&self, id: RunId) -> StoreResult<JobRun>, about id;
     ListRuns => fn list_runs(&self, filter: RunFilter, page: PageRequest) -> StoreResult<Page<JobRun>>;
     RunActivity => fn run_activity(&self, since: Timestamp, bucket: Duration) -> StoreResult<RunActivity>;
     PruneRuns => fn prune_runs(&self, older_than: Timestamp) -> StoreResult<u64>;
-    Heartbeat => fn heartbeat(&self, node: &NodeRef) -> StoreResult<()>;
-    NodeStopped => fn node_stopped(&self, instance_id: &str) -> StoreResult<()>;
+    Heartbeat => fn heartbeat(&self, node: &NodeRef) -> StoreResult<()>, about node.instance_id;
+    NodeStopped => fn node_stopped(&self, instance_id: &str) -> StoreResult<()>, about instance_id;
     ListNodes => fn list_nodes(&self) -> StoreResult<Vec<Node>>;
     Stats => fn stats(&self) -> StoreResult<QueueStats>;
     ListenForEnqueues => fn listen_for_enqueues(&self) -> StoreResult<Option<Box<dyn EnqueueListener>>>;
@@ -199,7 +308,7 @@ impl Call {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bildad_core::{MemoryStore, Outcome};
+    use bildad_core::{MemoryStore, NodeRef, Outcome};
 
     fn run(f: impl std::future::Future<Output = ()>) {
         tokio::runtime::Builder::new_current_thread()
@@ -230,6 +339,65 @@ mod tests {
             store.heal();
             store.ping().await.expect("healed");
             assert_eq!(store.injected(), 3);
+        });
+    }
+
+    #[test]
+    fn a_one_shot_fault_meets_one_call_after_the_skipped_ones() {
+        run(async {
+            let store = FaultStore::new(Arc::new(MemoryStore::new()));
+            store.once(Call::Ping, 1, Once::Fail);
+            store.ping().await.expect("skipped");
+            assert!(store.ping().await.unwrap_err().is_transient());
+            store.ping().await.expect("used up");
+            assert_eq!(store.refused(Call::Ping), vec![String::new()]);
+        });
+    }
+
+    #[test]
+    fn a_held_call_waits_for_its_release() {
+        run(async {
+            let store = FaultStore::new(Arc::new(MemoryStore::new()));
+            let before = store.once(Call::Heartbeat, 0, Once::HoldBefore);
+            let node = NodeRef::new("held");
+            let held = {
+                let (store, node) = (store.clone(), node.clone());
+                tokio::spawn(async move { store.heartbeat(&node).await })
+            };
+            before.entered().await;
+            assert!(store.list_nodes().await.unwrap().is_empty(), "held before");
+            before.release();
+            held.await.unwrap().expect("released");
+            assert_eq!(store.list_nodes().await.unwrap().len(), 1);
+
+            let after = store.once(Call::Heartbeat, 0, Once::HoldAfter);
+            let other = NodeRef::new("held-after");
+            let held = {
+                let (store, other) = (store.clone(), other.clone());
+                tokio::spawn(async move { store.heartbeat(&other).await })
+            };
+            after.entered().await;
+            assert_eq!(
+                store.list_nodes().await.unwrap().len(),
+                2,
+                "done, answer held"
+            );
+            assert!(!held.is_finished());
+            after.release();
+            held.await.unwrap().expect("released");
+        });
+    }
+
+    #[test]
+    fn refused_calls_say_what_they_were_about() {
+        run(async {
+            let store = FaultStore::new(Arc::new(MemoryStore::new()));
+            store.fail_every_call(Fault::Unavailable);
+            let node = NodeRef::new("down");
+            store.heartbeat(&node).await.unwrap_err();
+            store.heal();
+            store.heartbeat(&node).await.expect("healed");
+            assert_eq!(store.refused(Call::Heartbeat), vec![node.instance_id]);
         });
     }
 }

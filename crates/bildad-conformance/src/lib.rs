@@ -37,7 +37,7 @@ pub mod faults;
 pub mod fixtures;
 mod support;
 
-pub use faults::{Call, Fault, FaultStore};
+pub use faults::{Call, Fault, FaultStore, Hold, Once};
 
 /// One store under test, and whatever must live as long as the case (a temporary
 /// database, a container handle, a temp dir).
