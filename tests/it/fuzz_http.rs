@@ -11,8 +11,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request};
 use bildad_core::{
-    EntryStatus, JobRegistry, JobStore, MemoryStore, NewEntry, NodeRef, PageRequest, RunFilter,
-    TemplateFilter,
+    EntryStatus, JobRegistry, JobStore, MemoryStore, NewEntry, NewTemplate, NodeRef, PageRequest,
+    RunFilter, TemplateFilter,
 };
 use bildad_http::{ApiConfig, openapi_json, router};
 use bildad_runtime::Engine;
@@ -381,12 +381,9 @@ async fn snapshot(store: &dyn JobStore) -> String {
 /// requests.
 async fn api() -> (Router, Arc<dyn JobStore>) {
     let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
-    bildad_tests::template()
-        .code("fz.echo")
-        .job_type("fz.echo")
-        .max_retries(1)
-        .create(&*store)
-        .await;
+    let mut t = NewTemplate::new("fz.echo", "fuzz", "fz.echo", json!({"type": "object"}));
+    t.default_max_retries = 1;
+    store.create_template(t).await.expect("template");
     let mut e = NewEntry::new("fz.echo", json!({"n": 1}));
     e.job_run_identifier = Some("fz-entry-1".into());
     store.enqueue(e).await.expect("entry");
