@@ -43,9 +43,10 @@ use std::time::Duration;
 ///   [`runs_to_kill`](JobStore::runs_to_kill), [`runs_to_expire`](JobStore::runs_to_expire),
 ///   [`runs_finalized`](JobStore::runs_finalized), [`heartbeat`](JobStore::heartbeat),
 ///   [`node_stopped`](JobStore::node_stopped) and
-///   [`listen_for_enqueues`](JobStore::listen_for_enqueues). They write the run lease
-///   and the node's liveness; an application that called them would race its own nodes.
-///   (The engine also reads templates and enqueues, as an application does.)
+///   [`listen_for_enqueues`](JobStore::listen_for_enqueues). They take, end and look
+///   for run leases and record a node's liveness; an application that called them would
+///   race its own nodes. (The engine also reads templates and enqueues, as an
+///   application does.)
 ///
 /// The conformance suite in `bildad-conformance` checks an implementation against
 /// every rule of SPEC §2 that lives in the store; a custom store runs it with one line.
