@@ -127,6 +127,12 @@ impl FaultStore {
         self.faults().every_call = Some(fault);
     }
 
+    /// Ends [`FaultStore::fail_every_call`] (the end of an outage); the faults set for
+    /// particular calls stay.
+    pub fn stop_failing_every_call(&self) {
+        self.faults().every_call = None;
+    }
+
     /// From now on the calls in `calls` meet `fault` (the others go through).
     pub fn fail(&self, calls: &[Call], fault: Fault) {
         let mut faults = self.faults();
@@ -336,9 +342,15 @@ mod tests {
             assert_eq!(store.injected(), 2);
             store.fail_every_call(Fault::Broken);
             assert!(!store.ping().await.unwrap_err().is_transient());
+            store.stop_failing_every_call();
+            store.ping().await.expect("the outage is over");
+            assert!(
+                store.finalize_many(vec![]).await.is_err(),
+                "finalizes still fail"
+            );
             store.heal();
             store.ping().await.expect("healed");
-            assert_eq!(store.injected(), 3);
+            assert_eq!(store.injected(), 4);
         });
     }
 
