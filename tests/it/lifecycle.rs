@@ -1,8 +1,8 @@
 //! One node: success, errors and retries, panics, invalid starts, outages.
 
+use bildad_conformance::{Call, Fault, FaultStore};
 use bildad_core::{JobStore, NewEntry, RunResult, RunStatus, TemplatePatch};
 use bildad_runtime::Counts;
-use bildad_tests::faults::FaultyStore;
 use bildad_tests::*;
 use serde_json::json;
 use std::sync::Arc;
@@ -13,7 +13,12 @@ const SETTLE: Duration = Duration::from_secs(10);
 
 async fn success(t: TestStore) {
     let s = &*t.store;
-    template(s, "echo", "t.echo", 3).await;
+    template()
+        .code("echo")
+        .job_type("t.echo")
+        .max_retries(3)
+        .create(s)
+        .await;
     let node = start_node(&t.store, fast_config("a")).await;
     node.engine()
         .enqueue(NewEntry::new("echo", json!({"x": 1})).identifier("ok-1"))
@@ -39,7 +44,12 @@ async fn success(t: TestStore) {
 
 async fn errors_are_retried_until_max_retries(t: TestStore) {
     let s = &*t.store;
-    template(s, "fail", "t.fail", 2).await;
+    template()
+        .code("fail")
+        .job_type("t.fail")
+        .max_retries(2)
+        .create(s)
+        .await;
     let node = start_node(&t.store, ticking_config("a")).await;
     node.engine()
         .enqueue(NewEntry::new("fail", json!({"message": "boom"})).identifier("err-1"))
@@ -59,7 +69,12 @@ async fn errors_are_retried_until_max_retries(t: TestStore) {
 
 async fn flaky_job_succeeds_on_its_third_try(t: TestStore) {
     let s = &*t.store;
-    template(s, "flaky", "t.flaky", 5).await;
+    template()
+        .code("flaky")
+        .job_type("t.flaky")
+        .max_retries(5)
+        .create(s)
+        .await;
     let node = start_node(&t.store, ticking_config("a")).await;
     node.engine()
         .enqueue(NewEntry::new("flaky", json!({"fail_times": 2})).identifier("flaky-1"))
@@ -82,7 +97,12 @@ async fn flaky_job_succeeds_on_its_third_try(t: TestStore) {
 
 async fn permanent_error_is_not_retried(t: TestStore) {
     let s = &*t.store;
-    template(s, "perm", "t.permanent", 3).await;
+    template()
+        .code("perm")
+        .job_type("t.permanent")
+        .max_retries(3)
+        .create(s)
+        .await;
     let node = start_node(&t.store, ticking_config("a")).await;
     node.engine()
         .enqueue(NewEntry::new("perm", json!({"message": "no such user"})).identifier("perm-1"))
@@ -96,8 +116,18 @@ async fn permanent_error_is_not_retried(t: TestStore) {
 
 async fn panic_fails_the_run_and_the_node_lives_on(t: TestStore) {
     let s = &*t.store;
-    template(s, "panic", "t.panic", 0).await;
-    template(s, "echo", "t.echo", 0).await;
+    template()
+        .code("panic")
+        .job_type("t.panic")
+        .max_retries(0)
+        .create(s)
+        .await;
+    template()
+        .code("echo")
+        .job_type("t.echo")
+        .max_retries(0)
+        .create(s)
+        .await;
     let node = start_node(&t.store, fast_config("a")).await;
     let (_, run) = node
         .engine()
@@ -130,7 +160,12 @@ async fn panic_fails_the_run_and_the_node_lives_on(t: TestStore) {
 
 async fn invalid_context_at_start_fails_once_and_removes_the_entry(t: TestStore) {
     let s = &*t.store;
-    template(s, "strict", "t.echo", 3).await;
+    template()
+        .code("strict")
+        .job_type("t.echo")
+        .max_retries(3)
+        .create(s)
+        .await;
     let node = start_node(&t.store, fast_config("a")).await;
     node.engine()
         .enqueue(NewEntry::new("strict", json!({"n": "seven"})).identifier("inv-1"))
@@ -172,10 +207,15 @@ async fn invalid_context_at_start_fails_once_and_removes_the_entry(t: TestStore)
 }
 
 async fn unknown_job_type_at_start_fails_once_and_removes_the_entry(t: TestStore) {
-    let faulty = FaultyStore::new(t.store.clone());
-    *faulty.claim_job_type.lock().unwrap() = Some("t.nobody".into());
+    let faulty = FaultStore::new(t.store.clone());
+    faulty.claims_report_job_type(Some("t.nobody"));
     let store: Arc<dyn JobStore> = faulty.clone();
-    template(&*store, "echo", "t.echo", 3).await;
+    template()
+        .code("echo")
+        .job_type("t.echo")
+        .max_retries(3)
+        .create(&*store)
+        .await;
     let node = start_node(&store, fast_config("a")).await;
     node.engine()
         .enqueue(NewEntry::new("echo", json!({})).identifier("unk-1"))
@@ -194,22 +234,27 @@ async fn unknown_job_type_at_start_fails_once_and_removes_the_entry(t: TestStore
 }
 
 async fn outcome_is_recorded_after_a_database_outage(t: TestStore) {
-    let faulty = FaultyStore::new(t.store.clone());
+    let faulty = FaultStore::new(t.store.clone());
     let store: Arc<dyn JobStore> = faulty.clone();
-    template(&*store, "echo", "t.echo", 3).await;
+    template()
+        .code("echo")
+        .job_type("t.echo")
+        .max_retries(3)
+        .create(&*store)
+        .await;
     let node = start_node(&store, fast_config("a")).await;
-    faulty.finalize_unavailable.store(true, Ordering::SeqCst);
+    faulty.fail(Call::FINALIZES, Fault::Unavailable);
     node.engine()
         .enqueue_and_run(NewEntry::new("echo", json!({"v": 9})).identifier("out-1"))
         .await
         .unwrap();
     wait_for("a refused finalize", SETTLE, || async {
-        (faulty.refused_finalizes.load(Ordering::SeqCst) >= 2).then_some(())
+        (faulty.injected() >= 2).then_some(())
     })
     .await;
     let runs = runs_of(&*store, "out-1").await;
     assert_eq!(runs[0].status, RunStatus::Running);
-    faulty.finalize_unavailable.store(false, Ordering::SeqCst);
+    faulty.heal();
     let runs = wait_settled(&*store, "out-1", SETTLE).await;
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].result, Some(RunResult::Succeeded));
@@ -219,15 +264,22 @@ async fn outcome_is_recorded_after_a_database_outage(t: TestStore) {
 
 async fn engine_claims_no_more_than_free_slots(t: TestStore) {
     let s = &*t.store;
-    template(s, "sleep", "t.sleep", 0).await;
+    template()
+        .code("gate")
+        .job_type("t.gate")
+        .max_retries(0)
+        .create(s)
+        .await;
     let config = bildad_core::NodeConfig {
         max_concurrent_jobs: 3,
         ..fast_config("a")
     };
-    let node = start_node(&t.store, config).await;
+    // The jobs wait at a closed gate, so the three slots stay taken until the test opens it.
+    let gate = Gate::new();
+    let node = gate.node(&t.store, config).await;
     for i in 0..5 {
         node.engine()
-            .enqueue(NewEntry::new("sleep", json!({"ms": 400})).identifier(format!("slot-{i}")))
+            .enqueue(NewEntry::new("gate", json!({})).identifier(format!("slot-{i}")))
             .await
             .unwrap();
     }
@@ -236,7 +288,10 @@ async fn engine_claims_no_more_than_free_slots(t: TestStore) {
     let report = node.engine().run_once().await.unwrap();
     assert_eq!(report.start.ok_count, 0, "no free slot");
     // run_until_idle waits for slots and drains the queue.
-    let report = node.engine().run_until_idle().await.unwrap();
+    let engine = node.engine().clone();
+    let drain = tokio::spawn(async move { engine.run_until_idle().await });
+    gate.open.add_permits(5);
+    let report = drain.await.unwrap().unwrap();
     assert_eq!(report.start.ok_count, 2);
     for i in 0..5 {
         let runs = wait_settled(s, &format!("slot-{i}"), SETTLE).await;
@@ -250,7 +305,12 @@ async fn engine_claims_no_more_than_free_slots(t: TestStore) {
 /// jobs ever run at once.
 async fn run_until_idle_never_runs_more_than_max_concurrent_jobs(t: TestStore) {
     let s = &*t.store;
-    template(s, "peak", "t.peak", 0).await;
+    template()
+        .code("peak")
+        .job_type("t.peak")
+        .max_retries(0)
+        .create(s)
+        .await;
     let running = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (r, p) = (running.clone(), peak.clone());

@@ -1,85 +1,23 @@
 //! Several nodes on one store: timeouts, crashes, operator stop/remove across nodes,
 //! graceful shutdown.
 
-use bildad_core::{
-    EntryStatus, JobContext, JobRegistry, JobStore, NewEntry, NodeConfig, RunResult, RunStatus,
-};
-use bildad_runtime::NodeRuntime;
+use bildad_core::{EntryStatus, NewEntry, NodeConfig, RunResult, RunStatus};
 use bildad_tests::*;
 use serde_json::json;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 
 const SETTLE: Duration = Duration::from_secs(10);
 
-/// A job that blocks until the test opens its gate, and records whether it finished or
-/// was dropped (aborted) before finishing.
-#[derive(Clone)]
-struct Gate {
-    open: Arc<Semaphore>,
-    started: Arc<AtomicU64>,
-    finished: Arc<AtomicU64>,
-    aborted: Arc<AtomicU64>,
-}
-
-struct DropProbe {
-    aborted: Arc<AtomicU64>,
-    done: bool,
-}
-
-impl Drop for DropProbe {
-    fn drop(&mut self) {
-        if !self.done {
-            self.aborted.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
-impl Gate {
-    fn new() -> Self {
-        Self {
-            open: Arc::new(Semaphore::new(0)),
-            started: Arc::default(),
-            finished: Arc::default(),
-            aborted: Arc::default(),
-        }
-    }
-
-    fn registry(&self) -> JobRegistry {
-        let g = self.clone();
-        registry().with("t.gate", move |_ctx: JobContext| {
-            let g = g.clone();
-            async move {
-                g.started.fetch_add(1, Ordering::SeqCst);
-                let mut probe = DropProbe {
-                    aborted: g.aborted.clone(),
-                    done: false,
-                };
-                let permit = g.open.acquire().await.expect("gate");
-                permit.forget();
-                probe.done = true;
-                g.finished.fetch_add(1, Ordering::SeqCst);
-                Ok(Some(json!("finished")))
-            }
-        })
-    }
-
-    async fn node(&self, store: &Arc<dyn JobStore>, config: NodeConfig) -> NodeRuntime {
-        NodeRuntime::start(store.clone(), self.registry(), config)
-            .await
-            .expect("start node")
-    }
-}
-
 async fn timeout_is_killed_by_the_owning_node(t: TestStore) {
     let s = &*t.store;
-    let mut tpl =
-        bildad_core::NewTemplate::new("slow", "slow", "t.sleep", json!({"type": "object"}));
-    tpl.default_timeout_seconds = 1;
-    tpl.default_max_retries = 0;
-    s.create_template(tpl).await.unwrap();
+    template()
+        .code("slow")
+        .job_type("t.sleep")
+        .timeout_seconds(1)
+        .max_retries(0)
+        .create(s)
+        .await;
     // A's killer is slow, B's is fast: if B killed runs it does not own, it would be first.
     let a = start_node(
         &t.store,
@@ -123,11 +61,13 @@ async fn timeout_is_killed_by_the_owning_node(t: TestStore) {
 
 async fn crashed_node_runs_expire_and_are_retried(t: TestStore) {
     let s = &*t.store;
-    let mut tpl =
-        bildad_core::NewTemplate::new("hang", "hang", "t.slow_first", json!({"type": "object"}));
-    tpl.default_max_retries = 1;
-    tpl.default_timeout_seconds = 3600;
-    s.create_template(tpl).await.unwrap();
+    template()
+        .code("hang")
+        .job_type("t.slow_first")
+        .max_retries(1)
+        .timeout_seconds(3600)
+        .create(s)
+        .await;
     let a = start_node(&t.store, fast_config("a")).await;
     let (_, run) = a
         .engine()
@@ -136,16 +76,34 @@ async fn crashed_node_runs_expire_and_are_retried(t: TestStore) {
         .unwrap();
     let run_id = run.unwrap();
     let b = start_node(&t.store, ticking_config("b")).await;
-    let crashed_at = Instant::now();
     a.crash();
     let expired = wait_for("the run to expire", SETTLE, || async {
         let r = s.get_run(run_id).await.unwrap();
         (r.status == RunStatus::Done).then_some(r)
     })
     .await;
-    let took = crashed_at.elapsed();
     assert_eq!(expired.reason.as_deref(), Some("Expired"));
-    assert!(took < Duration::from_secs(4), "expired after {took:?}");
+    // The rule that ended it is the dead node's, read on the store clock: not before A's
+    // last heartbeat was `node_dead_after` old, and long before the run's own timeout.
+    let ended = expired.ended_at.expect("a done run has ended_at");
+    let a_node = s
+        .list_nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|n| n.instance_id == a.node().instance_id)
+        .expect("a's node row");
+    let dead_after = chrono::Duration::from_std(fast_config("a").node_dead_after).unwrap();
+    assert!(
+        ended >= a_node.last_heartbeat_at + dead_after,
+        "expired at {ended}, while a was alive (last heartbeat {})",
+        a_node.last_heartbeat_at
+    );
+    assert!(
+        ended < expired.timeout_at,
+        "expired at {ended}, not before its timeout {}",
+        expired.timeout_at
+    );
     let runs = wait_settled(s, "crash-1", SETTLE).await;
     assert_eq!(runs.len(), 2, "{runs:#?}");
     assert_eq!(runs[1].retry, 1);
@@ -156,7 +114,12 @@ async fn crashed_node_runs_expire_and_are_retried(t: TestStore) {
 
 async fn stop_from_another_node_aborts_the_task(t: TestStore) {
     let s = &*t.store;
-    template(s, "gate", "t.gate", 0).await;
+    template()
+        .code("gate")
+        .job_type("t.gate")
+        .max_retries(0)
+        .create(s)
+        .await;
     let gate = Gate::new();
     let b = gate.node(&t.store, fast_config("b")).await;
     let a = gate.node(&t.store, fast_config("a")).await;
@@ -188,7 +151,12 @@ async fn stop_from_another_node_aborts_the_task(t: TestStore) {
 
 async fn remove_from_another_node_aborts_the_task(t: TestStore) {
     let s = &*t.store;
-    template(s, "gate", "t.gate", 3).await;
+    template()
+        .code("gate")
+        .job_type("t.gate")
+        .max_retries(3)
+        .create(s)
+        .await;
     let gate = Gate::new();
     let b = gate.node(&t.store, fast_config("b")).await;
     let a = gate.node(&t.store, fast_config("a")).await;
@@ -214,7 +182,12 @@ async fn remove_from_another_node_aborts_the_task(t: TestStore) {
 /// A job that completes after an operator ended its run changes nothing.
 async fn late_completion_after_stop_and_remove_changes_nothing(t: TestStore) {
     let s = &*t.store;
-    template(s, "gate", "t.gate", 3).await;
+    template()
+        .code("gate")
+        .job_type("t.gate")
+        .max_retries(3)
+        .create(s)
+        .await;
     let gate = Gate::new();
     // B's killer first ticks after a minute: the jobs outlive the stop and the removal.
     let slow_killer = NodeConfig {
@@ -275,8 +248,18 @@ async fn late_completion_after_stop_and_remove_changes_nothing(t: TestStore) {
 
 async fn graceful_shutdown_finalizes_running_jobs_and_they_are_retried(t: TestStore) {
     let s = &*t.store;
-    template(s, "hang", "t.slow_first", 2).await;
-    template(s, "sleep", "t.sleep", 0).await;
+    template()
+        .code("hang")
+        .job_type("t.slow_first")
+        .max_retries(2)
+        .create(s)
+        .await;
+    template()
+        .code("sleep")
+        .job_type("t.sleep")
+        .max_retries(0)
+        .create(s)
+        .await;
     let a = start_node(&t.store, fast_config("a")).await;
     let (_, hang) = a
         .engine()
@@ -319,7 +302,12 @@ async fn graceful_shutdown_finalizes_running_jobs_and_they_are_retried(t: TestSt
 /// NOTIFY, MemoryStore and SQLite (the single embedded node) in process.
 async fn wake_on_enqueue_runs_entries_without_a_cron_request(t: TestStore) {
     let s = &*t.store;
-    template(s, "wake", "t.echo", 0).await;
+    template()
+        .code("wake")
+        .job_type("t.echo")
+        .max_retries(0)
+        .create(s)
+        .await;
     let b = start_node(
         &t.store,
         NodeConfig {

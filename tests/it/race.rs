@@ -1,7 +1,7 @@
 //! Races: completion against kill and expiry, and four engines over one queue.
 
 use bildad_core::{
-    JobContext, JobError, JobRegistry, NewEntry, NewTemplate, NodeConfig, RunResult, RunStatus,
+    JobContext, JobError, JobRegistry, JobStore, NewEntry, NodeConfig, RunResult, RunStatus,
 };
 use bildad_runtime::NodeRuntime;
 use bildad_tests::*;
@@ -21,15 +21,23 @@ enum Ender {
 /// every run has exactly one outcome and every entry is either requeued (a Timeout or
 /// Expired first run, then a successful retry) or deleted (a successful first run) —
 /// never both.
+///
+/// Beside them, entries whose side of the race is decided by a condition, not by the
+/// clock, so both paths are always taken: `w-*` complete at once with an hour to spare,
+/// and `l-*` wait until their run is ended in the store before they return a success
+/// that must be ignored.
 async fn completion_races_with(t: &TestStore, ender: Ender) {
     let s = &*t.store;
-    let mut tpl = NewTemplate::new("race", "race", "t.slow_first", json!({"type": "object"}));
-    tpl.default_timeout_seconds = 1;
-    tpl.default_max_retries = 1;
-    s.create_template(tpl).await.unwrap();
+    template()
+        .code("race")
+        .job_type("t.race")
+        .timeout_seconds(1)
+        .max_retries(1)
+        .create(s)
+        .await;
     let (a, b) = match ender {
         Ender::Killer => {
-            let a = start_node(
+            let a = start_racer(
                 &t.store,
                 NodeConfig {
                     killer_interval: Duration::from_millis(20),
@@ -42,7 +50,7 @@ async fn completion_races_with(t: &TestStore, ender: Ender) {
         Ender::Expiry => {
             // A claims and heartbeats through its engine; its killer is too slow to
             // matter. B runs no jobs and expires A's runs at timeout_at.
-            let a = start_node(
+            let a = start_racer(
                 &t.store,
                 NodeConfig {
                     killer_interval: Duration::from_secs(60),
@@ -67,24 +75,44 @@ async fn completion_races_with(t: &TestStore, ender: Ender) {
         }
     };
     let n = 40;
-    let entries = (0..n)
+    let mut entries: Vec<NewEntry> = (0..n)
         .map(|i| NewEntry::new("race", json!({"ms": 850 + i * 10})).identifier(format!("r-{i}")))
+        .collect();
+    for i in 0..3 {
+        entries.push(
+            NewEntry::new("race", json!({"ms": 0}))
+                .timeout_seconds(3600)
+                .identifier(format!("w-{i}")),
+        );
+        entries
+            .push(NewEntry::new("race", json!({"until_ended": true})).identifier(format!("l-{i}")));
+    }
+    let ids: Vec<String> = entries
+        .iter()
+        .map(|e| e.job_run_identifier.clone().expect("identifier"))
         .collect();
     s.enqueue_many(entries).await.unwrap();
     let (mut first_won, mut first_lost) = (0, 0);
-    for i in 0..n {
-        let id = format!("r-{i}");
-        let runs = wait_settled(s, &id, Duration::from_secs(20)).await;
+    for id in &ids {
+        let runs = wait_settled(s, id, Duration::from_secs(20)).await;
         assert!(runs.iter().all(|r| r.status == RunStatus::Done));
         let retries: Vec<_> = runs.iter().map(|r| r.retry).collect();
         match runs[0].result {
             Some(RunResult::Succeeded) => {
                 first_won += 1;
+                assert!(
+                    !id.starts_with("l-"),
+                    "{id}: a success after the end won: {runs:#?}"
+                );
                 assert_eq!(retries, vec![0], "{id}: deleted and requeued: {runs:#?}");
                 assert_eq!(runs[0].output, Some(json!({"retry": 0})));
             }
             Some(RunResult::Failed) => {
                 first_lost += 1;
+                assert!(
+                    !id.starts_with("w-"),
+                    "{id}: ended before its timeout: {runs:#?}"
+                );
                 let want = match ender {
                     Ender::Killer => "Timeout",
                     Ender::Expiry => "Expired",
@@ -98,14 +126,38 @@ async fn completion_races_with(t: &TestStore, ender: Ender) {
         }
     }
     eprintln!("{ender:?}: first attempt succeeded {first_won}, ended {first_lost}");
-    assert!(
-        first_won > 0 && first_lost > 0,
-        "the race window was missed: {first_won} / {first_lost}"
-    );
     a.shutdown(Duration::from_secs(1)).await;
     if let Some(b) = b {
         b.shutdown(Duration::from_secs(1)).await;
     }
+}
+
+/// Starts a node whose registry adds `t.race`: a retry succeeds at once; a first attempt
+/// `{"ms": n}` sleeps n ms then succeeds; `{"until_ended": true}` waits until its run is
+/// no longer `RUNNING` in the store, then returns a success that arrives too late.
+async fn start_racer(store: &Arc<dyn JobStore>, config: NodeConfig) -> NodeRuntime {
+    let watch = store.clone();
+    let registry = registry().with("t.race", move |ctx: JobContext| {
+        let store = watch.clone();
+        async move {
+            if ctx.retry == 0 {
+                if ctx.context["until_ended"] == json!(true) {
+                    wait_for("the run to be ended", Duration::from_secs(20), || async {
+                        let run = store.get_run(ctx.run_id).await.expect("get_run");
+                        (run.status == RunStatus::Done).then_some(())
+                    })
+                    .await;
+                } else {
+                    let ms = ctx.context["ms"].as_u64().unwrap_or(0);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+            }
+            Ok(Some(json!({"retry": ctx.retry})))
+        }
+    });
+    NodeRuntime::start(store.clone(), registry, config)
+        .await
+        .expect("start node")
 }
 
 async fn completion_races_with_the_killer(t: TestStore) {
@@ -120,9 +172,12 @@ async fn completion_races_with_expiry(t: TestStore) {
 /// Every entry is started exactly once per retry and reaches its final state.
 async fn four_nodes_share_one_queue(t: TestStore) {
     let s = &*t.store;
-    let mut tpl = NewTemplate::new("count", "count", "t.count", json!({"type": "object"}));
-    tpl.default_max_retries = 2;
-    s.create_template(tpl).await.unwrap();
+    template()
+        .code("count")
+        .job_type("t.count")
+        .max_retries(2)
+        .create(s)
+        .await;
     let started: Arc<Mutex<HashMap<(String, i32), u32>>> = Arc::default();
     let total = 2000usize;
     let mut entries = Vec::with_capacity(total);

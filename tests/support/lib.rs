@@ -2,15 +2,19 @@
 //! job types, and waiting on the store with a deadline (never bare sleeps).
 
 use bildad_core::{
-    Backoff, JobContext, JobError, JobRegistry, JobRun, JobStore, MemoryStore, NewTemplate,
-    NodeConfig, PageRequest, RunFilter, StoreError,
+    Backoff, JobContext, JobError, JobRegistry, JobRun, JobStore, MemoryStore, NodeConfig,
+    PageRequest, RunFilter, StoreError,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub mod faults;
+mod gate;
+
+pub use bildad_conformance::fixtures::template;
+
+pub use gate::Gate;
 
 /// A store for one test, and whatever keeps its database alive.
 pub struct TestStore {
@@ -166,20 +170,6 @@ pub async fn start_node(
     bildad_runtime::NodeRuntime::start(store.clone(), registry(), config)
         .await
         .expect("start node")
-}
-
-/// Creates the template `code` for `job_type` with an object schema and `max_retries`.
-pub async fn template(store: &dyn JobStore, code: &str, job_type: &str, max_retries: i32) {
-    let mut t = NewTemplate::new(code, code, job_type, json!({"type": "object"}));
-    t.default_max_retries = max_retries;
-    store.create_template(t).await.expect("create template");
-}
-
-/// Creates the template `code` with `schema`.
-pub async fn template_with_schema(store: &dyn JobStore, code: &str, job_type: &str, schema: Value) {
-    let mut t = NewTemplate::new(code, code, job_type, schema);
-    t.default_max_retries = 3;
-    store.create_template(t).await.expect("create template");
 }
 
 /// Every run of `identifier`, by retry.

@@ -71,7 +71,8 @@ fn run(args: Vec<String>) -> Result<()> {
 fn bench_peers(args: &[String]) -> Result<()> {
     let mut rounds = 3usize;
     let mut n = "20000".to_string();
-    let mut url = "postgres://postgres@127.0.0.1:5432/postgres".to_string();
+    // Without --database-url each bench uses its own default (the local server).
+    let mut url: Option<String> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || {
@@ -82,7 +83,7 @@ fn bench_peers(args: &[String]) -> Result<()> {
         match a.as_str() {
             "--rounds" => rounds = value()?.parse()?,
             "--n" => n = value()?,
-            "--database-url" => url = value()?,
+            "--database-url" => url = Some(value()?),
             other => bail!("unknown flag {other:?} (bench-peers: --rounds, --n, --database-url)"),
         }
     }
@@ -130,13 +131,16 @@ fn bench_peers(args: &[String]) -> Result<()> {
         let peer = line(
             std::process::Command::new("node")
                 .current_dir(&peer_dir)
-                .args(["bench.mjs", "--database-url", &url, "--n", &n]),
+                .args(["bench.mjs", "--n", &n])
+                .args(url.iter().flat_map(|u| ["--database-url", u.as_str()])),
             "graphile-worker ",
         )?;
         println!("{peer}");
         theirs.push(peer);
         let own = line(
-            std::process::Command::new(&bench).args(["--quick", "--database-url", &url, "--n", &n]),
+            std::process::Command::new(&bench)
+                .args(["--quick", "--n", &n])
+                .args(url.iter().flat_map(|u| ["--database-url", u.as_str()])),
             "bildad enqueue_jobs_per_s=",
         )?;
         println!("{own}");

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// The server every machine here runs.
-pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub use bildad_store_diesel::testing::DEFAULT_URL;
 
 /// What to measure, and how hard.
 #[derive(Debug, Clone)]

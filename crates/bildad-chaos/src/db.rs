@@ -7,7 +7,7 @@ use tokio_postgres::{Client, NoTls};
 /// The server used when none is given: `BILDAD_TEST_DATABASE_URL` or the local one.
 pub fn default_admin_url() -> String {
     std::env::var("BILDAD_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+        .unwrap_or_else(|_| bildad_store_diesel::testing::DEFAULT_URL.to_owned())
 }
 
 /// Connects, driving the connection on a task.

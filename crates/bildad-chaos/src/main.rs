@@ -27,7 +27,7 @@ struct Cli {
         long,
         global = true,
         env = "BILDAD_TEST_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        default_value = bildad_store_diesel::testing::DEFAULT_URL,
         hide_env_values = true
     )]
     database_url: String,

@@ -1,5 +1,6 @@
 //! The conformance suite every `JobStore` must pass: the rules of SPEC §2 that live in
-//! the store, written once and run against each store.
+//! the store, written once and run against each store. Also the test support every test
+//! crate shares: [`fixtures::template()`] and [`FaultStore`].
 //!
 //! A store's test file wires it in with one line and a constructor:
 //!
@@ -32,7 +33,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub mod cases;
+pub mod faults;
+pub mod fixtures;
 mod support;
+
+pub use faults::{Call, Fault, FaultStore, Hold, Once};
 
 /// One store under test, and whatever must live as long as the case (a temporary
 /// database, a container handle, a temp dir).
@@ -108,7 +113,12 @@ macro_rules! for_each_case {
         $callback! {
             [$($arg)*]
             // templates
-            template_create_get_update_delete,
+            template_create_keeps_every_field,
+            template_create_applies_defaults,
+            template_update_changes_only_given_fields,
+            template_update_changes_every_field,
+            template_invalid_update_changes_nothing,
+            template_delete_then_not_found,
             template_duplicate_code_conflicts,
             template_invalid_fields_name_every_violation,
             template_invalid_schema_rejected,
@@ -116,10 +126,13 @@ macro_rules! for_each_case {
             template_list_filters_and_order,
             template_list_pagination,
             template_delete_blocked_by_entries,
+            template_delete_not_blocked_by_run_history,
+            template_delete_not_blocked_by_other_entries,
             // enqueue
             enqueue_defaults_from_template,
             enqueue_explicit_fields,
-            enqueue_unknown_or_inactive_template_invalid,
+            enqueue_unknown_template_invalid,
+            enqueue_inactive_template_invalid,
             enqueue_invalid_context_writes_nothing,
             enqueue_invalid_fields,
             enqueue_duplicate_identifier_conflicts,
@@ -158,7 +171,10 @@ macro_rules! for_each_case {
             // operator
             stop_running_entry,
             stop_available_entry_conflicts,
-            stop_and_remove_unknown_not_found,
+            stop_unknown_entry_not_found,
+            remove_unknown_entry_not_found,
+            entry_position_unknown_not_found,
+            removed_entry_is_unknown,
             remove_running_entry,
             remove_available_entry,
             stop_races_finalize,
@@ -170,13 +186,19 @@ macro_rules! for_each_case {
             runs_finalized_reports_finalized,
             // listings, history, nodes
             queue_listing_in_run_order,
+            queue_listing_filters_by_status,
+            queue_listing_pages_and_totals,
             entry_position_in_run_order,
-            list_runs_newest_first_with_filters,
+            list_runs_newest_first,
+            list_runs_each_filter_narrows,
+            list_runs_pages_and_totals,
             list_entries_where_filters_by_template,
             run_activity_matches_run_history,
             get_run_not_found,
             prune_runs_only_old_done,
-            heartbeat_and_list_nodes,
+            heartbeat_creates_the_node_row,
+            list_nodes_latest_heartbeat_first,
+            node_restart_is_a_new_instance,
             stats_counts,
         }
     };

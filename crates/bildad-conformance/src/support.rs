@@ -8,7 +8,6 @@ use bildad_core::{
 use serde_json::{Value, json};
 use std::fmt::Debug;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How far apart two readings of the store clock may be and still count as "now"
@@ -18,49 +17,27 @@ pub(crate) const CLOCK_TOLERANCE: chrono::Duration = chrono::Duration::seconds(2
 /// The longest a poll for something that depends on time passing may take.
 pub(crate) const POLL_DEADLINE: Duration = Duration::from_secs(15);
 
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// A name no other fixture uses: `prefix-<pid>-<n>`.
-pub(crate) fn unique(prefix: &str) -> String {
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}-{}-{n}", std::process::id())
-}
+pub(crate) use crate::fixtures::{template, unique};
 
 /// A schema that accepts any object.
 pub(crate) fn any_object() -> Value {
     json!({"type": "object"})
 }
 
-/// Creates an active template of a fresh code and a fresh job type (schema: any object).
-pub(crate) async fn template(store: &dyn JobStore) -> JobTemplate {
-    let code = unique("conf.tpl");
-    let job_type = unique("conf.type");
-    create(
-        store,
-        NewTemplate::new(
-            code.clone(),
-            format!("Template {code}"),
-            job_type,
-            any_object(),
-        ),
-    )
-    .await
-}
-
 /// Creates a template and checks the echo.
-pub(crate) async fn create(store: &dyn JobStore, new: NewTemplate) -> JobTemplate {
-    let t = ok(store.create_template(new.clone()).await, "create_template");
+pub(crate) async fn create_template(store: &dyn JobStore, new: NewTemplate) -> JobTemplate {
+    let t = expect_ok(store.create_template(new.clone()).await, "create_template");
     assert_eq!(t.code, new.code);
     t
 }
 
 /// Enqueues `new`, which must succeed.
 pub(crate) async fn enqueue(store: &dyn JobStore, new: NewEntry) -> QueueEntry {
-    ok(store.enqueue(new).await, "enqueue")
+    expect_ok(store.enqueue(new).await, "enqueue")
 }
 
 /// Enqueues an entry of `t` with context `{}` and `max_retries`.
-pub(crate) async fn enqueue_simple(
+pub(crate) async fn enqueue_with_retries(
     store: &dyn JobStore,
     t: &JobTemplate,
     max_retries: i32,
@@ -74,14 +51,14 @@ pub(crate) async fn enqueue_simple(
 
 /// A node with a fresh instance id, heartbeated once (so no case depends on how a store
 /// treats runs of a node it has never heard of).
-pub(crate) async fn online(store: &dyn JobStore, name: &str) -> NodeRef {
+pub(crate) async fn live_node(store: &dyn JobStore, name: &str) -> NodeRef {
     let node = NodeRef::new(name);
-    ok(store.heartbeat(&node).await, "heartbeat");
+    expect_ok(store.heartbeat(&node).await, "heartbeat");
     node
 }
 
 /// A claim of up to `limit` entries of `job_types`, with a 600 s expiry grace.
-pub(crate) fn claim_req(node: &NodeRef, job_types: &[&str], limit: u32) -> ClaimRequest {
+pub(crate) fn claim_request(node: &NodeRef, job_types: &[&str], limit: u32) -> ClaimRequest {
     ClaimRequest {
         node: node.clone(),
         job_types: job_types.iter().map(|s| s.to_string()).collect(),
@@ -98,8 +75,8 @@ pub(crate) async fn claim_one(
     t: &JobTemplate,
     identifier: &str,
 ) -> ClaimedRun {
-    let mut got = ok(
-        store.claim(claim_req(node, &[&t.job_type], 10)).await,
+    let mut got = expect_ok(
+        store.claim(claim_request(node, &[&t.job_type], 10)).await,
         "claim",
     );
     assert_eq!(got.len(), 1, "expected one claimed run, got {got:#?}");
@@ -109,7 +86,7 @@ pub(crate) async fn claim_one(
 }
 
 /// A finalize of `run_id` with `outcome` and an immediate backoff.
-pub(crate) fn fin(run_id: i64, outcome: Outcome) -> Finalize {
+pub(crate) fn finalize_request(run_id: i64, outcome: Outcome) -> Finalize {
     Finalize {
         run_id,
         outcome,
@@ -118,17 +95,22 @@ pub(crate) fn fin(run_id: i64, outcome: Outcome) -> Finalize {
 }
 
 /// Finalizes, which must succeed and win.
-pub(crate) async fn finalize_won(store: &dyn JobStore, req: Finalize) -> FinalizeResult {
+pub(crate) async fn finalize_and_win(store: &dyn JobStore, req: Finalize) -> FinalizeResult {
     let run_id = req.run_id;
-    let r = ok(store.finalize(req).await, "finalize");
+    let r = expect_ok(store.finalize(req).await, "finalize");
     assert_eq!(r.run_id, run_id);
     assert!(r.won, "finalize of run {run_id} should win: {r:?}");
     r
 }
 
+/// Finalizes `run_id` as succeeded without output, which must win.
+pub(crate) async fn finish_successfully(store: &dyn JobStore, run_id: i64) -> FinalizeResult {
+    finalize_and_win(store, finalize_request(run_id, Outcome::succeeded(None))).await
+}
+
 /// Unwraps a store result, naming the call on failure.
 #[track_caller]
-pub(crate) fn ok<T>(r: StoreResult<T>, what: &str) -> T {
+pub(crate) fn expect_ok<T>(r: StoreResult<T>, what: &str) -> T {
     match r {
         Ok(x) => x,
         Err(e) => panic!("{what} failed: {e:?}"),
@@ -137,7 +119,7 @@ pub(crate) fn ok<T>(r: StoreResult<T>, what: &str) -> T {
 
 /// Expects an error of `kind` and returns it.
 #[track_caller]
-pub(crate) fn err<T: Debug>(r: StoreResult<T>, kind: ErrorKind, what: &str) -> StoreError {
+pub(crate) fn expect_err<T: Debug>(r: StoreResult<T>, kind: ErrorKind, what: &str) -> StoreError {
     match r {
         Ok(x) => panic!("{what}: expected {kind:?}, got Ok({x:?})"),
         Err(e) => {
@@ -175,7 +157,7 @@ pub(crate) async fn all_entries(
 ) -> Vec<QueueEntry> {
     let mut out = Vec::new();
     for p in 0.. {
-        let pg = ok(
+        let pg = expect_ok(
             store.list_entries(status, page(p, 500)).await,
             "list_entries",
         );
@@ -193,7 +175,7 @@ pub(crate) async fn all_entries(
 pub(crate) async fn all_runs(store: &dyn JobStore, filter: RunFilter) -> Vec<JobRun> {
     let mut out = Vec::new();
     for p in 0.. {
-        let pg = ok(
+        let pg = expect_ok(
             store.list_runs(filter.clone(), page(p, 500)).await,
             "list_runs",
         );
@@ -209,7 +191,7 @@ pub(crate) async fn all_runs(store: &dyn JobStore, filter: RunFilter) -> Vec<Job
 
 /// The store clock.
 pub(crate) async fn now(store: &dyn JobStore) -> Timestamp {
-    ok(store.now().await, "now")
+    expect_ok(store.now().await, "now")
 }
 
 /// Asserts `before - tolerance <= t <= after + tolerance`.
@@ -276,8 +258,8 @@ where
 
 /// The number of entries and runs in the store.
 pub(crate) async fn counts(store: &dyn JobStore) -> (u64, u64) {
-    let e = ok(store.list_entries(None, page(0, 1)).await, "list_entries").total;
-    let r = ok(
+    let e = expect_ok(store.list_entries(None, page(0, 1)).await, "list_entries").total;
+    let r = expect_ok(
         store.list_runs(RunFilter::default(), page(0, 1)).await,
         "list_runs",
     )

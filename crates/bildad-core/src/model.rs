@@ -387,13 +387,15 @@ pub struct RunActivity {
     /// Non-empty buckets, oldest first: bucket `k` counts the runs that ended in
     /// `[since + k × bucket, since + (k + 1) × bucket)`.
     pub buckets: Vec<ActivityBucket>,
-    /// False when the store stopped counting early (the default implementation reads
-    /// at most [`RunActivity::SCAN_LIMIT`] runs): the counts are then lower bounds.
+    /// False when the store stopped counting early (a store that counts by reading runs
+    /// reads at most [`RunActivity::SCAN_LIMIT`] of them): the counts are then lower
+    /// bounds. The stores of this workspace always count every run.
     pub complete: bool,
 }
 
 impl RunActivity {
-    /// The most runs the default [`crate::JobStore::run_activity`] reads.
+    /// The most runs a store that counts by reading runs should read for
+    /// [`crate::JobStore::run_activity`] (the dashboard names it when `complete` is false).
     pub const SCAN_LIMIT: u64 = 20_000;
 }
 

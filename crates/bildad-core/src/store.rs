@@ -7,7 +7,7 @@ use crate::input::{
 };
 use crate::model::{
     EntryFilter, EntryStatus, JobRun, JobTemplate, Node, NodeRef, Page, PageRequest, QueueEntry,
-    QueueStats, RunActivity, RunFilter, RunId, RunStatus, TemplateFilter, Timestamp,
+    QueueStats, RunActivity, RunFilter, RunId, TemplateFilter, Timestamp,
 };
 use async_trait::async_trait;
 use std::time::Duration;
@@ -19,8 +19,37 @@ use std::time::Duration;
 /// Every timestamp comes from the store's clock (the database's `now()`), never from
 /// the caller's (SPEC §2.8).
 ///
+/// # Who calls what
+///
+/// One trait, implemented in full by every store (no default bodies: a store answers
+/// each method itself, and a wrapper delegates each one). Its callers are of two kinds
+/// (docs/ARCHITECTURE.md, "One storage contract"):
+///
+/// - **An application** — and, on its behalf, the HTTP API, the dashboard and the CLI:
+///   the templates ([`create_template`](JobStore::create_template) …
+///   [`list_templates`](JobStore::list_templates)), the queue
+///   ([`enqueue`](JobStore::enqueue), [`enqueue_many`](JobStore::enqueue_many),
+///   [`get_entry`](JobStore::get_entry), [`entry_position`](JobStore::entry_position),
+///   [`list_entries`](JobStore::list_entries),
+///   [`list_entries_where`](JobStore::list_entries_where)), the operator's actions
+///   ([`stop_entry`](JobStore::stop_entry), [`remove_entry`](JobStore::remove_entry)),
+///   the history ([`get_run`](JobStore::get_run), [`list_runs`](JobStore::list_runs),
+///   [`run_activity`](JobStore::run_activity), [`prune_runs`](JobStore::prune_runs)),
+///   [`list_nodes`](JobStore::list_nodes), [`stats`](JobStore::stats), and the health
+///   checks [`ping`](JobStore::ping) and [`now`](JobStore::now).
+/// - **The engine and the killer** (`bildad-runtime`), never an application: the
+///   methods marked *Engine and killer only* — [`claim`](JobStore::claim),
+///   [`finalize`](JobStore::finalize), [`finalize_many`](JobStore::finalize_many),
+///   [`runs_to_kill`](JobStore::runs_to_kill), [`runs_to_expire`](JobStore::runs_to_expire),
+///   [`runs_finalized`](JobStore::runs_finalized), [`heartbeat`](JobStore::heartbeat),
+///   [`node_stopped`](JobStore::node_stopped) and
+///   [`listen_for_enqueues`](JobStore::listen_for_enqueues). They take, end and look
+///   for run leases and record a node's liveness; an application that called them would
+///   race its own nodes. (The engine also reads templates and enqueues, as an
+///   application does.)
+///
 /// The conformance suite in `bildad-conformance` checks an implementation against
-/// every rule of SPEC §2 that lives in the store.
+/// every rule of SPEC §2 that lives in the store; a custom store runs it with one line.
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
     // --- health ---------------------------------------------------------------
@@ -80,42 +109,13 @@ pub trait JobStore: Send + Sync + 'static {
         page: PageRequest,
     ) -> StoreResult<Page<QueueEntry>>;
 
-    /// Entries in run order, narrowed by `filter` (status and template).
-    ///
-    /// The default reads [`JobStore::list_entries`] page by page and filters by
-    /// template in memory, so it costs a scan of the queue when a template is given;
-    /// a store can answer it with one query.
+    /// Entries in run order, narrowed by `filter` (status and template), with the total
+    /// of matching entries (the dashboard's queue page).
     async fn list_entries_where(
         &self,
         filter: EntryFilter,
         page: PageRequest,
-    ) -> StoreResult<Page<QueueEntry>> {
-        let Some(template) = filter.template else {
-            return self.list_entries(filter.status, page).await;
-        };
-        let mut matching = Vec::new();
-        let mut total = 0u64;
-        let skip = page.offset();
-        let mut scan = PageRequest {
-            page: 0,
-            limit: PageRequest::MAX_LIMIT,
-        };
-        loop {
-            let chunk = self.list_entries(filter.status, scan).await?;
-            let done = chunk.items.len() < scan.limit as usize;
-            for e in chunk.items.into_iter().filter(|e| e.template == template) {
-                if total >= skip && matching.len() < page.limit as usize {
-                    matching.push(e);
-                }
-                total += 1;
-            }
-            if done {
-                break;
-            }
-            scan.page += 1;
-        }
-        Ok(Page::new(matching, total, page))
-    }
+    ) -> StoreResult<Page<QueueEntry>>;
 
     /// Deletes the entry; a running run ends `FAILED`/`Removed` (SPEC §2.7). `NotFound`.
     async fn remove_entry(&self, identifier: &str) -> StoreResult<RemoveResult>;
@@ -124,35 +124,42 @@ pub trait JobStore: Send + Sync + 'static {
     /// now (SPEC §2.7). `NotFound`; `Conflict` when the entry is not running.
     async fn stop_entry(&self, identifier: &str) -> StoreResult<StopResult>;
 
-    // --- engine and killer ----------------------------------------------------
+    // --- claim and finalize: engine and killer only ----------------------------
 
     /// Atomically claims up to `limit` available entries (`run_at <= now`, job type in
     /// `job_types`), in run order, and creates their runs (SPEC §2.2–2.3). Two claims at
     /// once never take the same entry.
+    ///
+    /// *Engine and killer only.*
     async fn claim(&self, req: ClaimRequest) -> StoreResult<Vec<ClaimedRun>>;
 
     /// The one conditional step that ends a run (SPEC §2.4). Exactly one finalize of a
     /// run wins; a loser returns `won: false` and changes nothing.
+    ///
+    /// *Engine and killer only.*
     async fn finalize(&self, req: Finalize) -> StoreResult<FinalizeResult>;
 
-    /// Many finalizes; each is decided as by [`JobStore::finalize`]. Results are in
-    /// the order of `reqs`.
-    async fn finalize_many(&self, reqs: Vec<Finalize>) -> StoreResult<Vec<FinalizeResult>> {
-        let mut out = Vec::with_capacity(reqs.len());
-        for r in reqs {
-            out.push(self.finalize(r).await?);
-        }
-        Ok(out)
-    }
+    /// Many finalizes in one round trip; each is decided as by [`JobStore::finalize`]
+    /// (a loser changes nothing and does not stop the others). Results are in the order
+    /// of `reqs`.
+    ///
+    /// *Engine and killer only.*
+    async fn finalize_many(&self, reqs: Vec<Finalize>) -> StoreResult<Vec<FinalizeResult>>;
 
     /// Runs of node instance `node` still `RUNNING` past `timeout_at` (SPEC §2.5).
+    ///
+    /// *Engine and killer only.*
     async fn runs_to_kill(&self, node: &str) -> StoreResult<Vec<RunRef>>;
 
     /// Runs still `RUNNING` past `expires_at`, or whose node's last heartbeat is older
     /// than `node_dead_after` (or that stopped cleanly) (SPEC §2.6).
+    ///
+    /// *Engine and killer only.*
     async fn runs_to_expire(&self, node_dead_after: Duration) -> StoreResult<Vec<RunRef>>;
 
     /// Of `runs`, those that are no longer `RUNNING` (finalized elsewhere, or pruned).
+    ///
+    /// *Engine and killer only.*
     async fn runs_finalized(&self, runs: &[RunId]) -> StoreResult<Vec<RunId>>;
 
     // --- history --------------------------------------------------------------
@@ -164,48 +171,10 @@ pub trait JobStore: Send + Sync + 'static {
     async fn list_runs(&self, filter: RunFilter, page: PageRequest) -> StoreResult<Page<JobRun>>;
 
     /// `DONE` runs that **started** at or after `since`, counted by result and by the
-    /// `bucket` of time in which they ended (bucket 0 starts at `since`).
-    ///
-    /// The default reads [`JobStore::list_runs`] newest first and stops at the first
-    /// run started before `since`, or after [`RunActivity::SCAN_LIMIT`] runs (then
-    /// `complete` is false); a store can answer it with one grouped query.
-    async fn run_activity(&self, since: Timestamp, bucket: Duration) -> StoreResult<RunActivity> {
-        let mut activity = RunActivity {
-            complete: true,
-            ..RunActivity::default()
-        };
-        let filter = RunFilter {
-            status: Some(RunStatus::Done),
-            ..RunFilter::default()
-        };
-        let mut scan = PageRequest {
-            page: 0,
-            limit: PageRequest::MAX_LIMIT,
-        };
-        let mut read = 0u64;
-        'pages: loop {
-            let chunk = self.list_runs(filter.clone(), scan).await?;
-            let done = chunk.items.len() < scan.limit as usize;
-            for r in chunk.items {
-                if r.started_at < since {
-                    break 'pages;
-                }
-                if read >= RunActivity::SCAN_LIMIT {
-                    activity.complete = false;
-                    break 'pages;
-                }
-                read += 1;
-                if let (Some(result), Some(ended)) = (r.result, r.ended_at) {
-                    activity.record(result, ended - since, bucket);
-                }
-            }
-            if done {
-                break;
-            }
-            scan.page += 1;
-        }
-        Ok(activity)
-    }
+    /// `bucket` of time in which they ended (bucket 0 starts at `since`): the dashboard's
+    /// overview. `complete` is false when the store stopped counting early (see
+    /// [`RunActivity::complete`]).
+    async fn run_activity(&self, since: Timestamp, bucket: Duration) -> StoreResult<RunActivity>;
 
     /// Deletes `DONE` runs that ended before `older_than`; returns how many.
     async fn prune_runs(&self, older_than: Timestamp) -> StoreResult<u64>;
@@ -213,9 +182,13 @@ pub trait JobStore: Send + Sync + 'static {
     // --- nodes ----------------------------------------------------------------
 
     /// Records that `node` is alive now (creating its row on first call).
+    ///
+    /// *Engine and killer only.*
     async fn heartbeat(&self, node: &NodeRef) -> StoreResult<()>;
 
     /// Records that node instance `instance_id` shut down cleanly.
+    ///
+    /// *Engine and killer only.*
     async fn node_stopped(&self, instance_id: &str) -> StoreResult<()>;
 
     /// Known node instances, latest heartbeat first.
@@ -224,19 +197,19 @@ pub trait JobStore: Send + Sync + 'static {
     /// Queue and history counts.
     async fn stats(&self) -> StoreResult<QueueStats>;
 
-    // --- wake-ups ---------------------------------------------------------------
+    // --- wake-ups: engine only ----------------------------------------------------
 
     /// Subscribes to wake-ups on enqueue, for stores that can push them: PostgreSQL
     /// (LISTEN/NOTIFY, from every node on the database), SQLite and `MemoryStore` (in
-    /// process, [`LocalEnqueueSignal`]). `None`: this store cannot push (the default);
-    /// poll instead.
+    /// process, [`LocalEnqueueSignal`]). `Ok(None)`: this store cannot push; the node
+    /// polls instead (a custom store without push says so explicitly).
     ///
     /// The runtime uses it when `NodeConfig::wake_on_enqueue` is set, to start an engine
     /// pass the moment an entry is enqueued anywhere instead of at the next cron request
     /// or tick. A wake-up is a hint: the claim that follows decides what runs.
-    async fn listen_for_enqueues(&self) -> StoreResult<Option<Box<dyn EnqueueListener>>> {
-        Ok(None)
-    }
+    ///
+    /// *Engine and killer only.*
+    async fn listen_for_enqueues(&self) -> StoreResult<Option<Box<dyn EnqueueListener>>>;
 }
 
 /// Wake-ups a store pushes when entries are enqueued (see

@@ -4,7 +4,11 @@
 //! share state and can run in parallel.
 
 #[cfg(feature = "postgres")]
-pub use pg::{DEFAULT_URL, TestPg};
+pub use pg::TestPg;
+
+/// The PostgreSQL server tests, the bench and the chaos run use, unless
+/// `BILDAD_TEST_DATABASE_URL` (or their `--database-url`) names another. The one copy.
+pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 #[cfg(feature = "sqlite")]
 pub use sqlite::TestSqlite;
 
@@ -34,8 +38,7 @@ mod pg {
     use std::sync::Arc;
     use std::time::Duration;
 
-    /// The server tests use, unless `BILDAD_TEST_DATABASE_URL` names another.
-    pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+    use super::DEFAULT_URL;
 
     /// A uniquely named, migrated PostgreSQL database, dropped (`WITH (FORCE)`) on Drop.
     pub struct TestPg {

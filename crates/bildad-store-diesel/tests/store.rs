@@ -3,9 +3,10 @@
 //! writers on several connections, migrations, URL handling, outages, and (ignored by
 //! default) the query plans with a million runs of history.
 
+use bildad_conformance::fixtures::template;
 use bildad_core::{
-    ClaimRequest, EntryFate, ErrorKind, FailureKind, Finalize, JobStore, NewEntry, NewTemplate,
-    NodeRef, Outcome, RunStatus,
+    ClaimRequest, EntryFate, ErrorKind, FailureKind, Finalize, JobStore, NewEntry, NodeRef,
+    Outcome, RunStatus,
 };
 use bildad_store_diesel::testing::{TestPg, TestSqlite};
 use bildad_store_diesel::{PgStore, PoolOptions, SqliteStore};
@@ -19,19 +20,7 @@ use std::time::{Duration, Instant};
 
 const JOB_TYPE: &str = "test.echo";
 
-async fn template(store: &dyn JobStore, code: &str) {
-    store
-        .create_template(NewTemplate::new(
-            code,
-            code,
-            JOB_TYPE,
-            json!({"type": "object"}),
-        ))
-        .await
-        .expect("create template");
-}
-
-fn claim_req(node: &NodeRef, limit: u32) -> ClaimRequest {
+fn claim_request(node: &NodeRef, limit: u32) -> ClaimRequest {
     ClaimRequest {
         node: node.clone(),
         job_types: vec![JOB_TYPE.to_string()],
@@ -61,7 +50,10 @@ async fn claim_all(store: Arc<dyn JobStore>, claimers: usize, limit: u32) -> Vec
             let node = NodeRef::new(format!("claimer-{k}"));
             let mut mine = Vec::new();
             loop {
-                let got = store.claim(claim_req(&node, limit)).await.expect("claim");
+                let got = store
+                    .claim(claim_request(&node, limit))
+                    .await
+                    .expect("claim");
                 if got.is_empty() {
                     return mine;
                 }
@@ -113,7 +105,11 @@ async fn pg_eight_claimers_take_2000_entries_each_exactly_once() {
         return;
     };
     let store = db.store();
-    template(&*store, "bulk").await;
+    template()
+        .code("bulk")
+        .job_type(JOB_TYPE)
+        .create(&*store)
+        .await;
     enqueue_n(&*store, "bulk", "e", 2000).await;
 
     let claimed = claim_all(store.clone(), 8, 37).await;
@@ -137,7 +133,11 @@ async fn pg_template_deletion_racing_enqueues_leaves_no_orphan() {
     let (mut deleted, mut refused) = (0, 0);
     for round in 0..40 {
         let code = format!("race-{round}");
-        template(&*store, &code).await;
+        template()
+            .code(&code)
+            .job_type(JOB_TYPE)
+            .create(&*store)
+            .await;
         let barrier = Arc::new(tokio::sync::Barrier::new(5));
         let enqueuers: Vec<_> = (0..4)
             .map(|k| {
@@ -202,10 +202,14 @@ async fn pg_two_finalizers_race_exactly_one_wins() {
         return;
     };
     let store = db.store();
-    template(&*store, "race").await;
+    template()
+        .code("race")
+        .job_type(JOB_TYPE)
+        .create(&*store)
+        .await;
     enqueue_n(&*store, "race", "r", 60).await;
     let node = NodeRef::new("n");
-    let claimed = store.claim(claim_req(&node, 60)).await.unwrap();
+    let claimed = store.claim(claim_request(&node, 60)).await.unwrap();
     assert_eq!(claimed.len(), 60);
 
     for c in claimed {
@@ -250,10 +254,14 @@ async fn pg_finalize_many_batches_mixed_outcomes() {
         return;
     };
     let store = db.store();
-    template(&*store, "batch").await;
+    template()
+        .code("batch")
+        .job_type(JOB_TYPE)
+        .create(&*store)
+        .await;
     enqueue_n(&*store, "batch", "b", 300).await;
     let node = NodeRef::new("n");
-    let claimed = store.claim(claim_req(&node, 300)).await.unwrap();
+    let claimed = store.claim(claim_request(&node, 300)).await.unwrap();
     let mut reqs: Vec<Finalize> = claimed
         .iter()
         .enumerate()
@@ -302,7 +310,11 @@ async fn until_db_clock_passes(store: &dyn JobStore, t: bildad_core::Timestamp) 
 }
 
 async fn expiry_by_time_and_heartbeat(store: Arc<dyn JobStore>) {
-    template(&*store, "exp").await;
+    template()
+        .code("exp")
+        .job_type(JOB_TYPE)
+        .create(&*store)
+        .await;
     let alive = NodeRef::new("alive");
     let dead = NodeRef::new("dead");
     store.heartbeat(&dead).await.unwrap();
@@ -315,11 +327,11 @@ async fn expiry_by_time_and_heartbeat(store: Arc<dyn JobStore>) {
         ])
         .await
         .unwrap();
-    let mut req = claim_req(&alive, 1);
+    let mut req = claim_request(&alive, 1);
     req.expiry_grace = Duration::ZERO;
     req.only_identifier = Some("by-time".into());
     let by_time = store.claim(req).await.unwrap().remove(0).run;
-    let mut req = claim_req(&dead, 1);
+    let mut req = claim_request(&dead, 1);
     req.only_identifier = Some("by-heartbeat".into());
     let by_heartbeat = store.claim(req).await.unwrap().remove(0).run;
     store.heartbeat(&alive).await.unwrap();
@@ -473,7 +485,11 @@ async fn pg_explain_hot_paths_with_a_million_runs() {
         return;
     };
     let store = db.store();
-    template(&*store, "hist").await;
+    template()
+        .code("hist")
+        .job_type(JOB_TYPE)
+        .create(&*store)
+        .await;
     let mut c = AsyncPgConnection::establish(db.url()).await.unwrap();
     // 1,000,000 finished runs of history, 100 distinct nodes.
     diesel::sql_query(
@@ -493,7 +509,7 @@ async fn pg_explain_hot_paths_with_a_million_runs() {
     let nodes: Vec<NodeRef> = (0..4).map(|i| NodeRef::new(format!("node-{i}"))).collect();
     for n in &nodes {
         store.heartbeat(n).await.unwrap();
-        store.claim(claim_req(n, 500)).await.unwrap();
+        store.claim(claim_request(n, 500)).await.unwrap();
     }
     diesel::sql_query("VACUUM ANALYZE")
         .execute(&mut c)
@@ -539,7 +555,11 @@ async fn pg_explain_hot_paths_with_a_million_runs() {
 async fn sqlite_concurrent_writers_on_several_connections_serialise() {
     let db = TestSqlite::fresh().await;
     let store = db.store();
-    template(&*store, "bulk").await;
+    template()
+        .code("bulk")
+        .job_type(JOB_TYPE)
+        .create(&*store)
+        .await;
     // Enqueuers and claimers at once, each on its own pooled connection.
     let enqueuers: Vec<_> = (0..3)
         .map(|k| {
@@ -572,7 +592,11 @@ async fn sqlite_connect_creates_the_file_and_migrates_once() {
     let url = format!("sqlite://{}", path.display());
     let store = bildad_store_diesel::connect(&url).await.unwrap();
     assert!(path.exists());
-    template(&*store, "kept").await;
+    template()
+        .code("kept")
+        .job_type(JOB_TYPE)
+        .create(&*store)
+        .await;
     drop(store);
     bildad_store_diesel::migrate(&url).await.unwrap();
     // A plain path works too, and the data survived the second migrate.

@@ -12,8 +12,8 @@ use std::time::Duration;
 /// with `current_run_id`.
 pub async fn claim_records_the_run(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let node = online(s, "conf-node-a").await;
+    let t = template().create(s).await;
+    let node = live_node(s, "conf-node-a").await;
     let ctx = json!({"to": "x@y"});
     let id = unique("conf-id");
     let e = enqueue(
@@ -24,10 +24,10 @@ pub async fn claim_records_the_run(store: Arc<dyn JobStore>) {
             .max_retries(2),
     )
     .await;
-    let mut req = claim_req(&node, &[&t.job_type], 5);
+    let mut req = claim_request(&node, &[&t.job_type], 5);
     req.expiry_grace = Duration::from_secs(17);
     let before = now(s).await;
-    let got = ok(s.claim(req.clone()).await, "claim");
+    let got = expect_ok(s.claim(req.clone()).await, "claim");
     let after = now(s).await;
     assert_eq!(got.len(), 1);
     let c = &got[0];
@@ -51,19 +51,19 @@ pub async fn claim_records_the_run(store: Arc<dyn JobStore>) {
     assert_eq!(c.max_retries, 2);
     assert_eq!(c.template_id, t.id);
     assert_eq!(c.template_updated_at, t.updated_at);
-    assert_eq!(ok(s.get_run(r.id).await, "get_run"), *r);
+    assert_eq!(expect_ok(s.get_run(r.id).await, "get_run"), *r);
 
-    let entry = ok(s.get_entry(&id).await, "entry");
+    let entry = expect_ok(s.get_entry(&id).await, "entry");
     assert_eq!(entry.status, EntryStatus::Running);
     assert_eq!(entry.current_run_id, Some(r.id));
     assert_eq!(entry.attempts, 1);
     assert_eq!(entry.id, e.id);
-    assert!(ok(s.claim(req.clone()).await, "claim again").is_empty());
+    assert!(expect_ok(s.claim(req.clone()).await, "claim again").is_empty());
 
     // A failed run requeues; the next claim is retry 1 with a new run and process name.
-    finalize_won(
+    finalize_and_win(
         s,
-        fin(
+        finalize_request(
             r.id,
             bildad_core::Outcome::failed(bildad_core::FailureKind::Error, "boom"),
         ),
@@ -73,7 +73,7 @@ pub async fn claim_records_the_run(store: Arc<dyn JobStore>) {
     assert_eq!(c2.run.retry, 1);
     assert_ne!(c2.run.id, r.id);
     assert_ne!(c2.run.process_name, r.process_name);
-    let entry = ok(s.get_entry(&id).await, "entry");
+    let entry = expect_ok(s.get_entry(&id).await, "entry");
     assert_eq!(entry.attempts, 2);
     assert_eq!(entry.current_run_id, Some(c2.run.id));
 
@@ -82,8 +82,8 @@ pub async fn claim_records_the_run(store: Arc<dyn JobStore>) {
         name: Some("renamed".into()),
         ..Default::default()
     };
-    let t2 = ok(s.update_template(&t.code, patch).await, "update");
-    let e3 = enqueue_simple(s, &t, 0).await;
+    let t2 = expect_ok(s.update_template(&t.code, patch).await, "update");
+    let e3 = enqueue_with_retries(s, &t, 0).await;
     let c3 = claim_one(s, &node, &t, &e3.job_run_identifier).await;
     assert_eq!(c3.template_updated_at, t2.updated_at);
 }
@@ -91,8 +91,8 @@ pub async fn claim_records_the_run(store: Arc<dyn JobStore>) {
 /// Claims follow `priority`, then enqueue time (not `run_at`), then id.
 pub async fn claim_order_priority_then_enqueue_time(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let node = online(s, "conf-node").await;
+    let t = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
     let base = now(s).await;
     // (label, priority, run_at offset in seconds): enqueued in this order.
     let specs = [
@@ -131,14 +131,20 @@ pub async fn claim_order_priority_then_enqueue_time(store: Arc<dyn JobStore>) {
     // One at a time, then two at a time.
     let mut order = Vec::new();
     for _ in 0..2 {
-        let got = ok(s.claim(claim_req(&node, &[&t.job_type], 1)).await, "claim");
+        let got = expect_ok(
+            s.claim(claim_request(&node, &[&t.job_type], 1)).await,
+            "claim",
+        );
         assert_eq!(got.len(), 1);
         order.push(ids[&got[0].run.job_run_identifier]);
     }
     assert_eq!(order, want[..2], "claim order, one at a time");
     // A batch is the next entries in run order (in whatever order it lists them).
     for chunk in want[2..].chunks(2) {
-        let got = ok(s.claim(claim_req(&node, &[&t.job_type], 2)).await, "claim");
+        let got = expect_ok(
+            s.claim(claim_request(&node, &[&t.job_type], 2)).await,
+            "claim",
+        );
         let mut batch: Vec<_> = got.iter().map(|c| ids[&c.run.job_run_identifier]).collect();
         batch.sort();
         let mut chunk = chunk.to_vec();
@@ -150,8 +156,8 @@ pub async fn claim_order_priority_then_enqueue_time(store: Arc<dyn JobStore>) {
 /// An entry whose `run_at` is in the future is not claimed (nor counted available).
 pub async fn claim_skips_future_run_at(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let node = online(s, "conf-node").await;
+    let t = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
     let base = now(s).await;
     let later = enqueue(
         s,
@@ -165,40 +171,50 @@ pub async fn claim_skips_future_run_at(store: Arc<dyn JobStore>) {
             .priority(9),
     )
     .await;
-    let got = ok(s.claim(claim_req(&node, &[&t.job_type], 10)).await, "claim");
+    let got = expect_ok(
+        s.claim(claim_request(&node, &[&t.job_type], 10)).await,
+        "claim",
+    );
     let claimed: Vec<_> = got
         .iter()
         .map(|c| c.run.job_run_identifier.clone())
         .collect();
     assert_eq!(claimed, [past.job_run_identifier]);
-    assert!(ok(s.claim(claim_req(&node, &[&t.job_type], 10)).await, "claim").is_empty());
-    let l = ok(s.get_entry(&later.job_run_identifier).await, "later");
+    assert!(
+        expect_ok(
+            s.claim(claim_request(&node, &[&t.job_type], 10)).await,
+            "claim"
+        )
+        .is_empty()
+    );
+    let l = expect_ok(s.get_entry(&later.job_run_identifier).await, "later");
     assert_eq!(l, later, "an unclaimed entry is untouched");
-    let st = ok(s.stats().await, "stats");
+    let st = expect_ok(s.stats().await, "stats");
     assert_eq!((st.available, st.scheduled, st.running), (0, 1, 1));
 }
 
 /// A node only claims entries whose template's job type it registered.
 pub async fn claim_only_registered_job_types(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let a = template(s).await;
-    let b = template(s).await;
-    let c = template(s).await;
-    let node = online(s, "conf-node").await;
-    let ea = enqueue_simple(s, &a, 0).await;
-    let eb = enqueue_simple(s, &b, 0).await;
+    let a = template().create(s).await;
+    let b = template().create(s).await;
+    let c = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
+    let ea = enqueue_with_retries(s, &a, 0).await;
+    let eb = enqueue_with_retries(s, &b, 0).await;
     let ec = enqueue(s, NewEntry::new(c.code.clone(), json!({})).priority(0)).await;
 
-    assert!(ok(s.claim(claim_req(&node, &[], 10)).await, "no types").is_empty());
+    assert!(expect_ok(s.claim(claim_request(&node, &[], 10)).await, "no types").is_empty());
     assert!(
-        ok(
-            s.claim(claim_req(&node, &["conf.unknown.type"], 10)).await,
+        expect_ok(
+            s.claim(claim_request(&node, &["conf.unknown.type"], 10))
+                .await,
             "unknown type"
         )
         .is_empty()
     );
-    let got = ok(
-        s.claim(claim_req(&node, &[&a.job_type, &b.job_type], 10))
+    let got = expect_ok(
+        s.claim(claim_request(&node, &[&a.job_type, &b.job_type], 10))
             .await,
         "claim",
     );
@@ -210,7 +226,7 @@ pub async fn claim_only_registered_job_types(store: Arc<dyn JobStore>) {
     let mut want = vec![ea.job_run_identifier.clone(), eb.job_run_identifier.clone()];
     want.sort();
     assert_eq!(ids, want);
-    let left = ok(s.get_entry(&ec.job_run_identifier).await, "c");
+    let left = expect_ok(s.get_entry(&ec.job_run_identifier).await, "c");
     assert_eq!(left.status, EntryStatus::Available);
 
     // The job type is the template's current one.
@@ -218,8 +234,11 @@ pub async fn claim_only_registered_job_types(store: Arc<dyn JobStore>) {
         job_type: Some(a.job_type.clone()),
         ..Default::default()
     };
-    ok(s.update_template(&c.code, patch).await, "retarget c");
-    let got = ok(s.claim(claim_req(&node, &[&a.job_type], 10)).await, "claim");
+    expect_ok(s.update_template(&c.code, patch).await, "retarget c");
+    let got = expect_ok(
+        s.claim(claim_request(&node, &[&a.job_type], 10)).await,
+        "claim",
+    );
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].run.job_run_identifier, ec.job_run_identifier);
     assert_eq!(got[0].run.job_type, a.job_type);
@@ -228,21 +247,21 @@ pub async fn claim_only_registered_job_types(store: Arc<dyn JobStore>) {
 /// At most `limit` entries, the first in run order.
 pub async fn claim_respects_limit(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let node = online(s, "conf-node").await;
+    let t = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
     let news: Vec<_> = (0..10)
         .map(|i| NewEntry::new(t.code.clone(), json!({"i": i})))
         .collect();
-    let entries = ok(s.enqueue_many(news).await, "enqueue_many");
+    let entries = expect_ok(s.enqueue_many(news).await, "enqueue_many");
     assert!(
-        ok(
-            s.claim(claim_req(&node, &[&t.job_type], 0)).await,
+        expect_ok(
+            s.claim(claim_request(&node, &[&t.job_type], 0)).await,
             "limit 0"
         )
         .is_empty()
     );
-    let got = ok(
-        s.claim(claim_req(&node, &[&t.job_type], 4)).await,
+    let got = expect_ok(
+        s.claim(claim_request(&node, &[&t.job_type], 4)).await,
         "claim 4",
     );
     assert_eq!(got.len(), 4);
@@ -258,10 +277,14 @@ pub async fn claim_respects_limit(store: Arc<dyn JobStore>) {
     want.sort();
     assert_eq!(claimed, want, "the first four in run order");
     assert_eq!(
-        ok(s.claim(claim_req(&node, &[&t.job_type], 100)).await, "rest").len(),
+        expect_ok(
+            s.claim(claim_request(&node, &[&t.job_type], 100)).await,
+            "rest"
+        )
+        .len(),
         6
     );
-    let st = ok(s.stats().await, "stats");
+    let st = expect_ok(s.stats().await, "stats");
     assert_eq!((st.available, st.running), (0, 10));
 }
 
@@ -269,9 +292,9 @@ pub async fn claim_respects_limit(store: Arc<dyn JobStore>) {
 /// nothing else.
 pub async fn claim_only_identifier(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let other = template(s).await;
-    let node = online(s, "conf-node").await;
+    let t = template().create(s).await;
+    let other = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
     let first = enqueue(s, NewEntry::new(t.code.clone(), json!({})).priority(-10)).await;
     let target = enqueue(
         s,
@@ -280,28 +303,28 @@ pub async fn claim_only_identifier(store: Arc<dyn JobStore>) {
             .run_at(now(s).await + chrono::Duration::hours(2)),
     )
     .await;
-    let foreign = enqueue_simple(s, &other, 0).await;
+    let foreign = enqueue_with_retries(s, &other, 0).await;
 
     let only = |id: &str| {
-        let mut r = claim_req(&node, &[&t.job_type], 10);
+        let mut r = claim_request(&node, &[&t.job_type], 10);
         r.only_identifier = Some(id.to_string());
         r
     };
-    let got = ok(s.claim(only(&target.job_run_identifier)).await, "only");
+    let got = expect_ok(s.claim(only(&target.job_run_identifier)).await, "only");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].run.job_run_identifier, target.job_run_identifier);
-    let e = ok(s.get_entry(&target.job_run_identifier).await, "target");
+    let e = expect_ok(s.get_entry(&target.job_run_identifier).await, "target");
     assert_eq!(e.status, EntryStatus::Running);
     assert_eq!(
-        ok(s.get_entry(&first.job_run_identifier).await, "first").status,
+        expect_ok(s.get_entry(&first.job_run_identifier).await, "first").status,
         EntryStatus::Available
     );
     // Running already, unknown, or of an unregistered job type: nothing.
-    assert!(ok(s.claim(only(&target.job_run_identifier)).await, "again").is_empty());
-    assert!(ok(s.claim(only("conf-no-such-id")).await, "unknown").is_empty());
-    assert!(ok(s.claim(only(&foreign.job_run_identifier)).await, "foreign").is_empty());
+    assert!(expect_ok(s.claim(only(&target.job_run_identifier)).await, "again").is_empty());
+    assert!(expect_ok(s.claim(only("conf-no-such-id")).await, "unknown").is_empty());
+    assert!(expect_ok(s.claim(only(&foreign.job_run_identifier)).await, "foreign").is_empty());
     assert_eq!(
-        ok(s.get_entry(&foreign.job_run_identifier).await, "foreign"),
+        expect_ok(s.get_entry(&foreign.job_run_identifier).await, "foreign"),
         foreign
     );
     assert_eq!(counts(s).await, (3, 1));
@@ -311,9 +334,9 @@ pub async fn claim_only_identifier(store: Arc<dyn JobStore>) {
 /// `(identifier, retry)` unique.
 pub async fn claim_concurrent_claimers_take_each_entry_once(store: Arc<dyn JobStore>) {
     const ENTRIES: usize = 2000;
-    let t = create(
+    let t = create_template(
         &*store,
-        NewTemplate::new(unique("conf.tpl"), "n", unique("conf.type"), any_object()),
+        NewTemplate::new(unique("tpl"), "n", unique("conf.type"), any_object()),
     )
     .await;
     for chunk in 0..(ENTRIES / 250) {
@@ -323,18 +346,18 @@ pub async fn claim_concurrent_claimers_take_each_entry_once(store: Arc<dyn JobSt
                     .priority((i % 3) as i32)
             })
             .collect();
-        ok(store.enqueue_many(news).await, "enqueue_many");
+        expect_ok(store.enqueue_many(news).await, "enqueue_many");
     }
     let mut tasks = Vec::new();
     for w in 0..8 {
         let store = store.clone();
         let job_type = t.job_type.clone();
         tasks.push(tokio::spawn(async move {
-            let node = online(&*store, &format!("conf-claimer-{w}")).await;
+            let node = live_node(&*store, &format!("conf-claimer-{w}")).await;
             let mut mine: Vec<ClaimedRun> = Vec::new();
             loop {
-                let req = claim_req(&node, &[&job_type], 1 + (w as u32 % 4) * 4);
-                let got = ok(retry_transient(|| store.claim(req.clone())).await, "claim");
+                let req = claim_request(&node, &[&job_type], 1 + (w as u32 % 4) * 4);
+                let got = expect_ok(retry_transient(|| store.claim(req.clone())).await, "claim");
                 if got.is_empty() {
                     break;
                 }
@@ -351,10 +374,10 @@ pub async fn claim_concurrent_claimers_take_each_entry_once(store: Arc<dyn JobSt
     for r in futures::future::join_all(tasks).await {
         all.extend(r.expect("claimer task"));
     }
-    let node = online(&*store, "conf-late").await;
+    let node = live_node(&*store, "conf-late").await;
     assert!(
-        ok(
-            store.claim(claim_req(&node, &[&t.job_type], 100)).await,
+        expect_ok(
+            store.claim(claim_request(&node, &[&t.job_type], 100)).await,
             "claim"
         )
         .is_empty(),
@@ -389,7 +412,7 @@ pub async fn claim_concurrent_claimers_take_each_entry_once(store: Arc<dyn JobSt
         assert_eq!(e.current_run_id, Some(by_entry[&e.job_run_identifier]));
         assert_eq!(e.attempts, 1);
     }
-    let st = ok(store.stats().await, "stats");
+    let st = expect_ok(store.stats().await, "stats");
     assert_eq!((st.available, st.running), (0, ENTRIES as u64));
 }
 
@@ -399,11 +422,11 @@ pub async fn claim_concurrent_claimers_take_each_entry_once(store: Arc<dyn JobSt
 pub async fn claim_finalize_churn_concurrently(store: Arc<dyn JobStore>) {
     use bildad_core::{FailureKind, Outcome, RunResult};
     const ENTRIES: usize = 400;
-    let t = template(&*store).await;
+    let t = template().create(&*store).await;
     let news: Vec<_> = (0..ENTRIES)
         .map(|i| NewEntry::new(t.code.clone(), json!({"i": i})).max_retries(2))
         .collect();
-    let entries = ok(store.enqueue_many(news).await, "enqueue_many");
+    let entries = expect_ok(store.enqueue_many(news).await, "enqueue_many");
     // Entry i succeeds at retry i % 4; i % 4 == 3 never succeeds (3 failures, deleted).
     let plan = |i: u64, retry: i32| retry == (i % 4) as i32;
     let mut tasks = Vec::new();
@@ -411,11 +434,11 @@ pub async fn claim_finalize_churn_concurrently(store: Arc<dyn JobStore>) {
         let store = store.clone();
         let job_type = t.job_type.clone();
         tasks.push(tokio::spawn(async move {
-            let node = online(&*store, &format!("conf-worker-{w}")).await;
+            let node = live_node(&*store, &format!("conf-worker-{w}")).await;
             let mut idle = 0;
             while idle < 3 {
-                let req = claim_req(&node, &[&job_type], 3);
-                let got = ok(retry_transient(|| store.claim(req.clone())).await, "claim");
+                let req = claim_request(&node, &[&job_type], 3);
+                let got = expect_ok(retry_transient(|| store.claim(req.clone())).await, "claim");
                 if got.is_empty() {
                     // Others may still requeue failures: look again a few times.
                     idle += 1;
@@ -430,8 +453,8 @@ pub async fn claim_finalize_churn_concurrently(store: Arc<dyn JobStore>) {
                     } else {
                         Outcome::failed(FailureKind::Error, format!("fail {i}"))
                     };
-                    let req = fin(c.run.id, outcome);
-                    let r = ok(
+                    let req = finalize_request(c.run.id, outcome);
+                    let r = expect_ok(
                         retry_transient(|| store.finalize(req.clone())).await,
                         "finalize",
                     );
@@ -444,10 +467,10 @@ pub async fn claim_finalize_churn_concurrently(store: Arc<dyn JobStore>) {
         r.expect("worker task");
     }
     // Stragglers (a worker may have given up while another requeued): finish them here.
-    let node = online(&*store, "conf-sweeper").await;
+    let node = live_node(&*store, "conf-sweeper").await;
     loop {
-        let got = ok(
-            store.claim(claim_req(&node, &[&t.job_type], 50)).await,
+        let got = expect_ok(
+            store.claim(claim_request(&node, &[&t.job_type], 50)).await,
             "claim",
         );
         if got.is_empty() {
@@ -460,7 +483,7 @@ pub async fn claim_finalize_churn_concurrently(store: Arc<dyn JobStore>) {
             } else {
                 Outcome::failed(FailureKind::Error, format!("fail {i}"))
             };
-            finalize_won(&*store, fin(c.run.id, outcome)).await;
+            finalize_and_win(&*store, finalize_request(c.run.id, outcome)).await;
         }
     }
     assert_eq!(counts(&*store).await.0, 0, "every entry finished");
@@ -495,7 +518,7 @@ pub async fn claim_finalize_churn_concurrently(store: Arc<dyn JobStore>) {
         assert_eq!(got, want, "entry {i}");
     }
     assert_eq!(runs.len(), expected_runs);
-    let st = ok(store.stats().await, "stats");
+    let st = expect_ok(store.stats().await, "stats");
     assert_eq!(st.succeeded, (ENTRIES / 4 * 3) as u64);
     assert_eq!(st.succeeded + st.failed, expected_runs as u64);
 }

@@ -1,9 +1,7 @@
 //! Enqueue (SPEC §2.1): defaults, validation, identifiers, bulk.
 
 use crate::support::*;
-use bildad_core::{
-    EntryStatus, ErrorKind, JobStore, NewEntry, NewTemplate, Outcome, TemplatePatch,
-};
+use bildad_core::{EntryStatus, ErrorKind, JobStore, NewEntry, NewTemplate, TemplatePatch};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -11,10 +9,10 @@ use std::sync::Arc;
 /// identifier, `run_at` = now; the entry is `AVAILABLE` with no run.
 pub async fn enqueue_defaults_from_template(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let mut n = NewTemplate::new(unique("conf.tpl"), "n", "a.b", any_object());
+    let mut n = NewTemplate::new(unique("tpl"), "n", "a.b", any_object());
     n.default_timeout_seconds = 77;
     n.default_max_retries = 6;
-    let t = create(s, n).await;
+    let t = create_template(s, n).await;
     let before = now(s).await;
     let ctx = json!({"to": "a@example.com", "n": [1, 2, {"x": null}]});
     let e = enqueue(s, NewEntry::new(t.code.clone(), ctx.clone())).await;
@@ -32,7 +30,10 @@ pub async fn enqueue_defaults_from_template(store: Arc<dyn JobStore>) {
     assert_between(e.run_at, before, after, "run_at defaults to now");
     assert_between(e.inserted_at, before, after, "inserted_at");
     assert!(e.run_at <= after, "run_at must not be in the future");
-    assert_eq!(ok(s.get_entry(&e.job_run_identifier).await, "get_entry"), e);
+    assert_eq!(
+        expect_ok(s.get_entry(&e.job_run_identifier).await, "get_entry"),
+        e
+    );
 
     let e2 = enqueue(s, NewEntry::new(t.code.clone(), json!({}))).await;
     assert_ne!(
@@ -40,7 +41,7 @@ pub async fn enqueue_defaults_from_template(store: Arc<dyn JobStore>) {
         "fresh UUID each time"
     );
     assert_ne!(e2.id, e.id);
-    err(
+    expect_err(
         s.get_entry("conf-no-such-entry").await,
         ErrorKind::NotFound,
         "unknown",
@@ -50,7 +51,7 @@ pub async fn enqueue_defaults_from_template(store: Arc<dyn JobStore>) {
 /// Fields the caller sets win over the template's defaults.
 pub async fn enqueue_explicit_fields(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let at = now(s).await + chrono::Duration::hours(3);
     let id = unique("conf-id");
     let e = enqueue(
@@ -73,34 +74,41 @@ pub async fn enqueue_explicit_fields(store: Arc<dyn JobStore>) {
         chrono::Duration::milliseconds(1),
         "run_at kept",
     );
-    assert_eq!(ok(s.get_entry(&id).await, "get_entry"), e);
+    assert_eq!(expect_ok(s.get_entry(&id).await, "get_entry"), e);
 }
 
-/// An unknown or inactive template is `Invalid` at `/template`; nothing is written.
-pub async fn enqueue_unknown_or_inactive_template_invalid(store: Arc<dyn JobStore>) {
+/// An unknown template is `Invalid` at `/template`; nothing is written.
+pub async fn enqueue_unknown_template_invalid(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let e = err(
+    let e = expect_err(
         s.enqueue(NewEntry::new("conf.no.such.template", json!({})))
             .await,
         ErrorKind::Invalid,
         "unknown template",
     );
     assert_pointers(&e, &["/template"]);
-    let t = template(s).await;
+    assert_eq!(counts(s).await, (0, 0));
+}
+
+/// An inactive template is `Invalid` at `/template`, and nothing is written; once active
+/// again it is accepted.
+pub async fn enqueue_inactive_template_invalid(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let t = template().create(s).await;
     let patch = TemplatePatch {
         active: Some(false),
         ..TemplatePatch::default()
     };
-    ok(s.update_template(&t.code, patch).await, "deactivate");
+    expect_ok(s.update_template(&t.code, patch).await, "deactivate");
     let id = unique("conf-id");
-    let e = err(
+    let e = expect_err(
         s.enqueue(NewEntry::new(t.code.clone(), json!({})).identifier(id.clone()))
             .await,
         ErrorKind::Invalid,
         "inactive template",
     );
     assert_pointers(&e, &["/template"]);
-    err(
+    expect_err(
         s.get_entry(&id).await,
         ErrorKind::NotFound,
         "nothing written",
@@ -111,7 +119,7 @@ pub async fn enqueue_unknown_or_inactive_template_invalid(store: Arc<dyn JobStor
         active: Some(true),
         ..TemplatePatch::default()
     };
-    ok(s.update_template(&t.code, patch).await, "activate");
+    expect_ok(s.update_template(&t.code, patch).await, "activate");
     enqueue(s, NewEntry::new(t.code.clone(), json!({})).identifier(id)).await;
 }
 
@@ -128,17 +136,17 @@ pub async fn enqueue_invalid_context_writes_nothing(store: Arc<dyn JobStore>) {
         },
         "required": ["email", "count"]
     });
-    let t = create(s, NewTemplate::new(unique("conf.tpl"), "n", "a.b", schema)).await;
+    let t = create_template(s, NewTemplate::new(unique("tpl"), "n", "a.b", schema)).await;
     let good = enqueue(
         s,
         NewEntry::new(t.code.clone(), json!({"email": "a@b", "count": 1})),
     )
     .await;
-    let stats_before = ok(s.stats().await, "stats");
+    let stats_before = expect_ok(s.stats().await, "stats");
 
     let id = unique("conf-id");
     let bad = json!({"email": "x", "count": 0, "tags": ["ok", 5]});
-    let e = err(
+    let e = expect_err(
         s.enqueue(NewEntry::new(t.code.clone(), bad).identifier(id.clone()))
             .await,
         ErrorKind::Invalid,
@@ -149,7 +157,7 @@ pub async fn enqueue_invalid_context_writes_nothing(store: Arc<dyn JobStore>) {
         pointers(&e).iter().all(|p| p.starts_with("/context")),
         "{e}"
     );
-    let e = err(
+    let e = expect_err(
         s.enqueue(NewEntry::new(t.code.clone(), json!({"tags": []})))
             .await,
         ErrorKind::Invalid,
@@ -158,28 +166,28 @@ pub async fn enqueue_invalid_context_writes_nothing(store: Arc<dyn JobStore>) {
     // Both missing properties are reported (at the object that lacks them).
     assert!(e.violations().len() >= 2, "{e}");
     assert!(pointers(&e).iter().all(|p| p == "/context"), "{e}");
-    let e = err(
+    let e = expect_err(
         s.enqueue(NewEntry::new(t.code.clone(), json!([1]))).await,
         ErrorKind::Invalid,
         "not an object",
     );
     assert_pointers(&e, &["/context"]);
 
-    err(
+    expect_err(
         s.get_entry(&id).await,
         ErrorKind::NotFound,
         "nothing written",
     );
     assert_eq!(counts(s).await, (1, 0));
-    assert_eq!(ok(s.stats().await, "stats"), stats_before);
+    assert_eq!(expect_ok(s.stats().await, "stats"), stats_before);
     assert_eq!(all_entries(s, None).await, vec![good]);
 }
 
 /// Field rules: identifier, timeout, retries; every violation named, nothing written.
 pub async fn enqueue_invalid_fields(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let e = err(
+    let t = template().create(s).await;
+    let e = expect_err(
         s.enqueue(
             NewEntry::new(t.code.clone(), json!({}))
                 .identifier("has/slash")
@@ -194,13 +202,13 @@ pub async fn enqueue_invalid_fields(store: Arc<dyn JobStore>) {
         &e,
         &["/job_run_identifier", "/timeout_seconds", "/max_retries"],
     );
-    err(
+    expect_err(
         s.enqueue(NewEntry::new(t.code.clone(), json!({})).identifier(""))
             .await,
         ErrorKind::Invalid,
         "empty identifier",
     );
-    err(
+    expect_err(
         s.enqueue(NewEntry::new(t.code.clone(), json!({})).identifier("x".repeat(256)))
             .await,
         ErrorKind::Invalid,
@@ -212,8 +220,8 @@ pub async fn enqueue_invalid_fields(store: Arc<dyn JobStore>) {
 /// A duplicate identifier is a `Conflict`; the existing entry is untouched.
 pub async fn enqueue_duplicate_identifier_conflicts(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let t2 = template(s).await;
+    let t = template().create(s).await;
+    let t2 = template().create(s).await;
     let id = unique("conf-id");
     let orig = enqueue(
         s,
@@ -228,25 +236,25 @@ pub async fn enqueue_duplicate_identifier_conflicts(store: Arc<dyn JobStore>) {
             .identifier(id.clone())
             .priority(1),
     ] {
-        err(
+        expect_err(
             s.enqueue(dup).await,
             ErrorKind::Conflict,
             "duplicate identifier",
         );
     }
-    assert_eq!(ok(s.get_entry(&id).await, "original"), orig);
+    assert_eq!(expect_ok(s.get_entry(&id).await, "original"), orig);
     assert_eq!(counts(s).await, (1, 0));
 
     // Still a conflict while it runs.
-    let node = online(s, "conf-node").await;
+    let node = live_node(s, "conf-node").await;
     let c = claim_one(s, &node, &t, &id).await;
-    err(
+    expect_err(
         s.enqueue(NewEntry::new(t.code.clone(), json!({})).identifier(id.clone()))
             .await,
         ErrorKind::Conflict,
         "duplicate of a running entry",
     );
-    let running = ok(s.get_entry(&id).await, "running entry");
+    let running = expect_ok(s.get_entry(&id).await, "running entry");
     assert_eq!(running.status, EntryStatus::Running);
     assert_eq!(running.current_run_id, Some(c.run.id));
     assert_eq!(running.context, json!({"v": 1}));
@@ -255,8 +263,8 @@ pub async fn enqueue_duplicate_identifier_conflicts(store: Arc<dyn JobStore>) {
 /// An identifier whose entry is gone but whose runs remain is still taken.
 pub async fn enqueue_identifier_with_history_conflicts(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let node = online(s, "conf-node").await;
+    let t = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
     let id = unique("conf-id");
     enqueue(
         s,
@@ -264,15 +272,15 @@ pub async fn enqueue_identifier_with_history_conflicts(store: Arc<dyn JobStore>)
     )
     .await;
     let c = claim_one(s, &node, &t, &id).await;
-    finalize_won(s, fin(c.run.id, Outcome::succeeded(None))).await;
-    err(s.get_entry(&id).await, ErrorKind::NotFound, "entry deleted");
-    err(
+    finish_successfully(s, c.run.id).await;
+    expect_err(s.get_entry(&id).await, ErrorKind::NotFound, "entry deleted");
+    expect_err(
         s.enqueue(NewEntry::new(t.code.clone(), json!({})).identifier(id.clone()))
             .await,
         ErrorKind::Conflict,
         "identifier with run history",
     );
-    err(
+    expect_err(
         s.enqueue_many(vec![
             NewEntry::new(t.code.clone(), json!({})),
             NewEntry::new(t.code.clone(), json!({})).identifier(id.clone()),
@@ -287,7 +295,7 @@ pub async fn enqueue_identifier_with_history_conflicts(store: Arc<dyn JobStore>)
 /// Eight enqueues of one identifier at once: exactly one succeeds, the others are
 /// `Conflict` (never another error).
 pub async fn enqueue_same_identifier_concurrently(store: Arc<dyn JobStore>) {
-    let t = template(&*store).await;
+    let t = template().create(&*store).await;
     let id = unique("conf-id");
     let mut tasks = Vec::new();
     for i in 0..8 {
@@ -305,7 +313,7 @@ pub async fn enqueue_same_identifier_concurrently(store: Arc<dyn JobStore>) {
         }
     }
     assert_eq!(won.len(), 1, "exactly one enqueue wins: {won:?}");
-    assert_eq!(ok(store.get_entry(&id).await, "entry"), won[0]);
+    assert_eq!(expect_ok(store.get_entry(&id).await, "entry"), won[0]);
     assert_eq!(counts(&*store).await, (1, 0));
 }
 
@@ -314,10 +322,10 @@ pub async fn enqueue_many_all_or_nothing(store: Arc<dyn JobStore>) {
     let s = &*store;
     let schema =
         json!({"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}});
-    let t = create(s, NewTemplate::new(unique("conf.tpl"), "n", "a.b", schema)).await;
+    let t = create_template(s, NewTemplate::new(unique("tpl"), "n", "a.b", schema)).await;
     let ok_entry = |n: i64| NewEntry::new(t.code.clone(), json!({"n": n}));
 
-    let e = err(
+    let e = expect_err(
         s.enqueue_many(vec![
             ok_entry(0),
             NewEntry::new(t.code.clone(), json!({"n": "x"})),
@@ -340,7 +348,7 @@ pub async fn enqueue_many_all_or_nothing(store: Arc<dyn JobStore>) {
 
     // A duplicate inside the batch, or of an existing entry: Conflict, nothing written.
     let id = unique("conf-id");
-    err(
+    expect_err(
         s.enqueue_many(vec![
             ok_entry(0).identifier(id.clone()),
             ok_entry(1),
@@ -352,18 +360,18 @@ pub async fn enqueue_many_all_or_nothing(store: Arc<dyn JobStore>) {
     );
     assert_eq!(counts(s).await, (0, 0), "nothing written");
     let existing = enqueue(s, ok_entry(9).identifier(id.clone())).await;
-    err(
+    expect_err(
         s.enqueue_many(vec![ok_entry(0), ok_entry(1).identifier(id.clone())])
             .await,
         ErrorKind::Conflict,
         "duplicate of an existing entry",
     );
     assert_eq!(counts(s).await, (1, 0), "nothing written");
-    assert_eq!(ok(s.get_entry(&id).await, "existing"), existing);
+    assert_eq!(expect_ok(s.get_entry(&id).await, "existing"), existing);
 
     // Success: in order, each with its own identifier, in run order too.
     let id2 = unique("conf-id");
-    let got = ok(
+    let got = expect_ok(
         s.enqueue_many(vec![
             ok_entry(10),
             ok_entry(11).identifier(id2.clone()),
@@ -377,7 +385,10 @@ pub async fn enqueue_many_all_or_nothing(store: Arc<dyn JobStore>) {
     assert_eq!(ns, [json!(10), json!(11), json!(12)]);
     assert_eq!(got[1].job_run_identifier, id2);
     for g in &got {
-        assert_eq!(ok(s.get_entry(&g.job_run_identifier).await, "get"), *g);
+        assert_eq!(
+            expect_ok(s.get_entry(&g.job_run_identifier).await, "get"),
+            *g
+        );
     }
     let listed: Vec<_> = all_entries(s, None)
         .await
@@ -385,7 +396,7 @@ pub async fn enqueue_many_all_or_nothing(store: Arc<dyn JobStore>) {
         .map(|e| e.id)
         .collect();
     assert_eq!(listed, [existing.id, got[0].id, got[1].id, got[2].id]);
-    assert!(ok(s.enqueue_many(vec![]).await, "empty bulk").is_empty());
+    assert!(expect_ok(s.enqueue_many(vec![]).await, "empty bulk").is_empty());
 }
 
 /// Enqueue validates against the template's current schema: after an update the old
@@ -393,13 +404,13 @@ pub async fn enqueue_many_all_or_nothing(store: Arc<dyn JobStore>) {
 pub async fn enqueue_validates_against_current_schema(store: Arc<dyn JobStore>) {
     let s = &*store;
     let requires = |k: &str| json!({"type": "object", "required": [k]});
-    let t = create(
+    let t = create_template(
         s,
-        NewTemplate::new(unique("conf.tpl"), "n", "a.b", requires("a")),
+        NewTemplate::new(unique("tpl"), "n", "a.b", requires("a")),
     )
     .await;
     enqueue(s, NewEntry::new(t.code.clone(), json!({"a": 1}))).await;
-    err(
+    expect_err(
         s.enqueue(NewEntry::new(t.code.clone(), json!({"b": 1})))
             .await,
         ErrorKind::Invalid,
@@ -409,8 +420,8 @@ pub async fn enqueue_validates_against_current_schema(store: Arc<dyn JobStore>) 
         context_schema: Some(requires("b")),
         ..TemplatePatch::default()
     };
-    ok(s.update_template(&t.code, patch).await, "update schema");
-    let e = err(
+    expect_ok(s.update_template(&t.code, patch).await, "update schema");
+    let e = expect_err(
         s.enqueue(NewEntry::new(t.code.clone(), json!({"a": 1})))
             .await,
         ErrorKind::Invalid,
@@ -426,15 +437,15 @@ pub async fn enqueue_validates_against_current_schema(store: Arc<dyn JobStore>) 
 /// passes (it cannot push, and says so).
 pub async fn enqueue_wakes_listeners(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = create(
+    let t = create_template(
         s,
-        NewTemplate::new(unique("conf.tpl"), "n", "a.b", json!({"type": "object"})),
+        NewTemplate::new(unique("tpl"), "n", "a.b", json!({"type": "object"})),
     )
     .await;
-    let Some(mut first) = ok(s.listen_for_enqueues().await, "listen") else {
+    let Some(mut first) = expect_ok(s.listen_for_enqueues().await, "listen") else {
         return;
     };
-    let mut second = ok(s.listen_for_enqueues().await, "listen again").expect("Some twice");
+    let mut second = expect_ok(s.listen_for_enqueues().await, "listen again").expect("Some twice");
     enqueue(s, NewEntry::new(t.code.clone(), json!({}))).await;
     for l in [&mut first, &mut second] {
         let woke = tokio::time::timeout(std::time::Duration::from_secs(10), l.wait())
@@ -442,7 +453,7 @@ pub async fn enqueue_wakes_listeners(store: Arc<dyn JobStore>) {
             .expect("no wake-up within 10 s of an enqueue");
         assert!(woke, "the listener reported it was lost");
     }
-    ok(
+    expect_ok(
         s.enqueue_many(vec![NewEntry::new(t.code.clone(), json!({})); 3])
             .await,
         "enqueue_many",

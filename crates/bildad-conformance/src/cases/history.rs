@@ -2,38 +2,62 @@
 
 use crate::support::*;
 use bildad_core::{
-    EntryFilter, EntryStatus, ErrorKind, FailureKind, JobStore, NewEntry, NodeRef, Outcome,
-    QueueStats, RunActivity, RunFilter, RunResult, RunStatus,
+    EntryFilter, EntryStatus, ErrorKind, FailureKind, JobRun, JobStore, JobTemplate, NewEntry,
+    NodeRef, Outcome, QueueStats, RunActivity, RunFilter, RunId, RunResult, RunStatus,
 };
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Entries listed in run order, filtered by status, with totals and pages.
-pub async fn queue_listing_in_run_order(store: Arc<dyn JobStore>) {
-    let s = &*store;
-    let t = template(s).await;
-    let node = online(s, "conf-node").await;
+/// Seven entries of one template with priorities `[5, 2, 9, 2, 0, 5, 7]`; returns the
+/// template, a live node, and the identifiers in run order (priority, then enqueue order).
+async fn seven_entries(s: &dyn JobStore) -> (JobTemplate, NodeRef, Vec<String>) {
+    let t = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
     let prios = [5, 2, 9, 2, 0, 5, 7];
     let mut entries = Vec::new();
     for p in prios {
         entries.push(enqueue(s, NewEntry::new(t.code.clone(), json!({})).priority(p)).await);
     }
-    // Run order: priority, then enqueue order.
-    let mut want = entries.clone();
-    want.sort_by_key(|e| (e.priority, e.id));
-    let want_ids: Vec<_> = want.iter().map(|e| e.job_run_identifier.clone()).collect();
-    let listed: Vec<_> = all_entries(s, None)
+    entries.sort_by_key(|e| (e.priority, e.id));
+    let in_run_order = entries.into_iter().map(|e| e.job_run_identifier).collect();
+    (t, node, in_run_order)
+}
+
+/// Claims the first two entries of `t`.
+async fn claim_two(s: &dyn JobStore, node: &NodeRef, t: &JobTemplate) {
+    let got = expect_ok(
+        s.claim(claim_request(node, &[&t.job_type], 2)).await,
+        "claim",
+    );
+    assert_eq!(got.len(), 2);
+}
+
+/// The identifiers of every entry, optionally of one status, in the store's order.
+async fn listed_identifiers(s: &dyn JobStore, status: Option<EntryStatus>) -> Vec<String> {
+    all_entries(s, status)
         .await
         .into_iter()
         .map(|e| e.job_run_identifier)
-        .collect();
-    assert_eq!(listed, want_ids);
+        .collect()
+}
 
-    // Claim the first two: they are RUNNING, the rest AVAILABLE, both in run order.
-    let got = ok(s.claim(claim_req(&node, &[&t.job_type], 2)).await, "claim");
-    assert_eq!(got.len(), 2);
-    let running: Vec<_> = all_entries(s, Some(EntryStatus::Running)).await;
+/// Entries are listed in run order (priority, then enqueue order), whatever their status.
+pub async fn queue_listing_in_run_order(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let (t, node, want_ids) = seven_entries(s).await;
+    assert_eq!(listed_identifiers(s, None).await, want_ids);
+    // Two of them running: still all of them, in run order (status does not reorder).
+    claim_two(s, &node, &t).await;
+    assert_eq!(listed_identifiers(s, None).await, want_ids);
+}
+
+/// Listing by status gives the entries of that status only, in run order.
+pub async fn queue_listing_filters_by_status(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let (t, node, want_ids) = seven_entries(s).await;
+    claim_two(s, &node, &t).await;
+    let running = all_entries(s, Some(EntryStatus::Running)).await;
     assert_eq!(
         running
             .iter()
@@ -42,24 +66,19 @@ pub async fn queue_listing_in_run_order(store: Arc<dyn JobStore>) {
         want_ids[..2]
     );
     assert!(running.iter().all(|e| e.status == EntryStatus::Running));
-    let available = all_entries(s, Some(EntryStatus::Available)).await;
     assert_eq!(
-        available
-            .iter()
-            .map(|e| e.job_run_identifier.clone())
-            .collect::<Vec<_>>(),
+        listed_identifiers(s, Some(EntryStatus::Available)).await,
         want_ids[2..]
     );
-    // Unfiltered: all of them, still in run order (status does not reorder).
-    let listed: Vec<_> = all_entries(s, None)
-        .await
-        .into_iter()
-        .map(|e| e.job_run_identifier)
-        .collect();
-    assert_eq!(listed, want_ids);
+}
 
-    // Pages.
-    let p = ok(s.list_entries(None, page(1, 3)).await, "page 1");
+/// Queue pages count from 0, a page past the end is empty, and the total counts every
+/// entry of the status asked for.
+pub async fn queue_listing_pages_and_totals(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let (t, node, want_ids) = seven_entries(s).await;
+    claim_two(s, &node, &t).await;
+    let p = expect_ok(s.list_entries(None, page(1, 3)).await, "page 1");
     assert_eq!((p.total, p.page, p.limit), (7, 1, 3));
     let ids: Vec<_> = p
         .items
@@ -67,14 +86,14 @@ pub async fn queue_listing_in_run_order(store: Arc<dyn JobStore>) {
         .map(|e| e.job_run_identifier.clone())
         .collect();
     assert_eq!(ids, want_ids[3..6]);
-    let p = ok(
+    let p = expect_ok(
         s.list_entries(Some(EntryStatus::Available), page(9, 3))
             .await,
         "past the end",
     );
     assert!(p.items.is_empty());
     assert_eq!(p.total, 5);
-    let p = ok(
+    let p = expect_ok(
         s.list_entries(Some(EntryStatus::Running), page(0, 1)).await,
         "running",
     );
@@ -85,17 +104,20 @@ pub async fn queue_listing_in_run_order(store: Arc<dyn JobStore>) {
 /// while running.
 pub async fn entry_position_in_run_order(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let node = online(s, "conf-node").await;
+    let t = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
     let a = enqueue(s, NewEntry::new(t.code.clone(), json!({})).priority(5)).await;
     let b = enqueue(s, NewEntry::new(t.code.clone(), json!({})).priority(1)).await;
     let c = enqueue(s, NewEntry::new(t.code.clone(), json!({})).priority(5)).await;
-    let pos = |id: String| async move { ok(s.entry_position(&id).await, "entry_position") };
+    let pos = |id: String| async move { expect_ok(s.entry_position(&id).await, "entry_position") };
     assert_eq!(pos(b.job_run_identifier.clone()).await, Some(1));
     assert_eq!(pos(a.job_run_identifier.clone()).await, Some(2));
     assert_eq!(pos(c.job_run_identifier.clone()).await, Some(3));
     // b runs: no position; the others move up.
-    let cl = ok(s.claim(claim_req(&node, &[&t.job_type], 1)).await, "claim");
+    let cl = expect_ok(
+        s.claim(claim_request(&node, &[&t.job_type], 1)).await,
+        "claim",
+    );
     assert_eq!(cl[0].run.job_run_identifier, b.job_run_identifier);
     assert_eq!(pos(b.job_run_identifier.clone()).await, None);
     assert_eq!(pos(a.job_run_identifier.clone()).await, Some(1));
@@ -105,222 +127,270 @@ pub async fn entry_position_in_run_order(store: Arc<dyn JobStore>) {
     assert_eq!(pos(d.job_run_identifier.clone()).await, Some(1));
     assert_eq!(pos(c.job_run_identifier.clone()).await, Some(3));
     // b stopped: available again, in its place by priority and enqueue time.
-    ok(s.stop_entry(&b.job_run_identifier).await, "stop");
+    expect_ok(s.stop_entry(&b.job_run_identifier).await, "stop");
     assert_eq!(pos(d.job_run_identifier.clone()).await, Some(1));
     assert_eq!(pos(b.job_run_identifier.clone()).await, Some(2));
     assert_eq!(pos(c.job_run_identifier.clone()).await, Some(4));
-    err(
+    expect_err(
         s.entry_position("conf-unknown").await,
         ErrorKind::NotFound,
         "unknown",
     );
 }
 
-/// Runs newest first, with every filter, and totals.
-pub async fn list_runs_newest_first_with_filters(store: Arc<dyn JobStore>) {
-    let s = &*store;
-    let t1 = template(s).await;
-    let t2 = template(s).await;
-    let n1 = online(s, "conf-node-one").await;
-    let n2 = online(s, "conf-node-two").await;
-    // Six runs in sequence: (template, node, how it ends).
-    let plan: [(usize, &NodeRef, Option<bool>); 6] = [
-        (0, &n1, Some(true)),
-        (1, &n1, Some(false)),
-        (0, &n2, Some(false)),
-        (1, &n2, Some(true)),
-        (0, &n1, None),
-        (1, &n2, None),
-    ];
-    let templates = [&t1, &t2];
-    let mut runs = Vec::new();
-    for (ti, node, end) in plan {
-        let t = templates[ti];
-        let e = enqueue_simple(s, t, 0).await;
-        let c = claim_one(s, node, t, &e.job_run_identifier).await;
-        match end {
-            Some(true) => {
-                finalize_won(s, fin(c.run.id, Outcome::succeeded(None))).await;
+/// Six runs in sequence over two templates and two nodes: succeeded, failed, failed,
+/// succeeded, then two still running.
+struct SixRuns {
+    t1: JobTemplate,
+    t2: JobTemplate,
+    n1: NodeRef,
+    n2: NodeRef,
+    runs: Vec<JobRun>,
+}
+
+impl SixRuns {
+    async fn create(s: &dyn JobStore) -> Self {
+        let t1 = template().create(s).await;
+        let t2 = template().create(s).await;
+        let n1 = live_node(s, "conf-node-one").await;
+        let n2 = live_node(s, "conf-node-two").await;
+        // (template, node, how it ends)
+        let plan: [(usize, &NodeRef, Option<bool>); 6] = [
+            (0, &n1, Some(true)),
+            (1, &n1, Some(false)),
+            (0, &n2, Some(false)),
+            (1, &n2, Some(true)),
+            (0, &n1, None),
+            (1, &n2, None),
+        ];
+        let templates = [&t1, &t2];
+        let mut runs = Vec::new();
+        for (ti, node, end) in plan {
+            let t = templates[ti];
+            let e = enqueue_with_retries(s, t, 0).await;
+            let c = claim_one(s, node, t, &e.job_run_identifier).await;
+            match end {
+                Some(true) => {
+                    finish_successfully(s, c.run.id).await;
+                }
+                Some(false) => {
+                    finalize_and_win(
+                        s,
+                        finalize_request(c.run.id, Outcome::failed(FailureKind::Error, "e")),
+                    )
+                    .await;
+                }
+                None => {}
             }
-            Some(false) => {
-                finalize_won(s, fin(c.run.id, Outcome::failed(FailureKind::Error, "e"))).await;
-            }
-            None => {}
+            runs.push(expect_ok(s.get_run(c.run.id).await, "run"));
         }
-        runs.push(ok(s.get_run(c.run.id).await, "run"));
+        Self {
+            t1,
+            t2,
+            n1,
+            n2,
+            runs,
+        }
     }
-    let newest_first = |idx: &[usize]| idx.iter().rev().map(|&i| runs[i].id).collect::<Vec<_>>();
-    let list = |f: RunFilter| async move {
-        all_runs(s, f)
-            .await
-            .into_iter()
-            .map(|r| r.id)
-            .collect::<Vec<_>>()
-    };
+
+    /// The ids of the runs at `idx` (in creation order), newest first.
+    fn newest_first(&self, idx: &[usize]) -> Vec<RunId> {
+        idx.iter().rev().map(|&i| self.runs[i].id).collect()
+    }
+}
+
+/// The ids of every run matching `filter`, in the store's order.
+async fn run_ids(s: &dyn JobStore, filter: RunFilter) -> Vec<RunId> {
+    all_runs(s, filter)
+        .await
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+/// Runs are listed newest first, as they were stored.
+pub async fn list_runs_newest_first(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let six = SixRuns::create(s).await;
     assert_eq!(
-        list(RunFilter::default()).await,
-        newest_first(&[0, 1, 2, 3, 4, 5])
+        run_ids(s, RunFilter::default()).await,
+        six.newest_first(&[0, 1, 2, 3, 4, 5])
     );
     let all = all_runs(s, RunFilter::default()).await;
     assert_eq!(
         all,
-        runs.iter().rev().cloned().collect::<Vec<_>>(),
+        six.runs.iter().rev().cloned().collect::<Vec<_>>(),
         "full rows"
     );
+}
 
+/// Each filter of `list_runs` (status, result, template, node instance or name,
+/// identifier, several at once) narrows the history to the runs that match it.
+pub async fn list_runs_each_filter_narrows(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let six = SixRuns::create(s).await;
     let f = |g: fn(&mut RunFilter)| {
         let mut x = RunFilter::default();
         g(&mut x);
         x
     };
     assert_eq!(
-        list(f(|x| x.status = Some(RunStatus::Running))).await,
-        newest_first(&[4, 5])
+        run_ids(s, f(|x| x.status = Some(RunStatus::Running))).await,
+        six.newest_first(&[4, 5])
     );
     assert_eq!(
-        list(f(|x| x.status = Some(RunStatus::Done))).await,
-        newest_first(&[0, 1, 2, 3])
+        run_ids(s, f(|x| x.status = Some(RunStatus::Done))).await,
+        six.newest_first(&[0, 1, 2, 3])
     );
     assert_eq!(
-        list(f(|x| x.result = Some(RunResult::Succeeded))).await,
-        newest_first(&[0, 3])
+        run_ids(s, f(|x| x.result = Some(RunResult::Succeeded))).await,
+        six.newest_first(&[0, 3])
     );
     assert_eq!(
-        list(f(|x| x.result = Some(RunResult::Failed))).await,
-        newest_first(&[1, 2])
+        run_ids(s, f(|x| x.result = Some(RunResult::Failed))).await,
+        six.newest_first(&[1, 2])
     );
     let by_template = RunFilter {
-        template: Some(t1.code.clone()),
+        template: Some(six.t1.code.clone()),
         ..Default::default()
     };
-    assert_eq!(list(by_template).await, newest_first(&[0, 2, 4]));
+    assert_eq!(run_ids(s, by_template).await, six.newest_first(&[0, 2, 4]));
     let by_instance = RunFilter {
-        node: Some(n2.instance_id.clone()),
+        node: Some(six.n2.instance_id.clone()),
         ..Default::default()
     };
-    assert_eq!(list(by_instance).await, newest_first(&[2, 3, 5]));
+    assert_eq!(run_ids(s, by_instance).await, six.newest_first(&[2, 3, 5]));
     let by_name = RunFilter {
-        node: Some(n1.name.clone()),
+        node: Some(six.n1.name.clone()),
         ..Default::default()
     };
-    assert_eq!(list(by_name).await, newest_first(&[0, 1, 4]));
+    assert_eq!(run_ids(s, by_name).await, six.newest_first(&[0, 1, 4]));
     let by_id = RunFilter {
-        identifier: Some(runs[3].job_run_identifier.clone()),
+        identifier: Some(six.runs[3].job_run_identifier.clone()),
         ..Default::default()
     };
-    assert_eq!(list(by_id).await, newest_first(&[3]));
+    assert_eq!(run_ids(s, by_id).await, six.newest_first(&[3]));
     let combined = RunFilter {
-        template: Some(t2.code.clone()),
-        node: Some(n2.instance_id.clone()),
+        template: Some(six.t2.code.clone()),
+        node: Some(six.n2.instance_id.clone()),
         result: Some(RunResult::Succeeded),
         ..Default::default()
     };
-    assert_eq!(list(combined).await, newest_first(&[3]));
+    assert_eq!(run_ids(s, combined).await, six.newest_first(&[3]));
     let none = RunFilter {
         identifier: Some("conf-unknown".into()),
         ..Default::default()
     };
-    assert!(list(none).await.is_empty());
+    assert!(run_ids(s, none).await.is_empty());
+}
 
-    // Pages and totals.
-    let p = ok(
+/// `list_runs` pages count from 0, a page past the end is empty, and the total counts
+/// every matching run (the filter's, not the page's).
+pub async fn list_runs_pages_and_totals(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let six = SixRuns::create(s).await;
+    let p = expect_ok(
         s.list_runs(RunFilter::default(), page(1, 4)).await,
         "page 1",
     );
     assert_eq!((p.total, p.page, p.limit), (6, 1, 4));
     assert_eq!(
         p.items.iter().map(|r| r.id).collect::<Vec<_>>(),
-        newest_first(&[0, 1])
+        six.newest_first(&[0, 1])
     );
-    let p = ok(
+    let p = expect_ok(
         s.list_runs(RunFilter::default(), page(3, 4)).await,
         "past the end",
     );
     assert!(p.items.is_empty());
     assert_eq!(p.total, 6);
-    let p = ok(
-        s.list_runs(f(|x| x.result = Some(RunResult::Failed)), page(0, 1))
-            .await,
-        "filtered total",
-    );
+    let failed = RunFilter {
+        result: Some(RunResult::Failed),
+        ..Default::default()
+    };
+    let p = expect_ok(s.list_runs(failed, page(0, 1)).await, "filtered total");
     assert_eq!((p.items.len(), p.total), (1, 2));
 }
 
 /// `get_run` of an unknown id is `NotFound`.
 pub async fn get_run_not_found(store: Arc<dyn JobStore>) {
     let s = &*store;
-    err(
+    expect_err(
         s.get_run(987_654_321).await,
         ErrorKind::NotFound,
         "unknown run",
     );
-    err(s.get_run(-1).await, ErrorKind::NotFound, "negative id");
-    let t = template(s).await;
-    let node = online(s, "conf-node").await;
-    let e = enqueue_simple(s, &t, 0).await;
+    expect_err(s.get_run(-1).await, ErrorKind::NotFound, "negative id");
+    let t = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
+    let e = enqueue_with_retries(s, &t, 0).await;
     let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
-    assert_eq!(ok(s.get_run(c.run.id).await, "get_run"), c.run);
+    assert_eq!(expect_ok(s.get_run(c.run.id).await, "get_run"), c.run);
 }
 
 /// `prune_runs` deletes only `DONE` runs that ended before the date, and says how many.
 pub async fn prune_runs_only_old_done(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let node = online(s, "conf-node").await;
+    let t = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
     let start = |max: i32| {
         let t = &t;
         let node = &node;
         async move {
-            let e = enqueue_simple(s, t, max).await;
+            let e = enqueue_with_retries(s, t, max).await;
             claim_one(s, node, t, &e.job_run_identifier).await
         }
     };
     let running_old = start(0).await;
     let old_ok = start(0).await;
-    finalize_won(s, fin(old_ok.run.id, Outcome::succeeded(None))).await;
+    finish_successfully(s, old_ok.run.id).await;
     let old_failed = start(0).await;
-    finalize_won(
+    finalize_and_win(
         s,
-        fin(old_failed.run.id, Outcome::failed(FailureKind::Error, "e")),
+        finalize_request(old_failed.run.id, Outcome::failed(FailureKind::Error, "e")),
     )
     .await;
-    let old_end = ok(s.get_run(old_failed.run.id).await, "run")
+    let old_end = expect_ok(s.get_run(old_failed.run.id).await, "run")
         .ended_at
         .unwrap();
     wait_past(s, old_end).await;
     let cutoff = now(s).await;
     wait_past(s, cutoff).await;
     let new_ok = start(0).await;
-    finalize_won(s, fin(new_ok.run.id, Outcome::succeeded(None))).await;
-    assert!(ok(s.get_run(new_ok.run.id).await, "run").ended_at.unwrap() > cutoff);
+    finish_successfully(s, new_ok.run.id).await;
+    assert!(
+        expect_ok(s.get_run(new_ok.run.id).await, "run")
+            .ended_at
+            .unwrap()
+            > cutoff
+    );
 
-    assert_eq!(ok(s.prune_runs(cutoff).await, "prune"), 2);
-    err(
+    assert_eq!(expect_ok(s.prune_runs(cutoff).await, "prune"), 2);
+    expect_err(
         s.get_run(old_ok.run.id).await,
         ErrorKind::NotFound,
         "pruned",
     );
-    err(
+    expect_err(
         s.get_run(old_failed.run.id).await,
         ErrorKind::NotFound,
         "pruned",
     );
-    ok(s.get_run(running_old.run.id).await, "running run kept");
-    ok(s.get_run(new_ok.run.id).await, "newer run kept");
-    assert_eq!(ok(s.prune_runs(cutoff).await, "prune again"), 0);
+    expect_ok(s.get_run(running_old.run.id).await, "running run kept");
+    expect_ok(s.get_run(new_ok.run.id).await, "newer run kept");
+    assert_eq!(expect_ok(s.prune_runs(cutoff).await, "prune again"), 0);
     assert_eq!(counts(s).await, (1, 2));
 }
 
-/// Heartbeats create and refresh node rows; `list_nodes` is latest heartbeat first.
-pub async fn heartbeat_and_list_nodes(store: Arc<dyn JobStore>) {
+/// A node's first heartbeat creates its row, stamped now by the store.
+pub async fn heartbeat_creates_the_node_row(store: Arc<dyn JobStore>) {
     let s = &*store;
-    assert!(ok(s.list_nodes().await, "list_nodes").is_empty());
+    assert!(expect_ok(s.list_nodes().await, "list_nodes").is_empty());
     let a = NodeRef::new("conf-node-a");
-    let b = NodeRef::new("conf-node-b");
     let before = now(s).await;
-    ok(s.heartbeat(&a).await, "heartbeat a");
+    expect_ok(s.heartbeat(&a).await, "heartbeat a");
     let after = now(s).await;
-    let nodes = ok(s.list_nodes().await, "list_nodes");
+    let nodes = expect_ok(s.list_nodes().await, "list_nodes");
     assert_eq!(nodes.len(), 1);
     let first = nodes[0].clone();
     assert_eq!(first.instance_id, a.instance_id);
@@ -328,39 +398,56 @@ pub async fn heartbeat_and_list_nodes(store: Arc<dyn JobStore>) {
     assert_eq!(first.started_at, first.last_heartbeat_at);
     assert_between(first.started_at, before, after, "started_at");
     assert_eq!(first.stopped_at, None);
+}
+
+/// `list_nodes` is latest heartbeat first; a later heartbeat moves a node up, keeps its
+/// `started_at` and moves its `last_heartbeat_at` forward.
+pub async fn list_nodes_latest_heartbeat_first(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let a = NodeRef::new("conf-node-a");
+    let b = NodeRef::new("conf-node-b");
+    expect_ok(s.heartbeat(&a).await, "heartbeat a");
+    let first = expect_ok(s.list_nodes().await, "list_nodes")[0].clone();
 
     wait_past(s, first.last_heartbeat_at).await;
-    ok(s.heartbeat(&b).await, "heartbeat b");
-    let nodes = ok(s.list_nodes().await, "list_nodes");
+    expect_ok(s.heartbeat(&b).await, "heartbeat b");
+    let nodes = expect_ok(s.list_nodes().await, "list_nodes");
     let order: Vec<_> = nodes.iter().map(|n| n.instance_id.clone()).collect();
     assert_eq!(order, [b.instance_id.clone(), a.instance_id.clone()]);
 
     wait_past(s, nodes[0].last_heartbeat_at).await;
-    ok(s.heartbeat(&a).await, "heartbeat a again");
-    let nodes = ok(s.list_nodes().await, "list_nodes");
+    expect_ok(s.heartbeat(&a).await, "heartbeat a again");
+    let nodes = expect_ok(s.list_nodes().await, "list_nodes");
     let order: Vec<_> = nodes.iter().map(|n| n.instance_id.clone()).collect();
     assert_eq!(order, [a.instance_id.clone(), b.instance_id.clone()]);
     assert_eq!(nodes[0].started_at, first.started_at, "started_at kept");
     assert!(nodes[0].last_heartbeat_at > first.last_heartbeat_at);
+}
 
-    // A restart of the same name is a new instance.
+/// A restart under the same name is a new instance, with a row of its own.
+pub async fn node_restart_is_a_new_instance(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let a = NodeRef::new("conf-node-a");
+    expect_ok(s.heartbeat(&a).await, "heartbeat a");
     let a2 = NodeRef::new("conf-node-a");
-    ok(s.heartbeat(&a2).await, "heartbeat a2");
-    assert_eq!(ok(s.list_nodes().await, "list_nodes").len(), 3);
+    expect_ok(s.heartbeat(&a2).await, "heartbeat a2");
+    let nodes = expect_ok(s.list_nodes().await, "list_nodes");
+    assert_eq!(nodes.len(), 2);
+    assert_ne!(nodes[0].instance_id, nodes[1].instance_id);
 }
 
 /// `stats` counts entries by state, runs by result, and templates.
 pub async fn stats_counts(store: Arc<dyn JobStore>) {
     let s = &*store;
-    assert_eq!(ok(s.stats().await, "stats"), QueueStats::default());
-    let t = template(s).await;
-    let inactive = template(s).await;
+    assert_eq!(expect_ok(s.stats().await, "stats"), QueueStats::default());
+    let t = template().create(s).await;
+    let inactive = template().create(s).await;
     let patch = bildad_core::TemplatePatch {
         active: Some(false),
         ..Default::default()
     };
-    ok(s.update_template(&inactive.code, patch).await, "deactivate");
-    let node = online(s, "conf-node").await;
+    expect_ok(s.update_template(&inactive.code, patch).await, "deactivate");
+    let node = live_node(s, "conf-node").await;
     let later = now(s).await + chrono::Duration::hours(1);
     for _ in 0..3 {
         enqueue(s, NewEntry::new(t.code.clone(), json!({})).run_at(later)).await;
@@ -368,16 +455,19 @@ pub async fn stats_counts(store: Arc<dyn JobStore>) {
     let news: Vec<_> = (0..6)
         .map(|_| NewEntry::new(t.code.clone(), json!({})).max_retries(0))
         .collect();
-    ok(s.enqueue_many(news).await, "enqueue_many");
-    let c = ok(s.claim(claim_req(&node, &[&t.job_type], 4)).await, "claim");
+    expect_ok(s.enqueue_many(news).await, "enqueue_many");
+    let c = expect_ok(
+        s.claim(claim_request(&node, &[&t.job_type], 4)).await,
+        "claim",
+    );
     assert_eq!(c.len(), 4);
-    finalize_won(s, fin(c[0].run.id, Outcome::succeeded(None))).await;
-    finalize_won(
+    finish_successfully(s, c[0].run.id).await;
+    finalize_and_win(
         s,
-        fin(c[1].run.id, Outcome::failed(FailureKind::Error, "e")),
+        finalize_request(c[1].run.id, Outcome::failed(FailureKind::Error, "e")),
     )
     .await;
-    let st = ok(s.stats().await, "stats");
+    let st = expect_ok(s.stats().await, "stats");
     assert_eq!(
         st,
         QueueStats {
@@ -393,11 +483,11 @@ pub async fn stats_counts(store: Arc<dyn JobStore>) {
 
 /// `run_activity` counts `DONE` runs started at or after `since`, by result and by the
 /// bucket in which they ended — exactly what counting them one by one with
-/// [`RunActivity::record`] over `list_runs` gives (the trait's default).
+/// [`RunActivity::record`] over `list_runs` gives.
 pub async fn run_activity_matches_run_history(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let node = online(s, "conf-node").await;
+    let t = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
     let before = now(s).await;
     let mut since_mid = before;
     for i in 0..6 {
@@ -405,18 +495,18 @@ pub async fn run_activity_matches_run_history(store: Arc<dyn JobStore>) {
             wait_past(s, now(s).await).await;
             since_mid = now(s).await;
         }
-        let e = enqueue_simple(s, &t, 0).await;
+        let e = enqueue_with_retries(s, &t, 0).await;
         let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
         let outcome = if i % 3 == 2 {
             Outcome::failed(FailureKind::Error, "boom")
         } else {
             Outcome::succeeded(None)
         };
-        finalize_won(s, fin(c.run.id, outcome)).await;
+        finalize_and_win(s, finalize_request(c.run.id, outcome)).await;
         wait_past(s, now(s).await).await;
     }
     // One run still RUNNING: never counted.
-    let e = enqueue_simple(s, &t, 0).await;
+    let e = enqueue_with_retries(s, &t, 0).await;
     claim_one(s, &node, &t, &e.job_run_identifier).await;
 
     let done = all_runs(
@@ -445,11 +535,11 @@ pub async fn run_activity_matches_run_history(store: Arc<dyn JobStore>) {
                     bucket,
                 );
             }
-            let got = ok(s.run_activity(since, bucket).await, "run_activity");
+            let got = expect_ok(s.run_activity(since, bucket).await, "run_activity");
             assert_eq!(got, want, "run_activity(since {since}, bucket {bucket:?})");
         }
     }
-    let all = ok(
+    let all = expect_ok(
         s.run_activity(before, Duration::from_secs(3600)).await,
         "run_activity",
     );
@@ -457,19 +547,25 @@ pub async fn run_activity_matches_run_history(store: Arc<dyn JobStore>) {
 }
 
 /// `list_entries_where` narrows by template and status, in run order, with totals and
-/// pages — what filtering `list_entries` gives (the trait's default).
+/// pages — what filtering `list_entries` gives.
 pub async fn list_entries_where_filters_by_template(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let a = template(s).await;
-    let b = template(s).await;
-    let node = online(s, "conf-node").await;
+    let a = template().create(s).await;
+    let b = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
     for (i, p) in [5, 2, 9, 2, 0, 5, 7, 1].into_iter().enumerate() {
         let t = if i % 3 == 0 { &b } else { &a };
         enqueue(s, NewEntry::new(t.code.clone(), json!({})).priority(p)).await;
     }
     // Two of `a` and one of `b` running.
-    ok(s.claim(claim_req(&node, &[&a.job_type], 2)).await, "claim");
-    ok(s.claim(claim_req(&node, &[&b.job_type], 1)).await, "claim");
+    expect_ok(
+        s.claim(claim_request(&node, &[&a.job_type], 2)).await,
+        "claim",
+    );
+    expect_ok(
+        s.claim(claim_request(&node, &[&b.job_type], 1)).await,
+        "claim",
+    );
 
     for status in [
         None,
@@ -486,7 +582,7 @@ pub async fn list_entries_where_filters_by_template(store: Arc<dyn JobStore>) {
             for limit in [1, 2, 500] {
                 let mut listed = Vec::new();
                 for p in 0..=(want.len() as u32) {
-                    let pg = ok(
+                    let pg = expect_ok(
                         s.list_entries_where(
                             EntryFilter {
                                 status,
@@ -508,7 +604,7 @@ pub async fn list_entries_where_filters_by_template(store: Arc<dyn JobStore>) {
         }
     }
     // Unknown template: nothing. No template: `list_entries`.
-    let none = ok(
+    let none = expect_ok(
         s.list_entries_where(
             EntryFilter {
                 status: None,
@@ -520,7 +616,7 @@ pub async fn list_entries_where_filters_by_template(store: Arc<dyn JobStore>) {
         "list_entries_where",
     );
     assert_eq!((none.items.len(), none.total), (0, 0));
-    let every = ok(
+    let every = expect_ok(
         s.list_entries_where(EntryFilter::default(), page(0, 500))
             .await,
         "list_entries_where",

@@ -1,5 +1,10 @@
 //! The cases: one `pub async fn(Arc<dyn JobStore>)` per rule, each independent and
 //! starting from an empty store. [`crate::for_each_case!`] lists them all.
+//!
+//! A case states one rule: its doc comment says the rule, its name says it too, and its
+//! helpers (`crate::support`, `crate::fixtures`) read as the domain does. To add a file of
+//! cases, add `mod <file>;` and `pub use <file>::*;` here, and its cases as a new group of
+//! the list in [`crate::for_each_case!`]: every store then runs them.
 
 mod claim;
 mod enqueue;

@@ -8,40 +8,44 @@ use std::sync::Arc;
 /// the run and its node.
 pub async fn stop_running_entry(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let node = online(s, "conf-node").await;
-    let e = enqueue_simple(s, &t, 0).await;
+    let t = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
+    let e = enqueue_with_retries(s, &t, 0).await;
     let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
     let before = now(s).await;
-    let r = ok(s.stop_entry(&e.job_run_identifier).await, "stop_entry");
+    let r = expect_ok(s.stop_entry(&e.job_run_identifier).await, "stop_entry");
     let after = now(s).await;
     assert_eq!(r.run_id, c.run.id);
     assert_eq!(r.node, node.instance_id);
-    let run = ok(s.get_run(c.run.id).await, "run");
+    let run = expect_ok(s.get_run(c.run.id).await, "run");
     assert_eq!(run.status, RunStatus::Done);
     assert_eq!(run.result, Some(RunResult::Failed));
     assert_eq!(run.reason.as_deref(), Some("Stopped"));
-    let entry = ok(s.get_entry(&e.job_run_identifier).await, "entry");
+    let entry = expect_ok(s.get_entry(&e.job_run_identifier).await, "entry");
     assert_eq!(entry.status, EntryStatus::Available);
     assert_eq!(entry.current_run_id, None);
     assert_between(entry.run_at, before, after, "available now");
     assert_eq!(
-        ok(s.runs_finalized(&[c.run.id]).await, "runs_finalized"),
+        expect_ok(s.runs_finalized(&[c.run.id]).await, "runs_finalized"),
         [c.run.id]
     );
     // Stopping again: not running.
-    err(
+    expect_err(
         s.stop_entry(&e.job_run_identifier).await,
         ErrorKind::Conflict,
         "stop twice",
     );
     // The job's own late finish loses.
-    let late = ok(
-        s.finalize(fin(c.run.id, Outcome::succeeded(None))).await,
+    let late = expect_ok(
+        s.finalize(finalize_request(c.run.id, Outcome::succeeded(None)))
+            .await,
         "late",
     );
     assert!(!late.won);
-    assert_eq!(ok(s.get_entry(&e.job_run_identifier).await, "entry"), entry);
+    assert_eq!(
+        expect_ok(s.get_entry(&e.job_run_identifier).await, "entry"),
+        entry
+    );
     // It runs again.
     let c2 = claim_one(s, &node, &t, &e.job_run_identifier).await;
     assert_eq!(c2.run.retry, 1);
@@ -50,45 +54,59 @@ pub async fn stop_running_entry(store: Arc<dyn JobStore>) {
 /// Stopping an entry that is not running is a `Conflict` and changes nothing.
 pub async fn stop_available_entry_conflicts(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let e = enqueue_simple(s, &t, 0).await;
-    err(
+    let t = template().create(s).await;
+    let e = enqueue_with_retries(s, &t, 0).await;
+    expect_err(
         s.stop_entry(&e.job_run_identifier).await,
         ErrorKind::Conflict,
         "stop available",
     );
-    assert_eq!(ok(s.get_entry(&e.job_run_identifier).await, "entry"), e);
+    assert_eq!(
+        expect_ok(s.get_entry(&e.job_run_identifier).await, "entry"),
+        e
+    );
     assert_eq!(counts(s).await, (1, 0));
 }
 
-/// Stop and remove of an unknown identifier are `NotFound`.
-pub async fn stop_and_remove_unknown_not_found(store: Arc<dyn JobStore>) {
-    let s = &*store;
-    err(
-        s.stop_entry("conf-unknown").await,
+/// Stop of an unknown identifier is `NotFound`.
+pub async fn stop_unknown_entry_not_found(store: Arc<dyn JobStore>) {
+    expect_err(
+        store.stop_entry("conf-unknown").await,
         ErrorKind::NotFound,
         "stop unknown",
     );
-    err(
-        s.remove_entry("conf-unknown").await,
+}
+
+/// Remove of an unknown identifier is `NotFound`.
+pub async fn remove_unknown_entry_not_found(store: Arc<dyn JobStore>) {
+    expect_err(
+        store.remove_entry("conf-unknown").await,
         ErrorKind::NotFound,
         "remove unknown",
     );
-    err(
-        s.entry_position("conf-unknown").await,
+}
+
+/// The position of an unknown identifier is `NotFound`.
+pub async fn entry_position_unknown_not_found(store: Arc<dyn JobStore>) {
+    expect_err(
+        store.entry_position("conf-unknown").await,
         ErrorKind::NotFound,
         "position unknown",
     );
-    // Removed entries are unknown too.
-    let t = template(s).await;
-    let e = enqueue_simple(s, &t, 0).await;
-    ok(s.remove_entry(&e.job_run_identifier).await, "remove");
-    err(
+}
+
+/// A removed entry is unknown: removing or stopping it again is `NotFound`.
+pub async fn removed_entry_is_unknown(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let t = template().create(s).await;
+    let e = enqueue_with_retries(s, &t, 0).await;
+    expect_ok(s.remove_entry(&e.job_run_identifier).await, "remove");
+    expect_err(
         s.remove_entry(&e.job_run_identifier).await,
         ErrorKind::NotFound,
         "remove twice",
     );
-    err(
+    expect_err(
         s.stop_entry(&e.job_run_identifier).await,
         ErrorKind::NotFound,
         "stop removed",
@@ -98,42 +116,45 @@ pub async fn stop_and_remove_unknown_not_found(store: Arc<dyn JobStore>) {
 /// Remove of a running entry: the entry is gone, the run ends `FAILED`/`Removed`.
 pub async fn remove_running_entry(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let node = online(s, "conf-node").await;
-    let e = enqueue_simple(s, &t, 5).await;
-    let other = enqueue_simple(s, &t, 5).await;
+    let t = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
+    let e = enqueue_with_retries(s, &t, 5).await;
+    let other = enqueue_with_retries(s, &t, 5).await;
     let c = claim_one_of(s, &node, &t).await;
     let (gone, kept) = if c.run.job_run_identifier == e.job_run_identifier {
         (e, other)
     } else {
         (other, e)
     };
-    let r = ok(
+    let r = expect_ok(
         s.remove_entry(&gone.job_run_identifier).await,
         "remove_entry",
     );
     assert_eq!(r.stopped_run, Some(c.run.id));
-    err(
+    expect_err(
         s.get_entry(&gone.job_run_identifier).await,
         ErrorKind::NotFound,
         "removed",
     );
-    let run = ok(s.get_run(c.run.id).await, "run");
+    let run = expect_ok(s.get_run(c.run.id).await, "run");
     assert_eq!(run.status, RunStatus::Done);
     assert_eq!(run.result, Some(RunResult::Failed));
     assert_eq!(run.reason.as_deref(), Some("Removed"));
     assert!(run.ended_at.is_some());
     assert_eq!(
-        ok(s.get_entry(&kept.job_run_identifier).await, "other"),
+        expect_ok(s.get_entry(&kept.job_run_identifier).await, "other"),
         kept
     );
-    let late = ok(
-        s.finalize(fin(c.run.id, Outcome::failed(FailureKind::Error, "late")))
-            .await,
+    let late = expect_ok(
+        s.finalize(finalize_request(
+            c.run.id,
+            Outcome::failed(FailureKind::Error, "late"),
+        ))
+        .await,
         "late",
     );
     assert!(!late.won);
-    assert_eq!(ok(s.get_run(c.run.id).await, "run"), run);
+    assert_eq!(expect_ok(s.get_run(c.run.id).await, "run"), run);
     assert_eq!(counts(s).await, (1, 1));
 }
 
@@ -143,7 +164,10 @@ async fn claim_one_of(
     node: &bildad_core::NodeRef,
     t: &bildad_core::JobTemplate,
 ) -> bildad_core::ClaimedRun {
-    let mut got = ok(s.claim(claim_req(node, &[&t.job_type], 1)).await, "claim");
+    let mut got = expect_ok(
+        s.claim(claim_request(node, &[&t.job_type], 1)).await,
+        "claim",
+    );
     assert_eq!(got.len(), 1);
     got.remove(0)
 }
@@ -151,48 +175,52 @@ async fn claim_one_of(
 /// Remove of an available entry just deletes it; no run is touched.
 pub async fn remove_available_entry(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let node = online(s, "conf-node").await;
-    let e = enqueue_simple(s, &t, 3).await;
+    let t = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
+    let e = enqueue_with_retries(s, &t, 3).await;
     // One failed run in the history, entry back to AVAILABLE.
     let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
-    finalize_won(s, fin(c.run.id, Outcome::failed(FailureKind::Error, "e"))).await;
-    let run = ok(s.get_run(c.run.id).await, "run");
-    let r = ok(s.remove_entry(&e.job_run_identifier).await, "remove");
+    finalize_and_win(
+        s,
+        finalize_request(c.run.id, Outcome::failed(FailureKind::Error, "e")),
+    )
+    .await;
+    let run = expect_ok(s.get_run(c.run.id).await, "run");
+    let r = expect_ok(s.remove_entry(&e.job_run_identifier).await, "remove");
     assert_eq!(r.stopped_run, None);
-    err(
+    expect_err(
         s.get_entry(&e.job_run_identifier).await,
         ErrorKind::NotFound,
         "removed",
     );
-    assert_eq!(ok(s.get_run(c.run.id).await, "run"), run);
+    assert_eq!(expect_ok(s.get_run(c.run.id).await, "run"), run);
     assert_eq!(counts(s).await, (0, 1));
 }
 
 /// An operator's stop and the job's own success race: exactly one ends the run, and
 /// the entry matches the winner.
 pub async fn stop_races_finalize(store: Arc<dyn JobStore>) {
-    let t = template(&*store).await;
-    let node = online(&*store, "conf-node").await;
+    let t = template().create(&*store).await;
+    let node = live_node(&*store, "conf-node").await;
     for _ in 0..10 {
-        let e = enqueue_simple(&*store, &t, 3).await;
+        let e = enqueue_with_retries(&*store, &t, 3).await;
         let c = claim_one(&*store, &node, &t, &e.job_run_identifier).await;
         let (s1, s2) = (store.clone(), store.clone());
         let id = e.job_run_identifier.clone();
         let stop = tokio::spawn(async move { retry_transient(|| s1.stop_entry(&id)).await });
-        let req = fin(c.run.id, Outcome::succeeded(None));
+        let req = finalize_request(c.run.id, Outcome::succeeded(None));
         let done = tokio::spawn(async move { retry_transient(|| s2.finalize(req.clone())).await });
         let (stop, done) = (stop.await.expect("task"), done.await.expect("task"));
-        let done = ok(done, "finalize");
-        let run = ok(store.get_run(c.run.id).await, "run");
+        let done = expect_ok(done, "finalize");
+        let run = expect_ok(store.get_run(c.run.id).await, "run");
         match stop {
             Ok(r) => {
                 assert!(!done.won, "both stop and finalize won");
                 assert_eq!(r.run_id, c.run.id);
                 assert_eq!(run.reason.as_deref(), Some("Stopped"));
-                let entry = ok(store.get_entry(&e.job_run_identifier).await, "entry");
+                let entry = expect_ok(store.get_entry(&e.job_run_identifier).await, "entry");
                 assert_eq!(entry.status, EntryStatus::Available);
-                ok(store.remove_entry(&e.job_run_identifier).await, "cleanup");
+                expect_ok(store.remove_entry(&e.job_run_identifier).await, "cleanup");
             }
             Err(x) => {
                 assert!(
@@ -201,7 +229,7 @@ pub async fn stop_races_finalize(store: Arc<dyn JobStore>) {
                 );
                 assert!(done.won, "neither stop nor finalize won");
                 assert_eq!(run.result, Some(RunResult::Succeeded));
-                err(
+                expect_err(
                     store.get_entry(&e.job_run_identifier).await,
                     ErrorKind::NotFound,
                     "deleted",

@@ -1,25 +1,31 @@
-//! Templates: create, read, partial update, delete, validation, listing.
+//! Templates: create_template, read, partial update, delete, validation, listing.
 
 use crate::support::*;
 use bildad_core::{
-    ErrorKind, JobStore, NewEntry, NewTemplate, PageRequest, TemplateFilter, TemplatePatch,
+    ErrorKind, JobStore, JobTemplate, NewEntry, NewTemplate, PageRequest, TemplateFilter,
+    TemplatePatch,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// Create, get, partial update (only the given fields change, `updated_at` moves
-/// forward), delete; each on an unknown code is `NotFound`.
-pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
-    let s = &*store;
-    let before = now(s).await;
-    let code = unique("conf.tpl");
+/// The "Send mail" template of the create, update and delete cases: every field set away
+/// from its default, inactive. Returns it with its schema.
+async fn mail_template(s: &dyn JobStore) -> (JobTemplate, Value) {
     let schema = json!({"type": "object", "properties": {"to": {"type": "string"}}});
-    let mut new = NewTemplate::new(code.clone(), "Send mail", "mail.send", schema.clone());
+    let mut new = NewTemplate::new(unique("tpl"), "Send mail", "mail.send", schema.clone());
     new.display_order = 7;
     new.default_timeout_seconds = 120;
     new.default_max_retries = 9;
     new.active = false;
-    let t = create(s, new).await;
+    (create_template(s, new).await, schema)
+}
+
+/// A created template holds every field given, is stamped now by the store, and reads
+/// back the same by `get_template`.
+pub async fn template_create_keeps_every_field(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let before = now(s).await;
+    let (t, schema) = mail_template(s).await;
     let after = now(s).await;
     assert_eq!(t.name, "Send mail");
     assert_eq!(t.job_type, "mail.send");
@@ -30,27 +36,31 @@ pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
     assert_eq!(t.context_schema, schema);
     assert_between(t.inserted_at, before, after, "inserted_at");
     assert_eq!(t.inserted_at, t.updated_at);
+    assert_eq!(expect_ok(s.get_template(&t.code).await, "get_template"), t);
+}
 
-    // Defaults of SPEC §1.
-    let d = create(
-        s,
-        NewTemplate::new(unique("conf.tpl"), "D", "x.y", json!(true)),
-    )
-    .await;
+/// A template created with only the required fields gets the defaults of SPEC §1.
+pub async fn template_create_applies_defaults(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let (t, _) = mail_template(s).await;
+    let d = create_template(s, NewTemplate::new(unique("tpl"), "D", "x.y", json!(true))).await;
     assert!(d.active);
     assert_eq!(d.display_order, 0);
     assert_eq!(d.default_timeout_seconds, 3600);
     assert_eq!(d.default_max_retries, 3);
     assert_ne!(d.id, t.id);
+}
 
-    assert_eq!(ok(s.get_template(&code).await, "get_template"), t);
-
+/// A partial update changes only the given fields, and `updated_at` moves forward.
+pub async fn template_update_changes_only_given_fields(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let (t, schema) = mail_template(s).await;
     let patch = TemplatePatch {
         name: Some("Send mail now".into()),
         active: Some(true),
         ..TemplatePatch::default()
     };
-    let u = ok(s.update_template(&code, patch).await, "update_template");
+    let u = expect_ok(s.update_template(&t.code, patch).await, "update_template");
     assert_eq!(u.name, "Send mail now");
     assert!(u.active);
     assert_eq!(u.id, t.id);
@@ -66,38 +76,46 @@ pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
         t.updated_at,
         u.updated_at
     );
-    assert_eq!(ok(s.get_template(&code).await, "get_template"), u);
+    assert_eq!(expect_ok(s.get_template(&t.code).await, "get_template"), u);
+}
 
-    // Every field can be patched.
+/// Every field but the code can be patched.
+pub async fn template_update_changes_every_field(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let (t, _) = mail_template(s).await;
     let schema2 = json!({"type": "object", "required": ["to"]});
     let patch = TemplatePatch {
-        name: None,
+        name: Some("Send mail now".into()),
         job_type: Some("mail.send2".into()),
         context_schema: Some(schema2.clone()),
-        active: Some(false),
+        active: Some(true),
         display_order: Some(-3),
         default_timeout_seconds: Some(30),
         default_max_retries: Some(0),
     };
-    let u2 = ok(s.update_template(&code, patch).await, "update_template");
-    assert_eq!(u2.name, "Send mail now");
-    assert_eq!(u2.job_type, "mail.send2");
-    assert_eq!(u2.context_schema, schema2);
-    assert!(!u2.active);
-    assert_eq!(u2.display_order, -3);
-    assert_eq!(u2.default_timeout_seconds, 30);
-    assert_eq!(u2.default_max_retries, 0);
-    assert!(u2.updated_at > u.updated_at);
+    let u = expect_ok(s.update_template(&t.code, patch).await, "update_template");
+    assert_eq!(u.name, "Send mail now");
+    assert_eq!(u.job_type, "mail.send2");
+    assert_eq!(u.context_schema, schema2);
+    assert!(u.active);
+    assert_eq!(u.display_order, -3);
+    assert_eq!(u.default_timeout_seconds, 30);
+    assert_eq!(u.default_max_retries, 0);
+    assert!(u.updated_at > t.updated_at);
+}
 
-    // An invalid patch changes nothing.
+/// An invalid patch is `Invalid`, names every violation, and changes nothing.
+pub async fn template_invalid_update_changes_nothing(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let (t, _) = mail_template(s).await;
     let bad = TemplatePatch {
         name: Some("ok".into()),
         default_timeout_seconds: Some(0),
         context_schema: Some(json!({"type": "nonsense"})),
         ..TemplatePatch::default()
     };
-    let e = err(
-        s.update_template(&code, bad).await,
+    let e = expect_err(
+        s.update_template(&t.code, bad).await,
         ErrorKind::Invalid,
         "bad patch",
     );
@@ -108,39 +126,49 @@ pub async fn template_create_get_update_delete(store: Arc<dyn JobStore>) {
             .any(|p| p.starts_with("/context_schema")),
         "{e}"
     );
-    assert_eq!(ok(s.get_template(&code).await, "get_template"), u2);
+    assert_eq!(expect_ok(s.get_template(&t.code).await, "get_template"), t);
+}
 
-    ok(s.delete_template(&code).await, "delete_template");
-    err(
-        s.get_template(&code).await,
+/// A deleted template is gone: get, delete and update of its code are `NotFound`; other
+/// templates are untouched.
+pub async fn template_delete_then_not_found(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let (t, _) = mail_template(s).await;
+    let other = template().create(s).await;
+    expect_ok(s.delete_template(&t.code).await, "delete_template");
+    expect_err(
+        s.get_template(&t.code).await,
         ErrorKind::NotFound,
         "get deleted",
     );
-    err(
-        s.delete_template(&code).await,
+    expect_err(
+        s.delete_template(&t.code).await,
         ErrorKind::NotFound,
         "delete twice",
     );
-    err(
-        s.update_template(&code, TemplatePatch::default()).await,
+    expect_err(
+        s.update_template(&t.code, TemplatePatch::default()).await,
         ErrorKind::NotFound,
         "update deleted",
     );
-    assert_eq!(ok(s.get_template(&d.code).await, "get other"), d);
+    assert_eq!(
+        expect_ok(s.get_template(&other.code).await, "get other"),
+        other
+    );
 }
 
 /// A duplicate code is a `Conflict`, and the existing template is untouched.
 pub async fn template_duplicate_code_conflicts(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     let again = NewTemplate::new(t.code.clone(), "Other", "other.type", json!({}));
-    err(
+    expect_err(
         s.create_template(again).await,
         ErrorKind::Conflict,
         "duplicate code",
     );
-    assert_eq!(ok(s.get_template(&t.code).await, "get"), t);
-    let all = ok(
+    assert_eq!(expect_ok(s.get_template(&t.code).await, "get"), t);
+    let all = expect_ok(
         s.list_templates(TemplateFilter::All, page(0, 10)).await,
         "list",
     );
@@ -153,7 +181,7 @@ pub async fn template_invalid_fields_name_every_violation(store: Arc<dyn JobStor
     let mut new = NewTemplate::new("bad code!", " ", "", json!({"type": 12}));
     new.default_timeout_seconds = 0;
     new.default_max_retries = -1;
-    let e = err(
+    let e = expect_err(
         s.create_template(new).await,
         ErrorKind::Invalid,
         "invalid template",
@@ -176,29 +204,29 @@ pub async fn template_invalid_fields_name_every_violation(store: Arc<dyn JobStor
     );
 
     // A valid code with a bad field: nothing written under that code.
-    let code = unique("conf.tpl");
+    let code = unique("tpl");
     let mut new = NewTemplate::new(code.clone(), "Name", "a.b", json!({}));
     new.default_max_retries = 100_000;
-    let e = err(
+    let e = expect_err(
         s.create_template(new).await,
         ErrorKind::Invalid,
         "too many retries",
     );
     assert_eq!(pointers(&e), vec!["/default_max_retries".to_string()]);
-    err(
+    expect_err(
         s.get_template(&code).await,
         ErrorKind::NotFound,
         "nothing written",
     );
     let long = "x".repeat(256);
-    let e = err(
+    let e = expect_err(
         s.create_template(NewTemplate::new(long, "n", "a.b", json!({})))
             .await,
         ErrorKind::Invalid,
         "code too long",
     );
     assert_eq!(pointers(&e), vec!["/code".to_string()]);
-    let all = ok(
+    let all = expect_ok(
         s.list_templates(TemplateFilter::All, page(0, 10)).await,
         "list",
     );
@@ -215,9 +243,9 @@ pub async fn template_invalid_schema_rejected(store: Arc<dyn JobStore>) {
         json!(42),
         json!({"properties": {"a": {"type": ["string", 3]}}}),
     ] {
-        let code = unique("conf.tpl");
+        let code = unique("tpl");
         let new = NewTemplate::new(code.clone(), "n", "a.b", schema.clone());
-        let e = err(
+        let e = expect_err(
             s.create_template(new).await,
             ErrorKind::Invalid,
             "bad schema",
@@ -229,7 +257,7 @@ pub async fn template_invalid_schema_rejected(store: Arc<dyn JobStore>) {
                     .all(|p| p.starts_with("/context_schema")),
             "schema {schema}: {e}"
         );
-        err(
+        expect_err(
             s.get_template(&code).await,
             ErrorKind::NotFound,
             "nothing written",
@@ -245,8 +273,8 @@ pub async fn template_invalid_schema_rejected(store: Arc<dyn JobStore>) {
             "properties": {"to": {"$ref": "#/$defs/email"}}
         }),
     ] {
-        let new = NewTemplate::new(unique("conf.tpl"), "n", "a.b", schema.clone());
-        let t = create(s, new).await;
+        let new = NewTemplate::new(unique("tpl"), "n", "a.b", schema.clone());
+        let t = create_template(s, new).await;
         assert_eq!(t.context_schema, schema);
     }
 }
@@ -254,7 +282,7 @@ pub async fn template_invalid_schema_rejected(store: Arc<dyn JobStore>) {
 /// SPEC §2.10: a `$ref` to a URL or a file is rejected at create and at update.
 pub async fn template_outside_refs_rejected(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
+    let t = template().create(s).await;
     for target in [
         "https://example.com/s.json",
         "http://169.254.169.254/latest/meta-data",
@@ -262,11 +290,11 @@ pub async fn template_outside_refs_rejected(store: Arc<dyn JobStore>) {
         "other.json#/a",
     ] {
         let schema = json!({"type": "object", "properties": {"a": {"$ref": target}}});
-        let code = unique("conf.tpl");
+        let code = unique("tpl");
         let new = NewTemplate::new(code.clone(), "n", "a.b", schema.clone());
-        let e = err(s.create_template(new).await, ErrorKind::Invalid, target);
+        let e = expect_err(s.create_template(new).await, ErrorKind::Invalid, target);
         assert_pointers(&e, &["/context_schema/properties/a/$ref"]);
-        err(
+        expect_err(
             s.get_template(&code).await,
             ErrorKind::NotFound,
             "nothing written",
@@ -276,14 +304,14 @@ pub async fn template_outside_refs_rejected(store: Arc<dyn JobStore>) {
             context_schema: Some(schema),
             ..TemplatePatch::default()
         };
-        let e = err(
+        let e = expect_err(
             s.update_template(&t.code, patch).await,
             ErrorKind::Invalid,
             target,
         );
         assert_pointers(&e, &["/context_schema/properties/a/$ref"]);
     }
-    assert_eq!(ok(s.get_template(&t.code).await, "get"), t);
+    assert_eq!(expect_ok(s.get_template(&t.code).await, "get"), t);
 }
 
 /// Listing filters `active` / `inactive` / `all`, ordered by `display_order` then `code`.
@@ -302,10 +330,10 @@ pub async fn template_list_filters_and_order(store: Arc<dyn JobStore>) {
         let mut n = NewTemplate::new(code, "n", "a.b", json!({}));
         n.display_order = order;
         n.active = active;
-        create(s, n).await;
+        create_template(s, n).await;
     }
     let codes = |f: TemplateFilter| async move {
-        let p = ok(s.list_templates(f, page(0, 100)).await, "list_templates");
+        let p = expect_ok(s.list_templates(f, page(0, 100)).await, "list_templates");
         assert_eq!(p.total, p.items.len() as u64);
         p.items.into_iter().map(|t| t.code).collect::<Vec<_>>()
     };
@@ -337,12 +365,12 @@ pub async fn template_list_pagination(store: Arc<dyn JobStore>) {
     let mut codes = Vec::new();
     for i in 0..7 {
         let code = format!("conf.page.{i:02}");
-        create(s, NewTemplate::new(code.clone(), "n", "a.b", json!({}))).await;
+        create_template(s, NewTemplate::new(code.clone(), "n", "a.b", json!({}))).await;
         codes.push(code);
     }
     let mut seen = Vec::new();
     for p in 0..3 {
-        let pg = ok(
+        let pg = expect_ok(
             s.list_templates(TemplateFilter::All, page(p, 3)).await,
             "list",
         );
@@ -353,13 +381,13 @@ pub async fn template_list_pagination(store: Arc<dyn JobStore>) {
         seen.extend(pg.items.into_iter().map(|t| t.code));
     }
     assert_eq!(seen, codes);
-    let past = ok(
+    let past = expect_ok(
         s.list_templates(TemplateFilter::All, page(5, 3)).await,
         "list",
     );
     assert!(past.items.is_empty());
     assert_eq!((past.total, past.page, past.limit), (7, 5, 3));
-    let far = ok(
+    let far = expect_ok(
         s.list_templates(
             TemplateFilter::All,
             page(10_000_000, PageRequest::MAX_LIMIT),
@@ -369,7 +397,7 @@ pub async fn template_list_pagination(store: Arc<dyn JobStore>) {
     );
     assert!(far.items.is_empty());
     assert_eq!(far.total, 7);
-    let one = ok(
+    let one = expect_ok(
         s.list_templates(TemplateFilter::All, page(6, 1)).await,
         "list",
     );
@@ -380,41 +408,54 @@ pub async fn template_list_pagination(store: Arc<dyn JobStore>) {
     assert!(PageRequest::new(0, PageRequest::MAX_LIMIT + 1).is_err());
 }
 
-/// A template with queue entries cannot be deleted (`Conflict`); its run history does
-/// not block.
+/// A template with queue entries, available or running, cannot be deleted (`Conflict`);
+/// the template and its entry are untouched.
 pub async fn template_delete_blocked_by_entries(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let e = enqueue_simple(s, &t, 0).await;
-    err(
+    let t = template().create(s).await;
+    let e = enqueue_with_retries(s, &t, 0).await;
+    expect_err(
         s.delete_template(&t.code).await,
         ErrorKind::Conflict,
         "delete with entries",
     );
-    assert_eq!(ok(s.get_template(&t.code).await, "still there"), t);
-    assert_eq!(ok(s.get_entry(&e.job_run_identifier).await, "entry"), e);
-
-    // Run it to completion: only history remains.
-    let node = online(s, "conf-node").await;
-    let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
-    err(
+    assert_eq!(expect_ok(s.get_template(&t.code).await, "still there"), t);
+    assert_eq!(
+        expect_ok(s.get_entry(&e.job_run_identifier).await, "entry"),
+        e
+    );
+    let node = live_node(s, "conf-node").await;
+    claim_one(s, &node, &t, &e.job_run_identifier).await;
+    expect_err(
         s.delete_template(&t.code).await,
         ErrorKind::Conflict,
         "delete while running",
     );
-    finalize_won(s, fin(c.run.id, bildad_core::Outcome::succeeded(None))).await;
-    ok(s.delete_template(&t.code).await, "delete with history only");
-    err(
+}
+
+/// Run history does not block deleting a template: the runs stay, naming its code.
+pub async fn template_delete_not_blocked_by_run_history(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let t = template().create(s).await;
+    let e = enqueue_with_retries(s, &t, 0).await;
+    let node = live_node(s, "conf-node").await;
+    let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
+    finish_successfully(s, c.run.id).await;
+    expect_ok(s.delete_template(&t.code).await, "delete with history only");
+    expect_err(
         s.get_template(&t.code).await,
         ErrorKind::NotFound,
         "deleted",
     );
-    let run = ok(s.get_run(c.run.id).await, "run kept as history");
+    let run = expect_ok(s.get_run(c.run.id).await, "run kept as history");
     assert_eq!(run.template, t.code);
+}
 
-    // An entry of another template does not block.
-    let t2 = template(s).await;
-    let t3 = template(s).await;
-    enqueue(s, NewEntry::new(t3.code.clone(), json!({}))).await;
-    ok(s.delete_template(&t2.code).await, "delete unused");
+/// An entry of another template does not block deleting a template.
+pub async fn template_delete_not_blocked_by_other_entries(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let unused = template().create(s).await;
+    let other = template().create(s).await;
+    enqueue(s, NewEntry::new(other.code.clone(), json!({}))).await;
+    expect_ok(s.delete_template(&unused.code).await, "delete unused");
 }

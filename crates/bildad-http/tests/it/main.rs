@@ -6,7 +6,6 @@
 mod bad_input;
 #[cfg(feature = "dashboard")]
 mod dashboard;
-mod flaky_store;
 mod routes;
 
 use axum::Router;

@@ -1,9 +1,9 @@
 //! Every route with its success and error answers.
 
-use crate::flaky_store::{FlakyStore, Mode};
 use crate::{Api, backends};
 use axum::body::Body;
 use axum::http::{Method, Request, header};
+use bildad_conformance::{Fault, FaultStore};
 use bildad_core::{JobStore, MemoryStore};
 use bildad_http::ApiConfig;
 use serde_json::{Value, json};
@@ -440,7 +440,7 @@ pub(crate) async fn engine_run_reports(store: Arc<dyn JobStore>) {
 
 #[tokio::test]
 async fn health_answers_ok_then_503_when_the_database_is_down_or_hangs() {
-    let store = FlakyStore::new(Arc::new(MemoryStore::new()));
+    let store = FaultStore::new(Arc::new(MemoryStore::new()));
     let mut config = ApiConfig::default().with_store_timeout(Duration::from_millis(300));
     config.health_timeout = Duration::from_millis(300);
     let api = Api::start(store.clone(), config).await;
@@ -449,7 +449,7 @@ async fn health_answers_ok_then_503_when_the_database_is_down_or_hangs() {
         json!({"status": "ok"})
     );
 
-    store.set(Mode::Down);
+    store.fail_every_call(Fault::Unavailable);
     let down = api.get("/jobs/health").await.expect(503);
     assert_eq!(down["status"], "unavailable");
     assert_eq!(down["error"]["code"], "unavailable");
@@ -464,17 +464,17 @@ async fn health_answers_ok_then_503_when_the_database_is_down_or_hangs() {
         .await
         .expect(503);
 
-    store.set(Mode::Hang);
+    store.fail_every_call(Fault::Hang);
     let started = std::time::Instant::now();
     api.get("/jobs/health").await.expect(503);
     api.get("/jobs/queue").await.expect(503);
     assert!(started.elapsed() < Duration::from_secs(5));
 
     // Other database failures are 500s whose message reveals nothing.
-    store.set(Mode::Broken);
+    store.fail_every_call(Fault::Broken);
     let broken = api.get("/jobs/runs").await.expect(500);
     assert!(!broken.to_string().contains("secret_table"), "{broken}");
-    store.set(Mode::Up);
+    store.heal();
     api.get("/jobs/health").await.expect(200);
 }
 
