@@ -31,7 +31,12 @@ async fn tally(store: &dyn JobStore) -> HashMap<String, (usize, usize, usize)> {
 async fn shutdown_under_load_loses_nothing(t: TestStore) {
     let store = t.store;
     // No retry to spare: a run ended by mistake deletes its entry, and the check sees it.
-    template(&*store, "load", "t.sleep", 0).await;
+    template()
+        .code("load")
+        .job_type("t.sleep")
+        .max_retries(0)
+        .create(&*store)
+        .await;
     let mut config = ticking_config("load");
     config.max_concurrent_jobs = 20;
     let node = start_node(&store, config.clone()).await;

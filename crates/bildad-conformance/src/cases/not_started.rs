@@ -12,15 +12,15 @@ use std::sync::Arc;
 /// first failure with no retries left would be.
 pub async fn not_started_runs_again_without_spending_a_retry(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let node = online(s, "conf-node").await;
-    let e = enqueue_simple(s, &t, 0).await;
+    let t = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
+    let e = enqueue_with_retries(s, &t, 0).await;
     let id = &e.job_run_identifier;
     let first = claim_one(s, &node, &t, id).await;
     let before = now(s).await;
-    let r = finalize_won(
+    let r = finalize_and_win(
         s,
-        fin(first.run.id, Outcome::standard(FailureKind::NotStarted)),
+        finalize_request(first.run.id, Outcome::standard(FailureKind::NotStarted)),
     )
     .await;
     let after = now(s).await;
@@ -28,10 +28,10 @@ pub async fn not_started_runs_again_without_spending_a_retry(store: Arc<dyn JobS
         panic!("a run that never started gives its entry back: {r:?}");
     };
     assert_between(run_at, before, after, "requeued at once");
-    let entry = ok(s.get_entry(id).await, "entry");
+    let entry = expect_ok(s.get_entry(id).await, "entry");
     assert_eq!(entry.status, EntryStatus::Available);
     assert_eq!(entry.current_run_id, None);
-    let run = ok(s.get_run(first.run.id).await, "run");
+    let run = expect_ok(s.get_run(first.run.id).await, "run");
     assert_eq!(run.result, Some(RunResult::Failed));
     assert_eq!(run.reason.as_deref(), Some("NotStarted"));
 
@@ -41,9 +41,9 @@ pub async fn not_started_runs_again_without_spending_a_retry(store: Arc<dyn JobS
         second.run.retry, first.run.retry,
         "each run of an identifier has its own retry"
     );
-    let r = finalize_won(
+    let r = finalize_and_win(
         s,
-        fin(second.run.id, Outcome::failed(FailureKind::Error, "boom")),
+        finalize_request(second.run.id, Outcome::failed(FailureKind::Error, "boom")),
     )
     .await;
     assert_eq!(r.entry, EntryFate::Deleted, "no retries left: {r:?}");
@@ -54,17 +54,21 @@ pub async fn not_started_runs_again_without_spending_a_retry(store: Arc<dyn JobS
 /// deletes it.
 pub async fn not_started_leaves_the_retries_and_backoff_as_they_were(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let node = online(s, "conf-node").await;
-    let e = enqueue_simple(s, &t, 1).await;
+    let t = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
+    let e = enqueue_with_retries(s, &t, 1).await;
     let id = &e.job_run_identifier;
     let c = claim_one(s, &node, &t, id).await;
-    finalize_won(s, fin(c.run.id, Outcome::standard(FailureKind::NotStarted))).await;
+    finalize_and_win(
+        s,
+        finalize_request(c.run.id, Outcome::standard(FailureKind::NotStarted)),
+    )
+    .await;
 
     let c = claim_one(s, &node, &t, id).await;
     let backoff = Backoff::from_secs(60);
     let before = now(s).await;
-    let r = finalize_won(
+    let r = finalize_and_win(
         s,
         Finalize {
             run_id: c.run.id,
@@ -85,11 +89,15 @@ pub async fn not_started_leaves_the_retries_and_backoff_as_they_were(store: Arc<
         "the first failure's delay",
     );
 
-    let mut req = claim_req(&node, &[&t.job_type], 10);
+    let mut req = claim_request(&node, &[&t.job_type], 10);
     req.only_identifier = Some(id.clone());
-    let mut got = ok(s.claim(req).await, "claim only_identifier");
+    let mut got = expect_ok(s.claim(req).await, "claim only_identifier");
     assert_eq!(got.len(), 1, "{got:?}");
     let c = got.remove(0);
-    let r = finalize_won(s, fin(c.run.id, Outcome::failed(FailureKind::Panic, "p"))).await;
+    let r = finalize_and_win(
+        s,
+        finalize_request(c.run.id, Outcome::failed(FailureKind::Panic, "p")),
+    )
+    .await;
     assert_eq!(r.entry, EntryFate::Deleted, "the retry is spent now: {r:?}");
 }

@@ -11,14 +11,18 @@ use std::sync::Arc;
 /// the output is stored escaped.
 pub async fn finalize_output_with_nul_is_stored_escaped(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let node = online(s, "conf-node").await;
-    let e = enqueue_simple(s, &t, 0).await;
+    let t = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
+    let e = enqueue_with_retries(s, &t, 0).await;
     let c = claim_one(s, &node, &t, &e.job_run_identifier).await;
     let output = json!({"k\u{0}": "a\u{0}b", "list": ["\u{0}", 1, null]});
-    let r = finalize_won(s, fin(c.run.id, Outcome::succeeded(Some(output)))).await;
+    let r = finalize_and_win(
+        s,
+        finalize_request(c.run.id, Outcome::succeeded(Some(output))),
+    )
+    .await;
     assert_eq!(r.entry, EntryFate::Deleted);
-    let run = ok(s.get_run(c.run.id).await, "run");
+    let run = expect_ok(s.get_run(c.run.id).await, "run");
     assert_eq!(run.status, RunStatus::Done);
     assert_eq!(run.result, Some(RunResult::Succeeded));
     let key = format!("k{NUL_ESCAPE}");
@@ -31,22 +35,26 @@ pub async fn finalize_output_with_nul_is_stored_escaped(store: Arc<dyn JobStore>
 /// retry rule; the reason is stored escaped.
 pub async fn finalize_reason_with_nul_is_stored_escaped(store: Arc<dyn JobStore>) {
     let s = &*store;
-    let t = template(s).await;
-    let node = online(s, "conf-node").await;
-    let e = enqueue_simple(s, &t, 1).await;
+    let t = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
+    let e = enqueue_with_retries(s, &t, 1).await;
     let id = &e.job_run_identifier;
     for (kind, message, fate_requeued) in [
         (FailureKind::Error, "smtp\u{0}down", true),
         (FailureKind::Panic, "index out of bounds\u{0}", false),
     ] {
         let c = claim_one(s, &node, &t, id).await;
-        let r = finalize_won(s, fin(c.run.id, Outcome::failed(kind, message))).await;
+        let r = finalize_and_win(
+            s,
+            finalize_request(c.run.id, Outcome::failed(kind, message)),
+        )
+        .await;
         assert_eq!(
             matches!(r.entry, EntryFate::Requeued { .. }),
             fate_requeued,
             "{kind:?}: {r:?}"
         );
-        let run = ok(s.get_run(c.run.id).await, "run");
+        let run = expect_ok(s.get_run(c.run.id).await, "run");
         assert_eq!(run.status, RunStatus::Done, "{kind:?}");
         assert_eq!(run.result, Some(RunResult::Failed));
         assert_eq!(

@@ -4,10 +4,10 @@
 
 use async_trait::async_trait;
 use bildad_core::{
-    Cancellation, ClaimRequest, ClaimedRun, EntryStatus, Finalize, FinalizeResult, JobRun,
-    JobStore, JobTemplate, NewEntry, NewTemplate, Node, NodeRef, Page, PageRequest, QueueEntry,
-    QueueStats, RemoveResult, RunFilter, RunId, RunRef, StopResult, StoreError, StoreResult,
-    TemplateFilter, TemplatePatch, Timestamp,
+    Cancellation, ClaimRequest, ClaimedRun, EnqueueListener, EntryFilter, EntryStatus, Finalize,
+    FinalizeResult, JobRun, JobStore, JobTemplate, NewEntry, NewTemplate, Node, NodeRef, Page,
+    PageRequest, QueueEntry, QueueStats, RemoveResult, RunActivity, RunFilter, RunId, RunRef,
+    StopResult, StoreError, StoreResult, TemplateFilter, TemplatePatch, Timestamp,
 };
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,6 +173,21 @@ impl JobStore for Faults {
     async fn entry_position(&self, identifier: &str) -> StoreResult<Option<u64>> {
         self.call(Op::Other, self.inner.entry_position(identifier))
             .await
+    }
+    async fn list_entries_where(
+        &self,
+        filter: EntryFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<QueueEntry>> {
+        self.call(Op::Other, self.inner.list_entries_where(filter, page))
+            .await
+    }
+    async fn run_activity(&self, since: Timestamp, bucket: Duration) -> StoreResult<RunActivity> {
+        self.call(Op::Other, self.inner.run_activity(since, bucket))
+            .await
+    }
+    async fn listen_for_enqueues(&self) -> StoreResult<Option<Box<dyn EnqueueListener>>> {
+        self.call(Op::Other, self.inner.listen_for_enqueues()).await
     }
     async fn list_entries(
         &self,
