@@ -77,6 +77,7 @@ impl NewTemplate {
             &mut v,
         );
         check_retries("/default_max_retries", self.default_max_retries, &mut v);
+        check_no_nul("/context_schema", &self.context_schema, &mut v);
         v.extend(crate::validation::check_schema(&self.context_schema));
         finish(v)
     }
@@ -118,6 +119,7 @@ impl TemplatePatch {
             check_retries("/default_max_retries", r, &mut v);
         }
         if let Some(s) = &self.context_schema {
+            check_no_nul("/context_schema", s, &mut v);
             v.extend(crate::validation::check_schema(s));
         }
         finish(v)
@@ -201,6 +203,7 @@ impl NewEntry {
     /// with `prefix` (e.g. `/3` for the fourth entry of a bulk enqueue).
     pub fn check_fields(&self, prefix: &str, v: &mut Vec<Violation>) {
         check_code(&format!("{prefix}/template"), &self.template, v);
+        check_no_nul(&format!("{prefix}/context"), &self.context, v);
         if let Some(id) = &self.job_run_identifier {
             check_identifier(&format!("{prefix}/job_run_identifier"), id, v);
         }
@@ -423,6 +426,55 @@ fn finish(v: Vec<Violation>) -> Result<(), StoreError> {
     }
 }
 
+/// The most NUL violations [`check_no_nul`] reports for one value.
+const MAX_NUL_VIOLATIONS: usize = 20;
+
+/// Reports every place in `value` (a string, or an object key) that holds a NUL
+/// (`\u0000`), which PostgreSQL cannot store in text or `jsonb` (SPEC §4): one violation
+/// per place, its pointer `pointer` followed by the JSON pointer inside `value` (a key
+/// is reported at its object). Every store applies it to contexts and schemas, so such
+/// input is a 422 naming the field on every backend, never a database error.
+pub fn check_no_nul(pointer: &str, value: &Value, v: &mut Vec<Violation>) {
+    fn walk(value: &Value, here: &mut String, found: &mut Vec<String>) {
+        if found.len() >= MAX_NUL_VIOLATIONS {
+            return;
+        }
+        match value {
+            Value::String(s) if s.contains('\0') => found.push(here.clone()),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let len = here.len();
+                    here.push('/');
+                    here.push_str(&i.to_string());
+                    walk(item, here, found);
+                    here.truncate(len);
+                }
+            }
+            Value::Object(map) => {
+                if map.keys().any(|k| k.contains('\0')) {
+                    found.push(here.clone());
+                }
+                for (k, item) in map {
+                    let len = here.len();
+                    here.push('/');
+                    here.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                    walk(item, here, found);
+                    here.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(value, &mut pointer.to_owned(), &mut found);
+    v.extend(found.into_iter().map(|p| {
+        Violation::new(
+            p,
+            "must not contain the NUL character (\\u0000): the database cannot store it",
+        )
+    }));
+}
+
 fn check_text(pointer: &str, s: &str, v: &mut Vec<Violation>) {
     if s.trim().is_empty() {
         v.push(Violation::new(pointer, "must not be empty"));
@@ -541,6 +593,25 @@ mod tests {
                 "{p} missing in {pointers:?}"
             );
         }
+    }
+
+    #[test]
+    fn nul_text_is_named_by_its_pointer() {
+        let mut v = Vec::new();
+        check_no_nul(
+            "/context",
+            &json!({"a": ["x", "y\u{0}"], "b/c": "\u{0}", "k\u{0}": 1, "n": 1}),
+            &mut v,
+        );
+        let pointers: Vec<_> = v.iter().map(|v| v.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/context", "/context/a/1", "/context/b~1c"]);
+        let mut v = Vec::new();
+        check_no_nul("/context", &json!({"a": ["x"], "b": 1}), &mut v);
+        assert!(v.is_empty());
+        let e = NewEntry::new("t", json!("\u{0}"));
+        let mut v = Vec::new();
+        e.check_fields("/2", &mut v);
+        assert_eq!(v[0].pointer, "/2/context");
     }
 
     #[test]

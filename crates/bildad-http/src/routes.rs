@@ -179,6 +179,13 @@ async fn enqueue(
 ) -> Result<Response, ApiError> {
     let trigger = body.trigger_engine;
     let entry = body.into_entry().map_err(|v| ApiError::invalid(vec![v]))?;
+    // The field rules first (NUL text included): a store may read by the template code
+    // before it applies them, and PostgreSQL rejects a NUL in a query parameter.
+    let mut v = Vec::new();
+    entry.check_fields("", &mut v);
+    if !v.is_empty() {
+        return Err(ApiError::invalid(v));
+    }
     let engine = s.engine.clone();
     let entry = s.call(async move { engine.enqueue(entry).await }).await?;
     // The entry is written: a failing engine pass must not turn the answer into an
