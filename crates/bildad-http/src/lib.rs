@@ -24,6 +24,7 @@ mod dashboard;
 mod dto;
 mod error;
 mod extract;
+mod origin;
 mod routes;
 mod state;
 
@@ -86,6 +87,10 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            origin::tokenless_guard,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(panicked))
         .with_state(state)

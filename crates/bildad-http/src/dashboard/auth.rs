@@ -10,6 +10,7 @@
 
 use super::layout;
 use super::{Dash, DashError, PREFIX};
+use crate::origin::{host_is_loopback, same_origin};
 use axum::body::Bytes;
 use axum::extract::{Extension, OriginalUri, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -18,7 +19,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use hmac::{Hmac, Mac};
 use maud::html;
 use sha2::Sha256;
-use std::net::IpAddr;
 use subtle::ConstantTimeEq;
 
 const COOKIE: &str = "bildad_dashboard";
@@ -161,52 +161,6 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.trim().to_owned())
-}
-
-fn host(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::HOST).and_then(|v| v.to_str().ok())
-}
-
-/// `Host` names a loopback address (or is absent, as in in-process calls).
-fn host_is_loopback(headers: &HeaderMap) -> bool {
-    let Some(h) = host(headers) else {
-        return true;
-    };
-    let name = if let Some(rest) = h.strip_prefix('[') {
-        rest.split(']').next().unwrap_or_default()
-    } else {
-        h.rsplit_once(':').map_or(h, |(n, _)| n)
-    };
-    let name = name.to_ascii_lowercase();
-    name == "localhost"
-        || name.ends_with(".localhost")
-        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// The request comes from a page of this same origin: `Origin` (or, failing that,
-/// `Referer`) names the scheme and the `Host` it was sent to.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(host) = host(headers) else {
-        return false;
-    };
-    let matches = |origin: &str| {
-        origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"))
-            .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
-    };
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        return matches(origin);
-    }
-    headers
-        .get(header::REFERER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|r| {
-            let without_scheme = r.split_once("://").map_or("", |(_, rest)| rest);
-            let authority = without_scheme.split('/').next().unwrap_or_default();
-            let scheme = r.split_once("://").map_or("", |(s, _)| s);
-            matches(&format!("{scheme}://{authority}"))
-        })
 }
 
 /// The path the router is mounted under (`/admin` when nested there; empty otherwise).
@@ -422,58 +376,6 @@ mod tests {
             h.append(k, HeaderValue::from_str(v).unwrap());
         }
         h
-    }
-
-    #[test]
-    fn loopback_hosts() {
-        for ok in [
-            "127.0.0.1:4000",
-            "localhost",
-            "LOCALHOST:80",
-            "[::1]:4000",
-            "127.3.4.5",
-            "app.localhost:1",
-        ] {
-            assert!(host_is_loopback(&headers(&[(header::HOST, ok)])), "{ok}");
-        }
-        for bad in [
-            "evil.example:4000",
-            "10.0.0.1:4000",
-            "[2001:db8::1]:80",
-            "localhost.evil.example",
-        ] {
-            assert!(!host_is_loopback(&headers(&[(header::HOST, bad)])), "{bad}");
-        }
-    }
-
-    #[test]
-    fn same_origin_needs_origin_or_referer_matching_host() {
-        let h = |extra: &[(header::HeaderName, &str)]| {
-            let mut all = vec![(header::HOST, "127.0.0.1:4000")];
-            all.extend_from_slice(extra);
-            same_origin(&headers(&all))
-        };
-        assert!(h(&[(header::ORIGIN, "http://127.0.0.1:4000")]));
-        assert!(h(&[(
-            header::REFERER,
-            "http://127.0.0.1:4000/jobs/dashboard"
-        )]));
-        assert!(!h(&[]));
-        assert!(!h(&[(header::ORIGIN, "null")]));
-        assert!(!h(&[(header::ORIGIN, "http://evil.example")]));
-        assert!(!h(&[(
-            header::ORIGIN,
-            "http://127.0.0.1:4000.evil.example"
-        )]));
-        assert!(!h(&[(
-            header::REFERER,
-            "http://evil.example/?http://127.0.0.1:4000/"
-        )]));
-        // Origin wins over a matching Referer.
-        assert!(!h(&[
-            (header::ORIGIN, "http://evil.example"),
-            (header::REFERER, "http://127.0.0.1:4000/")
-        ]));
     }
 
     #[test]

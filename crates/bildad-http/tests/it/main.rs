@@ -7,6 +7,7 @@ mod bad_input;
 #[cfg(feature = "dashboard")]
 mod dashboard;
 mod flaky_store;
+mod origin;
 mod routes;
 
 use axum::Router;
