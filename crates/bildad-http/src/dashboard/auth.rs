@@ -1,14 +1,16 @@
 //! Who may see the dashboard, and which requests may change something.
 //!
 //! - With a token configured, the sign-in page takes it once and sets an `HttpOnly`,
-//!   `SameSite=Strict` cookie holding an HMAC of the token (never the token itself);
-//!   every page checks it in constant time. Changing the token signs everybody out.
+//!   `SameSite=Strict` cookie signed with the token and its issue time (never the token
+//!   itself; see [`super::session`]): it lasts 12 hours, signing out revokes it, and
+//!   changing the token signs everybody out.
 //! - Without a token, pages answer only to a loopback `Host` (`localhost`, `127.0.0.1`,
 //!   `[::1]`), so a web page that rebinds its own name to 127.0.0.1 cannot read them.
 //! - Every `POST` must come from the same origin (`Origin`, else `Referer`, equal to
 //!   `Host`) and, once signed in, carry the form's CSRF token.
 
 use super::layout;
+use super::session::{LIFETIME, Sessions, now_ms};
 use super::{Dash, DashError, PREFIX};
 use crate::origin::{host_is_loopback, same_origin};
 use axum::body::Bytes;
@@ -27,14 +29,15 @@ const COOKIE: &str = "bildad_dashboard";
 pub(crate) struct Keys {
     /// The configured token, when there is one.
     token: Option<String>,
-    /// The cookie value that proves a sign-in: HMAC(token, purpose).
-    session: Option<String>,
+    /// Issues and checks the sign-in cookies (when there is a token).
+    sessions: Option<Sessions>,
     /// The CSRF token put in every form. Derived from the token, so that every node
     /// behind a load balancer accepts it; random per process when there is no token.
     csrf: String,
 }
 
-fn hmac_hex(key: &[u8], purpose: &str) -> String {
+/// HMAC-SHA256 of `purpose` under `key`, in hex.
+pub(super) fn hmac_hex(key: &[u8], purpose: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(purpose.as_bytes());
     hex(&mac.finalize().into_bytes())
@@ -53,14 +56,14 @@ impl Keys {
         match token {
             Some(t) => Self {
                 token: Some(t.to_owned()),
-                session: Some(hmac_hex(t.as_bytes(), "bildad-dashboard-session-v1")),
+                sessions: Some(Sessions::new(t)),
                 csrf: hmac_hex(t.as_bytes(), "bildad-dashboard-csrf-v1"),
             },
             None => {
                 let random = format!("{}{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
                 Self {
                     token: None,
-                    session: None,
+                    sessions: None,
                     csrf: hmac_hex(random.as_bytes(), "bildad-dashboard-csrf-v1"),
                 }
             }
@@ -68,9 +71,9 @@ impl Keys {
     }
 
     fn signed_in(&self, headers: &HeaderMap) -> bool {
-        match &self.session {
+        match &self.sessions {
             None => true,
-            Some(expected) => cookie(headers, COOKIE).is_some_and(|v| ct_eq(&v, expected)),
+            Some(s) => cookie(headers, COOKIE).is_some_and(|v| s.check(&v, now_ms()).is_some()),
         }
     }
 }
@@ -318,22 +321,32 @@ pub(crate) async fn login(
             StatusCode::UNAUTHORIZED,
         );
     }
-    let session = d.keys.session.as_deref().unwrap_or_default();
+    let session = d
+        .keys
+        .sessions
+        .as_ref()
+        .map(|s| s.issue(now_ms()))
+        .unwrap_or_default();
     let mut res = Redirect::to(&ctx.page_url(&next, "")).into_response();
+    let max_age = u32::try_from(LIFETIME.as_secs()).unwrap_or(u32::MAX);
     res.headers_mut().insert(
         header::SET_COOKIE,
-        set_cookie(&ctx.base, session, secure(&headers), None),
+        set_cookie(&ctx.base, &session, secure(&headers), Some(max_age)),
     );
     res
 }
 
-/// `POST /jobs/dashboard/logout`: clears the cookie.
+/// `POST /jobs/dashboard/logout`: revokes the cookie on this node and clears it.
 pub(crate) async fn logout(
+    State(d): State<Dash>,
     Extension(ctx): Extension<Ctx>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, DashError> {
     ctx.read_form(&body)?;
+    if let (Some(s), Some(v)) = (&d.keys.sessions, cookie(&headers, COOKIE)) {
+        s.revoke(&v, now_ms());
+    }
     let mut res = Redirect::to(&format!("{}/login", ctx.base)).into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
@@ -396,11 +409,10 @@ mod tests {
     }
 
     #[test]
-    fn cookie_is_an_hmac_not_the_token() {
+    fn cookie_is_signed_not_the_token() {
         let k = Keys::new(Some("s3cret"));
-        let session = k.session.clone().unwrap();
+        let session = k.sessions.as_ref().unwrap().issue(now_ms());
         assert!(!session.contains("s3cret"));
-        assert_eq!(session.len(), 64);
         assert!(k.signed_in(&headers(&[(
             header::COOKIE,
             &format!("a=b; {COOKIE}={session}")
