@@ -9,6 +9,8 @@ mod dashboard;
 mod flaky_store;
 mod origin;
 mod routes;
+#[cfg(feature = "api-viewer")]
+mod viewer;
 
 use axum::Router;
 use axum::body::Body;
