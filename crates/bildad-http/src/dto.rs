@@ -211,6 +211,32 @@ impl From<JobRun> for RunJson {
     }
 }
 
+/// An optional `i32` that also takes a whole number written with a fraction or an
+/// exponent (`5.0`, `1e3`), since JSON Schema's `integer` (the document's) includes
+/// them; `1.5` and out-of-range numbers are still refused.
+fn whole_i32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = match (n.as_i64(), n.as_f64()) {
+        (Some(i), _) => Some(i),
+        (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e18 => Some(f as i64),
+        _ => None,
+    };
+    match whole.map(i32::try_from) {
+        Some(Ok(i)) => Ok(Some(i)),
+        Some(Err(_)) => Err(D::Error::custom(format!(
+            "{n} is out of range: must be between {} and {}",
+            i32::MIN,
+            i32::MAX
+        ))),
+        None => Err(D::Error::custom(format!(
+            "invalid type: {n} is not a whole number"
+        ))),
+    }
+}
+
 /// The body of `POST /jobs/templates`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -235,12 +261,15 @@ pub(crate) struct CreateTemplateBody {
     active: Option<bool>,
     /// Default 0.
     #[schema(minimum = -2147483648, maximum = 2147483647)]
+    #[serde(default, deserialize_with = "whole_i32")]
     display_order: Option<i32>,
     /// Default 3600.
     #[schema(minimum = 1, maximum = 31_622_400)]
+    #[serde(default, deserialize_with = "whole_i32")]
     default_timeout_seconds: Option<i32>,
     /// Default 3.
     #[schema(minimum = 0, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole_i32")]
     default_max_retries: Option<i32>,
 }
 
@@ -284,12 +313,15 @@ pub(crate) struct PatchTemplateBody {
     active: Option<bool>,
     /// New listing order.
     #[schema(minimum = -2147483648, maximum = 2147483647)]
+    #[serde(default, deserialize_with = "whole_i32")]
     display_order: Option<i32>,
     /// New default timeout.
     #[schema(minimum = 1, maximum = 31_622_400)]
+    #[serde(default, deserialize_with = "whole_i32")]
     default_timeout_seconds: Option<i32>,
     /// New default retries.
     #[schema(minimum = 0, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole_i32")]
     default_max_retries: Option<i32>,
 }
 
@@ -318,12 +350,15 @@ pub(crate) struct EnqueueBody {
     context: Value,
     /// Default 5; lower runs first.
     #[schema(minimum = -2147483648, maximum = 2147483647)]
+    #[serde(default, deserialize_with = "whole_i32")]
     priority: Option<i32>,
     /// Default: the template's.
     #[schema(minimum = 1, maximum = 31_622_400)]
+    #[serde(default, deserialize_with = "whole_i32")]
     timeout_seconds: Option<i32>,
     /// Default: the template's.
     #[schema(minimum = 0, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole_i32")]
     max_retries: Option<i32>,
     /// Default: a new UUIDv7. Printable text without `/`.
     #[schema(

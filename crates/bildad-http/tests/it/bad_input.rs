@@ -12,6 +12,7 @@ backends!(
     bad_input_is_never_a_500,
     nul_text_is_a_422_naming_the_field,
     unknown_fields_are_named_once,
+    whole_numbers_with_a_fraction_are_integers,
 );
 
 /// `(method, path, content type, body, expected status)`.
@@ -304,4 +305,48 @@ pub(crate) async fn unknown_fields_are_named_once(store: Arc<dyn JobStore>) {
         .await
         .expect(422);
     assert_eq!(a["error"]["details"][0]["pointer"], "/a~1b", "{a}");
+}
+
+/// JSON Schema's `integer` (the document's) includes `5.0`: it is 5. `1.5` is not.
+pub(crate) async fn whole_numbers_with_a_fraction_are_integers(store: Arc<dyn JobStore>) {
+    let api = Api::start(store, ApiConfig::default()).await;
+    api.templates().await;
+    let e = api
+        .post(
+            "/jobs/queue",
+            json!({"template": "test.echo", "context": {}, "priority": 2.0,
+                   "timeout_seconds": 6e1, "max_retries": 0.0}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(
+        (&e["priority"], &e["timeout_seconds"], &e["max_retries"]),
+        (&json!(2), &json!(60), &json!(0))
+    );
+    let t = api
+        .call(
+            Method::PATCH,
+            "/jobs/templates/test.echo",
+            Some(json!({"default_max_retries": 500.0, "display_order": -3.0})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(t["default_max_retries"], 500);
+    assert_eq!(t["display_order"], -3);
+    for bad in [
+        json!(1.5),
+        json!(3e9),
+        json!(-3e9),
+        json!(1e300),
+        json!("1"),
+    ] {
+        let a = api
+            .post(
+                "/jobs/queue",
+                json!({"template": "test.echo", "context": {}, "priority": bad}),
+            )
+            .await
+            .expect(422);
+        assert_eq!(a["error"]["details"][0]["pointer"], "/priority", "{a}");
+    }
 }
