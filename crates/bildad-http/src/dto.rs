@@ -54,8 +54,7 @@ pub(crate) struct TemplateJson {
     display_order: i32,
     default_timeout_seconds: i32,
     default_max_retries: i32,
-    /// A JSON Schema (an object or a boolean).
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::openapi::json_schema)]
     context_schema: Value,
     #[schema(format = DateTime)]
     inserted_at: String,
@@ -254,8 +253,7 @@ pub(crate) struct CreateTemplateBody {
     /// The job type that runs it.
     #[schema(min_length = 1, max_length = 255, pattern = "^[A-Za-z0-9_.:-]+$")]
     job_type: String,
-    /// A JSON Schema that resolves locally (no remote `$ref`); no `\u0000` in it.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::openapi::json_schema)]
     context_schema: Value,
     /// Default true.
     active: Option<bool>,
@@ -306,8 +304,7 @@ pub(crate) struct PatchTemplateBody {
     /// New job type.
     #[schema(min_length = 1, max_length = 255, pattern = "^[A-Za-z0-9_.:-]+$")]
     job_type: Option<String>,
-    /// New JSON Schema (resolves locally; no `\u0000` in it).
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = crate::openapi::json_schema_or_null)]
     context_schema: Option<Value>,
     /// Activate or deactivate.
     active: Option<bool>,

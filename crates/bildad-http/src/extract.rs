@@ -115,13 +115,17 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
 }
 
 impl QueryPairs {
-    /// The last value of `key`, if present and not empty.
-    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+    /// The last value of `key` as sent, empty included.
+    pub(crate) fn raw(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
+    }
+
+    /// The last value of `key`, if present and not empty.
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.raw(key).filter(|v| !v.is_empty())
     }
 }

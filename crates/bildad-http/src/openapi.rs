@@ -11,6 +11,7 @@
 use serde::Serialize;
 use std::sync::OnceLock;
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
@@ -110,6 +111,31 @@ pub(crate) struct ErrorBodyJson {
 #[allow(dead_code)]
 pub(crate) struct ErrorJson {
     error: ErrorBodyJson,
+}
+
+/// A JSON Schema: an object or a boolean.
+pub(crate) fn json_schema() -> Schema {
+    json_schema_of(false)
+}
+
+/// A JSON Schema, or `null` (keep the current one).
+pub(crate) fn json_schema_or_null() -> Schema {
+    json_schema_of(true)
+}
+
+fn json_schema_of(nullable: bool) -> Schema {
+    let mut one_of = OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Object))
+        .item(ObjectBuilder::new().schema_type(Type::Boolean));
+    if nullable {
+        one_of = one_of.item(ObjectBuilder::new().schema_type(Type::Null));
+    }
+    one_of
+        .description(Some(
+            "A JSON Schema (an object or a boolean) that resolves locally: no remote `$ref`, \
+             no `\\u0000` in it.",
+        ))
+        .into()
 }
 
 /// `page` (from 0) and `limit` (1..=500, default 25).

@@ -430,13 +430,13 @@ fn text_param(q: &QueryPairs, key: &str, v: &mut Vec<Violation>) -> Option<Strin
     }
 }
 
-/// A wire enum from the query; case-insensitive. An unknown value is a violation
-/// that lists the accepted ones.
+/// A wire enum from the query; case-insensitive. An unknown value (an empty one
+/// included) is a violation that lists the accepted ones.
 fn parse_enum<E>(q: &QueryPairs, key: &str, upper: bool, v: &mut Vec<Violation>) -> Option<E>
 where
     E: FromStr<Err = bildad_core::UnknownValue>,
 {
-    let raw = q.get(key)?;
+    let raw = q.raw(key)?;
     let text = if upper {
         raw.to_ascii_uppercase()
     } else {
@@ -456,7 +456,7 @@ where
 
 /// `page` (from 0) and `limit` (1..=500, default 25), with every earlier violation.
 fn page_request(q: &QueryPairs, mut v: Vec<Violation>) -> Result<PageRequest, ApiError> {
-    let mut number = |key: &str, default: u32, rule: &str| match q.get(key) {
+    let mut number = |key: &str, default: u32, rule: &str| match q.raw(key) {
         None => default,
         Some(s) => s.parse::<u32>().unwrap_or_else(|_| {
             v.push(Violation::new(format!("/{key}"), rule.to_owned()));

@@ -79,6 +79,12 @@ fn cases() -> Vec<Case> {
         ("PATCH", "/jobs/templates/test.echo".into(), json, r#"{"default_max_retries": -1}"#.into(), 422),
         // Query parameters.
         ("GET", "/jobs/queue?status=DONE".into(), None, String::new(), 422),
+        ("GET", "/jobs/queue?status=".into(), None, String::new(), 422),
+        ("GET", "/jobs/runs?result=".into(), None, String::new(), 422),
+        ("GET", "/jobs/templates?filter=".into(), None, String::new(), 422),
+        ("GET", "/jobs/queue?limit=".into(), None, String::new(), 422),
+        ("GET", "/jobs/runs?page=".into(), None, String::new(), 422),
+        ("GET", "/jobs/runs?identifier=&template=&node=".into(), None, String::new(), 200),
         ("GET", "/jobs/queue?status=%27%3B--".into(), None, String::new(), 422),
         ("GET", "/jobs/queue?limit=0".into(), None, String::new(), 422),
         ("GET", "/jobs/queue?limit=501".into(), None, String::new(), 422),
