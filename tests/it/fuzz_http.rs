@@ -60,7 +60,7 @@ fn operations() -> Vec<Operation> {
                     (
                         p["name"].as_str().unwrap_or_default().to_owned(),
                         p["in"].as_str().unwrap_or_default().to_owned(),
-                        p["schema"].clone(),
+                        resolve(&p["schema"]),
                     )
                 })
                 .collect();
@@ -129,9 +129,21 @@ fn any_json() -> impl Strategy<Value = Value> {
     })
 }
 
+/// The JSON type a schema declares: `"integer"`, or the non-null one of an OpenAPI
+/// 3.1 `["integer", "null"]`; `oneOf` alternatives give their first type.
+fn type_of(schema: &Value) -> Option<&str> {
+    match &schema["type"] {
+        Value::String(t) => Some(t.as_str()),
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null"),
+        _ => schema["oneOf"]
+            .as_array()
+            .and_then(|alts| alts.iter().find_map(type_of)),
+    }
+}
+
 /// A value for a field of `schema`: often valid, often not.
 fn field_value(schema: &Value) -> BoxedStrategy<Value> {
-    let typed: BoxedStrategy<Value> = match schema["type"].as_str() {
+    let typed: BoxedStrategy<Value> = match type_of(schema) {
         Some("integer") => prop_oneof![
             6 => (0i64..10).prop_map(|n| json!(n)),
             3 => (-5i64..1005).prop_map(|n| json!(n)),
@@ -185,7 +197,7 @@ fn field_value(schema: &Value) -> BoxedStrategy<Value> {
 
 /// A value of field `name` that the API accepts (mostly), for well-formed bodies.
 fn valid_value(name: &str, schema: &Value) -> BoxedStrategy<Value> {
-    match (name, schema["type"].as_str()) {
+    match (name, type_of(schema)) {
         ("template" | "code" | "job_type", _) => Just(json!("fz.echo")).boxed(),
         ("context_schema", _) => prop_oneof![
             3 => Just(json!({"type": "object"})),
@@ -310,7 +322,9 @@ fn request_for(op: Operation) -> BoxedStrategy<Case> {
                         .collect();
                     prop::sample::select(e).boxed()
                 }
-                None if s["type"] == "integer" => (0u64..600).prop_map(|n| n.to_string()).boxed(),
+                None if type_of(&s) == Some("integer") => {
+                    (0u64..600).prop_map(|n| n.to_string()).boxed()
+                }
                 None => odd_string().boxed(),
             };
             prop::option::of(prop_oneof![valid, odd_string()].prop_map(move |v| (k.clone(), v)))
