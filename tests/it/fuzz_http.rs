@@ -22,6 +22,7 @@ use http_body_util::BodyExt;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Map, Value, json};
+use std::rc::Rc;
 use std::sync::Arc;
 use tower::ServiceExt;
 
@@ -412,7 +413,7 @@ enum Backend {
 }
 
 /// The API over a fresh store of `backend`, and the store (kept alive with it).
-type Target = (Router, Arc<dyn JobStore>, Arc<TestStore>);
+type Target = (Router, Arc<dyn JobStore>, Rc<TestStore>);
 
 /// A store with a template and an entry to aim at, and the API over it. The engine
 /// knows no job type, so nothing runs in the background and the store changes only by
@@ -438,7 +439,7 @@ async fn api(backend: Backend) -> Option<Target> {
         NodeRef::new("fuzz"),
     );
     let app = router(engine, ApiConfig::default().with_auth_token(TOKEN));
-    Some((app, store, Arc::new(keep)))
+    Some((app, store, Rc::new(keep)))
 }
 
 fn cases(default: u32) -> u32 {

@@ -52,6 +52,7 @@ fn is_own_origin(headers: &HeaderMap, origin: &str) -> bool {
 /// The request comes from a page of this same origin: `Origin` (or, failing that,
 /// `Referer`) names the scheme and the `Host` it was sent to. Stricter than
 /// [`cross_site`]: a request that names no origin at all does not pass.
+#[cfg_attr(not(feature = "dashboard"), allow(dead_code))]
 pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         return is_own_origin(headers, origin);
