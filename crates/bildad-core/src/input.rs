@@ -426,53 +426,33 @@ fn finish(v: Vec<Violation>) -> Result<(), StoreError> {
     }
 }
 
-/// The most NUL violations [`check_no_nul`] reports for one value.
-const MAX_NUL_VIOLATIONS: usize = 20;
-
-/// Reports every place in `value` (a string, or an object key) that holds a NUL
-/// (`\u0000`), which PostgreSQL cannot store in text or `jsonb` (SPEC §4): one violation
-/// per place, its pointer `pointer` followed by the JSON pointer inside `value` (a key
-/// is reported at its object). Every store applies it to contexts and schemas, so such
-/// input is a 422 naming the field on every backend, never a database error.
+/// Reports every place in `value` that holds a NUL (`\u0000`), which PostgreSQL cannot
+/// store (SPEC §4): a string, or an object with such a key, at `pointer` followed by the
+/// JSON pointer inside `value`; at most 20. Every store applies it to contexts and
+/// schemas, so such input is a 422 naming the field on every backend.
 pub fn check_no_nul(pointer: &str, value: &Value, v: &mut Vec<Violation>) {
-    fn walk(value: &Value, here: &mut String, found: &mut Vec<String>) {
-        if found.len() >= MAX_NUL_VIOLATIONS {
-            return;
-        }
-        match value {
-            Value::String(s) if s.contains('\0') => found.push(here.clone()),
+    let mut found = 0;
+    let mut stack = vec![(pointer.to_owned(), value)];
+    while let Some((here, value)) = stack.pop().filter(|_| found < 20) {
+        let child = |k: &str| format!("{here}/{}", k.replace('~', "~0").replace('/', "~1"));
+        let nul = match value {
+            Value::String(s) => s.contains('\0'),
             Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    let len = here.len();
-                    here.push('/');
-                    here.push_str(&i.to_string());
-                    walk(item, here, found);
-                    here.truncate(len);
-                }
+                let items = items.iter().enumerate().rev();
+                stack.extend(items.map(|(i, x)| (child(&i.to_string()), x)));
+                false
             }
             Value::Object(map) => {
-                if map.keys().any(|k| k.contains('\0')) {
-                    found.push(here.clone());
-                }
-                for (k, item) in map {
-                    let len = here.len();
-                    here.push('/');
-                    here.push_str(&k.replace('~', "~0").replace('/', "~1"));
-                    walk(item, here, found);
-                    here.truncate(len);
-                }
+                stack.extend(map.iter().rev().map(|(k, x)| (child(k), x)));
+                map.keys().any(|k| k.contains('\0'))
             }
-            _ => {}
+            _ => false,
+        };
+        if nul {
+            found += 1;
+            v.push(Violation::new(here, "must not contain NUL (\\u0000)"));
         }
     }
-    let mut found = Vec::new();
-    walk(value, &mut pointer.to_owned(), &mut found);
-    v.extend(found.into_iter().map(|p| {
-        Violation::new(
-            p,
-            "must not contain the NUL character (\\u0000): the database cannot store it",
-        )
-    }));
 }
 
 fn check_text(pointer: &str, s: &str, v: &mut Vec<Violation>) {
@@ -598,20 +578,15 @@ mod tests {
     #[test]
     fn nul_text_is_named_by_its_pointer() {
         let mut v = Vec::new();
-        check_no_nul(
-            "/context",
-            &json!({"a": ["x", "y\u{0}"], "b/c": "\u{0}", "k\u{0}": 1, "n": 1}),
-            &mut v,
-        );
-        let pointers: Vec<_> = v.iter().map(|v| v.pointer.as_str()).collect();
-        assert_eq!(pointers, ["/context", "/context/a/1", "/context/b~1c"]);
-        let mut v = Vec::new();
+        let value = json!({"a": ["x", "y\u{0}"], "b/c": "\u{0}", "k\u{0}": 1, "n": 1});
+        check_no_nul("/context", &value, &mut v);
         check_no_nul("/context", &json!({"a": ["x"], "b": 1}), &mut v);
-        assert!(v.is_empty());
-        let e = NewEntry::new("t", json!("\u{0}"));
-        let mut v = Vec::new();
-        e.check_fields("/2", &mut v);
-        assert_eq!(v[0].pointer, "/2/context");
+        NewEntry::new("t", json!("\u{0}")).check_fields("/2", &mut v);
+        let pointers: Vec<_> = v.iter().map(|v| v.pointer.as_str()).collect();
+        assert_eq!(
+            pointers,
+            ["/context", "/context/a/1", "/context/b~1c", "/2/context"]
+        );
     }
 
     #[test]
