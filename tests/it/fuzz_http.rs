@@ -5,21 +5,24 @@
 //! error is the JSON envelope, and the store is unchanged by every rejected request
 //! and by every read.
 //!
-//! `BILDAD_FUZZ_CASES` sets the number of cases (default 2,000).
+//! It runs on every store (MemoryStore, SQLite, PostgreSQL) with the same number of
+//! cases: `BILDAD_FUZZ_CASES` sets it (default 2,000).
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request};
 use bildad_core::{
-    EntryStatus, JobRegistry, JobStore, MemoryStore, NewEntry, NewTemplate, NodeRef, PageRequest,
-    RunFilter, TemplateFilter,
+    EntryStatus, JobRegistry, JobStore, NewEntry, NewTemplate, NodeRef, PageRequest, RunFilter,
+    TemplateFilter,
 };
 use bildad_http::{ApiConfig, openapi_json, router};
 use bildad_runtime::Engine;
+use bildad_tests::TestStore;
 use http_body_util::BodyExt;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Map, Value, json};
+use std::rc::Rc;
 use std::sync::Arc;
 use tower::ServiceExt;
 
@@ -58,7 +61,7 @@ fn operations() -> Vec<Operation> {
                     (
                         p["name"].as_str().unwrap_or_default().to_owned(),
                         p["in"].as_str().unwrap_or_default().to_owned(),
-                        p["schema"].clone(),
+                        resolve(&p["schema"]),
                     )
                 })
                 .collect();
@@ -127,9 +130,21 @@ fn any_json() -> impl Strategy<Value = Value> {
     })
 }
 
+/// The JSON type a schema declares: `"integer"`, or the non-null one of an OpenAPI
+/// 3.1 `["integer", "null"]`; `oneOf` alternatives give their first type.
+fn type_of(schema: &Value) -> Option<&str> {
+    match &schema["type"] {
+        Value::String(t) => Some(t.as_str()),
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null"),
+        _ => schema["oneOf"]
+            .as_array()
+            .and_then(|alts| alts.iter().find_map(type_of)),
+    }
+}
+
 /// A value for a field of `schema`: often valid, often not.
 fn field_value(schema: &Value) -> BoxedStrategy<Value> {
-    let typed: BoxedStrategy<Value> = match schema["type"].as_str() {
+    let typed: BoxedStrategy<Value> = match type_of(schema) {
         Some("integer") => prop_oneof![
             6 => (0i64..10).prop_map(|n| json!(n)),
             3 => (-5i64..1005).prop_map(|n| json!(n)),
@@ -165,12 +180,15 @@ fn field_value(schema: &Value) -> BoxedStrategy<Value> {
             Just(json!({"$ref": "https://example.com/s.json"})),
             Just(json!({"$ref": "#/$defs/missing"})),
             Just(json!({"type": 12})),
+            // PostgreSQL cannot store a NUL: a 422, never a 500 (SPEC §4).
+            Just(json!({"type": "object", "description": "nul \u{0} inside"})),
             any_json(),
         ]
         .boxed(),
         _ => prop_oneof![
             Just(json!({})),
             Just(json!({"n": 1, "message": "x", "seconds": 0, "fail_times": 1})),
+            Just(json!({"n": "nul \u{0} inside", "k\u{0}": [0]})),
             any_json(),
         ]
         .boxed(),
@@ -180,10 +198,18 @@ fn field_value(schema: &Value) -> BoxedStrategy<Value> {
 
 /// A value of field `name` that the API accepts (mostly), for well-formed bodies.
 fn valid_value(name: &str, schema: &Value) -> BoxedStrategy<Value> {
-    match (name, schema["type"].as_str()) {
+    match (name, type_of(schema)) {
         ("template" | "code" | "job_type", _) => Just(json!("fz.echo")).boxed(),
-        ("context_schema", _) => Just(json!({"type": "object"})).boxed(),
-        ("context", _) => Just(json!({"n": 1})).boxed(),
+        ("context_schema", _) => prop_oneof![
+            3 => Just(json!({"type": "object"})),
+            1 => Just(json!({"type": "object", "title": "\u{0}"})),
+        ]
+        .boxed(),
+        ("context", _) => prop_oneof![
+            3 => Just(json!({"n": 1})),
+            1 => Just(json!({"n": [1, "\u{0}"]})),
+        ]
+        .boxed(),
         (_, Some("integer")) => {
             let lo = schema["minimum"].as_i64().unwrap_or(0);
             (lo..lo + 10).prop_map(|n| json!(n)).boxed()
@@ -297,7 +323,9 @@ fn request_for(op: Operation) -> BoxedStrategy<Case> {
                         .collect();
                     prop::sample::select(e).boxed()
                 }
-                None if s["type"] == "integer" => (0u64..600).prop_map(|n| n.to_string()).boxed(),
+                None if type_of(&s) == Some("integer") => {
+                    (0u64..600).prop_map(|n| n.to_string()).boxed()
+                }
                 None => odd_string().boxed(),
             };
             prop::option::of(prop_oneof![valid, odd_string()].prop_map(move |v| (k.clone(), v)))
@@ -376,11 +404,27 @@ async fn snapshot(store: &dyn JobStore) -> String {
     format!("{stats:?}\n{templates:?}\n{available:?}\n{running:?}\n{runs:?}")
 }
 
+/// Which store the fuzzer runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Memory,
+    Sqlite,
+    Postgres,
+}
+
+/// The API over a fresh store of `backend`, and the store (kept alive with it).
+type Target = (Router, Arc<dyn JobStore>, Rc<TestStore>);
+
 /// A store with a template and an entry to aim at, and the API over it. The engine
 /// knows no job type, so nothing runs in the background and the store changes only by
-/// requests.
-async fn api() -> (Router, Arc<dyn JobStore>) {
-    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+/// requests. `None` when PostgreSQL is out of reach (and not required).
+async fn api(backend: Backend) -> Option<Target> {
+    let keep = match backend {
+        Backend::Memory => bildad_tests::memory(),
+        Backend::Sqlite => bildad_tests::sqlite().await,
+        Backend::Postgres => bildad_tests::postgres().await?,
+    };
+    let store = keep.store.clone();
     let mut t = NewTemplate::new("fz.echo", "fuzz", "fz.echo", json!({"type": "object"}));
     t.default_max_retries = 1;
     store.create_template(t).await.expect("template");
@@ -395,7 +439,7 @@ async fn api() -> (Router, Arc<dyn JobStore>) {
         NodeRef::new("fuzz"),
     );
     let app = router(engine, ApiConfig::default().with_auth_token(TOKEN));
-    (app, store)
+    Some((app, store, Rc::new(keep)))
 }
 
 fn cases(default: u32) -> u32 {
@@ -407,6 +451,20 @@ fn cases(default: u32) -> u32 {
 
 #[test]
 fn http_api_survives_hostile_requests() {
+    fuzz(Backend::Memory);
+}
+
+#[test]
+fn http_api_survives_hostile_requests_on_sqlite() {
+    fuzz(Backend::Sqlite);
+}
+
+#[test]
+fn http_api_survives_hostile_requests_on_postgres() {
+    fuzz(Backend::Postgres);
+}
+
+fn fuzz(backend: Backend) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -420,16 +478,22 @@ fn http_api_survives_hostile_requests() {
         failure_persistence: None,
         ..Config::default()
     });
-    let state = std::sync::Mutex::new((rt.block_on(api()), 0u32));
+    let Some(first) = rt.block_on(api(backend)) else {
+        eprintln!("http fuzz: PostgreSQL unreachable, skipped");
+        return;
+    };
+    let state = std::sync::Mutex::new((first, 0u32));
     let seen = std::sync::Mutex::new(std::collections::BTreeMap::<u16, u32>::new());
     let result = runner.run(&strategy, |(method, uri, body, ct, auth)| {
         let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
         // A fresh store now and then keeps snapshots cheap.
         guard.1 += 1;
         if guard.1.is_multiple_of(500) {
-            guard.0 = rt.block_on(api());
+            guard.0 = rt
+                .block_on(api(backend))
+                .expect("the store is still reachable");
         }
-        let (app, store) = guard.0.clone();
+        let (app, store, _keep) = guard.0.clone();
         let is_read = method == Method::GET;
         let (status, envelope, changed) = rt.block_on(async {
             let before = snapshot(&*store).await;
@@ -483,7 +547,7 @@ fn http_api_survives_hostile_requests() {
         Ok(())
     });
     let seen = seen.into_inner().unwrap_or_default();
-    eprintln!("http fuzz: {n} cases, answers by status {seen:?}");
+    eprintln!("http fuzz on {backend:?}: {n} cases, answers by status {seen:?}");
     if let Err(e) = result {
         panic!("{e}");
     }

@@ -77,6 +77,7 @@ impl NewTemplate {
             &mut v,
         );
         check_retries("/default_max_retries", self.default_max_retries, &mut v);
+        check_no_nul("/context_schema", &self.context_schema, &mut v);
         v.extend(crate::validation::check_schema(&self.context_schema));
         finish(v)
     }
@@ -118,6 +119,7 @@ impl TemplatePatch {
             check_retries("/default_max_retries", r, &mut v);
         }
         if let Some(s) = &self.context_schema {
+            check_no_nul("/context_schema", s, &mut v);
             v.extend(crate::validation::check_schema(s));
         }
         finish(v)
@@ -201,6 +203,7 @@ impl NewEntry {
     /// with `prefix` (e.g. `/3` for the fourth entry of a bulk enqueue).
     pub fn check_fields(&self, prefix: &str, v: &mut Vec<Violation>) {
         check_code(&format!("{prefix}/template"), &self.template, v);
+        check_no_nul(&format!("{prefix}/context"), &self.context, v);
         if let Some(id) = &self.job_run_identifier {
             check_identifier(&format!("{prefix}/job_run_identifier"), id, v);
         }
@@ -432,6 +435,35 @@ fn finish(v: Vec<Violation>) -> Result<(), StoreError> {
     }
 }
 
+/// Reports every place in `value` that holds a NUL (`\u0000`), which PostgreSQL cannot
+/// store (SPEC §4): a string, or an object with such a key, at `pointer` followed by the
+/// JSON pointer inside `value`; at most 20. Every store applies it to contexts and
+/// schemas, so such input is a 422 naming the field on every backend.
+pub fn check_no_nul(pointer: &str, value: &Value, v: &mut Vec<Violation>) {
+    let mut found = 0;
+    let mut stack = vec![(pointer.to_owned(), value)];
+    while let Some((here, value)) = stack.pop().filter(|_| found < 20) {
+        let child = |k: &str| format!("{here}/{}", k.replace('~', "~0").replace('/', "~1"));
+        let nul = match value {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => {
+                let items = items.iter().enumerate().rev();
+                stack.extend(items.map(|(i, x)| (child(&i.to_string()), x)));
+                false
+            }
+            Value::Object(map) => {
+                stack.extend(map.iter().rev().map(|(k, x)| (child(k), x)));
+                map.keys().any(|k| k.contains('\0'))
+            }
+            _ => false,
+        };
+        if nul {
+            found += 1;
+            v.push(Violation::new(here, "must not contain NUL (\\u0000)"));
+        }
+    }
+}
+
 fn check_text(pointer: &str, s: &str, v: &mut Vec<Violation>) {
     if s.trim().is_empty() {
         v.push(Violation::new(pointer, "must not be empty"));
@@ -550,6 +582,20 @@ mod tests {
                 "{p} missing in {pointers:?}"
             );
         }
+    }
+
+    #[test]
+    fn nul_text_is_named_by_its_pointer() {
+        let mut v = Vec::new();
+        let value = json!({"a": ["x", "y\u{0}"], "b/c": "\u{0}", "k\u{0}": 1, "n": 1});
+        check_no_nul("/context", &value, &mut v);
+        check_no_nul("/context", &json!({"a": ["x"], "b": 1}), &mut v);
+        NewEntry::new("t", json!("\u{0}")).check_fields("/2", &mut v);
+        let pointers: Vec<_> = v.iter().map(|v| v.pointer.as_str()).collect();
+        assert_eq!(
+            pointers,
+            ["/context", "/context/a/1", "/context/b~1c", "/2/context"]
+        );
     }
 
     #[test]

@@ -9,6 +9,10 @@ use bildad_runtime::EngineReport;
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
+
+#[allow(unused_imports)] // Named by the `schema(value_type = ...)` attributes only.
+use crate::openapi::{EngineReportJson, EntryStatusSchema, RunResultSchema, RunStatusSchema};
 
 /// RFC 3339 in UTC with a `Z`, fractional seconds only when present.
 pub(crate) fn ts(t: Timestamp) -> String {
@@ -20,7 +24,7 @@ fn ts_opt(t: Option<Timestamp>) -> Option<String> {
 }
 
 /// `{"items", "total", "page", "limit"}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct PageJson<T> {
     pub(crate) items: Vec<T>,
     pub(crate) total: u64,
@@ -40,7 +44,8 @@ impl<T> PageJson<T> {
 }
 
 /// A template on the wire.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Template)]
 pub(crate) struct TemplateJson {
     code: String,
     name: String,
@@ -49,8 +54,11 @@ pub(crate) struct TemplateJson {
     display_order: i32,
     default_timeout_seconds: i32,
     default_max_retries: i32,
+    #[schema(schema_with = crate::openapi::json_schema)]
     context_schema: Value,
+    #[schema(format = DateTime)]
     inserted_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -72,19 +80,26 @@ impl From<JobTemplate> for TemplateJson {
 }
 
 /// A queue entry on the wire.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Entry)]
 pub(crate) struct EntryJson {
     job_run_identifier: String,
     template: String,
+    #[schema(value_type = EntryStatusSchema)]
     status: EntryStatus,
     priority: i32,
     timeout_seconds: i32,
     max_retries: i32,
+    /// The job's input: any JSON value its template's schema accepts.
     context: Value,
+    #[schema(format = DateTime)]
     run_at: String,
+    #[schema(format = DateTime)]
     inserted_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
     attempts: i32,
+    #[schema(value_type = Option<i64>)]
     current_run_id: Option<RunId>,
 }
 
@@ -108,7 +123,8 @@ impl From<QueueEntry> for EntryJson {
 }
 
 /// One entry with its place in the run order (`GET /jobs/queue/{id}`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EntryDetail)]
 pub(crate) struct EntryDetailJson {
     #[serde(flatten)]
     pub(crate) entry: EntryJson,
@@ -118,25 +134,31 @@ pub(crate) struct EntryDetailJson {
 
 /// The answer of `POST /jobs/queue`: the entry as enqueued and, when
 /// `trigger_engine` was set, the engine report (`null` if the pass failed).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Enqueued)]
 pub(crate) struct EnqueuedJson {
     #[serde(flatten)]
     pub(crate) entry: EntryJson,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<EngineReportJson>)]
     pub(crate) engine: Option<Option<EngineReport>>,
 }
 
 /// The answer of `POST /jobs/queue/{id}/stop`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Stopped)]
 pub(crate) struct StoppedJson {
     pub(crate) job_run_identifier: String,
+    #[schema(value_type = i64, minimum = 1)]
     pub(crate) stopped_run_id: RunId,
     pub(crate) node: String,
 }
 
 /// A run on the wire.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Run)]
 pub(crate) struct RunJson {
+    #[schema(value_type = i64)]
     id: RunId,
     job_run_identifier: String,
     template: String,
@@ -145,14 +167,22 @@ pub(crate) struct RunJson {
     node: String,
     node_name: String,
     process_name: String,
+    #[schema(value_type = RunStatusSchema)]
     status: RunStatus,
+    #[schema(value_type = Option<RunResultSchema>)]
     result: Option<RunResult>,
     reason: Option<String>,
+    #[schema(format = DateTime)]
     started_at: String,
+    #[schema(format = DateTime)]
     timeout_at: String,
+    #[schema(format = DateTime)]
     expires_at: String,
+    #[schema(format = DateTime)]
     ended_at: Option<String>,
+    /// The job's input.
     context: Value,
+    /// What the job returned (`null` when nothing, or not finished).
     output: Option<Value>,
 }
 
@@ -180,17 +210,64 @@ impl From<JobRun> for RunJson {
     }
 }
 
+/// An optional `i32` that also takes a whole number written with a fraction or an
+/// exponent (`5.0`, `1e3`), since JSON Schema's `integer` (the document's) includes
+/// them; `1.5` and out-of-range numbers are still refused.
+fn whole_i32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = match (n.as_i64(), n.as_f64()) {
+        (Some(i), _) => Some(i),
+        (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e18 => Some(f as i64),
+        _ => None,
+    };
+    match whole.map(i32::try_from) {
+        Some(Ok(i)) => Ok(Some(i)),
+        Some(Err(_)) => Err(D::Error::custom(format!(
+            "{n} is out of range: must be between {} and {}",
+            i32::MIN,
+            i32::MAX
+        ))),
+        None => Err(D::Error::custom(format!(
+            "invalid type: {n} is not a whole number"
+        ))),
+    }
+}
+
 /// The body of `POST /jobs/templates`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateTemplateBody {
+    /// Unique code: ASCII letters, digits and `_ . : -`.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[A-Za-z0-9_.:-]+$")]
     code: String,
+    /// Display name: not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     name: String,
+    /// The job type that runs it.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[A-Za-z0-9_.:-]+$")]
     job_type: String,
+    #[schema(schema_with = crate::openapi::json_schema)]
     context_schema: Value,
+    /// Default true.
     active: Option<bool>,
+    /// Default 0.
+    #[schema(minimum = -2147483648, maximum = 2147483647)]
+    #[serde(default, deserialize_with = "whole_i32")]
     display_order: Option<i32>,
+    /// Default 3600.
+    #[schema(minimum = 1, maximum = 31_622_400)]
+    #[serde(default, deserialize_with = "whole_i32")]
     default_timeout_seconds: Option<i32>,
+    /// Default 3.
+    #[schema(minimum = 0, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole_i32")]
     default_max_retries: Option<i32>,
 }
 
@@ -214,15 +291,34 @@ impl From<CreateTemplateBody> for NewTemplate {
 }
 
 /// The body of `PATCH /jobs/templates/{code}`: absent fields are kept.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PatchTemplateBody {
+    /// New display name.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     name: Option<String>,
+    /// New job type.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[A-Za-z0-9_.:-]+$")]
     job_type: Option<String>,
+    #[schema(schema_with = crate::openapi::json_schema_or_null)]
     context_schema: Option<Value>,
+    /// Activate or deactivate.
     active: Option<bool>,
+    /// New listing order.
+    #[schema(minimum = -2147483648, maximum = 2147483647)]
+    #[serde(default, deserialize_with = "whole_i32")]
     display_order: Option<i32>,
+    /// New default timeout.
+    #[schema(minimum = 1, maximum = 31_622_400)]
+    #[serde(default, deserialize_with = "whole_i32")]
     default_timeout_seconds: Option<i32>,
+    /// New default retries.
+    #[schema(minimum = 0, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole_i32")]
     default_max_retries: Option<i32>,
 }
 
@@ -241,16 +337,37 @@ impl From<PatchTemplateBody> for TemplatePatch {
 }
 
 /// The body of `POST /jobs/queue`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EnqueueBody {
+    /// The template's code.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[A-Za-z0-9_.:-]+$")]
     template: String,
+    /// The job's input: it must satisfy the template's schema; no `\u0000` in it.
     context: Value,
+    /// Default 5; lower runs first.
+    #[schema(minimum = -2147483648, maximum = 2147483647)]
+    #[serde(default, deserialize_with = "whole_i32")]
     priority: Option<i32>,
+    /// Default: the template's.
+    #[schema(minimum = 1, maximum = 31_622_400)]
+    #[serde(default, deserialize_with = "whole_i32")]
     timeout_seconds: Option<i32>,
+    /// Default: the template's.
+    #[schema(minimum = 0, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole_i32")]
     max_retries: Option<i32>,
+    /// Default: a new UUIDv7. Printable text without `/`.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f/]+$"
+    )]
     job_run_identifier: Option<String>,
+    /// The earliest start (RFC 3339); default now.
+    #[schema(format = DateTime)]
     run_at: Option<String>,
+    /// Run the engine right after enqueueing.
     #[serde(default)]
     pub(crate) trigger_engine: bool,
 }

@@ -44,6 +44,12 @@ impl ApiError {
         )
     }
 
+    /// 403 `forbidden`: the request may not be served at all (SPEC §4: a tokenless
+    /// node answers to a loopback `Host` only, and to no cross-site request).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
     /// 404 `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)

@@ -69,14 +69,13 @@ fn shape_violation(e: &serde_path_to_error::Error<serde_json::Error>) -> Violati
         }
     }
     let message = e.inner().to_string();
-    // Missing and unknown fields are reported at their parent; name the field itself.
-    for prefix in ["missing field `", "unknown field `"] {
-        if let Some(rest) = message.strip_prefix(prefix)
-            && let Some(end) = rest.find('`')
-        {
-            pointer.push('/');
-            pointer.push_str(&escape_pointer(&rest[..end]));
-        }
+    // A missing field is reported at its parent; name the field itself. (An unknown
+    // field's path already ends with it.)
+    if let Some(rest) = message.strip_prefix("missing field `")
+        && let Some(end) = rest.find('`')
+    {
+        pointer.push('/');
+        pointer.push_str(&escape_pointer(&rest[..end]));
     }
     Violation::new(pointer, message)
 }
@@ -116,13 +115,17 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
 }
 
 impl QueryPairs {
-    /// The last value of `key`, if present and not empty.
-    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+    /// The last value of `key` as sent, empty included.
+    pub(crate) fn raw(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
+    }
+
+    /// The last value of `key`, if present and not empty.
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.raw(key).filter(|v| !v.is_empty())
     }
 }

@@ -10,6 +10,9 @@
 //! # }
 //! ```
 //!
+//! With the `api-viewer` feature, [`VIEWER_PATH`] serves an interactive viewer of the
+//! OpenAPI document.
+//!
 //! With the `dashboard` feature, the router also serves an HTML dashboard at
 //! [`DASHBOARD_PATH`] (see docs/DASHBOARD.md): the same token signs in, and its pages
 //! stay out of [`routes`] and the OpenAPI document.
@@ -24,8 +27,12 @@ mod dashboard;
 mod dto;
 mod error;
 mod extract;
+mod openapi;
+mod origin;
 mod routes;
 mod state;
+#[cfg(feature = "api-viewer")]
+mod viewer;
 
 pub use config::ApiConfig;
 pub use error::ApiError;
@@ -45,6 +52,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 #[cfg(feature = "dashboard")]
 pub const DASHBOARD_PATH: &str = dashboard::PREFIX;
 
+/// Where the interactive OpenAPI viewer is served (feature `api-viewer`), relative to
+/// the router. Like the dashboard, it stays out of [`routes`] and the document.
+#[cfg(feature = "api-viewer")]
+pub const VIEWER_PATH: &str = "/jobs/docs";
+
 /// The API's routes as `(method, path)`, in the order of SPEC §4. Paths use axum's
 /// (and OpenAPI's) `{param}` syntax.
 pub fn routes() -> Vec<(Method, &'static str)> {
@@ -54,9 +66,10 @@ pub fn routes() -> Vec<(Method, &'static str)> {
         .collect()
 }
 
-/// The OpenAPI 3 document served at `GET /jobs/openapi.json`.
+/// The OpenAPI 3.1 document served at `GET /jobs/openapi.json`, generated from the
+/// wire types and the handlers (see docs/HTTP.md).
 pub fn openapi_json() -> &'static str {
-    routes::OPENAPI
+    openapi::document()
 }
 
 /// The Bildad API for `engine`'s node, to merge or nest into an application.
@@ -82,10 +95,18 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
     let protected = protected.route_layer(middleware::from_fn_with_state(state.clone(), auth));
     #[cfg(feature = "dashboard")]
     let public = public.merge(dashboard::router(state.clone()));
+    // The viewer holds the API's description only (the same for every node), never
+    // job data: it needs no token, so that a browser can open it.
+    #[cfg(feature = "api-viewer")]
+    let public = public.route(VIEWER_PATH, axum::routing::get(viewer::page));
     public
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            origin::tokenless_guard,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(panicked))
         .with_state(state)

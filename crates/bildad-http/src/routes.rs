@@ -1,7 +1,8 @@
 //! The route table of SPEC §4 and its handlers.
 //!
 //! [`table`] is the one list of routes: the router is built from it, and the test
-//! that keeps `openapi.json` true reads it too.
+//! that keeps the generated OpenAPI document (see [`crate::openapi`]) true reads it too.
+//! Each handler carries its `#[utoipa::path]`.
 
 use crate::dto::{
     CreateTemplateBody, EnqueueBody, EnqueuedJson, EntryDetailJson, EntryJson, PageJson,
@@ -9,6 +10,11 @@ use crate::dto::{
 };
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathText, QueryPairs};
+#[allow(unused_imports)] // Named by the `utoipa::path` attributes only.
+use crate::openapi::{
+    CodePath, EngineReportJson, ErrorJson, HealthJson, IdentifierPath, PageParams, QueueQuery,
+    RunIdPath, RunsQuery, TemplatesQuery,
+};
 use crate::state::{AppState, bounded};
 use axum::Json;
 use axum::extract::State;
@@ -19,11 +25,7 @@ use bildad_core::{
     EntryStatus, MAX_NAME_CHARS, PageRequest, RunFilter, RunId, RunResult, RunStatus,
     TemplateFilter, Violation,
 };
-use serde_json::json;
 use std::str::FromStr;
-
-/// The OpenAPI 3 document of this API.
-pub(crate) const OPENAPI: &str = include_str!("openapi.json");
 
 /// One route: method, path, whether it is open without a token, and its handler.
 pub(crate) struct RouteDef {
@@ -88,32 +90,55 @@ pub(crate) fn table() -> Vec<RouteDef> {
 
 // --- engine and health -------------------------------------------------------
 
-async fn engine_run(State(s): State<AppState>) -> Result<Response, ApiError> {
+/// Runs one engine pass on this node.
+#[utoipa::path(post, path = "/jobs/engine/run", tag = "engine",
+    responses((status = 200, description = "what the pass did", body = EngineReportJson)))]
+pub(crate) async fn engine_run(State(s): State<AppState>) -> Result<Response, ApiError> {
     let engine = s.engine.clone();
     let report = s.call(async move { engine.run_once().await }).await?;
     Ok(Json(report).into_response())
 }
 
-async fn health(State(s): State<AppState>) -> Response {
+/// Whether this node reaches its database (no token needed).
+#[utoipa::path(get, path = "/jobs/health", tag = "engine",
+    responses(
+        (status = 200, description = "the database answers", body = HealthJson),
+        (status = 503, description = "the database cannot be reached: the error envelope \
+            with `status: unavailable`", body = ErrorJson),
+    ))]
+pub(crate) async fn health(State(s): State<AppState>) -> Response {
     let store = s.engine.store().clone();
     match bounded(s.config.health_timeout, async move { store.ping().await }).await {
-        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Ok(()) => Json(HealthJson { status: "ok" }).into_response(),
         Err(e) => {
             let mut body = e.body();
-            body["status"] = json!("unavailable");
+            body["status"] = serde_json::Value::from("unavailable");
             // A failing ping is an outage whatever its kind.
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+/// This document.
+#[utoipa::path(get, path = "/jobs/openapi.json", tag = "engine",
+    responses((status = 200, description = "the OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
+pub(crate) async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document(),
+    )
+        .into_response()
 }
 
 // --- templates ---------------------------------------------------------------
 
-async fn create_template(
+/// Creates a template.
+#[utoipa::path(post, path = "/jobs/templates", tag = "templates", request_body = CreateTemplateBody,
+    responses(
+        (status = 201, description = "created", body = TemplateJson),
+        (status = 409, description = "conflict: a template has this code", body = ErrorJson),
+    ))]
+pub(crate) async fn create_template(
     State(s): State<AppState>,
     JsonBody(body): JsonBody<CreateTemplateBody>,
 ) -> Result<Response, ApiError> {
@@ -124,7 +149,13 @@ async fn create_template(
     Ok((StatusCode::CREATED, Json(TemplateJson::from(t))).into_response())
 }
 
-async fn list_templates(State(s): State<AppState>, q: QueryPairs) -> Result<Response, ApiError> {
+/// Lists templates by `display_order`, then `code`.
+#[utoipa::path(get, path = "/jobs/templates", tag = "templates", params(TemplatesQuery, PageParams),
+    responses((status = 200, description = "one page", body = PageJson<TemplateJson>)))]
+pub(crate) async fn list_templates(
+    State(s): State<AppState>,
+    q: QueryPairs,
+) -> Result<Response, ApiError> {
     let mut v = Vec::new();
     let filter = parse_enum::<TemplateFilter>(&q, "filter", false, &mut v).unwrap_or_default();
     let page = page_request(&q, v)?;
@@ -135,7 +166,13 @@ async fn list_templates(State(s): State<AppState>, q: QueryPairs) -> Result<Resp
     Ok(Json(PageJson::from_page(p, TemplateJson::from)).into_response())
 }
 
-async fn get_template(
+/// One template.
+#[utoipa::path(get, path = "/jobs/templates/{code}", tag = "templates", params(CodePath),
+    responses(
+        (status = 200, description = "the template", body = TemplateJson),
+        (status = 404, description = "no template has this code", body = ErrorJson),
+    ))]
+pub(crate) async fn get_template(
     State(s): State<AppState>,
     PathText(code): PathText,
 ) -> Result<Response, ApiError> {
@@ -147,7 +184,14 @@ async fn get_template(
     Ok(Json(TemplateJson::from(t)).into_response())
 }
 
-async fn patch_template(
+/// Changes the fields given; the others are kept.
+#[utoipa::path(patch, path = "/jobs/templates/{code}", tag = "templates", params(CodePath),
+    request_body = PatchTemplateBody,
+    responses(
+        (status = 200, description = "the template as changed", body = TemplateJson),
+        (status = 404, description = "no template has this code", body = ErrorJson),
+    ))]
+pub(crate) async fn patch_template(
     State(s): State<AppState>,
     PathText(code): PathText,
     JsonBody(body): JsonBody<PatchTemplateBody>,
@@ -160,7 +204,14 @@ async fn patch_template(
     Ok(Json(TemplateJson::from(t)).into_response())
 }
 
-async fn delete_template(
+/// Deletes a template that no entry uses.
+#[utoipa::path(delete, path = "/jobs/templates/{code}", tag = "templates", params(CodePath),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, description = "no template has this code", body = ErrorJson),
+        (status = 409, description = "conflict: entries use this template", body = ErrorJson),
+    ))]
+pub(crate) async fn delete_template(
     State(s): State<AppState>,
     PathText(code): PathText,
 ) -> Result<StatusCode, ApiError> {
@@ -173,12 +224,25 @@ async fn delete_template(
 
 // --- queue -------------------------------------------------------------------
 
-async fn enqueue(
+/// Enqueues a job.
+#[utoipa::path(post, path = "/jobs/queue", tag = "queue", request_body = EnqueueBody,
+    responses(
+        (status = 201, description = "enqueued", body = EnqueuedJson),
+        (status = 409, description = "conflict: the identifier is taken", body = ErrorJson),
+    ))]
+pub(crate) async fn enqueue(
     State(s): State<AppState>,
     JsonBody(body): JsonBody<EnqueueBody>,
 ) -> Result<Response, ApiError> {
     let trigger = body.trigger_engine;
     let entry = body.into_entry().map_err(|v| ApiError::invalid(vec![v]))?;
+    // The field rules first (NUL text included): a store may read by the template code
+    // before it applies them, and PostgreSQL rejects a NUL in a query parameter.
+    let mut v = Vec::new();
+    entry.check_fields("", &mut v);
+    if !v.is_empty() {
+        return Err(ApiError::invalid(v));
+    }
     let engine = s.engine.clone();
     let entry = s.call(async move { engine.enqueue(entry).await }).await?;
     // The entry is written: a failing engine pass must not turn the answer into an
@@ -202,7 +266,13 @@ async fn enqueue(
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
-async fn list_entries(State(s): State<AppState>, q: QueryPairs) -> Result<Response, ApiError> {
+/// Lists entries in run order.
+#[utoipa::path(get, path = "/jobs/queue", tag = "queue", params(QueueQuery, PageParams),
+    responses((status = 200, description = "one page", body = PageJson<EntryJson>)))]
+pub(crate) async fn list_entries(
+    State(s): State<AppState>,
+    q: QueryPairs,
+) -> Result<Response, ApiError> {
     let mut v = Vec::new();
     let status = parse_enum::<EntryStatus>(&q, "status", true, &mut v);
     let page = page_request(&q, v)?;
@@ -213,7 +283,13 @@ async fn list_entries(State(s): State<AppState>, q: QueryPairs) -> Result<Respon
     Ok(Json(PageJson::from_page(p, EntryJson::from)).into_response())
 }
 
-async fn get_entry(
+/// One entry and its place in the run order.
+#[utoipa::path(get, path = "/jobs/queue/{job_run_identifier}", tag = "queue", params(IdentifierPath),
+    responses(
+        (status = 200, description = "the entry", body = EntryDetailJson),
+        (status = 404, description = "no entry has this identifier", body = ErrorJson),
+    ))]
+pub(crate) async fn get_entry(
     State(s): State<AppState>,
     PathText(id): PathText,
 ) -> Result<Response, ApiError> {
@@ -239,7 +315,14 @@ async fn get_entry(
     .into_response())
 }
 
-async fn remove_entry(
+/// Removes an entry (its running run, if any, ends `Removed`).
+#[utoipa::path(delete, path = "/jobs/queue/{job_run_identifier}", tag = "queue",
+    params(IdentifierPath),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 404, description = "no entry has this identifier", body = ErrorJson),
+    ))]
+pub(crate) async fn remove_entry(
     State(s): State<AppState>,
     PathText(id): PathText,
 ) -> Result<StatusCode, ApiError> {
@@ -249,7 +332,15 @@ async fn remove_entry(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn stop_entry(
+/// Stops the entry's current run and keeps the entry.
+#[utoipa::path(post, path = "/jobs/queue/{job_run_identifier}/stop", tag = "queue",
+    params(IdentifierPath),
+    responses(
+        (status = 200, description = "stopped", body = StoppedJson),
+        (status = 404, description = "no entry has this identifier", body = ErrorJson),
+        (status = 409, description = "conflict: the entry is not running", body = ErrorJson),
+    ))]
+pub(crate) async fn stop_entry(
     State(s): State<AppState>,
     PathText(id): PathText,
 ) -> Result<Response, ApiError> {
@@ -267,7 +358,13 @@ async fn stop_entry(
 
 // --- runs --------------------------------------------------------------------
 
-async fn list_runs(State(s): State<AppState>, q: QueryPairs) -> Result<Response, ApiError> {
+/// The run history, newest first.
+#[utoipa::path(get, path = "/jobs/runs", tag = "runs", params(RunsQuery, PageParams),
+    responses((status = 200, description = "one page", body = PageJson<RunJson>)))]
+pub(crate) async fn list_runs(
+    State(s): State<AppState>,
+    q: QueryPairs,
+) -> Result<Response, ApiError> {
     let mut v = Vec::new();
     let filter = RunFilter {
         identifier: text_param(&q, "identifier", &mut v),
@@ -284,7 +381,16 @@ async fn list_runs(State(s): State<AppState>, q: QueryPairs) -> Result<Response,
     Ok(Json(PageJson::from_page(p, RunJson::from)).into_response())
 }
 
-async fn get_run(State(s): State<AppState>, PathText(id): PathText) -> Result<Response, ApiError> {
+/// One run.
+#[utoipa::path(get, path = "/jobs/runs/{id}", tag = "runs", params(RunIdPath),
+    responses(
+        (status = 200, description = "the run", body = RunJson),
+        (status = 404, description = "no run has this id", body = ErrorJson),
+    ))]
+pub(crate) async fn get_run(
+    State(s): State<AppState>,
+    PathText(id): PathText,
+) -> Result<Response, ApiError> {
     let id: RunId = match id.parse::<RunId>() {
         Ok(n) if n > 0 => n,
         _ => return Err(ApiError::invalid_at("/id", "must be a positive integer")),
@@ -324,13 +430,13 @@ fn text_param(q: &QueryPairs, key: &str, v: &mut Vec<Violation>) -> Option<Strin
     }
 }
 
-/// A wire enum from the query; case-insensitive. An unknown value is a violation
-/// that lists the accepted ones.
+/// A wire enum from the query; case-insensitive. An unknown value (an empty one
+/// included) is a violation that lists the accepted ones.
 fn parse_enum<E>(q: &QueryPairs, key: &str, upper: bool, v: &mut Vec<Violation>) -> Option<E>
 where
     E: FromStr<Err = bildad_core::UnknownValue>,
 {
-    let raw = q.get(key)?;
+    let raw = q.raw(key)?;
     let text = if upper {
         raw.to_ascii_uppercase()
     } else {
@@ -350,7 +456,7 @@ where
 
 /// `page` (from 0) and `limit` (1..=500, default 25), with every earlier violation.
 fn page_request(q: &QueryPairs, mut v: Vec<Violation>) -> Result<PageRequest, ApiError> {
-    let mut number = |key: &str, default: u32, rule: &str| match q.get(key) {
+    let mut number = |key: &str, default: u32, rule: &str| match q.raw(key) {
         None => default,
         Some(s) => s.parse::<u32>().unwrap_or_else(|_| {
             v.push(Violation::new(format!("/{key}"), rule.to_owned()));

@@ -312,6 +312,12 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
             ""
         }
     );
+    #[cfg(feature = "api-viewer")]
+    println!(
+        "API reference: http://{}{}",
+        browser_host(local),
+        bildad::http::VIEWER_PATH
+    );
     println!(
         "try: curl -X POST http://{local}/jobs/queue{auth} -H 'Content-Type: application/json' \
          -d '{{\"template\": \"demo.echo\", \"context\": {{\"hello\": \"world\"}}, \"trigger_engine\": true}}'"

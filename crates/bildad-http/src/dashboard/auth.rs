@@ -1,15 +1,18 @@
 //! Who may see the dashboard, and which requests may change something.
 //!
 //! - With a token configured, the sign-in page takes it once and sets an `HttpOnly`,
-//!   `SameSite=Strict` cookie holding an HMAC of the token (never the token itself);
-//!   every page checks it in constant time. Changing the token signs everybody out.
+//!   `SameSite=Strict` cookie signed with the token and its issue time (never the token
+//!   itself; see [`super::session`]): it lasts 12 hours, signing out revokes it, and
+//!   changing the token signs everybody out.
 //! - Without a token, pages answer only to a loopback `Host` (`localhost`, `127.0.0.1`,
 //!   `[::1]`), so a web page that rebinds its own name to 127.0.0.1 cannot read them.
 //! - Every `POST` must come from the same origin (`Origin`, else `Referer`, equal to
 //!   `Host`) and, once signed in, carry the form's CSRF token.
 
 use super::layout;
+use super::session::{LIFETIME, Sessions, now_ms};
 use super::{Dash, DashError, PREFIX};
+use crate::origin::{host_is_loopback, same_origin};
 use axum::body::Bytes;
 use axum::extract::{Extension, OriginalUri, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -18,7 +21,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use hmac::{Hmac, Mac};
 use maud::html;
 use sha2::Sha256;
-use std::net::IpAddr;
 use subtle::ConstantTimeEq;
 
 const COOKIE: &str = "bildad_dashboard";
@@ -27,14 +29,15 @@ const COOKIE: &str = "bildad_dashboard";
 pub(crate) struct Keys {
     /// The configured token, when there is one.
     token: Option<String>,
-    /// The cookie value that proves a sign-in: HMAC(token, purpose).
-    session: Option<String>,
+    /// Issues and checks the sign-in cookies (when there is a token).
+    sessions: Option<Sessions>,
     /// The CSRF token put in every form. Derived from the token, so that every node
     /// behind a load balancer accepts it; random per process when there is no token.
     csrf: String,
 }
 
-fn hmac_hex(key: &[u8], purpose: &str) -> String {
+/// HMAC-SHA256 of `purpose` under `key`, in hex.
+pub(super) fn hmac_hex(key: &[u8], purpose: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(purpose.as_bytes());
     hex(&mac.finalize().into_bytes())
@@ -53,14 +56,14 @@ impl Keys {
         match token {
             Some(t) => Self {
                 token: Some(t.to_owned()),
-                session: Some(hmac_hex(t.as_bytes(), "bildad-dashboard-session-v1")),
+                sessions: Some(Sessions::new(t)),
                 csrf: hmac_hex(t.as_bytes(), "bildad-dashboard-csrf-v1"),
             },
             None => {
                 let random = format!("{}{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
                 Self {
                     token: None,
-                    session: None,
+                    sessions: None,
                     csrf: hmac_hex(random.as_bytes(), "bildad-dashboard-csrf-v1"),
                 }
             }
@@ -68,9 +71,9 @@ impl Keys {
     }
 
     fn signed_in(&self, headers: &HeaderMap) -> bool {
-        match &self.session {
+        match &self.sessions {
             None => true,
-            Some(expected) => cookie(headers, COOKIE).is_some_and(|v| ct_eq(&v, expected)),
+            Some(s) => cookie(headers, COOKIE).is_some_and(|v| s.check(&v, now_ms()).is_some()),
         }
     }
 }
@@ -161,52 +164,6 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.trim().to_owned())
-}
-
-fn host(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::HOST).and_then(|v| v.to_str().ok())
-}
-
-/// `Host` names a loopback address (or is absent, as in in-process calls).
-fn host_is_loopback(headers: &HeaderMap) -> bool {
-    let Some(h) = host(headers) else {
-        return true;
-    };
-    let name = if let Some(rest) = h.strip_prefix('[') {
-        rest.split(']').next().unwrap_or_default()
-    } else {
-        h.rsplit_once(':').map_or(h, |(n, _)| n)
-    };
-    let name = name.to_ascii_lowercase();
-    name == "localhost"
-        || name.ends_with(".localhost")
-        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// The request comes from a page of this same origin: `Origin` (or, failing that,
-/// `Referer`) names the scheme and the `Host` it was sent to.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(host) = host(headers) else {
-        return false;
-    };
-    let matches = |origin: &str| {
-        origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"))
-            .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
-    };
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        return matches(origin);
-    }
-    headers
-        .get(header::REFERER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|r| {
-            let without_scheme = r.split_once("://").map_or("", |(_, rest)| rest);
-            let authority = without_scheme.split('/').next().unwrap_or_default();
-            let scheme = r.split_once("://").map_or("", |(s, _)| s);
-            matches(&format!("{scheme}://{authority}"))
-        })
 }
 
 /// The path the router is mounted under (`/admin` when nested there; empty otherwise).
@@ -364,22 +321,32 @@ pub(crate) async fn login(
             StatusCode::UNAUTHORIZED,
         );
     }
-    let session = d.keys.session.as_deref().unwrap_or_default();
+    let session = d
+        .keys
+        .sessions
+        .as_ref()
+        .map(|s| s.issue(now_ms()))
+        .unwrap_or_default();
     let mut res = Redirect::to(&ctx.page_url(&next, "")).into_response();
+    let max_age = u32::try_from(LIFETIME.as_secs()).unwrap_or(u32::MAX);
     res.headers_mut().insert(
         header::SET_COOKIE,
-        set_cookie(&ctx.base, session, secure(&headers), None),
+        set_cookie(&ctx.base, &session, secure(&headers), Some(max_age)),
     );
     res
 }
 
-/// `POST /jobs/dashboard/logout`: clears the cookie.
+/// `POST /jobs/dashboard/logout`: revokes the cookie on this node and clears it.
 pub(crate) async fn logout(
+    State(d): State<Dash>,
     Extension(ctx): Extension<Ctx>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, DashError> {
     ctx.read_form(&body)?;
+    if let (Some(s), Some(v)) = (&d.keys.sessions, cookie(&headers, COOKIE)) {
+        s.revoke(&v, now_ms());
+    }
     let mut res = Redirect::to(&format!("{}/login", ctx.base)).into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
@@ -425,58 +392,6 @@ mod tests {
     }
 
     #[test]
-    fn loopback_hosts() {
-        for ok in [
-            "127.0.0.1:4000",
-            "localhost",
-            "LOCALHOST:80",
-            "[::1]:4000",
-            "127.3.4.5",
-            "app.localhost:1",
-        ] {
-            assert!(host_is_loopback(&headers(&[(header::HOST, ok)])), "{ok}");
-        }
-        for bad in [
-            "evil.example:4000",
-            "10.0.0.1:4000",
-            "[2001:db8::1]:80",
-            "localhost.evil.example",
-        ] {
-            assert!(!host_is_loopback(&headers(&[(header::HOST, bad)])), "{bad}");
-        }
-    }
-
-    #[test]
-    fn same_origin_needs_origin_or_referer_matching_host() {
-        let h = |extra: &[(header::HeaderName, &str)]| {
-            let mut all = vec![(header::HOST, "127.0.0.1:4000")];
-            all.extend_from_slice(extra);
-            same_origin(&headers(&all))
-        };
-        assert!(h(&[(header::ORIGIN, "http://127.0.0.1:4000")]));
-        assert!(h(&[(
-            header::REFERER,
-            "http://127.0.0.1:4000/jobs/dashboard"
-        )]));
-        assert!(!h(&[]));
-        assert!(!h(&[(header::ORIGIN, "null")]));
-        assert!(!h(&[(header::ORIGIN, "http://evil.example")]));
-        assert!(!h(&[(
-            header::ORIGIN,
-            "http://127.0.0.1:4000.evil.example"
-        )]));
-        assert!(!h(&[(
-            header::REFERER,
-            "http://evil.example/?http://127.0.0.1:4000/"
-        )]));
-        // Origin wins over a matching Referer.
-        assert!(!h(&[
-            (header::ORIGIN, "http://evil.example"),
-            (header::REFERER, "http://127.0.0.1:4000/")
-        ]));
-    }
-
-    #[test]
     fn next_stays_inside_the_dashboard() {
         assert_eq!(
             safe_next(Some("queue?status=RUNNING")),
@@ -494,11 +409,10 @@ mod tests {
     }
 
     #[test]
-    fn cookie_is_an_hmac_not_the_token() {
+    fn cookie_is_signed_not_the_token() {
         let k = Keys::new(Some("s3cret"));
-        let session = k.session.clone().unwrap();
+        let session = k.sessions.as_ref().unwrap().issue(now_ms());
         assert!(!session.contains("s3cret"));
-        assert_eq!(session.len(), 64);
         assert!(k.signed_in(&headers(&[(
             header::COOKIE,
             &format!("a=b; {COOKIE}={session}")

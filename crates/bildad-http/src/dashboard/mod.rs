@@ -13,6 +13,7 @@ mod layout;
 mod overview;
 mod queue;
 mod runs;
+mod session;
 mod templates;
 
 use crate::error::ApiError;

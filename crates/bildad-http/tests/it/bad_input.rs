@@ -2,12 +2,18 @@
 
 use crate::{Api, backends};
 use axum::body::Body;
-use axum::http::{Request, header};
+use axum::http::{Method, Request, header};
 use bildad_core::JobStore;
 use bildad_http::ApiConfig;
+use serde_json::{Value, json};
 use std::sync::Arc;
 
-backends!(bad_input_is_never_a_500);
+backends!(
+    bad_input_is_never_a_500,
+    nul_text_is_a_422_naming_the_field,
+    unknown_fields_are_named_once,
+    whole_numbers_with_a_fraction_are_integers,
+);
 
 /// `(method, path, content type, body, expected status)`.
 type Case = (&'static str, String, Option<&'static str>, String, u16);
@@ -73,6 +79,12 @@ fn cases() -> Vec<Case> {
         ("PATCH", "/jobs/templates/test.echo".into(), json, r#"{"default_max_retries": -1}"#.into(), 422),
         // Query parameters.
         ("GET", "/jobs/queue?status=DONE".into(), None, String::new(), 422),
+        ("GET", "/jobs/queue?status=".into(), None, String::new(), 422),
+        ("GET", "/jobs/runs?result=".into(), None, String::new(), 422),
+        ("GET", "/jobs/templates?filter=".into(), None, String::new(), 422),
+        ("GET", "/jobs/queue?limit=".into(), None, String::new(), 422),
+        ("GET", "/jobs/runs?page=".into(), None, String::new(), 422),
+        ("GET", "/jobs/runs?identifier=&template=&node=".into(), None, String::new(), 200),
         ("GET", "/jobs/queue?status=%27%3B--".into(), None, String::new(), 422),
         ("GET", "/jobs/queue?limit=0".into(), None, String::new(), 422),
         ("GET", "/jobs/queue?limit=501".into(), None, String::new(), 422),
@@ -138,4 +150,209 @@ pub(crate) async fn bad_input_is_never_a_500(store: Arc<dyn JobStore>) {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A `\u0000` anywhere a caller sends text is a 422 whose pointer names the field, on
+/// every store (PostgreSQL cannot store it: it used to be a 500 there).
+pub(crate) async fn nul_text_is_a_422_naming_the_field(store: Arc<dyn JobStore>) {
+    let api = Api::start(store, ApiConfig::default()).await;
+    api.templates().await;
+    let nul = "a\u{0}b";
+    let entry = |extra: Value| {
+        let mut b = json!({"template": "test.echo", "context": {}});
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let template = |extra: Value| {
+        let mut b = json!({"code": "nul.t", "name": "n", "job_type": "test.echo",
+                           "context_schema": {"type": "object"}});
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let cases: Vec<(Method, &str, Value, &str)> = vec![
+        (
+            Method::POST,
+            "/jobs/queue",
+            entry(json!({"context": {"k": nul}})),
+            "/context/k",
+        ),
+        (
+            Method::POST,
+            "/jobs/queue",
+            entry(json!({"context": {"deep": [1, {"x": nul}]}})),
+            "/context/deep/1/x",
+        ),
+        (
+            Method::POST,
+            "/jobs/queue",
+            entry(json!({"context": {nul: 1}})),
+            "/context",
+        ),
+        (
+            Method::POST,
+            "/jobs/queue",
+            entry(json!({"context": nul})),
+            "/context",
+        ),
+        (
+            Method::POST,
+            "/jobs/queue",
+            entry(json!({"template": nul})),
+            "/template",
+        ),
+        (
+            Method::POST,
+            "/jobs/queue",
+            entry(json!({"job_run_identifier": nul})),
+            "/job_run_identifier",
+        ),
+        (
+            Method::POST,
+            "/jobs/templates",
+            template(json!({"context_schema": {"description": nul}})),
+            "/context_schema/description",
+        ),
+        (
+            Method::POST,
+            "/jobs/templates",
+            template(json!({"context_schema": {"properties": {nul: {}}}})),
+            "/context_schema/properties",
+        ),
+        (
+            Method::POST,
+            "/jobs/templates",
+            template(json!({"code": nul})),
+            "/code",
+        ),
+        (
+            Method::POST,
+            "/jobs/templates",
+            template(json!({"name": nul})),
+            "/name",
+        ),
+        (
+            Method::POST,
+            "/jobs/templates",
+            template(json!({"job_type": nul})),
+            "/job_type",
+        ),
+        (
+            Method::PATCH,
+            "/jobs/templates/test.echo",
+            json!({"context_schema": {"title": nul}}),
+            "/context_schema/title",
+        ),
+        (
+            Method::PATCH,
+            "/jobs/templates/test.echo",
+            json!({"name": nul}),
+            "/name",
+        ),
+        (
+            Method::PATCH,
+            "/jobs/templates/test.echo",
+            json!({"job_type": nul}),
+            "/job_type",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (method, path, body, pointer) in cases {
+        let a = api.call(method.clone(), path, Some(body.clone())).await;
+        let pointers: Vec<&str> = a.body["error"]["details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["pointer"].as_str())
+            .collect();
+        if a.status != 422 || !pointers.contains(&pointer) {
+            failures.push(format!("{method} {path} {body}: {} {}", a.status, a.body));
+        }
+    }
+    for path in [
+        "/jobs/templates/a%00b",
+        "/jobs/queue/a%00b",
+        "/jobs/runs?template=a%00b",
+    ] {
+        let a = api.get(path).await;
+        if a.status != 422 {
+            failures.push(format!("GET {path}: {} {}", a.status, a.body));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// An unknown field is named once: `/queue`, not `/queue/queue`.
+pub(crate) async fn unknown_fields_are_named_once(store: Arc<dyn JobStore>) {
+    let api = Api::start(store, ApiConfig::default()).await;
+    api.templates().await;
+    let a = api
+        .post(
+            "/jobs/queue",
+            json!({"template": "test.echo", "context": {}, "queue": 1}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(a["error"]["details"][0]["pointer"], "/queue", "{a}");
+    let a = api
+        .post("/jobs/queue", json!({"context": {}}))
+        .await
+        .expect(422);
+    assert_eq!(a["error"]["details"][0]["pointer"], "/template", "{a}");
+    let a = api
+        .call(
+            Method::PATCH,
+            "/jobs/templates/test.echo",
+            Some(json!({"a/b": 1})),
+        )
+        .await
+        .expect(422);
+    assert_eq!(a["error"]["details"][0]["pointer"], "/a~1b", "{a}");
+}
+
+/// JSON Schema's `integer` (the document's) includes `5.0`: it is 5. `1.5` is not.
+pub(crate) async fn whole_numbers_with_a_fraction_are_integers(store: Arc<dyn JobStore>) {
+    let api = Api::start(store, ApiConfig::default()).await;
+    api.templates().await;
+    let e = api
+        .post(
+            "/jobs/queue",
+            json!({"template": "test.echo", "context": {}, "priority": 2.0,
+                   "timeout_seconds": 6e1, "max_retries": 0.0}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(
+        (&e["priority"], &e["timeout_seconds"], &e["max_retries"]),
+        (&json!(2), &json!(60), &json!(0))
+    );
+    let t = api
+        .call(
+            Method::PATCH,
+            "/jobs/templates/test.echo",
+            Some(json!({"default_max_retries": 500.0, "display_order": -3.0})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(t["default_max_retries"], 500);
+    assert_eq!(t["display_order"], -3);
+    for bad in [
+        json!(1.5),
+        json!(3e9),
+        json!(-3e9),
+        json!(1e300),
+        json!("1"),
+    ] {
+        let a = api
+            .post(
+                "/jobs/queue",
+                json!({"template": "test.echo", "context": {}, "priority": bad}),
+            )
+            .await
+            .expect(422);
+        assert_eq!(a["error"]["details"][0]["pointer"], "/priority", "{a}");
+    }
 }

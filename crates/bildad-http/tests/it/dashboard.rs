@@ -629,3 +629,33 @@ async fn the_dashboard_is_not_part_of_the_api_route_table() {
     assert!(!bildad_http::openapi_json().contains("dashboard"));
     let _ = Method::GET;
 }
+
+#[tokio::test]
+async fn signing_out_revokes_the_cookie_which_lasts_twelve_hours() {
+    let api = api_with_token(Arc::new(MemoryStore::new())).await;
+    let mut b = Browser::new(&api);
+    let login = b
+        .post_raw("/jobs/dashboard/login", Some(ORIGIN), &[("token", TOKEN)])
+        .await;
+    let set = login.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(set.contains("Max-Age=43200"), "{set}");
+    b.sign_in().await;
+    let old = b.cookie.clone().unwrap();
+    assert_eq!(b.get("/jobs/dashboard").await.status, 200);
+    // A second browser signed in later keeps its session.
+    let mut later = Browser::new(&api);
+    later.sign_in().await;
+    let out = b.post("/jobs/dashboard/logout", &[]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    // The old cookie, replayed, is no session any more.
+    let mut replay = Browser::new(&api);
+    replay.cookie = Some(old);
+    assert_eq!(
+        replay.get("/jobs/dashboard").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(later.get("/jobs/dashboard").await.status, 200);
+}

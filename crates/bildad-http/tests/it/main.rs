@@ -6,7 +6,10 @@
 mod bad_input;
 #[cfg(feature = "dashboard")]
 mod dashboard;
+mod origin;
 mod routes;
+#[cfg(feature = "api-viewer")]
+mod viewer;
 
 use axum::Router;
 use axum::body::Body;

@@ -205,3 +205,36 @@ async fn serve_on_sqlite_runs_the_demo_jobs_and_stops_cleanly_on_sigterm() {
     assert!(status.success(), "exit status {status:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The default `bildad serve` (no token, loopback) refuses what a web page could send
+/// it (a rebinding `Host`, a cross-site `Origin`) and serves the API viewer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokenless_serve_refuses_foreign_hosts_and_sites_and_serves_the_viewer() {
+    let dir = scratch("tokenless");
+    let url = format!("sqlite://{}", dir.join("jobs.db").display());
+    let node = Node::serve(&url, &[]);
+    let post = |extra: (&'static str, &'static str)| {
+        node.http
+            .post(node.url("/jobs/engine/run"))
+            .header(extra.0, extra.1)
+            .send()
+    };
+    let r = post(("host", "rebound.example:4000")).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = post(("origin", "http://evil.example")).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "forbidden");
+    let own = node.base.clone();
+    let r = node
+        .http
+        .post(node.url("/jobs/engine/run"))
+        .header("origin", own)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = node.http.get(node.url("/jobs/docs")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("/jobs/engine/run"));
+}
