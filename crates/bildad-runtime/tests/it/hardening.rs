@@ -1,9 +1,9 @@
 //! Issue #12: runs claimed but never started, an outage longer than `node_dead_after`,
 //! slots of aborted blocking jobs, outcomes queued at shutdown, and the killer's view of
-//! its own finished runs. Each interleaving is reached through `Faults`, not timing.
+//! its own finished runs. Each interleaving is reached through `FaultStore`, not timing.
 
-use super::faults::{Act, Faults, Op};
 use super::{config, store_with, until, wait_done};
+use bildad_conformance::{Call, Fault, FaultStore, Once};
 use bildad_core::{
     Backoff, Cancellation, EntryStatus, JobContext, JobError, JobExecutor, JobRegistry, JobStore,
     NewEntry, NodeConfig, NodeRef, RunResult,
@@ -48,9 +48,9 @@ fn bare(
 #[tokio::test]
 async fn shutdown_during_a_slow_claim_gives_the_claimed_runs_back_untouched() {
     let mem = store_with("count", "count", 60, 0).await;
-    let faults = Faults::new(mem.clone());
+    let faults = FaultStore::new(mem.clone());
     // The second claim (the second batch) takes its runs, then waits.
-    let slow = faults.inject(Op::Claim, 1, Act::HoldAfter);
+    let slow = faults.once(Call::Claim, 1, Once::HoldAfter);
     let (reg, runs) = counting();
     let cfg = NodeConfig {
         batch_size: 3,
@@ -67,11 +67,11 @@ async fn shutdown_during_a_slow_claim_gives_the_claimed_runs_back_untouched() {
     }
     let engine = node.engine().clone();
     let pass = tokio::spawn(async move { engine.run_until_idle().await });
-    slow.entered.cancelled().await;
+    slow.entered().await;
     let n = node.clone();
     let shutdown = tokio::spawn(async move { n.shutdown(Duration::from_secs(10)).await });
     until("the engine closes", || async { node.engine().is_closed() }).await;
-    slow.open.cancel();
+    slow.release();
     shutdown.await.unwrap();
     pass.await.unwrap().unwrap();
 
@@ -94,8 +94,8 @@ async fn shutdown_during_a_slow_claim_gives_the_claimed_runs_back_untouched() {
 #[tokio::test]
 async fn a_template_read_failing_at_start_gives_the_run_back_untouched() {
     let mem = store_with("count", "count", 60, 0).await;
-    let faults = Faults::new(mem.clone());
-    faults.inject(Op::GetTemplate, 0, Act::Fail);
+    let faults = FaultStore::new(mem.clone());
+    faults.once(Call::GetTemplate, 0, Once::Fail);
     let (reg, runs) = counting();
     let (engine, _, _) = bare(faults.clone(), reg, 4);
     let (entry, run) = engine
@@ -115,7 +115,7 @@ async fn a_template_read_failing_at_start_gives_the_run_back_untouched() {
 #[tokio::test]
 async fn an_outage_longer_than_node_dead_after_expires_no_live_run() {
     let mem = store_with("gate", "gate", 600, 0).await;
-    let faults = Faults::new(mem.clone());
+    let faults = FaultStore::new(mem.clone());
     let started = Cancellation::new();
     let release = Cancellation::new();
     let (s, r) = (started.clone(), release.clone());
@@ -146,16 +146,19 @@ async fn an_outage_longer_than_node_dead_after_expires_no_live_run() {
     started.cancelled().await;
 
     // The database goes away; the job finishes meanwhile (its outcome waits).
-    faults.set_down(true);
+    faults.fail_every_call(Fault::Unavailable);
     release.cancel();
     // Long enough that the database itself lists the run as its node's dead one, and
     // that node B noticed the outage.
     until("the outage outlasts node_dead_after", || async {
         let expirable = mem.runs_to_expire(cfg.node_dead_after).await.unwrap();
-        expirable.iter().any(|r| r.run_id == run) && faults.refused_heartbeat(&b.node().instance_id)
+        expirable.iter().any(|r| r.run_id == run)
+            && faults
+                .refused(Call::Heartbeat)
+                .contains(&b.node().instance_id)
     })
     .await;
-    faults.set_down(false);
+    faults.stop_failing_every_call();
 
     // B's first pass after the outage expires nothing: A is alive.
     let report = b.engine().run_once().await.unwrap();
@@ -244,22 +247,22 @@ async fn an_aborted_blocking_job_keeps_its_slot_until_it_ends() {
 #[tokio::test]
 async fn shutdown_leaves_a_returned_jobs_queued_outcome_alone() {
     let mem = store_with("count", "count", 60, 3).await;
-    let faults = Faults::new(mem.clone());
+    let faults = FaultStore::new(mem.clone());
     // The job's outcome waits in the finalizer, not yet in the database.
-    let queued = faults.inject(Op::FinalizeMany, 0, Act::HoldBefore);
+    let queued = faults.once(Call::FinalizeMany, 0, Once::HoldBefore);
     let (reg, runs) = counting();
     let (engine, exec, _) = bare(faults.clone(), reg, 4);
     let (_, run) = engine
         .enqueue_and_run(NewEntry::new("count", json!({})))
         .await
         .unwrap();
-    queued.entered.cancelled().await;
+    queued.entered().await;
     let aborted = JobExecutor::shutdown(&exec, Duration::ZERO).await;
     assert!(
         aborted.is_empty(),
         "{aborted:?} would be finalized Shutdown"
     );
-    queued.open.cancel();
+    queued.release();
     let done = wait_done(&*mem, run.unwrap()).await;
     assert_eq!(done.result, Some(RunResult::Succeeded));
     assert_eq!(runs.load(Ordering::SeqCst), 1);
@@ -268,18 +271,18 @@ async fn shutdown_leaves_a_returned_jobs_queued_outcome_alone() {
 #[tokio::test]
 async fn the_killer_does_not_count_its_own_finished_run_as_ended_elsewhere() {
     let mem = store_with("count", "count", 60, 3).await;
-    let faults = Faults::new(mem.clone());
+    let faults = FaultStore::new(mem.clone());
     // The outcome is recorded; its reply waits.
-    let recorded = faults.inject(Op::FinalizeMany, 0, Act::HoldAfter);
+    let recorded = faults.once(Call::FinalizeMany, 0, Once::HoldAfter);
     let (reg, _) = counting();
     let (engine, exec, killer) = bare(faults.clone(), reg, 4);
     let (_, run) = engine
         .enqueue_and_run(NewEntry::new("count", json!({})))
         .await
         .unwrap();
-    recorded.entered.cancelled().await;
+    recorded.entered().await;
     let report = killer.tick().await.unwrap();
-    recorded.open.cancel();
+    recorded.release();
     assert_eq!(report.aborted, 0, "its own outcome, not an end elsewhere");
     until("the task ends", || async { exec.running_count() == 0 }).await;
     let done = wait_done(&*mem, run.unwrap()).await;

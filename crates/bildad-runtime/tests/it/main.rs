@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-mod faults;
 mod hardening;
 
 fn config() -> NodeConfig {
