@@ -11,23 +11,37 @@ use std::time::Duration;
 /// so that the killer can abort them.
 ///
 /// An executor finalizes every run it started (success, error, panic) through the
-/// store's conditional finalize; an aborted run is finalized by whoever aborted it.
+/// store's conditional finalize; an aborted run is finalized by whoever aborted it. A run
+/// handed to [`JobExecutor::spawn`] after [`JobExecutor::shutdown`] began is never
+/// started: the executor finalizes it `NotStarted` (its entry goes back untouched).
+///
+/// Once a run's job has returned, its outcome is the run's: it is no longer listed by
+/// [`JobExecutor::running`], cannot be aborted, and is not returned by `shutdown`.
 #[async_trait]
 pub trait JobExecutor: Send + Sync + 'static {
     /// Starts `job` for `run` in the background and returns at once.
     fn spawn(&self, run: ClaimedRun, job: Arc<dyn Job>);
 
-    /// Aborts the local task of `run` (cooperatively, at its next `.await`). Returns
-    /// false when no such task runs here.
+    /// Aborts the local job of `run` (cooperatively, at its next `.await`). Returns true
+    /// only when this call aborted it (the caller then finalizes the run); false when no
+    /// job of `run` is running here: none at all, one already aborted, or one that has
+    /// returned (its own outcome is being recorded).
     fn abort(&self, run: RunId) -> bool;
 
-    /// The runs whose tasks run here now.
+    /// The runs whose jobs are running here now: started, not yet returned, not aborted.
+    /// An aborted task may still hold its slot (see [`JobExecutor::free_slots`]) without
+    /// being listed.
     fn running(&self) -> Vec<RunId>;
 
-    /// How many more jobs this node may run now (`max_concurrent_jobs` minus running).
+    /// How many more jobs this node may run now: `max_concurrent_jobs` minus the slots
+    /// taken (jobs running, outcomes being recorded, aborted tasks that have not ended
+    /// yet, so more than [`JobExecutor::running`] lists); 0 once shutdown began.
     fn free_slots(&self) -> usize;
 
-    /// Stops accepting work, waits up to `grace` for running jobs, then aborts the rest
-    /// and returns their run ids (the caller finalizes them as `Shutdown`).
+    /// Stops accepting work, waits up to `grace` for running jobs, then aborts those
+    /// still running and returns the ids of the runs this call really aborted (the
+    /// caller finalizes them as `Shutdown`). Jobs that had already returned are neither
+    /// aborted nor returned: their own outcomes are recorded. Runs handed to `spawn`
+    /// from now on are not started and end `NotStarted`, not `Shutdown`.
     async fn shutdown(&self, grace: Duration) -> Vec<RunId>;
 }
