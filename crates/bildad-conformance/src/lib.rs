@@ -132,6 +132,7 @@ macro_rules! for_each_case {
             enqueue_defaults_from_template,
             enqueue_explicit_fields,
             enqueue_unknown_template_invalid,
+            enqueue_template_code_with_nul_invalid,
             enqueue_inactive_template_invalid,
             enqueue_invalid_context_writes_nothing,
             enqueue_invalid_fields,

@@ -19,6 +19,33 @@ pub(crate) struct PreparedEntry {
     pub(crate) run_at: Option<Timestamp>,
 }
 
+/// The template codes (each once) and the caller-chosen identifiers of `new` that an
+/// enqueue looks up. Core's field checks run first, and a code or an identifier they
+/// reject is left out: it names no stored template or entry (both passed the same checks
+/// when written), and PostgreSQL would refuse some such text outright (a NUL) as a
+/// database error. [`prepare_entries`] then reports it as `Invalid`, naming the field,
+/// as on every store.
+pub(crate) fn lookup_keys(new: &[NewEntry]) -> (Vec<String>, Vec<String>) {
+    let mut codes = Vec::with_capacity(new.len());
+    let mut identifiers = Vec::new();
+    for n in new {
+        let mut v = Vec::new();
+        n.check_fields("", &mut v);
+        let rejected = |field: &str| v.iter().any(|x| x.pointer == field);
+        if !rejected("/template") {
+            codes.push(n.template.clone());
+        }
+        if let Some(id) = &n.job_run_identifier
+            && !rejected("/job_run_identifier")
+        {
+            identifiers.push(id.clone());
+        }
+    }
+    codes.sort();
+    codes.dedup();
+    (codes, identifiers)
+}
+
 /// Applies the rules of SPEC §2.1 exactly as `MemoryStore` does: every violation is
 /// collected (pointers prefixed with `/<index>`), then duplicate identifiers within the
 /// batch are a `Conflict`.

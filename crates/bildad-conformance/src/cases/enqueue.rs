@@ -90,6 +90,33 @@ pub async fn enqueue_unknown_template_invalid(store: Arc<dyn JobStore>) {
     assert_eq!(counts(s).await, (0, 0));
 }
 
+/// A template code holding a NUL is `Invalid` at `/template` (never a database error),
+/// alone and in a bulk enqueue beside a valid entry and an identifier holding a NUL;
+/// nothing is written.
+pub async fn enqueue_template_code_with_nul_invalid(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let t = template().create(s).await;
+    let nul_code = format!("{}\0", t.code);
+    let e = expect_err(
+        s.enqueue(NewEntry::new(nul_code.clone(), json!({}))).await,
+        ErrorKind::Invalid,
+        "template code with NUL",
+    );
+    assert_pointers(&e, &["/template"]);
+    let e = expect_err(
+        s.enqueue_many(vec![
+            NewEntry::new(t.code.clone(), json!({})),
+            NewEntry::new(nul_code.clone(), json!({})),
+            NewEntry::new(nul_code, json!({})).identifier("nul\0id"),
+        ])
+        .await,
+        ErrorKind::Invalid,
+        "bulk with a template code with NUL",
+    );
+    assert_pointers(&e, &["/1/template", "/2/template", "/2/job_run_identifier"]);
+    assert_eq!(counts(s).await, (0, 0));
+}
+
 /// An inactive template is `Invalid` at `/template`, and nothing is written; once active
 /// again it is accepted.
 pub async fn enqueue_inactive_template_invalid(store: Arc<dyn JobStore>) {

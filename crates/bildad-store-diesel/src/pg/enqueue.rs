@@ -6,7 +6,7 @@ use super::prepared::Cached;
 use super::sql::{ENQUEUE, TAKEN};
 use crate::errors::{db_error, identifier_taken, is_not_null_violation, is_unique_violation};
 use crate::rows::{CountRow, InsertedRow, TEMPLATE_COLS, TemplateRow, TextRow};
-use crate::shared::prepare_entries;
+use crate::shared::{lookup_keys, prepare_entries};
 use bildad_core::{
     EntryStatus, JobTemplate, NewEntry, QueueEntry, StoreError, StoreResult, Violation,
 };
@@ -25,23 +25,15 @@ pub(super) async fn enqueue_many(
     let mut new = new;
     // Only identifiers the caller chose can be taken: the ones drawn here are fresh
     // UUIDv7s (a millisecond clock and 74 random bits), unique without a lookup, and
-    // the queue's unique index still stands behind them. PostgreSQL rejects a NUL in
-    // text outright (a database error, not a validation error): such an identifier
-    // is left out of the read, and the field checks of `prepare_entries` reject it as
-    // invalid, as they did before the reads were pipelined.
-    let wanted: Vec<String> = new
-        .iter()
-        .filter_map(|n| n.job_run_identifier.clone())
-        .filter(|i| !i.contains('\0'))
-        .collect();
+    // the queue's unique index still stands behind them. Codes and identifiers that
+    // fail the field checks are not read (a NUL would be a database error here); the
+    // field checks of `prepare_entries` reject them as invalid.
+    let (codes, wanted) = lookup_keys(&new);
     for n in &mut new {
         if n.job_run_identifier.is_none() {
             n.job_run_identifier = Some(bildad_core::new_identifier());
         }
     }
-    let mut codes: Vec<String> = new.iter().map(|n| n.template.clone()).collect();
-    codes.sort();
-    codes.dedup();
     let conn = store.conn().await?;
     let (template_rows, taken) = {
         let mut c: &AsyncPgConnection = &conn;
