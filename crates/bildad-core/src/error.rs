@@ -144,6 +144,24 @@ fn join(v: &[Violation]) -> String {
 }
 
 impl StoreError {
+    /// The error of `enqueue_many` for a one-entry batch, as `enqueue` reports it: the
+    /// violations' pointers lose the batch index (`/0/context` becomes `/context`).
+    pub fn for_single_entry(self) -> Self {
+        match self {
+            Self::Invalid(v) => Self::Invalid(
+                v.into_iter()
+                    .map(|mut x| {
+                        if let Some(rest) = x.pointer.strip_prefix("/0") {
+                            x.pointer = rest.to_string();
+                        }
+                        x
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {

@@ -98,7 +98,7 @@ macro_rules! job_store_by_sections {
             ) -> bildad_core::StoreResult<bildad_core::QueueEntry> {
                 let mut out = enqueue::enqueue_many(self, vec![new])
                     .await
-                    .map_err(crate::shared::strip_index)?;
+                    .map_err(StoreError::for_single_entry)?;
                 Ok(out.remove(0))
             }
 

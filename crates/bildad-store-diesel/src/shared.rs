@@ -102,21 +102,6 @@ pub(crate) fn prepare_entries(
     Ok(out)
 }
 
-/// A single entry's violations carry no index prefix (as `MemoryStore::enqueue`).
-pub(crate) fn strip_index(e: StoreError) -> StoreError {
-    match e {
-        StoreError::Invalid(v) => StoreError::Invalid(
-            v.into_iter()
-                .map(|mut x| {
-                    x.pointer = x.pointer.trim_start_matches("/0").to_string();
-                    x
-                })
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
 /// Converts a SQL count.
 pub(crate) fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)

@@ -195,18 +195,10 @@ impl JobStore for MemoryStore {
     }
 
     async fn enqueue(&self, new: NewEntry) -> StoreResult<QueueEntry> {
-        let mut out = self.enqueue_many(vec![new]).await.map_err(|e| match e {
-            // A single entry's pointers have no index prefix.
-            StoreError::Invalid(v) => StoreError::Invalid(
-                v.into_iter()
-                    .map(|mut x| {
-                        x.pointer = x.pointer.trim_start_matches("/0").to_string();
-                        x
-                    })
-                    .collect(),
-            ),
-            other => other,
-        })?;
+        let mut out = self
+            .enqueue_many(vec![new])
+            .await
+            .map_err(StoreError::for_single_entry)?;
         Ok(out.remove(0))
     }
 
