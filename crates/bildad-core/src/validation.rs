@@ -2,7 +2,8 @@
 //! compiled once per template version and cached.
 
 use crate::error::Violation;
-use crate::model::Timestamp;
+use crate::input::NewEntry;
+use crate::model::{JobTemplate, Timestamp};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -180,6 +181,41 @@ impl SchemaCache {
         let validator = self.get_or_compile(version, schema)?;
         let v = validate_context(&validator, context);
         if v.is_empty() { Ok(()) } else { Err(v) }
+    }
+
+    /// The rules of SPEC §2.1 for one entry, written once for every store: its fields,
+    /// that `template` (the one its code names, if any) exists and is active, and that its
+    /// context satisfies the template's schema. Violations are pushed to `v` with their
+    /// pointers under `prefix` (`""` for a single entry, `/<index>` in a batch). Returns
+    /// the template when there is one, so the caller can build the entry from it.
+    pub fn check_entry<'t>(
+        &self,
+        template: Option<&'t JobTemplate>,
+        new: &NewEntry,
+        prefix: &str,
+        v: &mut Vec<Violation>,
+    ) -> Option<&'t JobTemplate> {
+        new.check_fields(prefix, v);
+        let Some(t) = template else {
+            v.push(Violation::new(
+                format!("{prefix}/template"),
+                format!("no template has code {:?}", new.template),
+            ));
+            return None;
+        };
+        if !t.active {
+            v.push(Violation::new(
+                format!("{prefix}/template"),
+                format!("template {:?} is inactive", t.code),
+            ));
+        }
+        if let Err(errs) = self.validate((t.id, t.updated_at), &t.context_schema, &new.context) {
+            v.extend(errs.into_iter().map(|mut e| {
+                e.pointer = format!("{prefix}{}", e.pointer);
+                e
+            }));
+        }
+        Some(t)
     }
 }
 

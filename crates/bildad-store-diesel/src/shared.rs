@@ -2,9 +2,7 @@
 //! writes on the run and does to the entry is core's `bildad_core::fate`; database
 //! errors are mapped in `errors`.)
 
-use bildad_core::{
-    DEFAULT_PRIORITY, JobTemplate, NewEntry, SchemaCache, StoreError, Timestamp, Violation,
-};
+use bildad_core::{DEFAULT_PRIORITY, JobTemplate, NewEntry, SchemaCache, StoreError, Timestamp};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
@@ -58,26 +56,9 @@ pub(crate) fn prepare_entries(
     let mut out = Vec::with_capacity(new.len());
     for (i, n) in new.into_iter().enumerate() {
         let prefix = format!("/{i}");
-        n.check_fields(&prefix, &mut v);
-        let Some(t) = templates.get(&n.template) else {
-            v.push(Violation::new(
-                format!("{prefix}/template"),
-                format!("no template has code {:?}", n.template),
-            ));
+        let Some(t) = schemas.check_entry(templates.get(&n.template), &n, &prefix, &mut v) else {
             continue;
         };
-        if !t.active {
-            v.push(Violation::new(
-                format!("{prefix}/template"),
-                format!("template {:?} is inactive", t.code),
-            ));
-        }
-        if let Err(errs) = schemas.validate((t.id, t.updated_at), &t.context_schema, &n.context) {
-            v.extend(errs.into_iter().map(|mut e| {
-                e.pointer = format!("{prefix}{}", e.pointer);
-                e
-            }));
-        }
         out.push(PreparedEntry {
             identifier: n
                 .job_run_identifier

@@ -50,29 +50,9 @@ impl MemoryStore {
         prefix: &str,
         v: &mut Vec<Violation>,
     ) -> Option<(JobTemplate, String)> {
-        new.check_fields(prefix, v);
-        let Some(t) = st.template_by_code(&new.template) else {
-            v.push(Violation::new(
-                format!("{prefix}/template"),
-                format!("no template has code {:?}", new.template),
-            ));
-            return None;
-        };
-        if !t.active {
-            v.push(Violation::new(
-                format!("{prefix}/template"),
-                format!("template {:?} is inactive", t.code),
-            ));
-        }
-        if let Err(errs) =
-            self.schemas
-                .validate((t.id, t.updated_at), &t.context_schema, &new.context)
-        {
-            v.extend(errs.into_iter().map(|mut e| {
-                e.pointer = format!("{prefix}{}", e.pointer);
-                e
-            }));
-        }
+        let t = self
+            .schemas
+            .check_entry(st.template_by_code(&new.template), new, prefix, v)?;
         let identifier = new
             .job_run_identifier
             .clone()
