@@ -111,11 +111,12 @@ pub(crate) async fn tokenless_guard(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
-    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+    /// A header map of `pairs`, for the guards' tests here and in the dashboard.
+    pub(crate) fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
             h.append(k, HeaderValue::from_str(v).unwrap());

@@ -382,14 +382,7 @@ fn set_cookie(path: &str, value: &str, secure: bool, max_age: Option<u32>) -> He
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
+    use crate::origin::tests::headers;
 
     #[test]
     fn next_stays_inside_the_dashboard() {
