@@ -143,6 +143,10 @@ pub struct NewEntry {
     pub job_run_identifier: Option<String>,
     /// Default: now (database clock).
     pub run_at: Option<Timestamp>,
+    /// Not before this long after the enqueue, measured on the database clock (so the
+    /// node's own clock never matters). Setting both this and `run_at` is invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_in: Option<Duration>,
 }
 
 /// A new entry identifier: a UUIDv7 in its hyphenated form.
@@ -166,6 +170,7 @@ impl NewEntry {
             max_retries: None,
             job_run_identifier: None,
             run_at: None,
+            run_in: None,
         }
     }
 
@@ -199,6 +204,12 @@ impl NewEntry {
         self
     }
 
+    /// Starts no earlier than `delay` after the enqueue, on the database clock.
+    pub fn run_in(mut self, delay: Duration) -> Self {
+        self.run_in = Some(delay);
+        self
+    }
+
     /// The rules that need no template: identifier, bounds. Pointers are prefixed
     /// with `prefix` (e.g. `/3` for the fourth entry of a bulk enqueue).
     pub fn check_fields(&self, prefix: &str, v: &mut Vec<Violation>) {
@@ -212,6 +223,12 @@ impl NewEntry {
         }
         if let Some(r) = self.max_retries {
             check_retries(&format!("{prefix}/max_retries"), r, v);
+        }
+        if self.run_at.is_some() && self.run_in.is_some() {
+            v.push(Violation::new(
+                format!("{prefix}/run_in"),
+                "run_in and run_at cannot both be set",
+            ));
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod job;
 pub mod memory;
 pub mod model;
 pub mod store;
+pub mod typed;
 pub mod validation;
 
 pub use backoff::Backoff;
@@ -30,4 +31,5 @@ pub use job::{Cancellation, Job, JobContext, JobError, JobRegistry};
 pub use memory::MemoryStore;
 pub use model::*;
 pub use store::{EnqueueListener, JobStore, LocalEnqueueSignal};
+pub use typed::{EnqueueOptions, JobArgs, JobDefaults};
 pub use validation::SchemaCache;

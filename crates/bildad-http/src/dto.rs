@@ -398,6 +398,7 @@ impl EnqueueBody {
             max_retries: self.max_retries,
             job_run_identifier: self.job_run_identifier,
             run_at,
+            run_in: None,
         })
     }
 }
