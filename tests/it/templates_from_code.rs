@@ -1,10 +1,11 @@
 //! Templates from code (SPEC §7): ten nodes starting at once on one database create each
 //! declared template exactly once, a changed type updates the schema once, an unchanged
-//! one writes nothing, and an operator's deactivation survives every start.
+//! one writes nothing, and an operator's deactivation survives every start. And a typed
+//! worker with state running on a node.
 
 use bildad_core::{
-    DeclaredTemplate, EnsuredTemplates, JobArgs, JobError, JobRegistry, JobStore, NewTemplate,
-    RunInfo, TemplatePatch,
+    DeclaredTemplate, EnqueueOptions, EnsuredTemplates, JobArgs, JobError, JobRegistry, JobStore,
+    Jobs, NewEntry, NewTemplate, RunInfo, RunResult, State, TemplatePatch,
 };
 use bildad_runtime::NodeRuntime;
 use bildad_tests::*;
@@ -205,3 +206,71 @@ on_every_store!(
     ten_nodes_deploy_a_changed_type,
     ten_node_runtimes_start_at_once,
 );
+
+/// Shared state of the end-to-end test: how many mails were "sent".
+#[derive(Clone, Default)]
+struct Outbox(Arc<std::sync::Mutex<Vec<String>>>);
+
+async fn send(
+    args: WelcomeV2,
+    run: RunInfo,
+    State(out): State<Outbox>,
+) -> Result<String, JobError> {
+    if run.retry == 0 && args.name.as_deref() == Some("flaky") {
+        Err(anyhow::anyhow!("smtp timeout").context("sending"))?;
+    }
+    out.0.lock().unwrap().push(args.email.clone());
+    Ok(format!("sent to {}", args.email))
+}
+
+/// A typed worker with state, on a node, on every store: typed enqueue, the output
+/// stored, an `anyhow` error retried with its reason, and a context that passes an
+/// operator's looser schema but does not decode failing permanently with the reason.
+async fn a_typed_worker_runs_on_a_node(t: TestStore) {
+    let store = &t.store;
+    let outbox = Outbox::default();
+    let registry = JobRegistry::new()
+        .with_state(outbox.clone())
+        .with_worker(send);
+    let node = NodeRuntime::start(store.clone(), registry, ticking_config("typed"))
+        .await
+        .unwrap();
+    let jobs = Jobs::new(store.clone());
+    let opts = |id: &str| EnqueueOptions::default().identifier(id);
+    let ok = WelcomeV2 {
+        email: "ann@x".into(),
+        name: None,
+    };
+    jobs.enqueue_with(ok, opts("ok")).await.unwrap();
+    let flaky = WelcomeV2 {
+        email: "bob@x".into(),
+        name: Some("flaky".into()),
+    };
+    jobs.enqueue_with(flaky, opts("flaky")).await.unwrap();
+    let runs = wait_settled(&**store, "ok", Duration::from_secs(30)).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].result, Some(RunResult::Succeeded), "{}", t.backend);
+    assert_eq!(runs[0].output, Some(json!("sent to ann@x")));
+    let runs = wait_settled(&**store, "flaky", Duration::from_secs(30)).await;
+    assert_eq!(runs[0].reason.as_deref(), Some("sending: smtp timeout"));
+    assert_eq!(runs[1].result, Some(RunResult::Succeeded));
+    // An operator loosens the schema; an entry that passes it but does not decode.
+    let loose = TemplatePatch {
+        context_schema: Some(json!({"type": "object"})),
+        ..TemplatePatch::default()
+    };
+    store.update_template("welcome", loose).await.unwrap();
+    let mut bad = NewEntry::new("welcome", json!({"mail": "x"}));
+    bad.job_run_identifier = Some("bad".into());
+    store.enqueue(bad).await.unwrap();
+    let runs = wait_settled(&**store, "bad", Duration::from_secs(30)).await;
+    assert_eq!(runs.len(), 1, "a permanent failure is not retried");
+    let reason = runs[0].reason.clone().unwrap_or_default();
+    assert!(reason.contains("missing field `email`"), "{reason}");
+    node.shutdown(Duration::from_secs(5)).await;
+    let mut sent = outbox.0.lock().unwrap().clone();
+    sent.sort();
+    assert_eq!(sent, ["ann@x", "bob@x"]);
+}
+
+on_every_store!(a_typed_worker_runs_on_a_node);
