@@ -45,7 +45,7 @@ use crate::core::validation::{compile_schema, validate_context};
 use crate::core::{
     Backoff, Cancellation, EntryFilter, JobArgs, JobContext, JobError, JobRegistry, JobRun,
     JobStore, NodeConfig, NodeRef, PageRequest, QueueEntry, RunFilter, RunInfo, StoreError,
-    new_identifier,
+    Violation, new_identifier,
 };
 use crate::runtime::Engine;
 use serde_json::Value;
@@ -96,11 +96,12 @@ pub async fn work_as<A: JobArgs>(
         .find(|d| d.template.code == A::KIND)
     {
         let validator = compile_schema(&declared.template.context_schema)
-            .map_err(|v| JobError::permanent(format!("the schema is unusable: {v:?}")))?;
+            .map_err(|v| JobError::permanent(format!("the schema is unusable: {}", join(&v))))?;
         let violations = validate_context(&validator, &context);
         if !violations.is_empty() {
             return Err(JobError::permanent(format!(
-                "context does not satisfy the template's schema: {violations:?}"
+                "context does not satisfy the template's schema: {}",
+                join(&violations)
             )));
         }
     }
@@ -229,6 +230,7 @@ pub async fn drain(
         }
     }
     engine.close().await;
+    store.node_stopped(&engine.node().instance_id).await?;
     runs_after(&**store, before).await
 }
 
@@ -254,6 +256,11 @@ async fn runs_after(store: &dyn JobStore, after: i64) -> Result<Vec<JobRun>, Sto
     }
     out.sort_by_key(|r| r.id);
     Ok(out)
+}
+
+fn join(violations: &[Violation]) -> String {
+    let texts: Vec<String> = violations.iter().map(ToString::to_string).collect();
+    texts.join("; ")
 }
 
 fn max_page(page: u32) -> Result<PageRequest, StoreError> {
