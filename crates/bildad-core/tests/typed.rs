@@ -377,3 +377,33 @@ fn typed_enqueue_goes_through_the_stores_checks() {
         assert_eq!(store.stats().await.unwrap().available, 3);
     });
 }
+
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct BadKind {}
+
+impl JobArgs for BadKind {
+    const KIND: &'static str = "has space";
+    fn defaults() -> JobDefaults {
+        JobDefaults {
+            timeout_seconds: Some(0),
+            ..JobDefaults::default()
+        }
+    }
+}
+
+#[test]
+fn a_job_type_whose_kind_or_defaults_break_a_rule_is_refused_with_the_field() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let r = JobRegistry::new().with_worker(|_: BadKind, _: RunInfo| async { Ok(()) });
+        let e = r.ensure_templates(&store).await.unwrap_err();
+        let pointers: Vec<&str> = e.violations().iter().map(|v| v.pointer.as_str()).collect();
+        assert!(pointers.contains(&"/code"), "{e}");
+        assert!(pointers.contains(&"/default_timeout_seconds"), "{e}");
+        let templates = store
+            .list_templates(Default::default(), Default::default())
+            .await
+            .unwrap();
+        assert_eq!(templates.total, 0);
+    });
+}
