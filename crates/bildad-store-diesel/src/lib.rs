@@ -33,9 +33,9 @@ mod sqlite;
 pub mod testing;
 
 #[cfg(feature = "postgres")]
-pub use pg::PgStore;
+pub use pg::{ClaimConnections, PgStore};
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteConnectionWrapper, SqliteStore};
 
 use bildad_core::{JobStore, StoreError, StoreResult};
 use std::sync::Arc;
