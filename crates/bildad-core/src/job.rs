@@ -119,7 +119,8 @@ impl Cancellation {
 
 /// The error a job returns.
 ///
-/// Any `std::error::Error` converts with `?`; [`JobError::msg`] takes any message.
+/// Any `std::error::Error`, `anyhow::Error` or message converts with `?` (see the
+/// `From` impl); [`JobError::msg`] takes any message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobError {
     message: String,
@@ -160,10 +161,29 @@ impl fmt::Display for JobError {
     }
 }
 
-impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
+/// Anything that converts into a boxed error converts with `?`: every
+/// `std::error::Error`, `anyhow::Error` and `eyre::Report` (without a dependency on
+/// them), `String` and `&str`. The message is the error and its causes, joined by `": "`
+/// (a cause whose text the message already holds is not repeated).
+impl<E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>> From<E> for JobError {
     fn from(e: E) -> Self {
-        Self::msg(e)
+        Self::msg(chain(&*e.into()))
     }
+}
+
+/// An error's message followed by its causes' that it does not already hold.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !text.is_empty() && !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = c.source();
+    }
+    message
 }
 
 /// Job types by name (e.g. `"email.send"`). A node claims only entries whose job type
@@ -171,6 +191,8 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
 #[derive(Clone, Default)]
 pub struct JobRegistry {
     jobs: BTreeMap<String, Arc<dyn Job>>,
+    /// The typed side: shared state and the templates declared from code (`worker.rs`).
+    pub(crate) typed: crate::worker::Declared,
 }
 
 impl fmt::Debug for JobRegistry {

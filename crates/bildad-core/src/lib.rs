@@ -6,20 +6,25 @@
 
 pub mod backoff;
 pub mod config;
+pub mod declare;
 pub mod error;
 pub mod executor;
 pub mod fate;
 pub mod input;
 pub mod job;
+pub mod jobs;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod model;
 pub mod store;
 pub mod typed;
 pub mod validation;
+pub mod worker;
 
+pub use async_trait::async_trait;
 pub use backoff::Backoff;
 pub use config::NodeConfig;
+pub use declare::{DeclaredTemplate, EnsuredTemplates};
 pub use error::{DbFailure, ErrorKind, StoreError, StoreResult, Violation};
 pub use executor::JobExecutor;
 pub use fate::{
@@ -27,9 +32,11 @@ pub use fate::{
 };
 pub use input::*;
 pub use job::{Cancellation, Job, JobContext, JobError, JobRegistry};
+pub use jobs::Jobs;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 pub use model::*;
 pub use store::{EnqueueListener, JobStore, LocalEnqueueSignal};
 pub use typed::{EnqueueOptions, JobArgs, JobDefaults};
 pub use validation::SchemaCache;
+pub use worker::{IntoWorker, RunInfo, State, Worker};

@@ -43,6 +43,12 @@ pub trait JobArgs:
     fn defaults() -> JobDefaults {
         JobDefaults::default()
     }
+
+    /// The `context_schema` of this job type's template: by default the type's JSON
+    /// Schema as `schemars` derives it. Override it only to keep a hand-written schema.
+    fn context_schema() -> serde_json::Value {
+        serde_json::Value::from(schemars::schema_for!(Self))
+    }
 }
 
 /// The defaults a job type declares (each `None` keeps Bildad's default).

@@ -58,13 +58,15 @@ impl std::fmt::Debug for NodeRuntime {
 }
 
 impl NodeRuntime {
-    /// Registers the node (first heartbeat), starts the killer and, when
+    /// Creates or updates the templates the registry declares
+    /// ([`JobRegistry::ensure_templates`]), registers the node (first heartbeat), starts
+    /// the killer and, when
     /// `config.engine_interval` is set, the ticker; when `config.wake_on_enqueue` is
     /// set, an engine pass also starts whenever the store reports an enqueue.
     ///
     /// The node gets a new instance id ([`NodeRef::new`] of `config.node_name`): runs it
-    /// claims record it. `Invalid` when the configuration is unusable; the store's error
-    /// when the first heartbeat fails.
+    /// claims record it. `Invalid` when the configuration or a declared template is
+    /// unusable; the store's error when writing the templates or the first heartbeat fails.
     ///
     /// # Panics
     /// Outside a tokio runtime.
@@ -75,6 +77,14 @@ impl NodeRuntime {
     ) -> Result<Self, StoreError> {
         config.validate()?;
         let node = NodeRef::new(config.node_name.clone());
+        let templates = registry.ensure_templates(&*store).await?;
+        if !templates.created.is_empty() || !templates.updated.is_empty() {
+            tracing::info!(
+                created = ?templates.created,
+                updated = ?templates.updated,
+                "templates from code written"
+            );
+        }
         store.heartbeat(&node).await?;
         let (engine, executor) =
             Engine::with_tokio_executor(store.clone(), registry, config.clone(), node.clone());
