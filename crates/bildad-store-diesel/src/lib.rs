@@ -20,6 +20,8 @@ mod dialect;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod errors;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub mod harness;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod migrate;
 #[cfg(feature = "postgres")]
 mod pg;
