@@ -10,21 +10,20 @@ use diesel::migration::{
     Migration, MigrationMetadata, MigrationName, MigrationSource, MigrationVersion, Result,
 };
 
-/// Bildad's migrations for one backend: [`POSTGRES`] or [`SQLITE`].
+/// Bildad's migrations for one backend: [`POSTGRES`] or [`SQLITE`]. Run them before the
+/// application's own, with diesel_migrations' `MigrationHarness` (diesel-async's
+/// `AsyncMigrationHarness`, feature `migrations`):
 ///
-/// ```no_run
-/// # #[cfg(feature = "postgres")]
-/// # fn run(conn: diesel_async::AsyncPgConnection) {
-/// // with diesel_migrations' `MigrationHarness` in scope and diesel-async's
-/// // `migrations` feature:
-/// // let mut harness = diesel_async::AsyncMigrationHarness::new(conn);
-/// // harness.run_pending_migrations(bildad_store_diesel::harness::POSTGRES)?;
-/// // harness.run_pending_migrations(MY_APP_MIGRATIONS)?;
-/// # }
+/// ```text
+/// let mut harness = diesel_async::AsyncMigrationHarness::new(pool.get().await?);
+/// harness.run_pending_migrations(bildad_store_diesel::harness::POSTGRES)?;
+/// harness.run_pending_migrations(MY_APP_MIGRATIONS)?;   // embed_migrations!("migrations")
 /// ```
 ///
-/// Unlike the store's own `migrate`, the harness takes no lock: run it from one process
-/// (a deploy step), or let every node call `migrate` at start instead.
+/// (`examples/axum-app/src/db.rs` does this on both backends, and its tests check the
+/// schema equals the store's own.) Unlike the store's own `migrate`, the harness takes no
+/// lock: run it from one process (a deploy step), or let every node call `migrate` at
+/// start instead.
 #[derive(Debug, Clone, Copy)]
 pub struct BildadMigrations {
     list: &'static [(&'static str, &'static str)],

@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    println!("example app on http://{addr} — try:");
+    println!("example app on http://{addr} (dashboard: http://{addr}/jobs/dashboard) — try:");
     println!(
         "  curl -X POST {addr}/signup -H 'content-type: application/json' -d '{{\"email\":\"ada@example.com\"}}'"
     );
