@@ -33,11 +33,15 @@ mod shared;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod tx;
 
 #[cfg(feature = "postgres")]
 pub use pg::{ClaimConnections, PgStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteConnectionWrapper, SqliteStore};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use tx::EnqueueIn;
 
 use bildad_core::{JobStore, StoreError, StoreResult};
 use std::sync::Arc;

@@ -9,7 +9,9 @@ use bildad_core::{
     StoreError,
 };
 use bildad_store_diesel::testing::{TestPg, TestSqlite};
-use bildad_store_diesel::{ClaimConnections, PgStore, SqliteConnectionWrapper, SqliteStore};
+use bildad_store_diesel::{
+    ClaimConnections, EnqueueIn, PgStore, SqliteConnectionWrapper, SqliteStore,
+};
 use diesel::sql_types::BigInt;
 use diesel::{Connection, QueryableByName, SqliteConnection};
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
@@ -104,24 +106,20 @@ async fn pg_conn(db: &TestPg) -> AsyncPgConnection {
         .expect("the application's connection")
 }
 
-// --- PostgreSQL ---
+// --- The same rules on every backend, generic over the application's connection ---
 
-#[tokio::test]
-async fn pg_rolled_back_transaction_leaves_no_job() {
-    let Some(db) = TestPg::fresh().await else {
-        return;
-    };
-    let store = db.pg();
+/// Rolled back: no job. Committed: the job, seen by the store only after the commit,
+/// and claimable.
+async fn job_exists_iff_committed<S, C>(store: &S, conn: &mut C)
+where
+    S: JobStore + EnqueueIn<C>,
+    C: AsyncConnection + Send + 'static,
+{
     let t = email_template(store).await;
-    let mut conn = pg_conn(&db).await;
+    let entry = |id: &str| NewEntry::new(t.code.clone(), json!({"email": "a@b.c"})).identifier(id);
     let r = conn
         .transaction::<(), AppError, _>(async |c| {
-            let e = store
-                .enqueue_in(
-                    c,
-                    NewEntry::new(t.code.clone(), json!({"email": "a@b.c"})).identifier("tx-rb"),
-                )
-                .await?;
+            let e = store.enqueue_in(c, entry("tx-rb")).await?;
             assert_eq!(e.job_run_identifier, "tx-rb");
             Err(AppError::Rollback)
         })
@@ -129,25 +127,10 @@ async fn pg_rolled_back_transaction_leaves_no_job() {
     assert!(matches!(r, Err(AppError::Rollback)), "{r:?}");
     expect_not_found(store.get_entry("tx-rb").await, "after the rollback");
     assert_eq!(store.stats().await.unwrap().available, 0);
-}
 
-#[tokio::test]
-async fn pg_committed_transaction_gives_a_claimable_job_seen_only_after_commit() {
-    let Some(db) = TestPg::fresh().await else {
-        return;
-    };
-    let store = db.pg();
-    let t = email_template(store).await;
-    let mut conn = pg_conn(&db).await;
     conn.transaction::<(), AppError, _>(async |c| {
         store
-            .enqueue_many_in(
-                c,
-                vec![
-                    NewEntry::new(t.code.clone(), json!({"email": "a@b.c"})).identifier("tx-1"),
-                    NewEntry::new(t.code.clone(), json!({"email": "d@e.f"})).identifier("tx-2"),
-                ],
-            )
+            .enqueue_many_in(c, vec![entry("tx-1"), entry("tx-2")])
             .await?;
         expect_not_found(store.get_entry("tx-1").await, "before the commit");
         Ok(())
@@ -162,15 +145,16 @@ async fn pg_committed_transaction_gives_a_claimable_job_seen_only_after_commit()
     assert_eq!(ids, ["tx-1", "tx-2"]);
 }
 
-#[tokio::test]
-async fn pg_invalid_entries_give_the_normal_violations_and_leave_the_transaction_usable() {
-    let Some(db) = TestPg::fresh().await else {
-        return;
-    };
-    let store = db.pg();
+/// Inside the transaction the checks are the normal enqueue's (the same violations, a
+/// Conflict for a used identifier, the typed enqueue's missing template), and each
+/// failure leaves the transaction usable: what succeeded in it commits.
+async fn same_checks_and_the_transaction_stays_usable<S, C>(store: &S, conn: &mut C)
+where
+    S: JobStore + EnqueueIn<C>,
+    C: AsyncConnection + Send + 'static,
+{
     let t = email_template(store).await;
     let normal = violations(store.enqueue_many(invalid_batch(&t)).await.unwrap_err());
-    let mut conn = pg_conn(&db).await;
     conn.transaction::<(), AppError, _>(async |c| {
         let in_tx = violations(
             store
@@ -179,20 +163,15 @@ async fn pg_invalid_entries_give_the_normal_violations_and_leave_the_transaction
                 .unwrap_err(),
         );
         assert_eq!(in_tx, normal);
-        // A taken identifier is a Conflict here too.
         let taken = NewEntry::new(t.code.clone(), json!({"email": "a@b.c"})).identifier("tx-ok");
         store.enqueue_in(c, taken.clone()).await?;
         let e = store.enqueue_in(c, taken).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Conflict, "{e:?}");
-        // The typed enqueue needs its template: Invalid at /template, like any other.
+        let welcome = Welcome {
+            email: "a@b.c".into(),
+        };
         let e = store
-            .enqueue_args_in(
-                c,
-                &Welcome {
-                    email: "a@b.c".into(),
-                },
-                EnqueueOptions::default(),
-            )
+            .enqueue_args_in(c, &welcome, EnqueueOptions::default())
             .await
             .unwrap_err();
         assert_eq!(violations(e)[0].pointer, "/template");
@@ -202,6 +181,24 @@ async fn pg_invalid_entries_give_the_normal_violations_and_leave_the_transaction
     .unwrap();
     assert_eq!(store.stats().await.unwrap().available, 1, "only tx-ok");
     store.get_entry("tx-ok").await.unwrap();
+}
+
+// --- PostgreSQL ---
+
+#[tokio::test]
+async fn pg_job_exists_iff_the_transaction_commits() {
+    let Some(db) = TestPg::fresh().await else {
+        return;
+    };
+    job_exists_iff_committed(db.pg(), &mut pg_conn(&db).await).await;
+}
+
+#[tokio::test]
+async fn pg_same_checks_and_the_transaction_stays_usable() {
+    let Some(db) = TestPg::fresh().await else {
+        return;
+    };
+    same_checks_and_the_transaction_stays_usable(db.pg(), &mut pg_conn(&db).await).await;
 }
 
 #[derive(QueryableByName)]
@@ -376,67 +373,18 @@ fn sqlite_pool(db: &TestSqlite) -> Pool<SqliteConnectionWrapper> {
 }
 
 #[tokio::test]
-async fn sqlite_rollback_leaves_no_job_and_commit_gives_a_claimable_one() {
+async fn sqlite_job_exists_iff_the_transaction_commits() {
     let db = TestSqlite::fresh().await;
-    let store = db.sqlite();
-    let t = email_template(store).await;
     let pool = sqlite_pool(&db);
-    let mut conn = pool.get().await.unwrap();
-    let r = conn
-        .transaction::<(), AppError, _>(async |c| {
-            store
-                .enqueue_in(
-                    c,
-                    NewEntry::new(t.code.clone(), json!({"email": "a@b.c"})).identifier("tx-rb"),
-                )
-                .await?;
-            Err(AppError::Rollback)
-        })
-        .await;
-    assert!(matches!(r, Err(AppError::Rollback)), "{r:?}");
-    expect_not_found(store.get_entry("tx-rb").await, "after the rollback");
-    conn.transaction::<(), AppError, _>(async |c| {
-        store
-            .enqueue_in(
-                c,
-                NewEntry::new(t.code.clone(), json!({"email": "a@b.c"})).identifier("tx-1"),
-            )
-            .await?;
-        expect_not_found(store.get_entry("tx-1").await, "before the commit");
-        Ok(())
-    })
-    .await
-    .unwrap();
-    let claimed = store.claim(claim_request(&t.job_type)).await.unwrap();
-    assert_eq!(claimed.len(), 1);
-    assert_eq!(claimed[0].run.job_run_identifier, "tx-1");
+    job_exists_iff_committed(db.sqlite(), &mut *pool.get().await.unwrap()).await;
 }
 
 #[tokio::test]
-async fn sqlite_invalid_entries_give_the_normal_violations_and_leave_the_transaction_usable() {
+async fn sqlite_same_checks_and_the_transaction_stays_usable() {
     let db = TestSqlite::fresh().await;
-    let store = db.sqlite();
-    let t = email_template(store).await;
-    let normal = violations(store.enqueue_many(invalid_batch(&t)).await.unwrap_err());
     let pool = sqlite_pool(&db);
-    let mut conn = pool.get().await.unwrap();
-    conn.transaction::<(), AppError, _>(async |c| {
-        let in_tx = violations(
-            store
-                .enqueue_many_in(c, invalid_batch(&t))
-                .await
-                .unwrap_err(),
-        );
-        assert_eq!(in_tx, normal);
-        let taken = NewEntry::new(t.code.clone(), json!({"email": "a@b.c"})).identifier("tx-ok");
-        store.enqueue_in(c, taken.clone()).await?;
-        let e = store.enqueue_in(c, taken).await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Conflict, "{e:?}");
-        Ok(())
-    })
-    .await
-    .unwrap();
-    assert_eq!(store.stats().await.unwrap().available, 1, "only tx-ok");
+    same_checks_and_the_transaction_stays_usable(db.sqlite(), &mut *pool.get().await.unwrap())
+        .await;
 }
 
 /// On SQLite the store cannot see the caller's commit: `enqueue_in` wakes nobody, and

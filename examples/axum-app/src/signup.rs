@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bildad_core::{EnqueueOptions, ErrorKind, QueueEntry, StoreError};
-use bildad_store_diesel::{PgStore, SqliteConnectionWrapper, SqliteStore};
+use bildad_store_diesel::{EnqueueIn, PgStore, SqliteConnectionWrapper, SqliteStore};
 use diesel::ExpressionMethods;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -81,41 +81,41 @@ impl IntoResponse for SignupError {
     }
 }
 
-/// The sign-up on PostgreSQL, on a connection inside the caller's transaction.
-pub async fn sign_up_pg(
-    store: &PgStore,
-    conn: &mut AsyncPgConnection,
-    email: &str,
-) -> Result<QueueEntry, SignupError> {
-    diesel::insert_into(users::table)
-        .values(users::email.eq(email))
-        .execute(conn)
-        .await?;
-    let welcome = Welcome {
-        email: email.into(),
+/// Writes the sign-up function of one backend: the user's row, then the welcome job, on
+/// a connection inside the caller's transaction. The steps are the same on both; only
+/// the connection's type differs.
+macro_rules! sign_up_on {
+    ($(#[$doc:meta])* $name:ident, $store:ty, $conn:ty) => {
+        $(#[$doc])*
+        pub async fn $name(
+            store: &$store,
+            conn: &mut $conn,
+            email: &str,
+        ) -> Result<QueueEntry, SignupError> {
+            diesel::insert_into(users::table)
+                .values(users::email.eq(email))
+                .execute(conn)
+                .await?;
+            let welcome = Welcome { email: email.into() };
+            Ok(store
+                .enqueue_args_in(conn, &welcome, EnqueueOptions::default())
+                .await?)
+        }
     };
-    Ok(store
-        .enqueue_args_in(conn, &welcome, EnqueueOptions::default())
-        .await?)
 }
 
-/// The sign-up on SQLite, on a connection inside the caller's transaction.
-pub async fn sign_up_sqlite(
-    store: &SqliteStore,
-    conn: &mut SqliteConnectionWrapper,
-    email: &str,
-) -> Result<QueueEntry, SignupError> {
-    diesel::insert_into(users::table)
-        .values(users::email.eq(email))
-        .execute(conn)
-        .await?;
-    let welcome = Welcome {
-        email: email.into(),
-    };
-    Ok(store
-        .enqueue_args_in(conn, &welcome, EnqueueOptions::default())
-        .await?)
-}
+sign_up_on!(
+    /// The sign-up on PostgreSQL, on a connection inside the caller's transaction.
+    sign_up_pg,
+    PgStore,
+    AsyncPgConnection
+);
+sign_up_on!(
+    /// The sign-up on SQLite, on a connection inside the caller's transaction.
+    sign_up_sqlite,
+    SqliteStore,
+    SqliteConnectionWrapper
+);
 
 impl Database {
     /// Signs `email` up: the user's row and the welcome job in one transaction.
