@@ -42,6 +42,11 @@ async fn call(
     (status, value)
 }
 
+/// `POST /signup` with `email`.
+async fn sign_up(app: &axum::Router, email: &str) -> (StatusCode, Value) {
+    call(app, "POST", "/signup", Some(json!({ "email": email }))).await
+}
+
 /// The number of users, read on the app's own pool.
 async fn users_count(db: &Database) -> i64 {
     match db {
@@ -90,13 +95,7 @@ async fn signup_commits_user_and_job_together(url: &str) {
     let (db, node, app) = start(url, mailer.clone()).await;
     let store = db.store();
 
-    let (status, body) = call(
-        &app,
-        "POST",
-        "/signup",
-        Some(json!({"email": "ada@example.com"})),
-    )
-    .await;
+    let (status, body) = sign_up(&app, "ada@example.com").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let id = body["job"].as_str().unwrap().to_string();
 
@@ -130,22 +129,10 @@ async fn signup_commits_user_and_job_together(url: &str) {
     );
 
     // A second sign-up with the same e-mail: 409, and no second job.
-    let (status, body) = call(
-        &app,
-        "POST",
-        "/signup",
-        Some(json!({"email": "ada@example.com"})),
-    )
-    .await;
+    let (status, body) = sign_up(&app, "ada@example.com").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     // An e-mail the job's schema refuses: 422, and the user's insert is rolled back too.
-    let (status, body) = call(
-        &app,
-        "POST",
-        "/signup",
-        Some(json!({"email": "no-at-sign"})),
-    )
-    .await;
+    let (status, body) = sign_up(&app, "no-at-sign").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["violations"][0]["pointer"], "/context/email", "{body}");
     assert_eq!(users_count(&db).await, 1);
