@@ -118,7 +118,7 @@ impl SqliteStore {
     /// the store's settings (WAL, a busy timeout so writers wait for each other, foreign
     /// keys on). An application that shares its pool with the store
     /// ([`SqliteStore::from_pool`]) or enqueues in its transactions
-    /// ([`SqliteStore::enqueue_in`]) builds that pool with it.
+    /// ([`EnqueueIn`](crate::EnqueueIn)) builds that pool with it.
     pub fn manager(path: &str) -> AsyncDieselConnectionManager<Wrapped> {
         let mut config = ManagerConfig::<Wrapped>::default();
         config.recycling_method = RecyclingMethod::Fast;
