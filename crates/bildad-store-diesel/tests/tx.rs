@@ -109,7 +109,7 @@ async fn pg_conn(db: &TestPg) -> AsyncPgConnection {
 // --- The same rules on every backend, generic over the application's connection ---
 
 /// Rolled back: no job. Committed: the job, seen by the store only after the commit,
-/// and claimable.
+/// and claimable. With no transaction of the caller's: committed at once.
 async fn job_exists_iff_committed<S, C>(store: &S, conn: &mut C)
 where
     S: JobStore + EnqueueIn<C>,
@@ -143,6 +143,10 @@ where
         .map(|c| c.run.job_run_identifier.as_str())
         .collect();
     assert_eq!(ids, ["tx-1", "tx-2"]);
+
+    // Outside any transaction of the caller's, the enqueue is its own transaction.
+    store.enqueue_in(conn, entry("no-tx")).await.unwrap();
+    store.get_entry("no-tx").await.unwrap();
 }
 
 /// Inside the transaction the checks are the normal enqueue's (the same violations, a

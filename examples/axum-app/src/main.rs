@@ -42,10 +42,27 @@ async fn main() -> anyhow::Result<()> {
         "  curl -X POST {addr}/signup -H 'content-type: application/json' -d '{{\"email\":\"ada@example.com\"}}'"
     );
     axum::serve(listener, app(db, &node, token))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(stop_requested())
         .await?;
     node.shutdown(Duration::from_secs(10)).await;
     Ok(())
+}
+
+/// Ctrl-C, or (on Unix) SIGTERM as a container runtime sends it.
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGTERM"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
