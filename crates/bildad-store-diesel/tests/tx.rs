@@ -466,3 +466,43 @@ async fn sqlite_store_on_the_application_pool() {
     let e = SqliteStore::from_pool(plain).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Invalid, "{e:?}");
 }
+
+/// What the transactional path costs beside the pool's (ignored: a measurement, not a
+/// rule): `cargo test -p bildad-store-diesel --test tx -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn pg_enqueue_in_cost() {
+    let Some(db) = TestPg::fresh().await else {
+        return;
+    };
+    let store = db.pg();
+    let t = email_template(store).await;
+    let entry = || NewEntry::new(t.code.clone(), json!({"email": "a@b.c"}));
+    let n = 500;
+    let mut conn = pg_conn(&db).await;
+    let started = Instant::now();
+    for _ in 0..n {
+        store.enqueue(entry()).await.unwrap();
+    }
+    let pool = started.elapsed();
+    let started = Instant::now();
+    for _ in 0..n {
+        store.enqueue_in(&mut conn, entry()).await.unwrap();
+    }
+    let own = started.elapsed();
+    let started = Instant::now();
+    for _ in 0..n {
+        conn.transaction::<_, AppError, _>(async |c| Ok(store.enqueue_in(c, entry()).await?))
+            .await
+            .unwrap();
+    }
+    let in_tx = started.elapsed();
+    let per = |d: Duration| d.as_micros() / n;
+    println!(
+        "per enqueue: pool {} µs, app connection alone {} µs, in the app's transaction \
+         (BEGIN, SAVEPOINT, RELEASE, COMMIT included) {} µs",
+        per(pool),
+        per(own),
+        per(in_tx)
+    );
+}
