@@ -7,3 +7,4 @@ mod lifecycle;
 mod nodes;
 mod race;
 mod shutdown_load;
+mod templates_from_code;

@@ -60,6 +60,19 @@ impl JobArgs for Invoice {
     }
 }
 
+fn invoice() -> Invoice {
+    Invoice {
+        customer: Customer {
+            id: 1,
+            name: "A".into(),
+        },
+        lines: vec![],
+        note: None,
+        channel: Channel::Mail,
+        attempt: 0,
+    }
+}
+
 fn ctx(template: &str, context: Value) -> JobContext {
     JobContext {
         context,
@@ -334,29 +347,11 @@ fn typed_enqueue_goes_through_the_stores_checks() {
         assert_eq!(e.violations()[0].pointer, "/template", "{e}");
         registry().ensure_templates(&*store).await.unwrap();
         let opts = EnqueueOptions::default().identifier("inv-1");
-        let args = Invoice {
-            customer: Customer {
-                id: 1,
-                name: "A".into(),
-            },
-            lines: vec![],
-            note: None,
-            channel: Channel::Mail,
-            attempt: 0,
-        };
+        let args = invoice();
         let entry = jobs.enqueue_with(args, opts.clone()).await.unwrap();
         // The job type's priority, the template's (declared) retries.
         assert_eq!((entry.priority, entry.max_retries), (1, 7));
-        let again = Invoice {
-            customer: Customer {
-                id: 1,
-                name: "A".into(),
-            },
-            lines: vec![],
-            note: None,
-            channel: Channel::Mail,
-            attempt: 0,
-        };
+        let again = invoice();
         let e = jobs.enqueue_with(again, opts).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Conflict);
         let many = jobs

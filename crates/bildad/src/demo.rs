@@ -9,11 +9,10 @@
 //! | `demo.panic` | `{"message": string}` | panics with that message |
 //! | `demo.flaky` | `{"fail_times": integer}` | fails while `retry < fail_times`, then succeeds |
 //!
-//! [`templates`] gives one template per type, whose code is the type's name.
+//! [`templates`] gives one template per type, whose code is the type's name;
+//! [`registry`] declares them, so that the node creates them at start.
 
-use bildad_core::{
-    ErrorKind, JobContext, JobError, JobRegistry, JobStore, NewTemplate, StoreError,
-};
+use bildad_core::{DeclaredTemplate, JobContext, JobError, JobRegistry, NewTemplate};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -36,10 +35,11 @@ pub fn register(registry: &mut JobRegistry) -> &mut JobRegistry {
         .register("demo.flaky", flaky)
 }
 
-/// A registry holding the five demo job types.
+/// A registry holding the five demo job types and declaring their templates.
 pub fn registry() -> JobRegistry {
     let mut r = JobRegistry::new();
     register(&mut r);
+    declare_templates(&mut r);
     r
 }
 
@@ -85,25 +85,14 @@ pub fn templates() -> Vec<NewTemplate> {
         .collect()
 }
 
-/// Creates the demo templates that do not exist yet; existing ones (maybe edited
-/// by an operator) are left alone. Returns the codes it created. Two nodes starting
-/// at once are fine: a duplicate is skipped.
-pub async fn ensure_templates(store: &dyn JobStore) -> Result<Vec<String>, StoreError> {
-    let mut created = Vec::new();
+/// Declares the demo templates in `registry` ([`templates`]): the node creates them at
+/// start when missing and keeps their job type and schema in step; an operator's other
+/// edits (name, defaults, `active`, order) stay ([`bildad_core::declare`]).
+pub fn declare_templates(registry: &mut JobRegistry) -> &mut JobRegistry {
     for t in templates() {
-        match store.get_template(&t.code).await {
-            Ok(_) => continue,
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let code = t.code.clone();
-        match store.create_template(t).await {
-            Ok(_) => created.push(code),
-            Err(e) if e.kind() == ErrorKind::Conflict => {}
-            Err(e) => return Err(e),
-        }
+        registry.declare(DeclaredTemplate::new(t));
     }
-    Ok(created)
+    registry
 }
 
 async fn echo(ctx: JobContext) -> Result<Option<Value>, JobError> {

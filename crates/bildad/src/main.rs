@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use bildad::demo;
 use bildad::http::{ApiConfig, router};
 use bildad::runtime::NodeRuntime;
-use bildad_core::{Backoff, JobStore, NodeConfig};
+use bildad_core::{Backoff, JobRegistry, JobStore, NodeConfig};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -272,15 +272,12 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
     let config = args.node.config()?;
     let addrs = listen_addrs(&args.listen, args.auth_token.as_deref()).await?;
     let store = connect(database_url).await?;
+    let mut registry = JobRegistry::new();
+    demo::register(&mut registry);
     if !args.no_demo_templates {
-        let created = demo::ensure_templates(&*store)
-            .await
-            .context("creating the demo templates")?;
-        if !created.is_empty() {
-            tracing::info!(templates = ?created, "created demo templates");
-        }
+        demo::declare_templates(&mut registry);
     }
-    let node = NodeRuntime::start(store, demo::registry(), config)
+    let node = NodeRuntime::start(store, registry, config)
         .await
         .context("starting the node")?;
     let listener = tokio::net::TcpListener::bind(&addrs[..])
@@ -372,7 +369,9 @@ async fn engine_run(database_url: &str, args: EngineRunArgs) -> Result<()> {
     let mut config = args.node.config()?;
     config.engine_interval = None;
     let store = connect(database_url).await?;
-    let node = NodeRuntime::start(store, demo::registry(), config)
+    let mut registry = JobRegistry::new();
+    demo::register(&mut registry);
+    let node = NodeRuntime::start(store, registry, config)
         .await
         .context("starting the node")?;
     let report = node.engine().run_once().await;
