@@ -3,11 +3,15 @@
 
 use bildad_core::{JobStore, StoreError};
 use bildad_store_diesel::{ClaimConnections, PgStore, SqliteConnectionWrapper, SqliteStore};
+use deadpool::Runtime;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use std::sync::Arc;
+
+/// The longest wait for a free connection: then a request fails (503) instead of hanging.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The app's own migrations (the `users` table), per backend.
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -67,6 +71,8 @@ impl Database {
         {
             let pool = Pool::builder(SqliteStore::manager(path))
                 .max_size(4)
+                .wait_timeout(Some(WAIT))
+                .runtime(Runtime::Tokio1)
                 .build()
                 .map_err(|e| pool_error(&e))?;
             let store = SqliteStore::from_pool(pool.clone()).await?;
@@ -75,6 +81,8 @@ impl Database {
             let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
             let pool = Pool::builder(manager)
                 .max_size(12)
+                .wait_timeout(Some(WAIT))
+                .runtime(Runtime::Tokio1)
                 .build()
                 .map_err(|e| pool_error(&e))?;
             let store = PgStore::from_pool(pool.clone(), ClaimConnections::own(url)).await?;

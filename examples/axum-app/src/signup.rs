@@ -61,6 +61,9 @@ impl IntoResponse for SignupError {
                         .collect::<Vec<_>>(),
                 }),
             ),
+            Self::Jobs(e) if e.kind() == ErrorKind::Conflict => {
+                (StatusCode::CONFLICT, json!({ "error": e.to_string() }))
+            }
             Self::Jobs(e) if e.kind() == ErrorKind::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({ "error": "try again later" }),

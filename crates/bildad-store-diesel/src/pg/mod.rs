@@ -95,7 +95,9 @@ impl PgStore {
     /// finalizing at once); [`PgStore::listen_for_enqueues`](bildad_core::JobStore::listen_for_enqueues)
     /// (with `wake_on_enqueue`) takes one connection out of it for good. The claim needs
     /// connections of its own, whose session has the claim's planner settings (which
-    /// must not leak into the application's queries): see [`ClaimConnections`].
+    /// must not leak into the application's queries): see [`ClaimConnections`]. Give
+    /// `pool` a `wait_timeout` (as [`PoolOptions`] does), so that an outage makes the
+    /// store's calls fail with `Unavailable` instead of waiting for ever.
     ///
     /// ```no_run
     /// use bildad_store_diesel::{ClaimConnections, PgStore};
