@@ -142,6 +142,9 @@ macro_rules! for_each_case {
             enqueue_many_all_or_nothing,
             enqueue_validates_against_current_schema,
             enqueue_wakes_listeners,
+            // a delayed enqueue
+            enqueue_run_in_delays_on_the_database_clock,
+            enqueue_run_in_invalid,
             // claim
             claim_records_the_run,
             claim_order_priority_then_enqueue_time,

@@ -16,6 +16,9 @@ pub const MAX_NAME_CHARS: usize = 255;
 pub const MAX_TIMEOUT_SECONDS: i32 = 366 * 24 * 3600;
 /// The most retries an entry may ask for.
 pub const MAX_RETRIES: i32 = 1000;
+/// The longest delay of an entry's `run_in`: one hundred years (every store adds it to
+/// its clock exactly, and no store's timestamps overflow).
+pub const MAX_RUN_IN: Duration = Duration::from_secs(100 * 366 * 24 * 3600);
 
 /// Default `timeout_seconds` of a template (SPEC §1).
 pub const DEFAULT_TIMEOUT_SECONDS: i32 = 3600;
@@ -228,6 +231,11 @@ impl NewEntry {
             v.push(Violation::new(
                 format!("{prefix}/run_in"),
                 "run_in and run_at cannot both be set",
+            ));
+        } else if self.run_in.is_some_and(|d| d > MAX_RUN_IN) {
+            v.push(Violation::new(
+                format!("{prefix}/run_in"),
+                format!("must be at most {} seconds", MAX_RUN_IN.as_secs()),
             ));
         }
     }

@@ -7,6 +7,11 @@
 //!   `BEGIN IMMEDIATE` transaction, so concurrent writers wait for each other (up to the
 //!   busy timeout) instead of failing.
 //!
+//! An application enqueues inside its own diesel-async transaction with [`EnqueueIn`]
+//! (the job exists if and only if that transaction commits), can build either store on
+//! its own connection pool (`PgStore::from_pool`, `SqliteStore::from_pool`), and can run
+//! Bildad's migrations with its own through diesel's migration harness ([`harness`]).
+//!
 //! [`connect`] picks the store by the URL's scheme and migrates it. The schema lives in
 //! `migrations/postgres` and `migrations/sqlite` (diesel layout), embedded at build time;
 //! `docs/STORAGE.md` explains the tables, the indexes and the query plans.
@@ -20,6 +25,8 @@ mod dialect;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod errors;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub mod harness;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod migrate;
 #[cfg(feature = "postgres")]
 mod pg;
@@ -31,11 +38,15 @@ mod shared;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod tx;
 
 #[cfg(feature = "postgres")]
-pub use pg::PgStore;
+pub use pg::{ClaimConnections, PgStore};
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteConnectionWrapper, SqliteStore};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use tx::EnqueueIn;
 
 use bildad_core::{JobStore, StoreError, StoreResult};
 use std::sync::Arc;

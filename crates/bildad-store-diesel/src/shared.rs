@@ -15,6 +15,8 @@ pub(crate) struct PreparedEntry {
     pub(crate) max_retries: i32,
     pub(crate) context: Value,
     pub(crate) run_at: Option<Timestamp>,
+    /// The delay of `run_in` in microseconds, added to the database clock by the insert.
+    pub(crate) run_in_us: Option<i64>,
 }
 
 /// The template codes (each once) and the caller-chosen identifiers of `new` that an
@@ -69,6 +71,10 @@ pub(crate) fn prepare_entries(
             max_retries: n.max_retries.unwrap_or(t.default_max_retries),
             context: n.context,
             run_at: n.run_at,
+            // Bounded by `MAX_RUN_IN` (checked above), so it fits.
+            run_in_us: n
+                .run_in
+                .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
         });
     }
     if !v.is_empty() {

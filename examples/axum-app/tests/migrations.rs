@@ -109,3 +109,86 @@ async fn installed_migrations_give_bildads_schema() {
     assert_eq!(store.stats().await.unwrap().templates, 0);
     let _ = std::fs::remove_dir_all(&app);
 }
+
+/// Bildad's migrations run through diesel-async's harness (`bildad_store_diesel::harness`,
+/// as the app's `Database::migrate` does) give exactly the schema the store's own
+/// `migrate` gives, under the same versions: the store's `migrate` afterwards applies
+/// nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn harness_gives_bildads_schema_on_postgres() {
+    let Some(own) = TestPg::fresh().await else {
+        return;
+    };
+    let Some(app) = TestPg::fresh().await else {
+        return;
+    };
+    let mut c = AsyncPgConnection::establish(app.url()).await.unwrap();
+    c.batch_execute(
+        "DROP TABLE bildad_runs, bildad_queue, bildad_templates, bildad_nodes, \
+         __diesel_schema_migrations CASCADE",
+    )
+    .await
+    .unwrap();
+    assert!(schema_of(app.url()).await.is_empty());
+
+    let db = bildad_example_app::Database::connect(app.url())
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    let ours = schema_of(own.url()).await;
+    assert_eq!(schema_of(app.url()).await, ours);
+    assert_eq!(versions(&mut c).await, {
+        let mut o = AsyncPgConnection::establish(own.url()).await.unwrap();
+        let mut v = versions(&mut o).await;
+        v.push("20261202100000".into()); // the app's users table
+        v
+    });
+    app.pg().migrate().await.unwrap();
+    assert_eq!(schema_of(app.url()).await, ours);
+}
+
+/// The same on SQLite: the harness first, then the store's `migrate` applies nothing and
+/// the store works.
+#[tokio::test(flavor = "multi_thread")]
+async fn harness_then_store_migrate_on_sqlite() {
+    let dir = temp_app();
+    let url = format!("sqlite://{}", dir.join("app.db").display());
+    let db = bildad_example_app::Database::connect(&url).await.unwrap();
+    db.migrate().await.unwrap();
+    let bildad_example_app::Database::Sqlite { store, pool } = &db else {
+        panic!("an SQLite URL gives the SQLite database");
+    };
+    let recorded = async || {
+        let mut c = pool.get().await.unwrap();
+        diesel::sql_query("SELECT version AS line FROM __diesel_schema_migrations ORDER BY version")
+            .load::<Line>(&mut c)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.line)
+            .collect::<Vec<_>>()
+    };
+    let before = recorded().await;
+    let bildads = diesel::migration::MigrationSource::<diesel::sqlite::Sqlite>::migrations(
+        &bildad_store_diesel::harness::SQLITE,
+    )
+    .unwrap()
+    .len();
+    assert_eq!(before.len(), bildads + 1, "{before:?}"); // and the app's users table
+    store.migrate().await.unwrap();
+    assert_eq!(recorded().await, before);
+    let store = db.store();
+    assert_eq!(store.stats().await.unwrap().templates, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The versions recorded in `__diesel_schema_migrations`, in order.
+async fn versions(c: &mut AsyncPgConnection) -> Vec<String> {
+    diesel::sql_query("SELECT version AS line FROM __diesel_schema_migrations ORDER BY version")
+        .load::<Line>(c)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.line)
+        .collect()
+}

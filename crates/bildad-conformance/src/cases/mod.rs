@@ -7,6 +7,7 @@
 //! the list in [`crate::for_each_case!`]: every store then runs them.
 
 mod claim;
+mod delay;
 mod enqueue;
 mod finalize;
 mod history;
@@ -17,6 +18,7 @@ mod produced_text;
 mod templates;
 
 pub use claim::*;
+pub use delay::*;
 pub use enqueue::*;
 pub use finalize::*;
 pub use history::*;

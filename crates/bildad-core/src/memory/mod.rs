@@ -215,7 +215,13 @@ impl JobStore for MemoryStore {
                 timeout_seconds: n.timeout_seconds.unwrap_or(t.default_timeout_seconds),
                 max_retries: n.max_retries.unwrap_or(t.default_max_retries),
                 context: n.context,
-                run_at: n.run_at.unwrap_or(now),
+                run_at: n
+                    .run_at
+                    .or_else(|| {
+                        n.run_in
+                            .map(|d| now + chrono::Duration::from_std(d).unwrap_or_default())
+                    })
+                    .unwrap_or(now),
                 attempts: 0,
                 current_run_id: None,
                 inserted_at: now,

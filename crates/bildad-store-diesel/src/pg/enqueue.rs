@@ -8,7 +8,7 @@ use crate::errors::{db_error, identifier_taken, is_not_null_violation, is_unique
 use crate::rows::{CountRow, InsertedRow, TEMPLATE_COLS, TemplateRow, TextRow};
 use crate::shared::{lookup_keys, prepare_entries};
 use bildad_core::{
-    EntryStatus, JobTemplate, NewEntry, QueueEntry, StoreError, StoreResult, Violation,
+    EntryStatus, JobTemplate, NewEntry, QueueEntry, SchemaCache, StoreError, StoreResult, Violation,
 };
 use diesel::sql_query;
 use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
@@ -22,7 +22,21 @@ pub(super) async fn enqueue_many(
     if new.is_empty() {
         return Ok(Vec::new());
     }
-    let mut new = new;
+    let mut conn = store.conn().await?;
+    enqueue_on(&store.schemas, &mut conn, new).await
+}
+
+/// The enqueue itself, on any connection: a pooled one (`enqueue_many`), or the
+/// application's own inside its transaction (`tx.rs`). The reads are pipelined and the
+/// write is one statement, so on a connection outside a transaction it is atomic alone.
+pub(super) async fn enqueue_on(
+    schemas: &SchemaCache,
+    conn: &mut AsyncPgConnection,
+    mut new: Vec<NewEntry>,
+) -> StoreResult<Vec<QueueEntry>> {
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
     // Only identifiers the caller chose can be taken: the ones drawn here are fresh
     // UUIDv7s (a millisecond clock and 74 random bits), unique without a lookup, and
     // the queue's unique index still stands behind them. Codes and identifiers that
@@ -34,9 +48,8 @@ pub(super) async fn enqueue_many(
             n.job_run_identifier = Some(bildad_core::new_identifier());
         }
     }
-    let conn = store.conn().await?;
     let (template_rows, taken) = {
-        let mut c: &AsyncPgConnection = &conn;
+        let mut c: &AsyncPgConnection = conn;
         let templates = Cached(
             sql_query(format!(
                 "SELECT {TEMPLATE_COLS} FROM bildad_templates WHERE code = ANY($1)"
@@ -56,7 +69,7 @@ pub(super) async fn enqueue_many(
         })
         .collect();
     // Invalid entries first, then conflicts, as before the reads were pipelined.
-    let prepared = prepare_entries(&store.schemas, &templates, new)?;
+    let prepared = prepare_entries(schemas, &templates, new)?;
     let identifiers: Vec<String> = prepared.iter().map(|p| p.identifier.clone()).collect();
     if let Some(first) = identifiers
         .iter()
@@ -64,7 +77,6 @@ pub(super) async fn enqueue_many(
     {
         return Err(identifier_taken(first));
     }
-    let mut conn = conn;
 
     let mut template_ids = Vec::with_capacity(prepared.len());
     let mut priorities = Vec::with_capacity(prepared.len());
@@ -72,6 +84,7 @@ pub(super) async fn enqueue_many(
     let mut retries = Vec::with_capacity(prepared.len());
     let mut contexts = Vec::with_capacity(prepared.len());
     let mut run_ats = Vec::with_capacity(prepared.len());
+    let mut run_ins = Vec::with_capacity(prepared.len());
     for p in prepared {
         template_ids.push(p.template_id);
         priorities.push(p.priority);
@@ -79,6 +92,7 @@ pub(super) async fn enqueue_many(
         retries.push(p.max_retries);
         contexts.push(p.context);
         run_ats.push(p.run_at);
+        run_ins.push(p.run_in_us);
     }
     let code_of: HashMap<i64, &str> = templates
         .values()
@@ -98,9 +112,10 @@ pub(super) async fn enqueue_many(
             .bind::<Array<Integer>, _>(&retries)
             .bind::<Array<Jsonb>, _>(&contexts)
             .bind::<Array<Nullable<Timestamptz>>, _>(run_ats)
-            .bind::<Array<BigInt>, _>(&distinct_templates),
+            .bind::<Array<BigInt>, _>(&distinct_templates)
+            .bind::<Array<Nullable<BigInt>>, _>(run_ins),
     )
-    .load::<InsertedRow>(&mut conn)
+    .load::<InsertedRow>(conn)
     .await;
     let mut rows = match inserted {
         Ok(rows) => rows,
@@ -111,7 +126,7 @@ pub(super) async fn enqueue_many(
         }
         Err(e) if is_not_null_violation(&e) => {
             return Err(
-                deleted_templates(&mut conn, &code_of, &distinct_templates, &template_ids).await,
+                deleted_templates(conn, &code_of, &distinct_templates, &template_ids).await,
             );
         }
         Err(e) => return Err(db_error(e)),

@@ -7,7 +7,8 @@
 //!
 //! One file per section of the trait: [`templates`], [`enqueue`], [`claim`] (claim,
 //! finalize, kill and expiry lookups), [`operator`] (remove, stop, prune), [`reads`],
-//! [`nodes`], [`listen`]; the SQL text in [`sql`], the statement cache in [`prepared`].
+//! [`nodes`], [`listen`]; the SQL text in [`sql`], the statement cache in [`prepared`];
+//! [`tx`] enqueues on the application's own connection, inside its transaction.
 //! This file holds the pools, `migrate` and the trait's table of contents.
 
 mod claim;
@@ -21,6 +22,7 @@ mod prepared;
 mod reads;
 pub(crate) mod sql;
 mod templates;
+mod tx;
 
 use crate::PoolOptions;
 use crate::dialect::Listing;
@@ -69,27 +71,72 @@ impl PgStore {
 
     /// Connects with `options` and checks that one connection can be opened.
     pub async fn connect_with(url: &str, options: PoolOptions) -> StoreResult<Self> {
-        if url.parse::<tokio_postgres_config::Config>().is_err() {
-            return Err(StoreError::invalid(
-                "/database_url",
-                "is not a valid PostgreSQL connection URL",
-            ));
-        }
-        let build = |config: ManagerConfig<AsyncPgConnection>, max_size: usize| {
-            let manager =
-                AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
-            Pool::builder(manager)
-                .max_size(max_size)
-                .wait_timeout(Some(options.wait_timeout))
-                .create_timeout(Some(options.connect_timeout))
-                .recycle_timeout(Some(options.connect_timeout))
-                .runtime(deadpool::Runtime::Tokio1)
-                .build()
-                .map_err(|e| StoreError::database(format!("cannot build the connection pool: {e}")))
-        };
+        check_url(url)?;
         let mut config = ManagerConfig::default();
         config.recycling_method = RecyclingMethod::Fast;
-        let pool = build(config, options.max_size.max(1))?;
+        let manager =
+            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
+        let pool = build_pool(manager, options.max_size.max(1), &options)?;
+        let claim_pool = build_pool(
+            Self::claim_manager(url),
+            CLAIM_CONNECTIONS.min(options.max_size.max(1)),
+            &options,
+        )?;
+        Self::on_pools(pool, claim_pool).await
+    }
+
+    /// A store on the application's own pool: every statement but the claim takes its
+    /// connections from `pool` (the application's deadpool pool of diesel-async
+    /// connections), and the claims from `claims`. Checks that one connection of each
+    /// can be taken; does not migrate.
+    ///
+    /// What each needs: `pool` serves the enqueues, finalizes, reads and heartbeats (size
+    /// it for the application's own load plus the node's `max_concurrent_jobs`
+    /// finalizing at once); [`PgStore::listen_for_enqueues`](bildad_core::JobStore::listen_for_enqueues)
+    /// (with `wake_on_enqueue`) takes one connection out of it for good. The claim needs
+    /// connections of its own, whose session has the claim's planner settings (which
+    /// must not leak into the application's queries): see [`ClaimConnections`]. Give
+    /// `pool` a `wait_timeout` (as [`PoolOptions`] does), so that an outage makes the
+    /// store's calls fail with `Unavailable` instead of waiting for ever.
+    ///
+    /// ```no_run
+    /// use bildad_store_diesel::{ClaimConnections, PgStore};
+    /// use diesel_async::AsyncPgConnection;
+    /// use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+    /// use diesel_async::pooled_connection::deadpool::Pool;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let url = "postgres://app@localhost/app";
+    /// // The application's pool, also used by its own handlers.
+    /// let pool = Pool::builder(AsyncDieselConnectionManager::<AsyncPgConnection>::new(url))
+    ///     .max_size(16)
+    ///     .build()?;
+    /// let store = PgStore::from_pool(pool.clone(), ClaimConnections::own(url)).await?;
+    /// store.migrate().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn from_pool(
+        pool: Pool<AsyncPgConnection>,
+        claims: ClaimConnections,
+    ) -> StoreResult<Self> {
+        let claim_pool = match claims {
+            ClaimConnections::Own { url, max_size } => {
+                check_url(&url)?;
+                build_pool(
+                    Self::claim_manager(&url),
+                    max_size.max(1),
+                    &PoolOptions::default(),
+                )?
+            }
+            ClaimConnections::Pool(p) => p,
+        };
+        Self::on_pools(pool, claim_pool).await
+    }
+
+    /// The connection manager of a pool that serves claims only: each new connection
+    /// gets the claim's planner settings for its session. Build a pool with it for
+    /// [`ClaimConnections::Pool`].
+    pub fn claim_manager(url: &str) -> AsyncDieselConnectionManager<AsyncPgConnection> {
         let mut config = ManagerConfig::default();
         config.recycling_method = RecyclingMethod::Fast;
         config.custom_setup = Box::new(|url| {
@@ -102,13 +149,21 @@ impl PgStore {
                 Ok(conn)
             })
         });
-        let claim_pool = build(config, CLAIM_CONNECTIONS.min(options.max_size.max(1)))?;
+        AsyncDieselConnectionManager::new_with_config(url, config)
+    }
+
+    /// The store on its two pools, once one connection of each could be taken.
+    async fn on_pools(
+        pool: Pool<AsyncPgConnection>,
+        claim_pool: Pool<AsyncPgConnection>,
+    ) -> StoreResult<Self> {
         let store = Self {
             pool,
             claim_pool,
             schemas: Default::default(),
         };
         drop(store.conn().await?);
+        drop(store.claim_pool.get().await.map_err(pool_error)?);
         Ok(store)
     }
 
@@ -159,6 +214,70 @@ impl PgStore {
                 e => db_error(e),
             })
     }
+}
+
+/// Where a [`PgStore`] built by [`PgStore::from_pool`] runs its claims. A claim is one
+/// statement that needs planner settings of its own for the session (docs/STORAGE.md),
+/// so its connections serve nothing else.
+pub enum ClaimConnections {
+    /// Bildad opens up to `max_size` connections of its own to `url` (what
+    /// [`PgStore::connect`] does, with two).
+    Own {
+        /// The database's URL.
+        url: String,
+        /// Most claim connections; one node needs one or two.
+        max_size: usize,
+    },
+    /// A pool of the application's, built with [`PgStore::claim_manager`] and used for
+    /// nothing else.
+    Pool(Pool<AsyncPgConnection>),
+}
+
+impl std::fmt::Debug for ClaimConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // The URL may hold a password.
+            Self::Own { max_size, .. } => write!(f, "Own {{ max_size: {max_size} }}"),
+            Self::Pool(p) => write!(f, "Pool({:?})", p.status()),
+        }
+    }
+}
+
+impl ClaimConnections {
+    /// Two connections of Bildad's own to `url`.
+    pub fn own(url: impl Into<String>) -> Self {
+        Self::Own {
+            url: url.into(),
+            max_size: CLAIM_CONNECTIONS,
+        }
+    }
+}
+
+/// A malformed URL is `Invalid`, not `Unavailable`.
+fn check_url(url: &str) -> StoreResult<()> {
+    if url.parse::<tokio_postgres_config::Config>().is_err() {
+        return Err(StoreError::invalid(
+            "/database_url",
+            "is not a valid PostgreSQL connection URL",
+        ));
+    }
+    Ok(())
+}
+
+/// A pool of at most `max_size` connections of `manager`, with `options`' timeouts.
+fn build_pool(
+    manager: AsyncDieselConnectionManager<AsyncPgConnection>,
+    max_size: usize,
+    options: &PoolOptions,
+) -> StoreResult<Pool<AsyncPgConnection>> {
+    Pool::builder(manager)
+        .max_size(max_size)
+        .wait_timeout(Some(options.wait_timeout))
+        .create_timeout(Some(options.connect_timeout))
+        .recycle_timeout(Some(options.connect_timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::database(format!("cannot build the connection pool: {e}")))
 }
 
 /// Parses URLs the way tokio-postgres will, so a malformed URL is `Invalid`, not

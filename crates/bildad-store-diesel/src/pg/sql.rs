@@ -196,6 +196,7 @@ SELECT job_run_identifier FROM bildad_runs WHERE job_run_identifier = ANY($1)";
 /// entry a NULL template id and the NOT NULL constraint fails the whole statement. It
 /// returns only what the database decides (id, times). `pg_notify` wakes the nodes that
 /// listen when, and only if, the insert commits; one notification per transaction.
+/// `$9` is each entry's `run_in` in microseconds (NULL: none), added to `now()`.
 pub(crate) const ENQUEUE: &str = "
 WITH tpl AS MATERIALIZED (
    SELECT id, pg_notify('bildad_enqueued', '')
@@ -203,12 +204,13 @@ WITH tpl AS MATERIALIZED (
 )
 INSERT INTO bildad_queue (job_run_identifier, template_id, priority,
     timeout_seconds, max_retries, context, run_at, inserted_at, updated_at)
-SELECT i.identifier, tpl.id, i.priority, i.timeout_seconds,
-       i.max_retries, i.context, COALESCE(i.run_at, now()), now(), now()
+SELECT i.identifier, tpl.id, i.priority, i.timeout_seconds, i.max_retries, i.context,
+       COALESCE(i.run_at, now() + i.run_in_us * interval '1 microsecond', now()),
+       now(), now()
 FROM unnest($1::text[], $2::int8[], $3::int4[], $4::int4[], $5::int4[],
-            $6::jsonb[], $7::timestamptz[]) WITH ORDINALITY
+            $6::jsonb[], $7::timestamptz[], $9::int8[]) WITH ORDINALITY
     AS i(identifier, template_id, priority, timeout_seconds, max_retries,
-         context, run_at, ord)
+         context, run_at, run_in_us, ord)
 LEFT JOIN tpl ON tpl.id = i.template_id
 ORDER BY i.ord
 RETURNING id, job_run_identifier, run_at, inserted_at";

@@ -7,7 +7,8 @@
 //! Timestamps are integer microseconds from SQLite's own clock, read in SQL.
 //!
 //! One file per section of the trait, as for PostgreSQL: [`templates`], [`enqueue`],
-//! [`claim`], [`operator`], [`reads`], [`nodes`], [`listen`]; the SQL text in [`sql`].
+//! [`claim`], [`operator`], [`reads`], [`nodes`], [`listen`]; the SQL text in [`sql`];
+//! [`tx`] enqueues on the application's own connection, inside its transaction.
 //! This file holds the pool, `migrate`, and the helpers every section uses.
 
 mod claim;
@@ -18,11 +19,12 @@ mod operator;
 mod reads;
 pub(crate) mod sql;
 mod templates;
+mod tx;
 
 use crate::PoolOptions;
 use crate::dialect::Listing;
 use crate::errors::{Fail, db_error, entry_not_found, pool_error};
-use crate::rows::{CountRow, EntryRunRow};
+use crate::rows::{CountRow, EntryRunRow, TextRow};
 use crate::shared::count;
 use bildad_core::{LocalEnqueueSignal, SchemaCache, StoreError, StoreResult};
 use diesel::result::Error as DieselError;
@@ -38,7 +40,9 @@ use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use sql::{NOW, PRAGMAS};
 use std::sync::Arc;
 
-type Wrapped = SyncConnectionWrapper<SqliteConnection>;
+/// The connection an application using diesel-async on SQLite holds (and pools).
+pub type SqliteConnectionWrapper = SyncConnectionWrapper<SqliteConnection>;
+type Wrapped = SqliteConnectionWrapper;
 
 /// A `JobStore` on an SQLite file. Cheap to clone: clones share the pool.
 #[derive(Clone)]
@@ -100,6 +104,22 @@ impl SqliteStore {
         } else {
             options.max_size.max(1)
         };
+        let pool = Pool::builder(Self::manager(&path))
+            .max_size(max_size)
+            .wait_timeout(Some(options.wait_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::database(format!("cannot build the connection pool: {e}")))?;
+        Self::on_pool(pool, path).await
+    }
+
+    /// The connection manager for a pool on the file at `path` whose connections have
+    /// the store's settings (WAL, a busy timeout so writers wait for each other, foreign
+    /// keys on). An application that shares its pool with the store
+    /// ([`SqliteStore::from_pool`]) or enqueues in its transactions
+    /// ([`EnqueueIn`](crate::EnqueueIn)) builds that pool with it.
+    pub fn manager(path: &str) -> AsyncDieselConnectionManager<Wrapped> {
         let mut config = ManagerConfig::<Wrapped>::default();
         config.recycling_method = RecyclingMethod::Fast;
         config.custom_setup = Box::new(|path| {
@@ -112,14 +132,54 @@ impl SqliteStore {
                 Ok(conn)
             })
         });
-        let manager = AsyncDieselConnectionManager::<Wrapped>::new_with_config(&path, config);
-        let pool = Pool::builder(manager)
-            .max_size(max_size)
-            .wait_timeout(Some(options.wait_timeout))
-            .create_timeout(Some(options.connect_timeout))
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()
-            .map_err(|e| StoreError::database(format!("cannot build the connection pool: {e}")))?;
+        AsyncDieselConnectionManager::<Wrapped>::new_with_config(path, config)
+    }
+
+    /// A store on the application's own pool (built with [`SqliteStore::manager`]):
+    /// every statement takes its connections from it. A write holds one connection for
+    /// its `BEGIN IMMEDIATE` transaction; SQLite has one writer at a time, so a few
+    /// connections are enough. `Invalid` at `/pool` when a connection does not enforce
+    /// foreign keys or has no busy timeout (the pool was not built with
+    /// [`SqliteStore::manager`]); does not migrate.
+    ///
+    /// ```no_run
+    /// use bildad_store_diesel::SqliteStore;
+    /// use diesel_async::pooled_connection::deadpool::Pool;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::builder(SqliteStore::manager("app.db")).max_size(4).build()?;
+    /// let store = SqliteStore::from_pool(pool.clone()).await?;
+    /// store.migrate().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn from_pool(pool: Pool<Wrapped>) -> StoreResult<Self> {
+        let mut conn = pool.get().await.map_err(pool_error)?;
+        let (path, set_up) = conn
+            .spawn_blocking(|c| {
+                let db: TextRow =
+                    sql_query("SELECT file AS text FROM pragma_database_list WHERE name = 'main'")
+                        .get_result(c)?;
+                let fk: CountRow =
+                    sql_query("SELECT foreign_keys AS n FROM pragma_foreign_keys").get_result(c)?;
+                let busy: CountRow =
+                    sql_query("SELECT timeout AS n FROM pragma_busy_timeout").get_result(c)?;
+                Ok((db.text, fk.n == 1 && busy.n > 0))
+            })
+            .await
+            .map_err(db_error)?;
+        drop(conn);
+        if !set_up {
+            return Err(StoreError::invalid(
+                "/pool",
+                "its connections lack the store's settings (foreign keys, a busy timeout): \
+                 build it with SqliteStore::manager",
+            ));
+        }
+        Self::on_pool(pool, path).await
+    }
+
+    /// The store on `pool`, once one connection could be taken.
+    async fn on_pool(pool: Pool<Wrapped>, path: String) -> StoreResult<Self> {
         let store = Self {
             pool,
             schemas: Default::default(),
