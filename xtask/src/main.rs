@@ -96,7 +96,10 @@ fn bench_peers(args: &[String]) -> Result<()> {
     if rounds == 0 {
         bail!("--rounds must be positive");
     }
-    let sizes: Vec<String> = sizes.split(',').map(|s| s.trim().replace('_', "")).collect();
+    let sizes: Vec<String> = sizes
+        .split(',')
+        .map(|s| s.trim().replace('_', ""))
+        .collect();
     for n in &sizes {
         n.parse::<u64>()
             .map_err(|e| anyhow::anyhow!("--n {n:?}: {e}"))?;

@@ -22,7 +22,10 @@ const JOB_TYPE: &str = "test.echo";
 /// The released migrations before the move model, as (version, directory).
 const RELEASED: [(&str, &str); 4] = [
     ("20261127000001", "2026-11-27-000001_create_bildad"),
-    ("20261127000002", "2026-11-27-000002_runs_process_name_not_unique"),
+    (
+        "20261127000002",
+        "2026-11-27-000002_runs_process_name_not_unique",
+    ),
     (
         "20261127000003",
         "2026-11-27-000003_queue_template_reference_checked_by_store",
@@ -122,7 +125,10 @@ async fn check_upgraded(store: Arc<dyn JobStore>) {
         let run = store.get_run(e.current_run_id.unwrap()).await.unwrap();
         assert_eq!(run.status, RunStatus::Running);
         assert_eq!(run.job_run_identifier, e.job_run_identifier);
-        assert_eq!(store.entry_position(&e.job_run_identifier).await.unwrap(), None);
+        assert_eq!(
+            store.entry_position(&e.job_run_identifier).await.unwrap(),
+            None
+        );
     }
     assert_eq!(store.entry_position("up-6").await.unwrap(), Some(1));
     assert_eq!(store.stats().await.unwrap().running, 5);
@@ -153,7 +159,10 @@ async fn check_upgraded(store: Arc<dyn JobStore>) {
         ))
         .await
         .unwrap();
-    assert!(matches!(failed.entry, EntryFate::Requeued { .. }), "{failed:?}");
+    assert!(
+        matches!(failed.entry, EntryFate::Requeued { .. }),
+        "{failed:?}"
+    );
     // Stop: the same entry is back in line.
     store.stop_entry("up-3").await.unwrap();
     // The killer's lookup finds up-4 on its node, the engine's up-5 of a dead node.
@@ -207,7 +216,13 @@ async fn check_upgraded(store: Arc<dyn JobStore>) {
         .collect();
     assert_eq!(
         order,
-        [("up-2", 1), ("up-3", 1), ("up-4", 1), ("up-5", 1), ("up-6", 0)]
+        [
+            ("up-2", 1),
+            ("up-3", 1),
+            ("up-4", 1),
+            ("up-5", 1),
+            ("up-6", 0)
+        ]
     );
 }
 
@@ -314,7 +329,10 @@ async fn pg_enqueue_racing_a_claim_of_the_same_identifier_conflicts() {
             if n > 0 {
                 break;
             }
-            assert!(Instant::now() < deadline, "the enqueue never waited on the lock");
+            assert!(
+                Instant::now() < deadline,
+                "the enqueue never waited on the lock"
+            );
             tokio::task::yield_now().await;
         }
         store

@@ -14,6 +14,7 @@ mod killer;
 mod not_started;
 mod operator;
 mod produced_text;
+mod requeue;
 mod templates;
 
 pub use claim::*;
@@ -24,4 +25,5 @@ pub use killer::*;
 pub use not_started::*;
 pub use operator::*;
 pub use produced_text::*;
+pub use requeue::*;
 pub use templates::*;

@@ -10,9 +10,9 @@ use crate::shared::{lookup_keys, prepare_entries};
 use bildad_core::{
     EntryStatus, JobTemplate, NewEntry, QueueEntry, StoreError, StoreResult, Violation,
 };
+use diesel::result::Error as DieselError;
 use diesel::sql_query;
 use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
-use diesel::result::Error as DieselError;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use std::collections::HashMap;
 
@@ -46,7 +46,8 @@ pub(super) async fn enqueue_many(
         )
         .load::<TemplateRow>(&mut c);
         // An identifier with history is taken too (SPEC §2.1; see MemoryStore).
-        let taken = Cached(sql_query(TAKEN).bind::<Array<Text>, _>(&wanted)).load::<TextRow>(&mut c);
+        let taken =
+            Cached(sql_query(TAKEN).bind::<Array<Text>, _>(&wanted)).load::<TextRow>(&mut c);
         tokio::try_join!(templates, taken).map_err(db_error)?
     };
     let templates: HashMap<String, JobTemplate> = template_rows
@@ -112,9 +113,10 @@ pub(super) async fn enqueue_many(
     } else {
         conn.transaction::<_, DieselError, _>(async |c| {
             let rows = insert().load::<InsertedRow>(c).await?;
-            let late: Vec<TextRow> = Cached(sql_query(TAKEN_BY_RUN).bind::<Array<Text>, _>(&wanted))
-                .load(c)
-                .await?;
+            let late: Vec<TextRow> =
+                Cached(sql_query(TAKEN_BY_RUN).bind::<Array<Text>, _>(&wanted))
+                    .load(c)
+                    .await?;
             if let Some(t) = late.into_iter().next() {
                 taken_by_run = Some(t.text);
                 return Err(DieselError::RollbackTransaction);

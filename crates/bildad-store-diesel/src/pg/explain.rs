@@ -87,10 +87,7 @@ impl PgStore {
                     .bind::<Array<Bool>, _>(vec![true; n])
                     .load(c)
                     .await?;
-            out.push((
-                "finalize: end runs by id (500 runs)",
-                text(lines),
-            ));
+            out.push(("finalize: end runs by id (500 runs)", text(lines)));
             Ok::<_, Fail>(out)
         }
         .await;
