@@ -188,8 +188,7 @@ async fn check_upgraded(store: Arc<dyn JobStore>) {
         .finalize(finalize(run_of(4), Outcome::standard(FailureKind::Expired)))
         .await
         .unwrap();
-    for i in 1..5 {
-        let old = &before[i];
+    for old in &before[1..5] {
         let now = store.get_entry(&old.job_run_identifier).await.unwrap();
         assert_eq!(now.status, Available, "{now:?}");
         assert_eq!(now.id, old.id, "same entry id");

@@ -12,7 +12,11 @@ async fn ends_then_runs_first_again(store: Arc<dyn JobStore>, end: &str) {
     let s = &*store;
     let t = template().create(s).await;
     let node = live_node(s, "conf-node").await;
-    let first = enqueue(s, NewEntry::new(t.code.clone(), json!({"k": 1})).max_retries(3)).await;
+    let first = enqueue(
+        s,
+        NewEntry::new(t.code.clone(), json!({"k": 1})).max_retries(3),
+    )
+    .await;
     let c = claim_one(s, &node, &t, &first.job_run_identifier).await;
     let running = expect_ok(s.get_entry(&first.job_run_identifier).await, "running");
     assert_eq!(running.status, EntryStatus::Running);
@@ -43,7 +47,10 @@ async fn ends_then_runs_first_again(store: Arc<dyn JobStore>, end: &str) {
     let back: QueueEntry = expect_ok(s.get_entry(&first.job_run_identifier).await, "back");
     assert_eq!(back.status, EntryStatus::Available, "{end}");
     assert_eq!(back.id, first.id, "{end}: the same entry id");
-    assert_eq!(back.inserted_at, first.inserted_at, "{end}: the same place in line");
+    assert_eq!(
+        back.inserted_at, first.inserted_at,
+        "{end}: the same place in line"
+    );
     assert_eq!(back.context, first.context, "{end}");
     assert_eq!(back.template, first.template, "{end}");
     assert_eq!(back.priority, first.priority, "{end}");
@@ -52,7 +59,10 @@ async fn ends_then_runs_first_again(store: Arc<dyn JobStore>, end: &str) {
     assert_eq!(back.attempts, 1, "{end}");
     assert_eq!(back.current_run_id, None, "{end}");
     assert_eq!(
-        expect_ok(s.entry_position(&first.job_run_identifier).await, "position"),
+        expect_ok(
+            s.entry_position(&first.job_run_identifier).await,
+            "position"
+        ),
         Some(1),
         "{end}"
     );
@@ -63,11 +73,17 @@ async fn ends_then_runs_first_again(store: Arc<dyn JobStore>, end: &str) {
         .collect();
     assert_eq!(
         order,
-        [first.job_run_identifier.clone(), second.job_run_identifier.clone()],
+        [
+            first.job_run_identifier.clone(),
+            second.job_run_identifier.clone()
+        ],
         "{end}"
     );
     let again = claim_one_of_two(s, &node, &t.job_type).await;
-    assert_eq!(again, first.job_run_identifier, "{end}: it runs first again");
+    assert_eq!(
+        again, first.job_run_identifier,
+        "{end}: it runs first again"
+    );
 }
 
 /// Claims one entry (limit 1) and returns its identifier.
