@@ -89,6 +89,17 @@ fn old_model_jobs(now: &str, second: &str) -> String {
     OLD_MODEL_JOBS.replace("{now}", now).replace("{s}", second)
 }
 
+/// A claim of up to `limit` entries (or of `only` alone) by a new node `node`.
+fn claim_request(node: &str, limit: u32, only: Option<String>) -> ClaimRequest {
+    ClaimRequest {
+        node: NodeRef::new(node),
+        job_types: vec![JOB_TYPE.into()],
+        limit,
+        expiry_grace: Duration::from_secs(600),
+        only_identifier: only,
+    }
+}
+
 fn finalize(run_id: i64, outcome: Outcome) -> Finalize {
     Finalize {
         run_id,
@@ -200,13 +211,7 @@ async fn check_upgraded(store: Arc<dyn JobStore>) {
     assert_eq!(store.stats().await.unwrap().running, 0);
     // Every one of them runs again, in its old order.
     let claimed = store
-        .claim(ClaimRequest {
-            node: NodeRef::new("new-node"),
-            job_types: vec![JOB_TYPE.into()],
-            limit: 10,
-            expiry_grace: Duration::from_secs(600),
-            only_identifier: None,
-        })
+        .claim(claim_request("new-node", 10, None))
         .await
         .unwrap();
     let order: Vec<_> = claimed
@@ -339,13 +344,7 @@ async fn pg_enqueue_racing_a_claim_of_the_same_identifier_conflicts() {
             .await
             .unwrap();
         let claimed = store
-            .claim(ClaimRequest {
-                node: NodeRef::new("n"),
-                job_types: vec![JOB_TYPE.into()],
-                limit: 1,
-                expiry_grace: Duration::from_secs(600),
-                only_identifier: Some(x.clone()),
-            })
+            .claim(claim_request("n", 1, Some(x.clone())))
             .await
             .unwrap();
         assert_eq!(claimed.len(), 1);
