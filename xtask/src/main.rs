@@ -16,10 +16,12 @@ commands:
       Build and run the benchmark in release mode (crates/bildad-bench; --help lists
       every flag): creates its own database on the server, enqueues and processes
       no-op jobs, prints one `bildad key=value` line per scenario.
-  bench-peers [--rounds 3] [--n 20000] [--database-url URL]
+  bench-peers [--rounds 5] [--n 20000[,100000,...]] [--curve] [--database-url URL]
       The throughput line of bildad-bench and of a peer (graphile-worker, in
       crates/bildad-bench/peers; needs node and npm), taken in turns in the same
       minutes; prints every raw line, the medians, and Bildad's ratios to the peer.
+      Several sizes (--n a,b,c) give the backlog curve: `rounds` turns at each size
+      and one table at the end; --curve is --n 20000,100000,500000.
   chaos [--nodes 4] [--jobs 10000] [--kill-every-secs 3] [--min-kills 50] [--runs N]
         [--database-url URL] [--seed S] | chaos outage [--outage-secs 10]
       Build bildad and crates/bildad-chaos in release mode and run the fault proof:
@@ -67,10 +69,11 @@ fn run(args: Vec<String>) -> Result<()> {
     }
 }
 
-/// `cargo xtask bench-peers`: Bildad's and graphile-worker's throughput lines, in turns.
+/// `cargo xtask bench-peers`: Bildad's and graphile-worker's throughput lines, in turns,
+/// at one backlog size or along a curve of them.
 fn bench_peers(args: &[String]) -> Result<()> {
-    let mut rounds = 3usize;
-    let mut n = "20000".to_string();
+    let mut rounds = 5usize;
+    let mut sizes = "20000".to_string();
     // Without --database-url each bench uses its own default (the local server).
     let mut url: Option<String> = None;
     let mut it = args.iter();
@@ -82,10 +85,24 @@ fn bench_peers(args: &[String]) -> Result<()> {
         };
         match a.as_str() {
             "--rounds" => rounds = value()?.parse()?,
-            "--n" => n = value()?,
+            "--n" => sizes = value()?,
+            "--curve" => sizes = "20000,100000,500000".into(),
             "--database-url" => url = Some(value()?),
-            other => bail!("unknown flag {other:?} (bench-peers: --rounds, --n, --database-url)"),
+            other => bail!(
+                "unknown flag {other:?} (bench-peers: --rounds, --n, --curve, --database-url)"
+            ),
         }
+    }
+    if rounds == 0 {
+        bail!("--rounds must be positive");
+    }
+    let sizes: Vec<String> = sizes
+        .split(',')
+        .map(|s| s.trim().replace('_', ""))
+        .collect();
+    for n in &sizes {
+        n.parse::<u64>()
+            .map_err(|e| anyhow::anyhow!("--n {n:?}: {e}"))?;
     }
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let peer_dir = root.join("crates/bildad-bench/peers/graphile-worker");
@@ -126,52 +143,67 @@ fn bench_peers(args: &[String]) -> Result<()> {
             .map(str::to_string)
             .ok_or_else(|| anyhow::anyhow!("no {prefix:?} line in {text:?}"))
     };
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        let peer = line(
-            std::process::Command::new("node")
-                .current_dir(&peer_dir)
-                .args(["bench.mjs", "--n", &n])
-                .args(url.iter().flat_map(|u| ["--database-url", u.as_str()])),
-            "graphile-worker ",
-        )?;
-        println!("{peer}");
-        theirs.push(peer);
-        let own = line(
-            std::process::Command::new(&bench)
-                .args(["--quick", "--n", &n])
-                .args(url.iter().flat_map(|u| ["--database-url", u.as_str()])),
-            "bildad enqueue_jobs_per_s=",
-        )?;
-        println!("{own}");
-        ours.push(own);
+    let mut curve = Vec::new();
+    for n in &sizes {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let peer = line(
+                std::process::Command::new("node")
+                    .current_dir(&peer_dir)
+                    .args(["bench.mjs", "--n", n])
+                    .args(url.iter().flat_map(|u| ["--database-url", u.as_str()])),
+                "graphile-worker ",
+            )?;
+            println!("{peer}");
+            theirs.push(peer);
+            let own = line(
+                std::process::Command::new(&bench)
+                    .args(["--quick", "--n", n])
+                    .args(url.iter().flat_map(|u| ["--database-url", u.as_str()])),
+                "bildad enqueue_jobs_per_s=",
+            )?;
+            println!("{own}");
+            ours.push(own);
+        }
+        let (op, oe) = (
+            median(&ours, "process_jobs_per_s")?,
+            median(&ours, "enqueue_jobs_per_s")?,
+        );
+        let (tp, te) = (
+            median(&theirs, "process_jobs_per_s")?,
+            median(&theirs, "enqueue_jobs_per_s")?,
+        );
+        println!(
+            "median N={n} graphile-worker process_jobs_per_s={tp:.0} enqueue_jobs_per_s={te:.0} rounds={rounds}"
+        );
+        println!(
+            "median N={n} bildad process_jobs_per_s={op:.0} enqueue_jobs_per_s={oe:.0} rounds={rounds}"
+        );
+        println!(
+            "ratio N={n} bildad/graphile-worker process={:.2} enqueue={:.2}",
+            op / tp,
+            oe / te
+        );
+        curve.push((n.clone(), tp, op));
     }
-    let median = |lines: &[String], key: &str| -> Result<f64> {
-        let mut v = lines
-            .iter()
-            .map(|l| field(l, key))
-            .collect::<Result<Vec<f64>>>()?;
-        v.sort_by(f64::total_cmp);
-        Ok(v[v.len() / 2])
-    };
-    let (op, oe) = (
-        median(&ours, "process_jobs_per_s")?,
-        median(&ours, "enqueue_jobs_per_s")?,
-    );
-    let (tp, te) = (
-        median(&theirs, "process_jobs_per_s")?,
-        median(&theirs, "enqueue_jobs_per_s")?,
-    );
-    println!(
-        "median graphile-worker process_jobs_per_s={tp:.0} enqueue_jobs_per_s={te:.0} rounds={rounds}"
-    );
-    println!("median bildad process_jobs_per_s={op:.0} enqueue_jobs_per_s={oe:.0} rounds={rounds}");
-    println!(
-        "ratio bildad/graphile-worker process={:.2} enqueue={:.2}",
-        op / tp,
-        oe / te
-    );
+    if curve.len() > 1 {
+        println!("\nbacklog curve (processed jobs/s, medians of {rounds} interleaved rounds)");
+        println!("| N | graphile-worker | Bildad | ratio |\n|---|---|---|---|");
+        for (n, tp, op) in curve {
+            println!("| {n} | {tp:.0} | {op:.0} | {:.2}× |", op / tp);
+        }
+    }
     Ok(())
+}
+
+/// The median of `key` over `key=value …` lines.
+fn median(lines: &[String], key: &str) -> Result<f64> {
+    let mut v = lines
+        .iter()
+        .map(|l| field(l, key))
+        .collect::<Result<Vec<f64>>>()?;
+    v.sort_by(f64::total_cmp);
+    Ok(v[v.len() / 2])
 }
 
 /// The number after `key=` in a `key=value …` line.

@@ -179,14 +179,14 @@ pub async fn nodes(db: &Client) -> Result<Vec<NodeRow>> {
         .collect())
 }
 
-/// Entries still in the queue: `(identifier, status)`.
+/// Entries still in the queue, waiting or running: `(identifier, status)`.
 ///
 /// # Errors
 /// On a database error.
 pub async fn queue(db: &Client) -> Result<Vec<(String, String)>> {
     let rows = db
         .query(
-            "SELECT job_run_identifier, status FROM bildad_queue ORDER BY id",
+            "SELECT job_run_identifier, status FROM bildad_entries ORDER BY id",
             &[],
         )
         .await
@@ -201,7 +201,7 @@ pub async fn queue(db: &Client) -> Result<Vec<(String, String)>> {
 pub async fn pending(db: &Client) -> Result<(i64, i64)> {
     let row = db
         .query_one(
-            "SELECT (SELECT count(*) FROM bildad_queue),
+            "SELECT (SELECT count(*) FROM bildad_entries),
                     (SELECT count(*) FROM bildad_runs WHERE status = 'RUNNING')",
             &[],
         )

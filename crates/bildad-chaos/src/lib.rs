@@ -460,16 +460,23 @@ pub async fn chaos(opts: ChaosOptions) -> Result<ChaosSummary> {
     Ok(summary)
 }
 
-/// Rows that break "a RUNNING entry points at a RUNNING run of it, and a RUNNING run is
-/// its entry's current run" — read in one snapshot.
+/// Rows that break the move model's invariant (docs/STORAGE.md): a running job is its
+/// `RUNNING` run and nothing else — no queue row is `RUNNING`, no waiting entry shares
+/// its id or identifier with a `RUNNING` run, an identifier has at most one `RUNNING`
+/// run — read in one snapshot.
 const INVARIANT_SQL: &str = "
-    SELECT q.job_run_identifier, 'entry RUNNING without a live run'
-    FROM bildad_queue q LEFT JOIN bildad_runs r ON r.id = q.current_run_id
-    WHERE q.status = 'RUNNING' AND (r.id IS NULL OR r.status <> 'RUNNING')
+    SELECT q.job_run_identifier, 'queue row RUNNING'
+    FROM bildad_queue q
+    WHERE q.status <> 'AVAILABLE' OR q.current_run_id IS NOT NULL
     UNION ALL
-    SELECT r.job_run_identifier, 'run RUNNING but not its entry''s current run'
-    FROM bildad_runs r LEFT JOIN bildad_queue q ON q.current_run_id = r.id
-    WHERE r.status = 'RUNNING' AND q.id IS NULL";
+    SELECT q.job_run_identifier, 'entry waiting while its run runs'
+    FROM bildad_queue q JOIN bildad_runs r
+      ON (r.entry_id = q.id OR r.job_run_identifier = q.job_run_identifier)
+     AND r.status = 'RUNNING'
+    UNION ALL
+    SELECT job_run_identifier, 'two RUNNING runs'
+    FROM bildad_runs WHERE status = 'RUNNING'
+    GROUP BY job_run_identifier HAVING count(*) > 1";
 
 /// Sends `job` to a live node until one accepts it. A 409 on a later attempt means an
 /// earlier attempt got through before its node died.

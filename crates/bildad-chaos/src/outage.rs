@@ -297,7 +297,7 @@ pub async fn run_with(opts: OutageOptions, node_dead_after: Duration) -> Result<
     // Rejected probes wrote nothing.
     let probes = client
         .query_one(
-            "SELECT count(*) FROM bildad_queue WHERE job_run_identifier LIKE 'probe-%'",
+            "SELECT count(*) FROM bildad_entries WHERE job_run_identifier LIKE 'probe-%'",
             &[],
         )
         .await?

@@ -169,6 +169,10 @@ macro_rules! for_each_case {
             // a run that never started
             not_started_runs_again_without_spending_a_retry,
             not_started_leaves_the_retries_and_backoff_as_they_were,
+            // an entry that runs again is the same entry
+            retried_entry_keeps_its_id_and_place_in_line,
+            stopped_entry_keeps_its_id_and_place_in_line,
+            not_started_entry_keeps_its_id_and_place_in_line,
             // what a job produced, holding NUL characters
             finalize_output_with_nul_is_stored_escaped,
             finalize_reason_with_nul_is_stored_escaped,

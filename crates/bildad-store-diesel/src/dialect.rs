@@ -126,6 +126,8 @@ SELECT instance_id, name, started_at, last_heartbeat_at, stopped_at
 FROM bildad_nodes ORDER BY last_heartbeat_at DESC";
 
 /// An entry's status and how many `AVAILABLE` entries come before it in run order.
+/// Entries are read from the view `bildad_entries` (migration 000005): the waiting ones
+/// are the queue's rows, the running ones their `RUNNING` runs.
 pub(crate) fn position(d: Dialect) -> String {
     d.sql(
         "SELECT e.status,
@@ -133,7 +135,7 @@ pub(crate) fn position(d: Dialect) -> String {
                  WHERE o.status = 'AVAILABLE'
                    AND (o.priority, o.inserted_at, o.id) < (e.priority, e.inserted_at, e.id)
                 ) AS ahead
-         FROM bildad_queue e WHERE e.job_run_identifier = $1",
+         FROM bildad_entries e WHERE e.job_run_identifier = $1",
     )
 }
 
@@ -145,7 +147,7 @@ pub(crate) fn stats(d: Dialect) -> String {
              WHERE status = 'AVAILABLE' AND run_at <= {now}) AS available,
             (SELECT count(*) FROM bildad_queue
              WHERE status = 'AVAILABLE' AND run_at > {now}) AS scheduled,
-            (SELECT count(*) FROM bildad_queue WHERE status = 'RUNNING') AS running,
+            (SELECT count(*) FROM bildad_runs WHERE status = 'RUNNING') AS running,
             (SELECT count(*) FROM bildad_runs WHERE result = 'SUCCEEDED') AS succeeded,
             (SELECT count(*) FROM bildad_runs WHERE result = 'FAILED') AS failed,
             (SELECT count(*) FROM bildad_templates) AS templates",
@@ -251,7 +253,7 @@ pub(crate) fn entries(
     Listing::new(
         d,
         ENTRY_COLS,
-        "FROM bildad_queue e
+        "FROM bildad_entries e
          JOIN bildad_templates t ON t.id = e.template_id
          WHERE ($1 IS NULL OR e.status = $1) AND ($2 IS NULL OR t.code = $2)",
         "e.priority, e.inserted_at, e.id",

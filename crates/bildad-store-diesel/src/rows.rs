@@ -351,7 +351,7 @@ impl From<NodeRow> for Node {
     }
 }
 
-/// A running run as the killer and the engine see it, read from the entries table.
+/// A running run as the killer and the engine see it.
 #[derive(QueryableByName)]
 pub(crate) struct RunRefRow {
     #[diesel(sql_type = BigInt)]
@@ -375,8 +375,8 @@ impl From<RunRefRow> for bildad_core::RunRef {
     }
 }
 
-/// What a finalize found: the run it ended, and its entry when the entry still points
-/// at that run.
+/// What a finalize found: the run it ended, with what the retry rule reads (NULL only on
+/// runs from before migration 000005, which a finalize never finds RUNNING).
 #[cfg(feature = "postgres")]
 #[derive(QueryableByName)]
 pub(crate) struct EndedRow {
@@ -386,8 +386,8 @@ pub(crate) struct EndedRow {
     pub(crate) retry: i32,
     #[diesel(sql_type = Text)]
     pub(crate) node: String,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub(crate) entry_id: Option<i64>,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) entry_id: i64,
     #[diesel(sql_type = Nullable<Integer>)]
     pub(crate) max_retries: Option<i32>,
     #[diesel(sql_type = Nullable<Integer>)]

@@ -80,12 +80,17 @@ struct Count {
     n: i64,
 }
 
-/// SPEC invariant: a run is RUNNING ⇔ its entry is RUNNING with current_run_id = run.id.
+/// The move model's invariant (docs/STORAGE.md): a running entry is its RUNNING run and
+/// nothing else — no queue row is RUNNING, no waiting entry shares its id or identifier
+/// with a RUNNING run, and an identifier has at most one RUNNING run.
 const BROKEN_INVARIANT: &str = "
-SELECT (SELECT count(*) FROM bildad_queue e WHERE e.status = 'RUNNING' AND NOT EXISTS (
-            SELECT 1 FROM bildad_runs r WHERE r.id = e.current_run_id AND r.status = 'RUNNING'))
-     + (SELECT count(*) FROM bildad_runs r WHERE r.status = 'RUNNING' AND NOT EXISTS (
-            SELECT 1 FROM bildad_queue e WHERE e.current_run_id = r.id AND e.status = 'RUNNING'))
+SELECT (SELECT count(*) FROM bildad_queue e
+        WHERE e.status <> 'AVAILABLE' OR e.current_run_id IS NOT NULL)
+     + (SELECT count(*) FROM bildad_queue e JOIN bildad_runs r
+            ON (r.entry_id = e.id OR r.job_run_identifier = e.job_run_identifier)
+           AND r.status = 'RUNNING')
+     + (SELECT count(*) FROM (SELECT job_run_identifier FROM bildad_runs
+            WHERE status = 'RUNNING' GROUP BY 1 HAVING count(*) > 1) x)
      AS n";
 
 async fn pg_broken_invariants(url: &str) -> i64 {
@@ -184,7 +189,7 @@ async fn pg_template_deletion_racing_enqueues_leaves_no_orphan() {
             .await
             .expect("connect");
         let orphans = diesel::sql_query(
-            "SELECT count(*) AS n FROM bildad_queue e
+            "SELECT count(*) AS n FROM bildad_entries e
              WHERE NOT EXISTS (SELECT 1 FROM bildad_templates t WHERE t.id = e.template_id)",
         )
         .get_result::<Count>(&mut c)
@@ -530,12 +535,12 @@ async fn pg_explain_hot_paths_with_a_million_runs() {
         plan("claim")
     );
     assert!(
-        plan("kill").contains("bildad_queue_kill"),
+        plan("kill").contains("bildad_runs_running"),
         "{}",
         plan("kill")
     );
     assert!(
-        plan("expiry").contains("bildad_queue_expire"),
+        plan("expiry").contains("bildad_runs_running"),
         "{}",
         plan("expiry")
     );

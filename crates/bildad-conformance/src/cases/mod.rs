@@ -15,6 +15,7 @@ mod killer;
 mod not_started;
 mod operator;
 mod produced_text;
+mod requeue;
 mod templates;
 
 pub use claim::*;
@@ -26,4 +27,5 @@ pub use killer::*;
 pub use not_started::*;
 pub use operator::*;
 pub use produced_text::*;
+pub use requeue::*;
 pub use templates::*;

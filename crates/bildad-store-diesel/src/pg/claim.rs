@@ -187,7 +187,9 @@ pub(super) async fn finalize_in(
             node: None,
         })
         .collect();
-    let (mut delete, mut requeue, mut delays) = (vec![], vec![], vec![]);
+    // Runs whose entry the retry rule re-inserts, with their delays; a retry rule that
+    // deletes has nothing to do (the running entry was its run).
+    let (mut requeue, mut delays) = (vec![], vec![]);
     let mut requeued_slot: HashMap<i64, usize> = HashMap::new();
     for row in ended {
         let slot = first[&row.run_id];
@@ -200,28 +202,20 @@ pub(super) async fn finalize_in(
         if fixed_action(&reqs[slot]).is_some() {
             continue; // settled by END_RUNS itself
         }
-        let (Some(entry_id), Some(max_retries)) = (row.entry_id, row.max_retries) else {
+        let (Some(max_retries), Some(uncounted_runs)) = (row.max_retries, row.uncounted_runs)
+        else {
             continue;
         };
         let state = RetryState {
             retry: row.retry,
-            uncounted_runs: row.uncounted_runs.unwrap_or(0),
+            uncounted_runs,
             max_retries,
         };
-        match entry_action(&reqs[slot], state) {
-            EntryAction::Delete => delete.push(entry_id),
-            EntryAction::Requeue { delay, .. } => {
-                requeue.push(entry_id);
-                delays.push(duration_us(delay));
-                requeued_slot.insert(entry_id, slot);
-            }
+        if let EntryAction::Requeue { delay, .. } = entry_action(&reqs[slot], state) {
+            requeue.push(row.run_id);
+            delays.push(duration_us(delay));
+            requeued_slot.insert(row.entry_id, slot);
         }
-    }
-    if !delete.is_empty() {
-        sql_query("DELETE FROM bildad_queue WHERE id = ANY($1)")
-            .bind::<Array<BigInt>, _>(delete)
-            .execute(c)
-            .await?;
     }
     if !requeue.is_empty() {
         let rows: Vec<RequeuedRow> = Cached(

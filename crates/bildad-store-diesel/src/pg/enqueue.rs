@@ -3,16 +3,17 @@
 
 use super::PgStore;
 use super::prepared::Cached;
-use super::sql::{ENQUEUE, TAKEN};
+use super::sql::{ENQUEUE, TAKEN, TAKEN_BY_RUN};
 use crate::errors::{db_error, identifier_taken, is_not_null_violation, is_unique_violation};
 use crate::rows::{CountRow, InsertedRow, TEMPLATE_COLS, TemplateRow, TextRow};
 use crate::shared::{lookup_keys, prepare_entries};
 use bildad_core::{
     EntryStatus, JobTemplate, NewEntry, QueueEntry, SchemaCache, StoreError, StoreResult, Violation,
 };
+use diesel::result::Error as DieselError;
 use diesel::sql_query;
 use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use std::collections::HashMap;
 
 pub(super) async fn enqueue_many(
@@ -58,7 +59,7 @@ pub(super) async fn enqueue_on(
         )
         .load::<TemplateRow>(&mut c);
         // An identifier with history is taken too (SPEC §2.1; see MemoryStore).
-        let taken = Cached(sql_query(TAKEN).bind::<Array<Text>, _>(wanted)).load::<TextRow>(&mut c);
+        let taken = Cached(sql_query(TAKEN).bind::<Array<Text>, _>(&wanted)).load::<TextRow>(&mut c);
         tokio::try_join!(templates, taken).map_err(db_error)?
     };
     let templates: HashMap<String, JobTemplate> = template_rows
@@ -103,20 +104,44 @@ pub(super) async fn enqueue_on(
     distinct_templates.dedup();
     // One statement (see `ENQUEUE`). The rest of each entry is the request's, so the
     // contexts are not sent back.
-    let inserted = Cached(
-        sql_query(ENQUEUE)
-            .bind::<Array<Text>, _>(&identifiers)
-            .bind::<Array<BigInt>, _>(&template_ids)
-            .bind::<Array<Integer>, _>(&priorities)
-            .bind::<Array<Integer>, _>(&timeouts)
-            .bind::<Array<Integer>, _>(&retries)
-            .bind::<Array<Jsonb>, _>(&contexts)
-            .bind::<Array<Nullable<Timestamptz>>, _>(run_ats)
-            .bind::<Array<BigInt>, _>(&distinct_templates)
-            .bind::<Array<Nullable<BigInt>>, _>(run_ins),
-    )
-    .load::<InsertedRow>(conn)
-    .await;
+    let insert = || {
+        Cached(
+            sql_query(ENQUEUE)
+                .bind::<Array<Text>, _>(&identifiers)
+                .bind::<Array<BigInt>, _>(&template_ids)
+                .bind::<Array<Integer>, _>(&priorities)
+                .bind::<Array<Integer>, _>(&timeouts)
+                .bind::<Array<Integer>, _>(&retries)
+                .bind::<Array<Jsonb>, _>(&contexts)
+                .bind::<Array<Nullable<Timestamptz>>, _>(&run_ats)
+                .bind::<Array<BigInt>, _>(&distinct_templates)
+                .bind::<Array<Nullable<BigInt>>, _>(&run_ins),
+        )
+    };
+    // An identifier the caller chose is looked at again after the insert, in the same
+    // transaction (a savepoint inside the caller's): the queue's unique index does not
+    // cover a running job (see `TAKEN_BY_RUN`). Drawn identifiers are fresh and skip it.
+    let mut taken_by_run = None;
+    let inserted = if wanted.is_empty() {
+        insert().load::<InsertedRow>(conn).await
+    } else {
+        conn.transaction::<_, DieselError, _>(async |c| {
+            let rows = insert().load::<InsertedRow>(c).await?;
+            let late: Vec<TextRow> =
+                Cached(sql_query(TAKEN_BY_RUN).bind::<Array<Text>, _>(&wanted))
+                    .load(c)
+                    .await?;
+            if let Some(t) = late.into_iter().next() {
+                taken_by_run = Some(t.text);
+                return Err(DieselError::RollbackTransaction);
+            }
+            Ok(rows)
+        })
+        .await
+    };
+    if let Some(identifier) = taken_by_run {
+        return Err(identifier_taken(&identifier));
+    }
     let mut rows = match inserted {
         Ok(rows) => rows,
         Err(e) if is_unique_violation(&e) => {

@@ -27,6 +27,12 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
             "../../../../migrations/postgres/2026-12-02-000004_queue_uncounted_runs/up.sql"
         ),
     ),
+    (
+        "20261202000005",
+        include_str!(
+            "../../../../migrations/postgres/2026-12-02-000005_running_entry_is_its_run/up.sql"
+        ),
+    ),
 ];
 
 /// What the migration runner needs: the migrations, and the statement that opens its
@@ -37,51 +43,47 @@ pub(crate) static MIGRATE: Migrations = Migrations {
     begin_locked: "BEGIN; SELECT pg_advisory_xact_lock(108204929605988)",
 };
 
-/// The claim, one statement: pick (skipping rows other claims hold), insert the runs,
-/// point the entries at them from the runs' RETURNING (a CTE cannot update a row twice).
-/// `{filter}` is one of two constant predicates.
+/// The claim, one statement: pick (skipping rows other claims hold), move the entries
+/// into their runs (`DELETE … RETURNING` feeding the runs' `INSERT`: a running job is
+/// one row, its run, which carries what the entry carried). `{filter}` is one of two
+/// constant predicates.
 pub(crate) const CLAIM: &str = "
-WITH picked AS (
-    SELECT e.id, e.job_run_identifier, e.attempts, e.context, e.timeout_seconds,
-           e.max_retries, e.priority, e.inserted_at,
-           t.id AS template_id, t.code, t.job_type, t.updated_at AS template_updated_at
-    FROM bildad_queue e
-    JOIN bildad_templates t ON t.id = e.template_id
-    WHERE e.status = 'AVAILABLE' AND {filter} AND t.job_type = ANY($1)
-    ORDER BY e.priority, e.inserted_at, e.id
-    LIMIT $2
-    FOR UPDATE OF e SKIP LOCKED
+WITH moved AS (
+    DELETE FROM bildad_queue e
+    WHERE e.id IN (
+        SELECT e.id
+        FROM bildad_queue e
+        JOIN bildad_templates t ON t.id = e.template_id
+        WHERE e.status = 'AVAILABLE' AND {filter} AND t.job_type = ANY($1)
+        ORDER BY e.priority, e.inserted_at, e.id
+        LIMIT $2
+        FOR UPDATE OF e SKIP LOCKED)
+    RETURNING e.*
 ), started AS (
     INSERT INTO bildad_runs (entry_id, job_run_identifier, template, job_type, retry,
-        process_name, node, node_name, status, context, started_at, timeout_at, expires_at)
-    SELECT p.id, p.job_run_identifier, p.code, p.job_type, p.attempts,
-           $3 || '/' || p.job_run_identifier || '/' || p.attempts, $3, $4, 'RUNNING',
-           p.context, now(),
-           now() + p.timeout_seconds * interval '1 second',
-           now() + p.timeout_seconds * interval '1 second' + $5 * interval '1 microsecond'
-    FROM picked p
-    RETURNING *
-), claimed AS (
-    UPDATE bildad_queue e
-    SET status = 'RUNNING', current_run_id = s.id, attempts = e.attempts + 1,
-        node = s.node, timeout_at = s.timeout_at, expires_at = s.expires_at,
-        updated_at = now()
-    FROM started s
-    WHERE e.id = s.entry_id
-    RETURNING s.id, s.job_run_identifier, s.template, s.job_type, s.retry, s.process_name,
-        s.node, s.node_name, s.status, s.result, s.reason, s.context, s.output,
-        s.started_at, s.timeout_at, s.expires_at, s.ended_at,
-        e.max_retries, e.template_id, e.priority, e.inserted_at, e.id AS entry_id
+        process_name, node, node_name, status, context, started_at, timeout_at, expires_at,
+        template_id, priority, timeout_seconds, max_retries, uncounted_runs, entry_run_at,
+        entry_inserted_at)
+    SELECT m.id, m.job_run_identifier, t.code, t.job_type, m.attempts,
+           $3 || '/' || m.job_run_identifier || '/' || m.attempts, $3, $4, 'RUNNING',
+           m.context, now(),
+           now() + m.timeout_seconds * interval '1 second',
+           now() + m.timeout_seconds * interval '1 second' + $5 * interval '1 microsecond',
+           m.template_id, m.priority, m.timeout_seconds, m.max_retries, m.uncounted_runs,
+           m.run_at, m.inserted_at
+    FROM moved m
+    JOIN bildad_templates t ON t.id = m.template_id
+    RETURNING id, job_run_identifier, template, job_type, retry, process_name, node,
+        node_name, status, result, reason, context, output, started_at, timeout_at,
+        expires_at, ended_at, max_retries, template_id, priority, entry_inserted_at, entry_id
 )
--- From the UPDATE's RETURNING, not a join of `started` with `picked`: without hash joins
--- (see CLAIM_PLANNER) that join would compare every pair, 250,000 for a batch of 500.
-SELECT c.id, c.job_run_identifier, c.template, c.job_type, c.retry, c.process_name,
-       c.node, c.node_name, c.status, c.result, c.reason, c.context, c.output,
-       c.started_at, c.timeout_at, c.expires_at, c.ended_at,
-       c.max_retries, c.template_id, t.updated_at AS template_updated_at
-FROM claimed c
-JOIN bildad_templates t ON t.id = c.template_id
-ORDER BY c.priority, c.inserted_at, c.entry_id";
+SELECT s.id, s.job_run_identifier, s.template, s.job_type, s.retry, s.process_name,
+       s.node, s.node_name, s.status, s.result, s.reason, s.context, s.output,
+       s.started_at, s.timeout_at, s.expires_at, s.ended_at,
+       s.max_retries, s.template_id, t.updated_at AS template_updated_at
+FROM started s
+JOIN bildad_templates t ON t.id = s.template_id
+ORDER BY s.priority, s.entry_inserted_at, s.entry_id";
 
 /// Planner settings for the claim's transaction. The queue's statistics are usually wrong
 /// (a burst of enqueues after the last ANALYZE; a fresh table has none): the planner
@@ -106,19 +108,35 @@ pub(crate) const CLAIM_PLANNER: &str = "SET LOCAL enable_sort = off; SET LOCAL e
 pub(crate) const CLAIM_SESSION: &str = "SET enable_sort = off; SET enable_bitmapscan = off; \
     SET enable_hashjoin = off; SET enable_mergejoin = off; SET jit = off";
 
-/// Ends runs by explicit id, only those still RUNNING, and in the same statement applies
-/// to their entries the fates that the outcome alone decides (see
-/// `bildad_core::fate`), received as data per run: `$5` the action (`'delete'`,
-/// `'requeue'`, or NULL when the retry rule decides after the statement, from `retry`,
-/// `max_retries` and `uncounted_runs`, in the same transaction), `$6` a requeue's delay
-/// in microseconds, `$7` whether a requeued run counts against `max_retries` (a run that
-/// does not adds one to the entry's `uncounted_runs`). Only entries that still point at
-/// their run are touched. Every row reports the entry as it was before the statement
-/// (`entry_id`, `max_retries`, `uncounted_runs`) and, for a requeue, its new `run_at`.
-///
-/// The CTEs read the snapshot from before the statement, so the final `LEFT JOIN` sees
-/// the entries even when `deleted` deleted them.
-pub(crate) const END_RUNS: &str = "
+/// The re-insert of the entries of runs `r` (joined to `d`, which gives each its `delay`
+/// in µs and whether the run `counted`): the same entry id, identifier, context and
+/// `inserted_at` (so its place in line is kept), `attempts = retry + 1`,
+/// `run_at = now + delay`. One text for [`END_RUNS`] and [`REQUEUE`].
+macro_rules! reinsert_entries {
+    () => {
+        "INSERT INTO bildad_queue (id, job_run_identifier, template_id, priority,
+        timeout_seconds, max_retries, context, run_at, attempts, uncounted_runs,
+        inserted_at, updated_at)
+    OVERRIDING SYSTEM VALUE
+    SELECT r.entry_id, r.job_run_identifier, r.template_id, r.priority, r.timeout_seconds,
+        r.max_retries, r.context, now() + d.delay * interval '1 microsecond', r.retry + 1,
+        r.uncounted_runs + CASE WHEN d.counted THEN 0 ELSE 1 END, r.entry_inserted_at,
+        now()"
+    };
+}
+
+/// Ends runs by explicit id, only those still `RUNNING`, and in the same statement
+/// applies the fates that the outcome alone decides (see `bildad_core::fate`), received
+/// as data per run: `$5` the action (`'delete'`, `'requeue'`, or NULL when the retry
+/// rule decides after the statement, from `retry`, `max_retries` and `uncounted_runs`,
+/// in the same transaction), `$6` a requeue's delay in microseconds, `$7` whether a
+/// requeued run counts against `max_retries` (a run that does not adds one to
+/// `uncounted_runs`). In the move model a running entry *is* its run: `'delete'` has
+/// nothing left to delete, and `'requeue'` re-inserts the entry (`reinsert_entries!`).
+/// Every row reports what the retry rule reads (`max_retries`, `uncounted_runs`) and,
+/// for a requeue, the entry's new `run_at`.
+pub(crate) const END_RUNS: &str = concat!(
+    "
 WITH i AS (
     SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::jsonb[], $5::text[],
                          $6::int8[], $7::bool[])
@@ -129,65 +147,72 @@ WITH i AS (
         ended_at = now()
     FROM i
     WHERE r.id = i.id AND r.status = 'RUNNING'
-    RETURNING r.id, r.retry, r.node, r.entry_id, i.entry_action, i.delay, i.counted
-), deleted AS (
-    DELETE FROM bildad_queue e
-    USING ended d
-    WHERE d.entry_action = 'delete' AND e.id = d.entry_id AND e.current_run_id = d.id
+    RETURNING r.id, r.retry, r.node, r.entry_id, r.max_retries, r.uncounted_runs,
+        i.entry_action, i.delay, i.counted
 ), requeued AS (
-    UPDATE bildad_queue e
-    SET status = 'AVAILABLE', current_run_id = NULL, node = NULL, timeout_at = NULL,
-        expires_at = NULL, run_at = now() + d.delay * interval '1 microsecond',
-        updated_at = now(),
-        uncounted_runs = e.uncounted_runs + CASE WHEN d.counted THEN 0 ELSE 1 END
+    ",
+    reinsert_entries!(),
+    "
     FROM ended d
-    WHERE d.entry_action = 'requeue' AND e.id = d.entry_id AND e.current_run_id = d.id
-    RETURNING e.id, e.run_at
+    JOIN bildad_runs r ON r.id = d.id
+    WHERE d.entry_action = 'requeue'
+    RETURNING id, run_at
 )
-SELECT d.id AS run_id, d.retry, d.node, e.id AS entry_id, e.max_retries,
-       e.uncounted_runs, q.run_at AS requeued_at
+SELECT d.id AS run_id, d.retry, d.node, d.entry_id, d.max_retries,
+       d.uncounted_runs, q.run_at AS requeued_at
 FROM ended d
-LEFT JOIN bildad_queue e ON e.id = d.entry_id AND e.current_run_id = d.id
-LEFT JOIN requeued q ON q.id = d.entry_id";
+LEFT JOIN requeued q ON q.id = d.entry_id"
+);
 
-/// The killer's lookup: this node's runs past `timeout_at`, on the entries table.
+/// The killer's lookup: this node's runs past `timeout_at` (the partial index
+/// `bildad_runs_running`).
 pub(crate) const KILL: &str = "
-SELECT current_run_id AS run_id, job_run_identifier, attempts - 1 AS retry, node
-FROM bildad_queue
+SELECT id AS run_id, job_run_identifier, retry, node
+FROM bildad_runs
 WHERE status = 'RUNNING' AND node = $1 AND timeout_at < now()
-ORDER BY current_run_id";
+ORDER BY id";
 
 /// The engine's expiry lookup: runs past `expires_at`, and runs of dead or stopped node
-/// instances, on the entries table.
+/// instances (the partial index `bildad_runs_running`).
 pub(crate) const EXPIRE: &str = "
-SELECT current_run_id AS run_id, job_run_identifier, attempts - 1 AS retry, node
-FROM bildad_queue
+SELECT id AS run_id, job_run_identifier, retry, node
+FROM bildad_runs
 WHERE status = 'RUNNING' AND expires_at < now()
 UNION
-SELECT e.current_run_id, e.job_run_identifier, e.attempts - 1, e.node
+SELECT r.id, r.job_run_identifier, r.retry, r.node
 FROM bildad_nodes n
-JOIN bildad_queue e ON e.node = n.instance_id AND e.status = 'RUNNING'
+JOIN bildad_runs r ON r.node = n.instance_id AND r.status = 'RUNNING'
 WHERE n.stopped_at IS NOT NULL
    OR n.last_heartbeat_at < now() - $1 * interval '1 microsecond'
 ORDER BY run_id";
 
-/// Requeues the entries the retry rule keeps, each after its own delay.
-pub(crate) const REQUEUE: &str = "
-UPDATE bildad_queue e
-SET status = 'AVAILABLE', current_run_id = NULL, node = NULL, timeout_at = NULL,
-    expires_at = NULL, run_at = now() + d.delay * interval '1 microsecond',
-    updated_at = now()
-FROM unnest($1::int8[], $2::int8[]) AS d(id, delay)
-WHERE e.id = d.id
-RETURNING e.id, e.run_at";
+/// Re-inserts the entries of runs (`$1`) that the retry rule keeps, each after its own
+/// delay (`$2`, µs).
+pub(crate) const REQUEUE: &str = concat!(
+    reinsert_entries!(),
+    "
+FROM (SELECT u.id, u.delay, true AS counted
+      FROM unnest($1::int8[], $2::int8[]) AS u(id, delay)) d
+JOIN bildad_runs r ON r.id = d.id
+RETURNING id, run_at"
+);
 
 /// The identifiers of a request that an entry or a run already uses (an identifier with
-/// history is taken too: SPEC §2.1).
+/// history, or whose job runs, is taken too: SPEC §2.1).
 pub(crate) const TAKEN: &str = "
 SELECT job_run_identifier AS text FROM bildad_queue
    WHERE job_run_identifier = ANY($1)
 UNION
 SELECT job_run_identifier FROM bildad_runs WHERE job_run_identifier = ANY($1)";
+
+/// Of the identifiers an enqueue chose, those that have a run: read in a new snapshot,
+/// *after* the insert. With the move model the queue's unique index no longer covers a
+/// running job, so an enqueue that passed [`TAKEN`] may race a claim that moved the same
+/// identifier's entry into its run between the two; the insert then waits for (or sees)
+/// that claim's commit, and this second look sees its run (docs/STORAGE.md).
+pub(crate) const TAKEN_BY_RUN: &str = "
+SELECT DISTINCT job_run_identifier AS text FROM bildad_runs
+WHERE job_run_identifier = ANY($1)";
 
 /// The enqueue: one multi-row INSERT, all or nothing. It takes the place of a foreign
 /// key (migration 000003): each distinct template (`$8`) is locked FOR KEY SHARE once,
@@ -241,13 +266,15 @@ WHERE status = 'DONE' AND started_at >= $1
   AND result IS NOT NULL AND ended_at IS NOT NULL
 GROUP BY 1 ORDER BY 1";
 
-/// Whether an entry uses the template (a scan of the queue that stops at the first: see
+/// Whether an entry (waiting, or running: its run) uses the template (a scan of the queue that stops at the first: see
 /// docs/STORAGE.md).
 pub(crate) const TEMPLATE_USED: &str = "
 SELECT count(*) AS n FROM (
-    SELECT 1 FROM bildad_queue WHERE template_id = $1 LIMIT 1) x";
+    SELECT 1 FROM bildad_queue WHERE template_id = $1
+    UNION ALL
+    SELECT 1 FROM bildad_runs WHERE status = 'RUNNING' AND template_id = $1
+    LIMIT 1) x";
 
-/// Removes an entry that has no run (the remove of a running entry goes through the
-/// finalize).
+/// Removes a waiting entry (the remove of a running entry goes through the finalize).
 pub(crate) const REMOVE_IDLE: &str = "
-DELETE FROM bildad_queue WHERE id = $1 AND current_run_id IS NULL";
+DELETE FROM bildad_queue WHERE id = $1";

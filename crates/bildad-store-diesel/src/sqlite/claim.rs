@@ -2,9 +2,9 @@
 //! conditional step of SPEC §2.4, run by run in one transaction), and the kill and
 //! expiry lookups.
 
-use super::sql::{CLAIM_MARK, END_RUN, ENTRY_RETRIES, EXPIRE, NOW, REQUEUE, RUNS_FINALIZED};
+use super::sql::{CLAIM_MOVE, END_RUN, EXPIRE, KILL, REQUEUE, RUNS_FINALIZED};
 use super::{SqliteStore, Tx, json_array, now_us, optional};
-use crate::rows::{IdRow, RUN_COLS, RunRefRow, RunRow, TimeRow, duration_us, micros};
+use crate::rows::{IdRow, RUN_COLS, RunRefRow, RunRow, TimeRow, duration_us};
 use bildad_core::{
     ClaimRequest, ClaimedRun, EntryAction, EntryFate, Finalize, FinalizeResult, JobRun, RetryState,
     RunId, RunRef, StoreResult, Timestamp, entry_action,
@@ -35,13 +35,6 @@ struct EndedRun {
     retry: i32,
     #[diesel(sql_type = Text)]
     node: String,
-    #[diesel(sql_type = BigInt)]
-    entry_id: i64,
-}
-
-/// What the retry rule reads on the entry.
-#[derive(QueryableByName)]
-struct EntryRetries {
     #[diesel(sql_type = Integer)]
     max_retries: i32,
     #[diesel(sql_type = Integer)]
@@ -85,33 +78,16 @@ pub(super) async fn claim(store: &SqliteStore, req: ClaimRequest) -> StoreResult
             let grace = duration_us(req.expiry_grace);
             let mut out = Vec::with_capacity(picked.len());
             for p in picked {
-                let run: RunRow = sql_query(format!(
-                    "INSERT INTO bildad_runs (entry_id, job_run_identifier, template, job_type,
-                    retry, process_name, node, node_name, status, context, started_at,
-                    timeout_at, expires_at)
-                 SELECT e.id, e.job_run_identifier, t.code, t.job_type, e.attempts,
-                        ?2 || '/' || e.job_run_identifier || '/' || e.attempts, ?2, ?3,
-                        'RUNNING', e.context, ?4,
-                        ?4 + e.timeout_seconds * 1000000,
-                        ?4 + e.timeout_seconds * 1000000 + ?5
-                 FROM bildad_queue e JOIN bildad_templates t ON t.id = e.template_id
-                 WHERE e.id = ?1
-                 RETURNING {RUN_COLS}"
-                ))
-                .bind::<BigInt, _>(p.id)
-                .bind::<Text, _>(&req.node.instance_id)
-                .bind::<Text, _>(&req.node.name)
-                .bind::<BigInt, _>(now)
-                .bind::<BigInt, _>(grace)
-                .get_result(c)?;
-                let run: JobRun = run.try_into()?;
-                sql_query(CLAIM_MARK)
+                let run: RunRow = sql_query(format!("{CLAIM_MOVE} RETURNING {RUN_COLS}"))
                     .bind::<BigInt, _>(p.id)
-                    .bind::<BigInt, _>(run.id)
-                    .bind::<Text, _>(&run.node)
-                    .bind::<BigInt, _>(micros(run.timeout_at))
-                    .bind::<BigInt, _>(micros(run.expires_at))
+                    .bind::<Text, _>(&req.node.instance_id)
+                    .bind::<Text, _>(&req.node.name)
                     .bind::<BigInt, _>(now)
+                    .bind::<BigInt, _>(grace)
+                    .get_result(c)?;
+                let run: JobRun = run.try_into()?;
+                sql_query("DELETE FROM bildad_queue WHERE id = ?1")
+                    .bind::<BigInt, _>(p.id)
                     .execute(c)?;
                 out.push(ClaimedRun {
                     run,
@@ -140,14 +116,11 @@ pub(super) async fn runs_to_kill(store: &SqliteStore, node: &str) -> StoreResult
     let node = node.to_string();
     store
         .run(move |c| {
-            let rows: Vec<RunRefRow> = sql_query(format!(
-                "SELECT current_run_id AS run_id, job_run_identifier, attempts - 1 AS retry, node
-             FROM bildad_queue
-             WHERE status = 'RUNNING' AND node = ?1 AND timeout_at < {NOW}
-             ORDER BY current_run_id"
-            ))
-            .bind::<Text, _>(&node)
-            .load(c)?;
+            let now = now_us(c)?;
+            let rows: Vec<RunRefRow> = sql_query(KILL)
+                .bind::<Text, _>(&node)
+                .bind::<BigInt, _>(now)
+                .load(c)?;
             Ok(rows.into_iter().map(Into::into).collect())
         })
         .await
@@ -211,31 +184,18 @@ pub(super) fn finalize_in(c: &mut SqliteConnection, reqs: &[Finalize]) -> Tx<Vec
             });
             continue;
         };
-        let entry: Option<EntryRetries> = optional(
-            sql_query(ENTRY_RETRIES)
-                .bind::<BigInt, _>(ended.entry_id)
-                .bind::<BigInt, _>(ended.run_id)
-                .get_result(c),
-        )?;
-        let action = entry.map(|e| {
-            let state = RetryState {
-                retry: ended.retry,
-                uncounted_runs: e.uncounted_runs,
-                max_retries: e.max_retries,
-            };
-            entry_action(req, state)
-        });
-        let fate = match action {
-            None => EntryFate::Deleted,
-            Some(EntryAction::Delete) => {
-                sql_query("DELETE FROM bildad_queue WHERE id = ?1")
-                    .bind::<BigInt, _>(ended.entry_id)
-                    .execute(c)?;
-                EntryFate::Deleted
-            }
-            Some(EntryAction::Requeue { delay, counted }) => {
+        // The running entry was its run: a deletion has nothing left to delete, a
+        // requeue re-inserts the entry.
+        let state = RetryState {
+            retry: ended.retry,
+            uncounted_runs: ended.uncounted_runs,
+            max_retries: ended.max_retries,
+        };
+        let fate = match entry_action(req, state) {
+            EntryAction::Delete => EntryFate::Deleted,
+            EntryAction::Requeue { delay, counted } => {
                 let row: TimeRow = sql_query(REQUEUE)
-                    .bind::<BigInt, _>(ended.entry_id)
+                    .bind::<BigInt, _>(ended.run_id)
                     .bind::<BigInt, _>(now)
                     .bind::<BigInt, _>(duration_us(delay))
                     .bind::<Integer, _>(i32::from(!counted))

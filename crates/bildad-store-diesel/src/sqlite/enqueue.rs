@@ -101,7 +101,7 @@ fn insert(c: &mut SqliteConnection, prepared: Vec<PreparedEntry>) -> Tx<Vec<Queu
             .execute(c)?;
     }
     let rows: Vec<EntryRow> = sql_query(format!(
-        "SELECT {ENTRY_COLS} FROM bildad_queue e
+        "SELECT {ENTRY_COLS} FROM bildad_entries e
          JOIN bildad_templates t ON t.id = e.template_id
          WHERE e.job_run_identifier IN (SELECT value FROM json_each(?1))"
     ))

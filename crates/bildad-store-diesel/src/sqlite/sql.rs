@@ -25,6 +25,12 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         "20261202000004",
         include_str!("../../../../migrations/sqlite/2026-12-02-000004_queue_uncounted_runs/up.sql"),
     ),
+    (
+        "20261202000005",
+        include_str!(
+            "../../../../migrations/sqlite/2026-12-02-000005_running_entry_is_its_run/up.sql"
+        ),
+    ),
 ];
 
 /// SQLite's clock in microseconds (see [`SQLITE_NOW`]).
@@ -43,23 +49,41 @@ pub(crate) static MIGRATE: Migrations = Migrations {
     begin_locked: "BEGIN IMMEDIATE",
 };
 
-/// Marks a claimed entry `RUNNING` with its new run.
-pub(crate) const CLAIM_MARK: &str = "
-UPDATE bildad_queue
-SET status = 'RUNNING', current_run_id = ?2, attempts = attempts + 1,
-    node = ?3, timeout_at = ?4, expires_at = ?5, updated_at = ?6
-WHERE id = ?1";
+/// Moves a picked entry (`?1`) into its run, which carries what the entry carried
+/// (`?2` node instance, `?3` node name, `?4` now, `?5` expiry grace in µs); the claim then
+/// deletes the entry: a running job is one row.
+pub(crate) const CLAIM_MOVE: &str = "
+INSERT INTO bildad_runs (entry_id, job_run_identifier, template, job_type, retry,
+    process_name, node, node_name, status, context, started_at, timeout_at, expires_at,
+    template_id, priority, timeout_seconds, max_retries, uncounted_runs, entry_run_at,
+    entry_inserted_at)
+SELECT e.id, e.job_run_identifier, t.code, t.job_type, e.attempts,
+       ?2 || '/' || e.job_run_identifier || '/' || e.attempts, ?2, ?3,
+       'RUNNING', e.context, ?4,
+       ?4 + e.timeout_seconds * 1000000,
+       ?4 + e.timeout_seconds * 1000000 + ?5,
+       e.template_id, e.priority, e.timeout_seconds, e.max_retries, e.uncounted_runs,
+       e.run_at, e.inserted_at
+FROM bildad_queue e JOIN bildad_templates t ON t.id = e.template_id
+WHERE e.id = ?1";
+
+/// The killer's lookup (`?1` node instance, `?2` now): this node's runs past `timeout_at`.
+pub(crate) const KILL: &str = "
+SELECT id AS run_id, job_run_identifier, retry, node
+FROM bildad_runs
+WHERE status = 'RUNNING' AND node = ?1 AND timeout_at < ?2
+ORDER BY id";
 
 /// The engine's expiry lookup (`?1` now, `?2` node_dead_after in µs): runs past
-/// `expires_at`, and runs of dead or stopped node instances, on the entries table.
+/// `expires_at`, and runs of dead or stopped node instances.
 pub(crate) const EXPIRE: &str = "
-SELECT current_run_id AS run_id, job_run_identifier, attempts - 1 AS retry, node
-FROM bildad_queue
+SELECT id AS run_id, job_run_identifier, retry, node
+FROM bildad_runs
 WHERE status = 'RUNNING' AND expires_at < ?1
 UNION
-SELECT e.current_run_id, e.job_run_identifier, e.attempts - 1, e.node
+SELECT r.id, r.job_run_identifier, r.retry, r.node
 FROM bildad_nodes n
-JOIN bildad_queue e ON e.node = n.instance_id AND e.status = 'RUNNING'
+JOIN bildad_runs r ON r.node = n.instance_id AND r.status = 'RUNNING'
 WHERE n.stopped_at IS NOT NULL OR n.last_heartbeat_at < ?1 - ?2
 ORDER BY run_id";
 
@@ -71,26 +95,23 @@ WHERE NOT EXISTS (SELECT 1 FROM bildad_runs r
                     AND r.status = 'RUNNING')
 ORDER BY j.key";
 
-/// Ends a run, only if it is still `RUNNING` (the one conditional step).
+/// Ends a run, only if it is still `RUNNING` (the one conditional step), returning what
+/// the retry rule reads.
 pub(crate) const END_RUN: &str = "
 UPDATE bildad_runs
 SET status = 'DONE', result = ?2, reason = ?3, output = ?4, ended_at = ?5
 WHERE id = ?1 AND status = 'RUNNING'
-RETURNING id AS run_id, retry, node, entry_id";
+RETURNING id AS run_id, retry, node, max_retries, uncounted_runs";
 
-/// What the retry rule reads on the entry that still points at the run.
-pub(crate) const ENTRY_RETRIES: &str = "
-SELECT max_retries, uncounted_runs FROM bildad_queue
-WHERE id = ?1 AND current_run_id = ?2";
-
-/// Requeues an entry at `?2 + ?3` (now + delay); `?4` is 1 for a run that does not count
-/// against `max_retries`.
+/// Re-inserts the entry of the ended run `?1` at `?2 + ?3` (now + delay), with the same
+/// id, identifier, context and `inserted_at` (its place in line); `?4` is 1 for a run
+/// that does not count against `max_retries`.
 pub(crate) const REQUEUE: &str = "
-UPDATE bildad_queue
-SET status = 'AVAILABLE', current_run_id = NULL, node = NULL,
-    timeout_at = NULL, expires_at = NULL, run_at = ?2 + ?3, updated_at = ?2,
-    uncounted_runs = uncounted_runs + ?4
-WHERE id = ?1
+INSERT INTO bildad_queue (id, job_run_identifier, template_id, priority, timeout_seconds,
+    max_retries, context, run_at, attempts, uncounted_runs, inserted_at, updated_at)
+SELECT entry_id, job_run_identifier, template_id, priority, timeout_seconds, max_retries,
+       context, ?2 + ?3, retry + 1, uncounted_runs + ?4, entry_inserted_at, ?2
+FROM bildad_runs WHERE id = ?1
 RETURNING run_at AS t";
 
 /// Ended runs since `?1` by bucket of `?2` ms and result (integer microseconds): as
@@ -104,7 +125,9 @@ WHERE status = 'DONE' AND started_at >= ?1
   AND result IS NOT NULL AND ended_at IS NOT NULL
 GROUP BY 1 ORDER BY 1";
 
-/// The identifiers of a request (a JSON array) that an entry or a run already uses.
+/// The identifiers of a request (a JSON array) that an entry or a run already uses (a
+/// running job is its run). Read in the enqueue's write transaction, so no claim can move
+/// an entry between this look and the insert.
 pub(crate) const TAKEN: &str = "
 SELECT job_run_identifier AS text FROM bildad_queue
    WHERE job_run_identifier IN (SELECT value FROM json_each(?1))

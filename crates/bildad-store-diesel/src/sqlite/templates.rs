@@ -7,7 +7,7 @@ use crate::errors::{
     Fail, is_foreign_key_violation, is_unique_violation, template_exists, template_in_use,
     template_not_found,
 };
-use crate::rows::{TEMPLATE_COLS, TemplateRow};
+use crate::rows::{CountRow, TEMPLATE_COLS, TemplateRow};
 use bildad_core::{
     JobTemplate, NewTemplate, Page, PageRequest, StoreResult, TemplateFilter, TemplatePatch,
 };
@@ -72,7 +72,18 @@ pub(super) async fn update_template(
 pub(super) async fn delete_template(store: &SqliteStore, code: &str) -> StoreResult<()> {
     let code = code.to_string();
     store
-        .run(move |c| {
+        .write(move |c| {
+            // A running entry is its run, which the queue's FOREIGN KEY does not see.
+            let running: CountRow = sql_query(
+                "SELECT count(*) AS n FROM bildad_runs
+                 WHERE status = 'RUNNING'
+                   AND template_id = (SELECT id FROM bildad_templates WHERE code = ?1)",
+            )
+            .bind::<Text, _>(&code)
+            .get_result(c)?;
+            if running.n > 0 {
+                return Err(Fail(template_in_use(&code)));
+            }
             let n = sql_query("DELETE FROM bildad_templates WHERE code = ?1")
                 .bind::<Text, _>(&code)
                 .execute(c)
