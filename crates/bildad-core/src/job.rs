@@ -19,6 +19,14 @@ pub trait Job: Send + Sync + 'static {
     /// `Err` fails the run and the retry rule applies, unless the error is
     /// [`JobError::permanent`].
     async fn run(&self, ctx: JobContext) -> Result<Option<Value>, JobError>;
+
+    /// True when this job, once its [`JobContext::cancellation`] is set, ends by itself
+    /// at once (a process-isolated job kills its child process and returns). The
+    /// executor then cancels it without dropping it, and its slot frees only when it has
+    /// returned. False (the default): the executor also drops it at its next `.await`.
+    fn ends_on_cancel(&self) -> bool {
+        false
+    }
 }
 
 /// Any `async fn(JobContext) -> Result<Option<Value>, JobError>` is a job.
@@ -171,12 +179,27 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
 #[derive(Clone, Default)]
 pub struct JobRegistry {
     jobs: BTreeMap<String, Arc<dyn Job>>,
+    isolated: BTreeMap<String, ProcessIsolation>,
+}
+
+/// How the runs of a process-isolated job type execute: each in a child process of the
+/// node, ended with `SIGKILL` to its process group on timeout, stop, removal, expiry or
+/// shutdown (see `bildad_runtime::isolation`). The limits apply to the child.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessIsolation {
+    /// The child's address-space limit in bytes (`RLIMIT_AS`); an allocation past it
+    /// fails, which usually aborts the child.
+    pub memory_limit_bytes: Option<u64>,
+    /// The child's CPU-time limit in seconds (`RLIMIT_CPU`): past it the child gets
+    /// `SIGXCPU`, a second later `SIGKILL`.
+    pub cpu_limit_seconds: Option<u64>,
 }
 
 impl fmt::Debug for JobRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JobRegistry")
             .field("job_types", &self.jobs.keys().collect::<Vec<_>>())
+            .field("isolated", &self.isolated)
             .finish()
     }
 }
@@ -202,6 +225,19 @@ impl JobRegistry {
     /// The job registered under `name`.
     pub fn get(&self, name: &str) -> Option<Arc<dyn Job>> {
         self.jobs.get(name).cloned()
+    }
+
+    /// Marks the job type `name` process-isolated: its runs execute in a child process
+    /// (see [`ProcessIsolation`]). The mark holds whether `name` is registered before or
+    /// after.
+    pub fn isolate(&mut self, name: impl Into<String>, isolation: ProcessIsolation) -> &mut Self {
+        self.isolated.insert(name.into(), isolation);
+        self
+    }
+
+    /// How the job type `name` is isolated; `None` when it runs in process.
+    pub fn isolation(&self, name: &str) -> Option<ProcessIsolation> {
+        self.isolated.get(name).copied()
     }
 
     /// The registered names, sorted.

@@ -26,7 +26,7 @@ pub use fate::{
     EntryAction, NUL_ESCAPE, RetryState, RunEnd, entry_action, escape_nul, escape_nul_json,
 };
 pub use input::*;
-pub use job::{Cancellation, Job, JobContext, JobError, JobRegistry};
+pub use job::{Cancellation, Job, JobContext, JobError, JobRegistry, ProcessIsolation};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 pub use model::*;

@@ -120,6 +120,12 @@ impl Listing {
     }
 }
 
+/// `JobStore::mark_killed`: `$1` the run, `$2`..`$6` the reasons it may extend
+/// (`bildad_core::HARD_KILL_REASONS`), `$7` the suffix (`bildad_core::KILLED_SUFFIX`).
+pub(crate) const MARK_KILLED: &str = "
+UPDATE bildad_runs SET reason = reason || $7
+WHERE id = $1 AND status = 'DONE' AND result = 'FAILED' AND reason IN ($2, $3, $4, $5, $6)";
+
 /// Every node, the most recently heard first.
 pub(crate) const NODES: &str = "
 SELECT instance_id, name, started_at, last_heartbeat_at, stopped_at

@@ -1,15 +1,17 @@
 //! Operator actions on PostgreSQL: remove an entry, stop its run (both through the
-//! guarded finalize), prune the run history.
+//! guarded finalize), mark a run's process killed, prune the run history.
 
 use super::PgStore;
 use super::claim::finalize_in;
 use super::sql::REMOVE_IDLE;
+use crate::dialect::{Dialect, MARK_KILLED};
 use crate::errors::{Fail, db_error, keeps_changing};
 use bildad_core::{
-    FailureKind, Finalize, Outcome, RemoveResult, StopResult, StoreError, StoreResult, Timestamp,
+    FailureKind, Finalize, HARD_KILL_REASONS, KILLED_SUFFIX, Outcome, RemoveResult, RunId,
+    StopResult, StoreError, StoreResult, Timestamp,
 };
 use diesel::sql_query;
-use diesel::sql_types::{BigInt, Timestamptz};
+use diesel::sql_types::{BigInt, Text, Timestamptz};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 pub(super) async fn remove_entry(store: &PgStore, identifier: &str) -> StoreResult<RemoveResult> {
@@ -75,6 +77,23 @@ pub(super) async fn stop_entry(store: &PgStore, identifier: &str) -> StoreResult
         }
     }
     Err(keeps_changing(identifier))
+}
+
+pub(super) async fn mark_killed(store: &PgStore, run: RunId) -> StoreResult<bool> {
+    let mut conn = store.conn().await?;
+    let [a, b, c, d, e] = HARD_KILL_REASONS;
+    let n = sql_query(Dialect::Postgres.sql(MARK_KILLED))
+        .bind::<BigInt, _>(run)
+        .bind::<Text, _>(a)
+        .bind::<Text, _>(b)
+        .bind::<Text, _>(c)
+        .bind::<Text, _>(d)
+        .bind::<Text, _>(e)
+        .bind::<Text, _>(KILLED_SUFFIX)
+        .execute(&mut conn)
+        .await
+        .map_err(db_error)?;
+    Ok(n == 1)
 }
 
 pub(super) async fn prune_runs(store: &PgStore, older_than: Timestamp) -> StoreResult<u64> {
