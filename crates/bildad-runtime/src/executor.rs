@@ -77,6 +77,9 @@ struct LocalRun {
     abort: AbortHandle,
     cancel: Cancellation,
     state: LocalState,
+    /// The job ends by itself once cancelled ([`Job::ends_on_cancel`]): it is not
+    /// dropped, its slot frees when it returns.
+    ends_on_cancel: bool,
 }
 
 /// Where a local run stands. Changed only under the registry's lock, so that an abort
@@ -124,7 +127,9 @@ impl Inner {
             Some(local) if local.state == LocalState::Running => {
                 local.state = LocalState::Aborted;
                 local.cancel.cancel();
-                local.abort.abort();
+                if !local.ends_on_cancel {
+                    local.abort.abort();
+                }
                 true
             }
             _ => false,
@@ -273,6 +278,7 @@ impl JobExecutor for TokioExecutor {
             return;
         }
         let cancel = Cancellation::new();
+        let ends_on_cancel = job.ends_on_cancel();
         let run_id = run.id;
         let ctx = JobContext {
             context: run.context,
@@ -299,6 +305,7 @@ impl JobExecutor for TokioExecutor {
                 abort: task.abort_handle(),
                 cancel,
                 state: LocalState::Running,
+                ends_on_cancel,
             },
         );
     }
@@ -384,7 +391,7 @@ async fn execute(inner: Arc<Inner>, guard: SlotGuard, job: Arc<dyn Job>, ctx: Jo
 }
 
 /// The text of a panic payload (`panic!("...")` gives `&str` or `String`).
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         format!("panic: {s}")
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -26,6 +26,6 @@ pub use bildad_store_diesel as store;
 pub use bildad_core::{
     Job, JobContext, JobError, JobRegistry, JobStore, NewEntry, NewTemplate, NodeConfig, StoreError,
 };
-pub use bildad_runtime::{Engine, EngineReport, NodeRuntime};
+pub use bildad_runtime::{Engine, EngineReport, NodeRuntime, isolation};
 
 pub mod demo;

@@ -1,0 +1,215 @@
+//! Process-isolated job types through `bildad serve` with `--max-concurrent-jobs 1`, on
+//! PostgreSQL and SQLite: a CPU loop and a blocking sleep, which no tokio abort can end,
+//! are ended with SIGKILL on timeout, stop and removal; nothing of them is left running;
+//! the node's one slot is free at once; and a node killed with SIGKILL takes its
+//! children with it.
+
+use crate::{Node, eventually};
+use bildad_store_diesel::testing::{TestPg, TestSqlite};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn start(url: &str) -> Node {
+    Node::serve(
+        url,
+        &[
+            "--killer-interval-seconds",
+            "1",
+            "--retry-backoff-seconds",
+            "0",
+            "--max-concurrent-jobs",
+            "1",
+            "--node-name",
+            "isolating",
+        ],
+    )
+}
+
+/// `/proc/<pid>/stat`: (state, parent pid, process group); `None` once the process is
+/// gone or a zombie (it runs nothing).
+fn stat(pid: u32) -> Option<(char, u32, u32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    (state != 'Z' && state != 'X').then_some((state, ppid, pgrp))
+}
+
+/// The live processes whose parent is `node` or whose process group is one of `groups`.
+fn children_of(node: u32, groups: &[u32]) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            stat(pid).is_some_and(|(_, ppid, pgrp)| ppid == node || groups.contains(&pgrp))
+        })
+        .collect()
+}
+
+/// Waits until the node has a child process (the isolated run's), and returns it.
+async fn the_child(node: &Node) -> u32 {
+    let pid = node.child.id();
+    eventually("the isolated run's child process", WAIT, || async {
+        children_of(pid, &[]).first().copied()
+    })
+    .await
+}
+
+async fn enqueue(node: &Node, body: Value) {
+    let (s, e) = node.post("/jobs/queue", Some(body)).await;
+    assert_eq!(s, 201, "{e}");
+    assert_eq!(
+        e["engine"]["start"]["ok_count"], 1,
+        "it started at once: {e}"
+    );
+}
+
+/// The newest run of `id` once it is done.
+async fn done(node: &Node, id: &str) -> Value {
+    eventually(&format!("{id} done"), WAIT, || async {
+        let (_, body) = node.get(&format!("/jobs/runs?identifier={id}")).await;
+        body["items"]
+            .as_array()
+            .and_then(|runs| runs.first())
+            .filter(|r| r["status"] == "DONE")
+            .cloned()
+    })
+    .await
+}
+
+/// The newest run of `id` once its reason is `reason`.
+async fn ended_with(node: &Node, id: &str, reason: &str) -> Value {
+    eventually(&format!("{id} ended {reason:?}"), WAIT, || async {
+        let (_, body) = node.get(&format!("/jobs/runs?identifier={id}")).await;
+        body["items"]
+            .as_array()
+            .and_then(|runs| runs.first())
+            .filter(|r| r["reason"] == reason)
+            .cloned()
+    })
+    .await
+}
+
+/// Asserts that neither `child` nor anything else of the node's is left running.
+fn nothing_left(node: &Node, child: u32) {
+    let left = children_of(node.child.id(), &[child]);
+    assert!(left.is_empty(), "processes left running: {left:?}");
+}
+
+/// A job of `demo.echo`, which must start at once (the one slot is free) and succeed.
+async fn next_job_runs(node: &Node, id: &str) {
+    enqueue(
+        node,
+        json!({"template": "demo.echo", "context": {"n": 1}, "job_run_identifier": id,
+               "trigger_engine": true}),
+    )
+    .await;
+    assert_eq!(done(node, id).await["result"], "SUCCEEDED");
+}
+
+async fn isolated_runs_are_killed(url: &str) {
+    let node = start(url);
+
+    // Timeout: a CPU loop of 60 s with a timeout of 1 s.
+    enqueue(
+        &node,
+        json!({"template": "demo.spin", "context": {"seconds": 60}, "timeout_seconds": 1,
+               "max_retries": 0, "job_run_identifier": "spin-1", "trigger_engine": true}),
+    )
+    .await;
+    let child = the_child(&node).await;
+    let run = ended_with(&node, "spin-1", "Timeout (killed)").await;
+    assert_eq!(run["result"], "FAILED");
+    nothing_left(&node, child);
+    next_job_runs(&node, "after-timeout").await;
+
+    // Stop: a blocking sleep of 60 s.
+    enqueue(
+        &node,
+        json!({"template": "demo.block", "context": {"seconds": 60},
+               "job_run_identifier": "block-stop", "trigger_engine": true}),
+    )
+    .await;
+    let child = the_child(&node).await;
+    let (s, body) = node.post("/jobs/queue/block-stop/stop", None).await;
+    assert_eq!(s, 200, "{body}");
+    ended_with(&node, "block-stop", "Stopped (killed)").await;
+    nothing_left(&node, child);
+    // The stopped entry is available again; take it out of the way.
+    assert_eq!(node.delete("/jobs/queue/block-stop").await, 204);
+    next_job_runs(&node, "after-stop").await;
+
+    // Remove: the same, through DELETE.
+    enqueue(
+        &node,
+        json!({"template": "demo.block", "context": {"seconds": 60},
+               "job_run_identifier": "block-rm", "trigger_engine": true}),
+    )
+    .await;
+    let child = the_child(&node).await;
+    assert_eq!(node.delete("/jobs/queue/block-rm").await, 204);
+    ended_with(&node, "block-rm", "Removed (killed)").await;
+    nothing_left(&node, child);
+    next_job_runs(&node, "after-remove").await;
+
+    // SIGKILL the node mid-run: its child dies with it.
+    enqueue(
+        &node,
+        json!({"template": "demo.spin", "context": {"seconds": 60},
+               "job_run_identifier": "orphan", "trigger_engine": true}),
+    )
+    .await;
+    let child = the_child(&node).await;
+    let node_pid = node.child.id();
+    drop(node); // SIGKILL
+    eventually("the orphaned child died with its node", WAIT, || async {
+        stat(child).is_none().then_some(())
+    })
+    .await;
+    assert!(children_of(node_pid, &[child]).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_runs_are_killed_on_postgres() {
+    let Some(pg) = TestPg::fresh().await else {
+        return;
+    };
+    isolated_runs_are_killed(pg.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_runs_are_killed_on_sqlite() {
+    let db = TestSqlite::fresh().await;
+    isolated_runs_are_killed(db.url()).await;
+}
+
+/// A child that dies by itself (here: killed from outside the node, as the OOM killer
+/// would) fails its run with a reason naming the signal; the retry rule applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_dies_fails_its_run_naming_the_signal() {
+    let db = TestSqlite::fresh().await;
+    let node = start(db.url());
+    enqueue(
+        &node,
+        json!({"template": "demo.block", "context": {"seconds": 60}, "max_retries": 1,
+               "job_run_identifier": "dies", "trigger_engine": true}),
+    )
+    .await;
+    let child = the_child(&node).await;
+    let ok = std::process::Command::new("kill")
+        .args(["-SEGV", &child.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let run = done(&node, "dies").await;
+    assert_eq!(run["result"], "FAILED");
+    assert_eq!(run["reason"], "child process killed by signal 11 (SIGSEGV)");
+    assert_eq!(run["retry"], 0);
+    let (_, entry) = node.get("/jobs/queue/dies").await;
+    assert_eq!(entry["status"], "AVAILABLE", "retried by the rule: {entry}");
+}
