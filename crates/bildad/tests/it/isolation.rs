@@ -188,8 +188,8 @@ async fn isolated_runs_are_killed_on_sqlite() {
     isolated_runs_are_killed(db.url()).await;
 }
 
-/// A child that dies by itself (here: killed from outside the node, as the OOM killer
-/// would) fails its run with a reason naming the signal; the retry rule applies.
+/// A child that dies by itself (here: `SIGKILL` from outside the node, as the OOM
+/// killer sends) fails its run with a reason naming the signal; the retry rule applies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_that_dies_fails_its_run_naming_the_signal() {
     let db = TestSqlite::fresh().await;
@@ -202,13 +202,13 @@ async fn a_child_that_dies_fails_its_run_naming_the_signal() {
     .await;
     let child = the_child(&node).await;
     let ok = std::process::Command::new("kill")
-        .args(["-SEGV", &child.to_string()])
+        .args(["-KILL", &child.to_string()])
         .status()
         .unwrap();
     assert!(ok.success());
     let run = done(&node, "dies").await;
     assert_eq!(run["result"], "FAILED");
-    assert_eq!(run["reason"], "child process killed by signal 11 (SIGSEGV)");
+    assert_eq!(run["reason"], "child process killed by signal 9 (SIGKILL)");
     assert_eq!(run["retry"], 0);
     let (_, entry) = node.get("/jobs/queue/dies").await;
     assert_eq!(entry["status"], "AVAILABLE", "retried by the rule: {entry}");
