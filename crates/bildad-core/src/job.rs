@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 ///
 /// A job runs as an async task. It is ended cooperatively (at its next `.await`) when
 /// it times out or an operator stops it; a job with long blocking sections should
-/// check [`JobContext::is_cancelled`] or move the blocking work to a blocking thread.
+/// check [`JobContext::is_cancelled`] or move the blocking work to a blocking thread —
+/// or its type can be marked process-isolated ([`JobRegistry::isolate`]): its runs then
+/// execute in a child process, ended with `SIGKILL`.
 #[async_trait]
 pub trait Job: Send + Sync + 'static {
     /// Runs one attempt. `Ok(output)` succeeds (the output is stored on the run);
