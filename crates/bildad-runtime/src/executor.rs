@@ -520,9 +520,16 @@ mod tests {
 
         assert!(executor.abort(run));
         // Not dropped: the job itself sees the cancellation and goes on.
-        saw_cancel.recv().await.expect("the job saw its cancellation");
+        saw_cancel
+            .recv()
+            .await
+            .expect("the job saw its cancellation");
         assert!(executor.running().is_empty());
-        assert_eq!(executor.running_count(), 1, "the slot is held until it returns");
+        assert_eq!(
+            executor.running_count(),
+            1,
+            "the slot is held until it returns"
+        );
         assert_eq!(executor.free_slots(), 0);
         reaped.notify_one();
         assert!(executor.wait_idle(Duration::from_secs(30)).await);
