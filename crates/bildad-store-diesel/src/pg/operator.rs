@@ -4,14 +4,15 @@
 use super::PgStore;
 use super::claim::finalize_in;
 use super::sql::REMOVE_IDLE;
-use crate::dialect::{Dialect, MARK_KILLED};
+use crate::dialect::{self, Dialect};
 use crate::errors::{Fail, db_error, keeps_changing};
 use bildad_core::{
-    FailureKind, Finalize, HARD_KILL_REASONS, KILLED_SUFFIX, Outcome, RemoveResult, RunId,
-    StopResult, StoreError, StoreResult, Timestamp,
+    FailureKind, Finalize, Outcome, RemoveResult, RunId, StopResult, StoreError, StoreResult,
+    Timestamp,
 };
+use diesel::pg::Pg;
 use diesel::sql_query;
-use diesel::sql_types::{BigInt, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Timestamptz};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 pub(super) async fn remove_entry(store: &PgStore, identifier: &str) -> StoreResult<RemoveResult> {
@@ -81,15 +82,7 @@ pub(super) async fn stop_entry(store: &PgStore, identifier: &str) -> StoreResult
 
 pub(super) async fn mark_killed(store: &PgStore, run: RunId) -> StoreResult<bool> {
     let mut conn = store.conn().await?;
-    let [a, b, c, d, e] = HARD_KILL_REASONS;
-    let n = sql_query(Dialect::Postgres.sql(MARK_KILLED))
-        .bind::<BigInt, _>(run)
-        .bind::<Text, _>(a)
-        .bind::<Text, _>(b)
-        .bind::<Text, _>(c)
-        .bind::<Text, _>(d)
-        .bind::<Text, _>(e)
-        .bind::<Text, _>(KILLED_SUFFIX)
+    let n = dialect::mark_killed::<Pg>(Dialect::Postgres, run)
         .execute(&mut conn)
         .await
         .map_err(db_error)?;

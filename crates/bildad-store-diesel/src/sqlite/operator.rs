@@ -3,14 +3,15 @@
 
 use super::claim::finalize_in;
 use super::{SqliteStore, entry_run};
-use crate::dialect::{Dialect, MARK_KILLED};
+use crate::dialect::{self, Dialect};
 use crate::errors::Fail;
 use crate::rows::micros;
 use bildad_core::{
-    FailureKind, Finalize, HARD_KILL_REASONS, KILLED_SUFFIX, Outcome, RemoveResult, RunId,
-    StopResult, StoreError, StoreResult, Timestamp,
+    FailureKind, Finalize, Outcome, RemoveResult, RunId, StopResult, StoreError, StoreResult,
+    Timestamp,
 };
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::BigInt;
+use diesel::sqlite::Sqlite;
 use diesel::{RunQueryDsl, sql_query};
 
 pub(super) async fn remove_entry(
@@ -77,16 +78,7 @@ pub(super) async fn stop_entry(store: &SqliteStore, identifier: &str) -> StoreRe
 pub(super) async fn mark_killed(store: &SqliteStore, run: RunId) -> StoreResult<bool> {
     store
         .write(move |c| {
-            let [a, b, d, e, f] = HARD_KILL_REASONS;
-            let n = sql_query(Dialect::Sqlite.sql(MARK_KILLED))
-                .bind::<BigInt, _>(run)
-                .bind::<Text, _>(a)
-                .bind::<Text, _>(b)
-                .bind::<Text, _>(d)
-                .bind::<Text, _>(e)
-                .bind::<Text, _>(f)
-                .bind::<Text, _>(KILLED_SUFFIX)
-                .execute(c)?;
+            let n = dialect::mark_killed::<Sqlite>(Dialect::Sqlite, run).execute(c)?;
             Ok(n == 1)
         })
         .await

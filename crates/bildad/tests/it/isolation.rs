@@ -69,6 +69,12 @@ async fn enqueue(node: &Node, body: Value) {
     );
 }
 
+/// Enqueues and starts an isolated job; its child process.
+async fn started(node: &Node, body: Value) -> u32 {
+    enqueue(node, body).await;
+    the_child(node).await
+}
+
 /// The newest run of `id` once it is done.
 async fn done(node: &Node, id: &str) -> Value {
     eventually(&format!("{id} done"), WAIT, || async {
@@ -95,8 +101,19 @@ async fn ended_with(node: &Node, id: &str, reason: &str) -> Value {
     .await
 }
 
-/// Asserts that neither `child` nor anything else of the node's is left running.
-fn nothing_left(node: &Node, child: u32) {
+/// Starts `demo.block` of 60 s as `id`; its child process.
+async fn blocking(node: &Node, id: &str) -> u32 {
+    let body = json!({"template": "demo.block", "context": {"seconds": 60},
+                      "job_run_identifier": id, "trigger_engine": true});
+    started(node, body).await
+}
+
+/// Waits for the run of `id` to fail with `reason`, then asserts that neither its
+/// `child` nor anything else of the node's is left running (the kill is recorded only
+/// after the child was reaped).
+async fn killed(node: &Node, id: &str, reason: &str, child: u32) {
+    let run = ended_with(node, id, reason).await;
+    assert_eq!(run["result"], "FAILED");
     let left = children_of(node.child.id(), &[child]);
     assert!(left.is_empty(), "processes left running: {left:?}");
 }
@@ -116,55 +133,37 @@ async fn isolated_runs_are_killed(url: &str) {
     let node = start(url);
 
     // Timeout: a CPU loop of 60 s with a timeout of 1 s.
-    enqueue(
+    let child = started(
         &node,
         json!({"template": "demo.spin", "context": {"seconds": 60}, "timeout_seconds": 1,
                "max_retries": 0, "job_run_identifier": "spin-1", "trigger_engine": true}),
     )
     .await;
-    let child = the_child(&node).await;
-    let run = ended_with(&node, "spin-1", "Timeout (killed)").await;
-    assert_eq!(run["result"], "FAILED");
-    nothing_left(&node, child);
+    killed(&node, "spin-1", "Timeout (killed)", child).await;
     next_job_runs(&node, "after-timeout").await;
 
     // Stop: a blocking sleep of 60 s.
-    enqueue(
-        &node,
-        json!({"template": "demo.block", "context": {"seconds": 60},
-               "job_run_identifier": "block-stop", "trigger_engine": true}),
-    )
-    .await;
-    let child = the_child(&node).await;
+    let child = blocking(&node, "block-stop").await;
     let (s, body) = node.post("/jobs/queue/block-stop/stop", None).await;
     assert_eq!(s, 200, "{body}");
-    ended_with(&node, "block-stop", "Stopped (killed)").await;
-    nothing_left(&node, child);
+    killed(&node, "block-stop", "Stopped (killed)", child).await;
     // The stopped entry is available again; take it out of the way.
     assert_eq!(node.delete("/jobs/queue/block-stop").await, 204);
     next_job_runs(&node, "after-stop").await;
 
     // Remove: the same, through DELETE.
-    enqueue(
-        &node,
-        json!({"template": "demo.block", "context": {"seconds": 60},
-               "job_run_identifier": "block-rm", "trigger_engine": true}),
-    )
-    .await;
-    let child = the_child(&node).await;
+    let child = blocking(&node, "block-rm").await;
     assert_eq!(node.delete("/jobs/queue/block-rm").await, 204);
-    ended_with(&node, "block-rm", "Removed (killed)").await;
-    nothing_left(&node, child);
+    killed(&node, "block-rm", "Removed (killed)", child).await;
     next_job_runs(&node, "after-remove").await;
 
     // SIGKILL the node mid-run: its child dies with it.
-    enqueue(
+    let child = started(
         &node,
         json!({"template": "demo.spin", "context": {"seconds": 60},
                "job_run_identifier": "orphan", "trigger_engine": true}),
     )
     .await;
-    let child = the_child(&node).await;
     let node_pid = node.child.id();
     drop(node); // SIGKILL
     eventually("the orphaned child died with its node", WAIT, || async {
@@ -194,13 +193,12 @@ async fn isolated_runs_are_killed_on_sqlite() {
 async fn a_child_that_dies_fails_its_run_naming_the_signal() {
     let db = TestSqlite::fresh().await;
     let node = start(db.url());
-    enqueue(
+    let child = started(
         &node,
         json!({"template": "demo.block", "context": {"seconds": 60}, "max_retries": 1,
                "job_run_identifier": "dies", "trigger_engine": true}),
     )
     .await;
-    let child = the_child(&node).await;
     let ok = std::process::Command::new("kill")
         .args(["-KILL", &child.to_string()])
         .status()
