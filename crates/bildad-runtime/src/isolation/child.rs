@@ -79,9 +79,11 @@ fn kill_own_group() -> ! {
     std::process::exit(73)
 }
 
-/// A handle on what was stdout; stdout itself now writes to stderr.
+/// A handle on what was stdout; stdout itself now writes to stderr. The handle is
+/// close-on-exec: a process the job starts does not inherit it, so the parent reads the
+/// end of the outcome when the child exits, not when the job's last descendant does.
 fn take_stdout() -> std::io::Result<std::fs::File> {
-    let out = rustix::io::dup(std::io::stdout())?;
+    let out = rustix::io::fcntl_dupfd_cloexec(std::io::stdout(), 0)?;
     rustix::stdio::dup2_stdout(std::io::stderr())?;
     Ok(std::fs::File::from(out))
 }
