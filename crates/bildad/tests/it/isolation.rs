@@ -211,3 +211,35 @@ async fn a_child_that_dies_fails_its_run_naming_the_signal() {
     let (_, entry) = node.get("/jobs/queue/dies").await;
     assert_eq!(entry["status"], "AVAILABLE", "retried by the rule: {entry}");
 }
+
+/// SIGTERM with an isolated run still blocking past the grace: the node kills the child,
+/// records `Shutdown (killed)` and exits cleanly, leaving nothing running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_past_its_grace_kills_the_child() {
+    let db = TestSqlite::fresh().await;
+    let node = Node::serve(
+        db.url(),
+        &[
+            "--shutdown-grace-seconds",
+            "1",
+            "--max-concurrent-jobs",
+            "1",
+        ],
+    );
+    let child = blocking(&node, "block-shutdown").await;
+    let node_pid = node.child.id();
+    let status = node.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(stat(child).is_none(), "the child outlived its node");
+    assert!(children_of(node_pid, &[child]).is_empty());
+    let filter = bildad_core::RunFilter {
+        identifier: Some("block-shutdown".into()),
+        ..Default::default()
+    };
+    let runs = db
+        .store()
+        .list_runs(filter, bildad_core::PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(runs.items[0].reason.as_deref(), Some("Shutdown (killed)"));
+}
