@@ -367,22 +367,6 @@ impl Outcome {
     }
 }
 
-/// The reasons of runs that an operator, the killer, an engine or a shutdown ended:
-/// the only ones [`crate::JobStore::mark_killed`] may extend with [`KILLED_SUFFIX`].
-pub const HARD_KILL_REASONS: [&str; 5] = ["Timeout", "Stopped", "Removed", "Expired", "Shutdown"];
-
-/// What [`crate::JobStore::mark_killed`] appends to a run's reason once its process was
-/// killed: `Timeout (killed)`.
-pub const KILLED_SUFFIX: &str = " (killed)";
-
-/// The reason a run ended with `reason` gets once its process was killed; `None` when
-/// `reason` is not one of [`HARD_KILL_REASONS`] (a job's own reason, or already marked).
-pub fn killed_reason(reason: &str) -> Option<String> {
-    HARD_KILL_REASONS
-        .contains(&reason)
-        .then(|| format!("{reason}{KILLED_SUFFIX}"))
-}
-
 /// Cuts `reason` to at most [`MAX_REASON_BYTES`] bytes on a char boundary.
 pub fn cap_reason(mut reason: String) -> String {
     if reason.len() > MAX_REASON_BYTES {

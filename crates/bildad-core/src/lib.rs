@@ -23,7 +23,8 @@ pub use config::NodeConfig;
 pub use error::{DbFailure, ErrorKind, StoreError, StoreResult, Violation};
 pub use executor::JobExecutor;
 pub use fate::{
-    EntryAction, NUL_ESCAPE, RetryState, RunEnd, entry_action, escape_nul, escape_nul_json,
+    EntryAction, HARD_KILL_REASONS, KILLED_SUFFIX, NUL_ESCAPE, RetryState, RunEnd, entry_action,
+    escape_nul, escape_nul_json, killed_reason,
 };
 pub use input::*;
 pub use job::{Cancellation, Job, JobContext, JobError, JobRegistry, ProcessIsolation};
