@@ -62,7 +62,28 @@ async fn measure(job_type: &str, runs: usize, slots: u32) -> Duration {
     took / u32::try_from(runs).unwrap_or(u32::MAX)
 }
 
+/// The bare start of a process: this program started again, exiting at once, `runs`
+/// times one after another; the time per start. What a pool of children would save at
+/// most.
+async fn bare_start(runs: usize) -> Duration {
+    let start = Instant::now();
+    for _ in 0..runs {
+        let status = tokio::process::Command::new("/proc/self/exe")
+            .arg(EXIT_AT_ONCE)
+            .status()
+            .await
+            .expect("start");
+        assert!(status.success());
+    }
+    start.elapsed() / u32::try_from(runs).unwrap_or(u32::MAX)
+}
+
+const EXIT_AT_ONCE: &str = "--exit-at-once";
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some(EXIT_AT_ONCE) {
+        return;
+    }
     // In a child this runs the one job and exits.
     bildad_runtime::isolation::child_main(registry);
     let runs: usize = std::env::args()
@@ -75,6 +96,8 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
+        let per_start = bare_start(runs).await;
+        println!("bare process start and reap, 1 at a time: {per_start:>10.1?} per start");
         for slots in [1, cores] {
             for job_type in ["in_process", "isolated"] {
                 let per_run = measure(job_type, runs, slots).await;
