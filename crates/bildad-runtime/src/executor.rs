@@ -20,8 +20,8 @@ use tracing::Instrument;
 /// The most finalizes sent to the store in one round trip.
 const FINALIZE_BATCH: usize = 500;
 /// First and largest pause between finalize attempts while the store is unavailable.
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+pub(crate) const RETRY_FIRST: Duration = Duration::from_millis(100);
+pub(crate) const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Runs each claimed job in its own tokio task on this node.
 ///

@@ -2,10 +2,9 @@
 //! kills the child's process group when the run is ended from outside.
 
 use super::protocol::{CHILD_ARG, PARENT_ENV, Reply, Request, died_reason};
+use crate::executor::{RETRY_FIRST, RETRY_MAX};
 use async_trait::async_trait;
-use bildad_core::{
-    Job, JobContext, JobError, JobStore, ProcessIsolation, RunId, RunStatus, StoreError,
-};
+use bildad_core::{Job, JobContext, JobError, JobStore, ProcessIsolation, RunId, RunStatus};
 use rustix::process::{Pid, Signal, kill_process_group};
 use serde_json::Value;
 use std::os::unix::process::ExitStatusExt;
@@ -15,9 +14,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-/// How often, and how far apart, the parent tries to record a kill on a run that is not
-/// ended yet (a shutdown ends its runs just after it kills them) or while the store is
-/// unavailable. Bounded: the slot waits for it.
+/// How often, and how far apart, the parent asks again to record a kill on a run that is
+/// not ended yet (a shutdown ends its runs just after it kills them). Bounded: the slot
+/// waits for it.
 const MARK_ATTEMPTS: u32 = 40;
 const MARK_PAUSE: Duration = Duration::from_millis(50);
 
@@ -105,30 +104,47 @@ async fn exchange(
 
 impl IsolatedJob {
     /// Appends ` (killed)` to the run's reason once whoever ended it has finalized it.
+    /// While the store is unavailable it retries as the finalizer does (100 ms doubling
+    /// to 5 s, for as long as it takes); a run not ended yet is asked about again for
+    /// [`MARK_ATTEMPTS`] × [`MARK_PAUSE`] at most.
     async fn record_kill(&self, run: RunId) {
-        for _ in 0..MARK_ATTEMPTS {
-            match self.store.mark_killed(run).await {
+        let mut unended = 0;
+        let mut pause = RETRY_FIRST;
+        loop {
+            let running = match self.store.mark_killed(run).await {
                 Ok(true) => return,
-                Ok(false) if !self.still_running(run).await => return,
-                Ok(false) => {}
-                Err(e) if e.is_transient() => {}
+                Ok(false) => self
+                    .store
+                    .get_run(run)
+                    .await
+                    .map(|r| r.status == RunStatus::Running),
+                Err(e) => Err(e),
+            };
+            match running {
+                // Ended with a reason of its own, or already marked.
+                Ok(false) => return,
+                Ok(true) if unended < MARK_ATTEMPTS => {
+                    unended += 1;
+                    tokio::time::sleep(MARK_PAUSE).await;
+                }
+                Ok(true) => {
+                    tracing::warn!(
+                        run_id = run,
+                        "could not record the kill: the run was not ended in time"
+                    );
+                    return;
+                }
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(run_id = run, error = %e, "recording the kill failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
                 Err(e) => {
                     tracing::warn!(run_id = run, error = %e, "could not record the kill");
                     return;
                 }
             }
-            tokio::time::sleep(MARK_PAUSE).await;
         }
-        tracing::warn!(
-            run_id = run,
-            "could not record the kill: the run was not ended in time"
-        );
-    }
-
-    async fn still_running(&self, run: RunId) -> bool {
-        let run = self.store.get_run(run).await;
-        run.as_ref()
-            .map_or_else(StoreError::is_transient, |r| r.status == RunStatus::Running)
     }
 }
 
