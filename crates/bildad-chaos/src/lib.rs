@@ -425,6 +425,7 @@ pub async fn chaos(opts: ChaosOptions) -> Result<ChaosSummary> {
         check::Rules {
             node_dead_after_secs: NODE_DEAD_AFTER_SECS as f64,
             expired_from_any_node: false,
+            database_away: false,
         },
     );
     if verdict.killed_instances != kills {

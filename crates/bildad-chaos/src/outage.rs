@@ -272,6 +272,7 @@ pub async fn run_with(opts: OutageOptions, node_dead_after: Duration) -> Result<
         check::Rules {
             node_dead_after_secs: node_dead_after.as_secs() as f64,
             expired_from_any_node: false,
+            database_away: true,
         },
     );
     let mut finished_while_away = 0;

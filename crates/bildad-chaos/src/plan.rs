@@ -20,6 +20,12 @@ pub enum Kind {
     Panic,
     /// `demo.sleep` longer than `timeout_seconds`: the killer ends every attempt.
     Timeout,
+    /// `demo.spin` (process-isolated, a CPU loop) longer than `timeout_seconds`: the
+    /// killer ends every attempt with SIGKILL (`Timeout (killed)`).
+    Spin,
+    /// `demo.block` (process-isolated, `std::thread::sleep`) shorter than its timeout:
+    /// succeeds.
+    Block,
 }
 
 impl Kind {
@@ -32,6 +38,8 @@ impl Kind {
             Kind::Flaky => "flaky",
             Kind::Panic => "panic",
             Kind::Timeout => "timeout",
+            Kind::Spin => "spin",
+            Kind::Block => "block",
         }
     }
 
@@ -44,6 +52,8 @@ impl Kind {
             "flaky" => Kind::Flaky,
             "panic" => Kind::Panic,
             "timeout" => Kind::Timeout,
+            "spin" => Kind::Spin,
+            "block" => Kind::Block,
             _ => return None,
         })
     }
@@ -76,6 +86,10 @@ pub enum Expected {
 /// The message of `demo.fail` and `demo.panic` jobs.
 pub const FAIL_MESSAGE: &str = "chaos: planned failure";
 
+/// The reason of a `Spin` run its node's killer ended: the run was finalized `Timeout`,
+/// then its child process killed. A node killed between the two leaves `Timeout`.
+pub const KILLED_TIMEOUT: &str = "Timeout (killed)";
+
 /// Timeout of the `Timeout` jobs, in seconds (they sleep six times as long, so that a
 /// killer tick delayed by a loaded machine still comes first).
 pub const TIMEOUT_SECONDS: i32 = 1;
@@ -84,10 +98,11 @@ impl PlannedJob {
     /// The outcome of attempt `retry` when its node lives.
     pub fn expected(&self, retry: i32) -> Expected {
         match self.kind {
-            Kind::Echo | Kind::Sleep => Expected::Success,
+            Kind::Echo | Kind::Sleep | Kind::Block => Expected::Success,
             Kind::Fail => Expected::Failure(FAIL_MESSAGE.to_owned()),
             Kind::Panic => Expected::Failure(format!("panic: {FAIL_MESSAGE}")),
             Kind::Timeout => Expected::Failure("Timeout".to_owned()),
+            Kind::Spin => Expected::Failure(KILLED_TIMEOUT.to_owned()),
             Kind::Flaky if retry < self.fail_times => Expected::Failure(format!(
                 "flaky failure {} of {}",
                 retry + 1,
@@ -116,6 +131,8 @@ impl PlannedJob {
             Kind::Fail => ("demo.fail", json!({"message": FAIL_MESSAGE})),
             Kind::Panic => ("demo.panic", json!({"message": FAIL_MESSAGE})),
             Kind::Flaky => ("demo.flaky", json!({"fail_times": self.fail_times})),
+            Kind::Spin => ("demo.spin", json!({"seconds": self.seconds})),
+            Kind::Block => ("demo.block", json!({"seconds": self.seconds})),
         };
         let mut body = json!({
             "template": template,
@@ -124,7 +141,7 @@ impl PlannedJob {
             "max_retries": self.max_retries,
             "trigger_engine": trigger_engine,
         });
-        if self.kind == Kind::Timeout {
+        if matches!(self.kind, Kind::Timeout | Kind::Spin) {
             body["timeout_seconds"] = json!(TIMEOUT_SECONDS);
         }
         body
@@ -161,14 +178,17 @@ impl Rng {
     }
 }
 
-/// `jobs` planned jobs: 35 % echo, 20 % short sleeps, 10 % failures, 15 % flaky,
-/// 5 % panics, 15 % timeouts. Identifiers are `<prefix>-<n>`.
+/// `jobs` planned jobs: 27 % echo, 20 % short sleeps, 10 % failures, 15 % flaky,
+/// 5 % panics, 15 % timeouts, and of the process-isolated types 4 % short blocking
+/// sleeps and 4 % CPU loops past their timeout. Identifiers are `<prefix>-<n>`.
 pub fn generate(jobs: usize, prefix: &str, rng: &mut Rng) -> Vec<PlannedJob> {
     (0..jobs)
         .map(|i| {
             let roll = rng.below(100);
             let kind = match roll {
-                0..35 => Kind::Echo,
+                0..27 => Kind::Echo,
+                27..31 => Kind::Block,
+                31..35 => Kind::Spin,
                 35..55 => Kind::Sleep,
                 55..65 => Kind::Fail,
                 65..80 => Kind::Flaky,
@@ -181,7 +201,10 @@ pub fn generate(jobs: usize, prefix: &str, rng: &mut Rng) -> Vec<PlannedJob> {
                 Kind::Fail => (rng.below(3) as i32, 0, 0.0),
                 Kind::Flaky => (1 + rng.below(4) as i32, rng.below(4) as i32, 0.0),
                 Kind::Panic => (rng.below(2) as i32, 0, 0.0),
-                Kind::Timeout => (rng.below(2) as i32, 0, f64::from(TIMEOUT_SECONDS) * 6.0),
+                Kind::Timeout | Kind::Spin => {
+                    (rng.below(2) as i32, 0, f64::from(TIMEOUT_SECONDS) * 6.0)
+                }
+                Kind::Block => (1 + rng.below(2) as i32, 0, 0.05 + rng.unit() * 0.5),
             };
             PlannedJob {
                 identifier: format!("{prefix}-{i}"),

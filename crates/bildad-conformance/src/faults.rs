@@ -295,6 +295,7 @@ fault_store! {
     RunsToKill => fn runs_to_kill(&self, node: &str) -> StoreResult<Vec<RunRef>>, about node;
     RunsToExpire => fn runs_to_expire(&self, node_dead_after: Duration) -> StoreResult<Vec<RunRef>>;
     RunsFinalized => fn runs_finalized(&self, runs: &[RunId]) -> StoreResult<Vec<RunId>>;
+    MarkKilled => fn mark_killed(&self, run: RunId) -> StoreResult<bool>, about run;
     GetRun => fn get_run(&self, id: RunId) -> StoreResult<JobRun>, about id;
     ListRuns => fn list_runs(&self, filter: RunFilter, page: PageRequest) -> StoreResult<Page<JobRun>>;
     RunActivity => fn run_activity(&self, since: Timestamp, bucket: Duration) -> StoreResult<RunActivity>;

@@ -186,6 +186,7 @@ macro_rules! for_each_case {
             remove_running_entry,
             remove_available_entry,
             stop_races_finalize,
+            mark_killed_extends_only_hard_kill_reasons,
             // killer and engine
             runs_to_kill_own_node_past_timeout,
             runs_to_expire_past_expires_at,

@@ -1,6 +1,7 @@
 //! What a finalize does, written once for every store: what it writes on the run
 //! ([`RunEnd`]), and the one rule that turns the outcome into the entry's fate (SPEC
 //! §2.4): deleted, requeued at a time, or (for a run whose finalize lost) left alone.
+//! Also which ended runs may record that their process was killed ([`killed_reason`]).
 //! `MemoryStore` applies it here, the SQL stores in `bildad-store-diesel`, where the
 //! statements receive the decision as data.
 
@@ -61,6 +62,22 @@ impl Outcome {
             },
         }
     }
+}
+
+/// The reasons of runs that an operator, the killer, an engine or a shutdown ended:
+/// the only ones [`crate::JobStore::mark_killed`] may extend with [`KILLED_SUFFIX`].
+pub const HARD_KILL_REASONS: [&str; 5] = ["Timeout", "Stopped", "Removed", "Expired", "Shutdown"];
+
+/// What [`crate::JobStore::mark_killed`] appends to a run's reason once its process was
+/// killed: `Timeout (killed)`.
+pub const KILLED_SUFFIX: &str = " (killed)";
+
+/// The reason a run ended with `reason` gets once its process was killed; `None` when
+/// `reason` is not one of [`HARD_KILL_REASONS`] (a job's own reason, or already marked).
+pub fn killed_reason(reason: &str) -> Option<String> {
+    HARD_KILL_REASONS
+        .contains(&reason)
+        .then(|| format!("{reason}{KILLED_SUFFIX}"))
 }
 
 /// What a finalize does to the entry of a run it won.
@@ -177,6 +194,20 @@ mod tests {
         let end = Outcome::failed(FailureKind::Panic, "x\u{0}y").run_end();
         assert_eq!(end.reason.as_deref(), Some("x\\u0000y"));
         assert_eq!(end.result, RunResult::Failed);
+    }
+
+    #[test]
+    fn only_reasons_of_runs_ended_from_outside_record_a_kill_once() {
+        assert_eq!(
+            killed_reason("Timeout").as_deref(),
+            Some("Timeout (killed)")
+        );
+        assert_eq!(
+            killed_reason("Stopped").as_deref(),
+            Some("Stopped (killed)")
+        );
+        assert_eq!(killed_reason("Timeout (killed)"), None);
+        assert_eq!(killed_reason("disk full"), None);
     }
 
     #[test]

@@ -12,13 +12,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 ///
 /// A job runs as an async task. It is ended cooperatively (at its next `.await`) when
 /// it times out or an operator stops it; a job with long blocking sections should
-/// check [`JobContext::is_cancelled`] or move the blocking work to a blocking thread.
+/// check [`JobContext::is_cancelled`] or move the blocking work to a blocking thread —
+/// or its type can be marked process-isolated ([`JobRegistry::isolate`]): its runs then
+/// execute in a child process, ended with `SIGKILL`.
 #[async_trait]
 pub trait Job: Send + Sync + 'static {
     /// Runs one attempt. `Ok(output)` succeeds (the output is stored on the run);
     /// `Err` fails the run and the retry rule applies, unless the error is
     /// [`JobError::permanent`].
     async fn run(&self, ctx: JobContext) -> Result<Option<Value>, JobError>;
+
+    /// True when this job, once its [`JobContext::cancellation`] is set, ends by itself
+    /// at once (a process-isolated job kills its child process and returns). The
+    /// executor then cancels it without dropping it, and its slot frees only when it has
+    /// returned. False (the default): the executor also drops it at its next `.await`.
+    fn ends_on_cancel(&self) -> bool {
+        false
+    }
 }
 
 /// Any `async fn(JobContext) -> Result<Option<Value>, JobError>` is a job.
@@ -193,12 +203,27 @@ pub struct JobRegistry {
     jobs: BTreeMap<String, Arc<dyn Job>>,
     /// The typed side: shared state and the templates declared from code (`worker.rs`).
     pub(crate) typed: crate::worker::Declared,
+    isolated: BTreeMap<String, ProcessIsolation>,
+}
+
+/// How the runs of a process-isolated job type execute: each in a child process of the
+/// node, ended with `SIGKILL` to its process group on timeout, stop, removal, expiry or
+/// shutdown (see `bildad_runtime::isolation`). The limits apply to the child.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessIsolation {
+    /// The child's address-space limit in bytes (`RLIMIT_AS`); an allocation past it
+    /// fails, which usually aborts the child.
+    pub memory_limit_bytes: Option<u64>,
+    /// The child's CPU-time limit in seconds (`RLIMIT_CPU`): past it the child gets
+    /// `SIGXCPU`, a second later `SIGKILL`.
+    pub cpu_limit_seconds: Option<u64>,
 }
 
 impl fmt::Debug for JobRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JobRegistry")
             .field("job_types", &self.jobs.keys().collect::<Vec<_>>())
+            .field("isolated", &self.isolated)
             .finish()
     }
 }
@@ -224,6 +249,19 @@ impl JobRegistry {
     /// The job registered under `name`.
     pub fn get(&self, name: &str) -> Option<Arc<dyn Job>> {
         self.jobs.get(name).cloned()
+    }
+
+    /// Marks the job type `name` process-isolated: its runs execute in a child process
+    /// (see [`ProcessIsolation`]). The mark holds whether `name` is registered before or
+    /// after.
+    pub fn isolate(&mut self, name: impl Into<String>, isolation: ProcessIsolation) -> &mut Self {
+        self.isolated.insert(name.into(), isolation);
+        self
+    }
+
+    /// How the job type `name` is isolated; `None` when it runs in process.
+    pub fn isolation(&self, name: &str) -> Option<ProcessIsolation> {
+        self.isolated.get(name).copied()
     }
 
     /// The registered names, sorted.

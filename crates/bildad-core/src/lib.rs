@@ -28,10 +28,11 @@ pub use declare::{DeclaredTemplate, EnsuredTemplates};
 pub use error::{DbFailure, ErrorKind, StoreError, StoreResult, Violation};
 pub use executor::JobExecutor;
 pub use fate::{
-    EntryAction, NUL_ESCAPE, RetryState, RunEnd, entry_action, escape_nul, escape_nul_json,
+    EntryAction, HARD_KILL_REASONS, KILLED_SUFFIX, NUL_ESCAPE, RetryState, RunEnd, entry_action,
+    escape_nul, escape_nul_json, killed_reason,
 };
 pub use input::*;
-pub use job::{Cancellation, Job, JobContext, JobError, JobRegistry};
+pub use job::{Cancellation, Job, JobContext, JobError, JobRegistry, ProcessIsolation};
 pub use jobs::Jobs;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;

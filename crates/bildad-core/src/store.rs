@@ -41,7 +41,8 @@ use std::time::Duration;
 ///   methods marked *Engine and killer only* — [`claim`](JobStore::claim),
 ///   [`finalize`](JobStore::finalize), [`finalize_many`](JobStore::finalize_many),
 ///   [`runs_to_kill`](JobStore::runs_to_kill), [`runs_to_expire`](JobStore::runs_to_expire),
-///   [`runs_finalized`](JobStore::runs_finalized), [`heartbeat`](JobStore::heartbeat),
+///   [`runs_finalized`](JobStore::runs_finalized), [`mark_killed`](JobStore::mark_killed),
+///   [`heartbeat`](JobStore::heartbeat),
 ///   [`node_stopped`](JobStore::node_stopped) and
 ///   [`listen_for_enqueues`](JobStore::listen_for_enqueues). They take, end and look
 ///   for run leases and record a node's liveness; an application that called them would
@@ -161,6 +162,15 @@ pub trait JobStore: Send + Sync + 'static {
     ///
     /// *Engine and killer only.*
     async fn runs_finalized(&self, runs: &[RunId]) -> StoreResult<Vec<RunId>>;
+
+    /// Records that the process of run `run` was killed (`SIGKILL`) after the run ended:
+    /// a run `FAILED` with a reason of [`crate::HARD_KILL_REASONS`] (`Timeout`,
+    /// `Stopped`, ...) gets [`crate::KILLED_SUFFIX`] appended (`Timeout (killed)`). True
+    /// when it changed the run; any other run (running, succeeded, failed with a job's
+    /// own reason, already marked, unknown) is left alone and gives false.
+    ///
+    /// *Engine and killer only.*
+    async fn mark_killed(&self, run: RunId) -> StoreResult<bool>;
 
     // --- history --------------------------------------------------------------
 

@@ -135,6 +135,7 @@ impl Engine {
         executor: Arc<dyn JobExecutor>,
         slot_freed: Option<Arc<Notify>>,
     ) -> Self {
+        let registry = crate::isolation::wrap(registry, &store);
         Self {
             store,
             node,

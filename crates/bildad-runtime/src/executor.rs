@@ -20,8 +20,8 @@ use tracing::Instrument;
 /// The most finalizes sent to the store in one round trip.
 const FINALIZE_BATCH: usize = 500;
 /// First and largest pause between finalize attempts while the store is unavailable.
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+pub(crate) const RETRY_FIRST: Duration = Duration::from_millis(100);
+pub(crate) const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Runs each claimed job in its own tokio task on this node.
 ///
@@ -77,6 +77,9 @@ struct LocalRun {
     abort: AbortHandle,
     cancel: Cancellation,
     state: LocalState,
+    /// The job ends by itself once cancelled ([`Job::ends_on_cancel`]): it is not
+    /// dropped, its slot frees when it returns.
+    ends_on_cancel: bool,
 }
 
 /// Where a local run stands. Changed only under the registry's lock, so that an abort
@@ -124,7 +127,9 @@ impl Inner {
             Some(local) if local.state == LocalState::Running => {
                 local.state = LocalState::Aborted;
                 local.cancel.cancel();
-                local.abort.abort();
+                if !local.ends_on_cancel {
+                    local.abort.abort();
+                }
                 true
             }
             _ => false,
@@ -273,6 +278,7 @@ impl JobExecutor for TokioExecutor {
             return;
         }
         let cancel = Cancellation::new();
+        let ends_on_cancel = job.ends_on_cancel();
         let run_id = run.id;
         let ctx = JobContext {
             context: run.context,
@@ -299,6 +305,7 @@ impl JobExecutor for TokioExecutor {
                 abort: task.abort_handle(),
                 cancel,
                 state: LocalState::Running,
+                ends_on_cancel,
             },
         );
     }
@@ -384,7 +391,7 @@ async fn execute(inner: Arc<Inner>, guard: SlotGuard, job: Arc<dyn Job>, ctx: Jo
 }
 
 /// The text of a panic payload (`panic!("...")` gives `&str` or `String`).
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         format!("panic: {s}")
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -449,5 +456,83 @@ pub(crate) async fn finalize_one(
             }
             other => return other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bildad_core::{ClaimRequest, JobError, MemoryStore, NewEntry, NewTemplate};
+    use serde_json::{Value, json};
+
+    /// A job that ends by itself once cancelled, as an isolated job does: it reports the
+    /// cancellation, then returns when the test lets it (its child "reaped").
+    struct EndsOnCancel {
+        saw_cancel: mpsc::UnboundedSender<()>,
+        reaped: Arc<Notify>,
+    }
+
+    #[async_trait]
+    impl Job for EndsOnCancel {
+        async fn run(&self, ctx: JobContext) -> Result<Option<Value>, JobError> {
+            ctx.cancellation.cancelled().await;
+            let _ = self.saw_cancel.send(());
+            self.reaped.notified().await;
+            Err(JobError::msg("killed"))
+        }
+
+        fn ends_on_cancel(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_that_ends_on_cancel_is_not_dropped_and_keeps_its_slot_until_it_returns() {
+        let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+        let schema = json!({"type": "object"});
+        store
+            .create_template(NewTemplate::new("t", "t", "t.job", schema))
+            .await
+            .unwrap();
+        store.enqueue(NewEntry::new("t", json!({}))).await.unwrap();
+        let node = NodeRef::new("n");
+        store.heartbeat(&node).await.unwrap();
+        let claimed = store
+            .claim(ClaimRequest {
+                node: node.clone(),
+                job_types: vec!["t.job".into()],
+                limit: 1,
+                expiry_grace: Duration::from_secs(60),
+                only_identifier: None,
+            })
+            .await
+            .unwrap()
+            .remove(0);
+        let run = claimed.run.id;
+        let executor = TokioExecutor::new(store, node, Backoff::immediate(), 1);
+        let (tx, mut saw_cancel) = mpsc::unbounded_channel();
+        let reaped = Arc::new(Notify::new());
+        let job = EndsOnCancel {
+            saw_cancel: tx,
+            reaped: reaped.clone(),
+        };
+        executor.spawn(claimed, Arc::new(job));
+
+        assert!(executor.abort(run));
+        // Not dropped: the job itself sees the cancellation and goes on.
+        saw_cancel
+            .recv()
+            .await
+            .expect("the job saw its cancellation");
+        assert!(executor.running().is_empty());
+        assert_eq!(
+            executor.running_count(),
+            1,
+            "the slot is held until it returns"
+        );
+        assert_eq!(executor.free_slots(), 0);
+        reaped.notify_one();
+        assert!(executor.wait_idle(Duration::from_secs(30)).await);
+        assert_eq!(executor.free_slots(), 1);
     }
 }

@@ -9,10 +9,13 @@
 //!   [`Engine::run_until_idle`] keeps claiming while work is available.
 //! - Killing is cooperative: an aborted job stops at its next `.await`. A job with long
 //!   blocking sections must check [`bildad_core::JobContext::is_cancelled`] or run them
-//!   in `tokio::task::spawn_blocking` (see `docs/RUNTIME.md`).
+//!   in `tokio::task::spawn_blocking` (see `docs/RUNTIME.md`) — or be marked
+//!   process-isolated ([`isolation`]): its runs then execute in a child process that is
+//!   killed with `SIGKILL`.
 
 mod engine;
 mod executor;
+pub mod isolation;
 mod killer;
 mod node;
 mod pacing;

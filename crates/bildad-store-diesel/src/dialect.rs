@@ -7,7 +7,8 @@
 use crate::rows::{DbJson, ENTRY_COLS, RUN_COLS, TEMPLATE_COLS};
 use crate::shared::limit_offset;
 use bildad_core::{
-    EntryStatus, NewTemplate, PageRequest, RunFilter, TemplateFilter, TemplatePatch,
+    EntryStatus, HARD_KILL_REASONS, KILLED_SUFFIX, NewTemplate, PageRequest, RunFilter,
+    TemplateFilter, TemplatePatch,
 };
 use diesel::backend::Backend;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
@@ -118,6 +119,30 @@ impl Listing {
         }
         q
     }
+}
+
+/// `JobStore::mark_killed` of run `run`: appends `bildad_core::KILLED_SUFFIX` to its
+/// reason when it ended `FAILED` with one of `bildad_core::HARD_KILL_REASONS`.
+pub(crate) fn mark_killed<DB>(d: Dialect, run: i64) -> BoxedSqlQuery<'static, DB, SqlQuery>
+where
+    DB: Backend + HasSqlType<Text> + HasSqlType<BigInt>,
+    i64: ToSql<BigInt, DB>,
+    str: ToSql<Text, DB>,
+{
+    let [a, b, c, e, f] = HARD_KILL_REASONS;
+    sql_query(d.sql(
+        "UPDATE bildad_runs SET reason = reason || $7
+         WHERE id = $1 AND status = 'DONE' AND result = 'FAILED'
+           AND reason IN ($2, $3, $4, $5, $6)",
+    ))
+    .into_boxed()
+    .bind::<BigInt, _>(run)
+    .bind::<Text, _>(a)
+    .bind::<Text, _>(b)
+    .bind::<Text, _>(c)
+    .bind::<Text, _>(e)
+    .bind::<Text, _>(f)
+    .bind::<Text, _>(KILLED_SUFFIX)
 }
 
 /// Every node, the most recently heard first.

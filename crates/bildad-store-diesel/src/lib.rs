@@ -230,6 +230,10 @@ macro_rules! job_store_by_sections {
                 reads::run_activity(self, since, bucket).await
             }
 
+            async fn mark_killed(&self, run: bildad_core::RunId) -> bildad_core::StoreResult<bool> {
+                operator::mark_killed(self, run).await
+            }
+
             async fn prune_runs(
                 &self,
                 older_than: bildad_core::Timestamp,

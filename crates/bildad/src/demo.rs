@@ -8,11 +8,17 @@
 //! | `demo.fail` | `{"message": string}` | returns an error with that message |
 //! | `demo.panic` | `{"message": string}` | panics with that message |
 //! | `demo.flaky` | `{"fail_times": integer}` | fails while `retry < fail_times`, then succeeds |
+//! | `demo.spin` | `{"seconds": number}` | process-isolated: a CPU loop that never awaits |
+//! | `demo.block` | `{"seconds": number}` | process-isolated: `std::thread::sleep` |
 //!
 //! [`templates`] gives one template per type, whose code is the type's name;
-//! [`registry`] declares them, so that the node creates them at start.
+//! [`registry`] declares them, so that the node creates them at start. The two
+//! process-isolated types run in a child process (`bildad_runtime::isolation`): only a
+//! `SIGKILL` ends them before their time.
 
-use bildad_core::{DeclaredTemplate, JobContext, JobError, JobRegistry, NewTemplate};
+use bildad_core::{
+    DeclaredTemplate, JobContext, JobError, JobRegistry, NewTemplate, ProcessIsolation,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -25,17 +31,19 @@ pub const JOB_TYPES: [&str; 5] = [
     "demo.flaky",
 ];
 
-/// Registers the five demo job types in `registry`.
+/// Registers the demo job types in `registry` (the five in-process ones and the
+/// [`ISOLATED_JOB_TYPES`]).
 pub fn register(registry: &mut JobRegistry) -> &mut JobRegistry {
     registry
         .register("demo.echo", echo)
         .register("demo.sleep", sleep)
         .register("demo.fail", fail)
         .register("demo.panic", panic)
-        .register("demo.flaky", flaky)
+        .register("demo.flaky", flaky);
+    register_isolated(registry)
 }
 
-/// A registry holding the five demo job types and declaring their templates.
+/// A registry holding every demo job type and declaring their templates.
 pub fn registry() -> JobRegistry {
     let mut r = JobRegistry::new();
     register(&mut r);
@@ -82,6 +90,7 @@ pub fn templates() -> Vec<NewTemplate> {
             t.display_order = i32::try_from(i).unwrap_or(0);
             t
         })
+        .chain(isolated_templates())
         .collect()
 }
 
@@ -100,16 +109,9 @@ async fn echo(ctx: JobContext) -> Result<Option<Value>, JobError> {
 }
 
 async fn sleep(ctx: JobContext) -> Result<Option<Value>, JobError> {
-    let seconds = ctx
-        .context
-        .get("seconds")
-        .and_then(Value::as_f64)
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .ok_or_else(|| JobError::permanent("context.seconds must be a number >= 0"))?;
-    // Beyond a year is a typo; Duration::from_secs_f64 would panic on absurd values.
-    let d = Duration::from_secs_f64(seconds.min(366.0 * 24.0 * 3600.0));
+    let d = seconds(&ctx)?;
     tokio::select! {
-        () = tokio::time::sleep(d) => Ok(Some(json!({"slept_seconds": seconds}))),
+        () = tokio::time::sleep(d) => Ok(Some(json!({"slept_seconds": d.as_secs_f64()}))),
         () = ctx.cancellation.cancelled() => Err(JobError::msg("cancelled while sleeping")),
     }
 }
@@ -144,4 +146,75 @@ fn message(ctx: &JobContext) -> String {
         .and_then(Value::as_str)
         .unwrap_or("demo failure")
         .to_owned()
+}
+
+// --- the process-isolated demo types ---------------------------------------------
+
+/// The names of the process-isolated demo job types.
+pub const ISOLATED_JOB_TYPES: [&str; 2] = ["demo.spin", "demo.block"];
+
+/// Registers `demo.spin` and `demo.block`, marked process-isolated, in `registry`.
+pub fn register_isolated(registry: &mut JobRegistry) -> &mut JobRegistry {
+    registry
+        .register("demo.spin", spin)
+        .register("demo.block", block);
+    for name in ISOLATED_JOB_TYPES {
+        registry.isolate(name, ProcessIsolation::default());
+    }
+    registry
+}
+
+/// The templates of the process-isolated demo types (after the others in the list).
+fn isolated_templates() -> Vec<NewTemplate> {
+    let seconds = json!({
+        "type": "object",
+        "required": ["seconds"],
+        "properties": {"seconds": {"type": "number", "minimum": 0}}
+    });
+    [
+        ("demo.spin", "Spin the CPU (process-isolated)"),
+        ("demo.block", "Block a thread (process-isolated)"),
+    ]
+    .into_iter()
+    .zip(100..)
+    .map(|((code, name), order)| {
+        let mut t = NewTemplate::new(code, name, code, seconds.clone());
+        t.display_order = order;
+        t
+    })
+    .collect()
+}
+
+/// `context.seconds`, bounded to a year.
+fn seconds(ctx: &JobContext) -> Result<Duration, JobError> {
+    let seconds = ctx
+        .context
+        .get("seconds")
+        .and_then(Value::as_f64)
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .ok_or_else(|| JobError::permanent("context.seconds must be a number >= 0"))?;
+    // Beyond a year is a typo; Duration::from_secs_f64 would panic on absurd values.
+    Ok(Duration::from_secs_f64(seconds.min(366.0 * 24.0 * 3600.0)))
+}
+
+/// Burns a CPU for `seconds`, never awaiting and never looking at its cancellation.
+async fn spin(ctx: JobContext) -> Result<Option<Value>, JobError> {
+    let d = seconds(&ctx)?;
+    let start = std::time::Instant::now();
+    let mut x: u64 = 0;
+    while start.elapsed() < d {
+        for i in 0..10_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i));
+        }
+    }
+    Ok(Some(
+        json!({"spun_seconds": d.as_secs_f64(), "x": x % 1000}),
+    ))
+}
+
+/// Blocks its thread for `seconds` (`std::thread::sleep`), never awaiting.
+async fn block(ctx: JobContext) -> Result<Option<Value>, JobError> {
+    let d = seconds(&ctx)?;
+    std::thread::sleep(d);
+    Ok(Some(json!({"blocked_seconds": d.as_secs_f64()})))
 }

@@ -74,7 +74,7 @@ pub use bildad_core::{
     JobStore, Jobs, MemoryStore, NewEntry, NewTemplate, NodeConfig, RunInfo, State, StoreError,
     Worker, async_trait,
 };
-pub use bildad_runtime::{Engine, EngineReport, NodeRuntime};
+pub use bildad_runtime::{Engine, EngineReport, NodeRuntime, isolation};
 
 pub mod demo;
 #[cfg(feature = "testing")]

@@ -188,6 +188,8 @@ fn host_name() -> String {
 }
 
 fn main() -> ExitCode {
+    // A child process started to run one process-isolated job runs it here and exits.
+    bildad::isolation::child_main(demo::registry);
     let cli = Cli::parse();
     init_tracing();
     let rt = match tokio::runtime::Builder::new_multi_thread()

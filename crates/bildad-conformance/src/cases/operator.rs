@@ -238,3 +238,55 @@ pub async fn stop_races_finalize(store: Arc<dyn JobStore>) {
         }
     }
 }
+
+/// `mark_killed` appends ` (killed)` to a run ended by the system or an operator
+/// (`Stopped`, `Timeout`, ...), once; a running run, a success, a job's own failure and
+/// an unknown run are left alone.
+pub async fn mark_killed_extends_only_hard_kill_reasons(store: Arc<dyn JobStore>) {
+    let s = &*store;
+    let t = template().create(s).await;
+    let node = live_node(s, "conf-node").await;
+    let reason = async |id| expect_ok(s.get_run(id).await, "run").reason;
+
+    let stopped = enqueue_with_retries(s, &t, 0).await;
+    let c = claim_one(s, &node, &t, &stopped.job_run_identifier).await;
+    assert!(!expect_ok(s.mark_killed(c.run.id).await, "mark running"));
+    assert_eq!(reason(c.run.id).await, None, "a running run is left alone");
+    expect_ok(s.stop_entry(&stopped.job_run_identifier).await, "stop");
+    assert!(expect_ok(s.mark_killed(c.run.id).await, "mark stopped"));
+    assert_eq!(reason(c.run.id).await.as_deref(), Some("Stopped (killed)"));
+    assert!(!expect_ok(s.mark_killed(c.run.id).await, "mark twice"));
+    assert_eq!(reason(c.run.id).await.as_deref(), Some("Stopped (killed)"));
+    expect_ok(s.remove_entry(&stopped.job_run_identifier).await, "remove");
+
+    let timed_out = enqueue_with_retries(s, &t, 0).await;
+    let c = claim_one(s, &node, &t, &timed_out.job_run_identifier).await;
+    finalize_and_win(
+        s,
+        finalize_request(c.run.id, Outcome::standard(FailureKind::Timeout)),
+    )
+    .await;
+    assert!(expect_ok(s.mark_killed(c.run.id).await, "mark timeout"));
+    assert_eq!(reason(c.run.id).await.as_deref(), Some("Timeout (killed)"));
+
+    let job_error = enqueue_with_retries(s, &t, 0).await;
+    let c2 = claim_one(s, &node, &t, &job_error.job_run_identifier).await;
+    finalize_and_win(
+        s,
+        finalize_request(c2.run.id, Outcome::failed(FailureKind::Error, "disk full")),
+    )
+    .await;
+    assert!(!expect_ok(s.mark_killed(c2.run.id).await, "mark job error"));
+    assert_eq!(reason(c2.run.id).await.as_deref(), Some("disk full"));
+
+    let ok = enqueue_with_retries(s, &t, 0).await;
+    let c3 = claim_one(s, &node, &t, &ok.job_run_identifier).await;
+    finish_successfully(s, c3.run.id).await;
+    assert!(!expect_ok(s.mark_killed(c3.run.id).await, "mark success"));
+    assert_eq!(reason(c3.run.id).await, None);
+
+    assert!(!expect_ok(
+        s.mark_killed(c3.run.id + 1000).await,
+        "mark unknown"
+    ));
+}

@@ -455,6 +455,23 @@ impl JobStore for MemoryStore {
             .collect())
     }
 
+    async fn mark_killed(&self, run: RunId) -> StoreResult<bool> {
+        let mut st = self.lock();
+        let Some(r) = st.runs.get_mut(&run) else {
+            return Ok(false);
+        };
+        let marked = (r.status == RunStatus::Done && r.result == Some(RunResult::Failed))
+            .then(|| r.reason.as_deref().and_then(crate::killed_reason))
+            .flatten();
+        Ok(match marked {
+            Some(reason) => {
+                r.reason = Some(reason);
+                true
+            }
+            None => false,
+        })
+    }
+
     async fn get_run(&self, id: RunId) -> StoreResult<JobRun> {
         self.lock()
             .runs

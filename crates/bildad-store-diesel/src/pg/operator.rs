@@ -1,13 +1,16 @@
 //! Operator actions on PostgreSQL: remove an entry, stop its run (both through the
-//! guarded finalize), prune the run history.
+//! guarded finalize), mark a run's process killed, prune the run history.
 
 use super::PgStore;
 use super::claim::finalize_in;
 use super::sql::REMOVE_IDLE;
+use crate::dialect::{self, Dialect};
 use crate::errors::{Fail, db_error, keeps_changing};
 use bildad_core::{
-    FailureKind, Finalize, Outcome, RemoveResult, StopResult, StoreError, StoreResult, Timestamp,
+    FailureKind, Finalize, Outcome, RemoveResult, RunId, StopResult, StoreError, StoreResult,
+    Timestamp,
 };
+use diesel::pg::Pg;
 use diesel::sql_query;
 use diesel::sql_types::{BigInt, Timestamptz};
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -75,6 +78,15 @@ pub(super) async fn stop_entry(store: &PgStore, identifier: &str) -> StoreResult
         }
     }
     Err(keeps_changing(identifier))
+}
+
+pub(super) async fn mark_killed(store: &PgStore, run: RunId) -> StoreResult<bool> {
+    let mut conn = store.conn().await?;
+    let n = dialect::mark_killed::<Pg>(Dialect::Postgres, run)
+        .execute(&mut conn)
+        .await
+        .map_err(db_error)?;
+    Ok(n == 1)
 }
 
 pub(super) async fn prune_runs(store: &PgStore, older_than: Timestamp) -> StoreResult<u64> {

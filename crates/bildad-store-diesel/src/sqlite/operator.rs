@@ -1,14 +1,17 @@
 //! Operator actions on SQLite: remove an entry, stop its run (both through the guarded
-//! finalize), prune the run history.
+//! finalize), mark a run's process killed, prune the run history.
 
 use super::claim::finalize_in;
 use super::{SqliteStore, entry_run};
+use crate::dialect::{self, Dialect};
 use crate::errors::Fail;
 use crate::rows::micros;
 use bildad_core::{
-    FailureKind, Finalize, Outcome, RemoveResult, StopResult, StoreError, StoreResult, Timestamp,
+    FailureKind, Finalize, Outcome, RemoveResult, RunId, StopResult, StoreError, StoreResult,
+    Timestamp,
 };
 use diesel::sql_types::BigInt;
+use diesel::sqlite::Sqlite;
 use diesel::{RunQueryDsl, sql_query};
 
 pub(super) async fn remove_entry(
@@ -68,6 +71,15 @@ pub(super) async fn stop_entry(store: &SqliteStore, identifier: &str) -> StoreRe
                     )))
                 })?;
             Ok(StopResult { run_id, node })
+        })
+        .await
+}
+
+pub(super) async fn mark_killed(store: &SqliteStore, run: RunId) -> StoreResult<bool> {
+    store
+        .write(move |c| {
+            let n = dialect::mark_killed::<Sqlite>(Dialect::Sqlite, run).execute(c)?;
+            Ok(n == 1)
         })
         .await
 }

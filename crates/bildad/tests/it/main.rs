@@ -4,6 +4,7 @@
 mod browser;
 mod chaos;
 mod cli;
+mod isolation;
 mod nodes;
 
 use serde_json::Value;
