@@ -172,7 +172,9 @@ FROM bildad_runs
 WHERE status = 'RUNNING' AND node = $1 AND timeout_at < now()
 ORDER BY id";
 
-/// The engine's expiry lookup: runs past `expires_at`, and runs of dead or stopped node
+/// The engine's expiry lookup: runs past `expires_at` (a range scan of the partial index
+/// `bildad_runs_expire`, which stops at the first run not yet expired, whatever number
+/// of dead index entries finalized runs left behind), and runs of dead or stopped node
 /// instances (the partial index `bildad_runs_running`).
 pub(crate) const EXPIRE: &str = "
 SELECT id AS run_id, job_run_identifier, retry, node
