@@ -366,15 +366,15 @@ async fn pg_enqueue_racing_a_claim_of_the_same_identifier_conflicts() {
     }
 }
 
-/// The engine's expiry lookup on PostgreSQL does not grow with the runs finalized since
-/// the last VACUUM. A finalize leaves the `RUNNING` version's entry in the partial
+/// The engine's expiry lookup and the finalize on PostgreSQL do not grow with the runs
+/// finalized since the last VACUUM. A finalize leaves the `RUNNING` version's entry in the partial
 /// indexes on running runs until VACUUM removes it; an expiry that read the whole of
 /// `bildad_runs_running` (a bitmap scan, which never marks entries dead) visited the
 /// heap page of every one of them: 400 ms an expiry check after 400k jobs in the bench
 /// (docs/PERFORMANCE.md, round 6). `bildad_runs_expire` makes it a range scan that stops
 /// at the first run not yet expired.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pg_expiry_lookup_skips_finalized_runs() {
+async fn pg_expiry_and_finalize_skip_finalized_runs() {
     let Some(db) = TestPg::fresh().await else {
         return;
     };
@@ -405,10 +405,36 @@ async fn pg_expiry_lookup_skips_finalized_runs() {
             .collect();
         store.finalize_many(done).await.unwrap();
     }
+    // 500 more running, for the finalize's plan.
+    let entries: Vec<NewEntry> = (0..500)
+        .map(|i| NewEntry::new("done", json!({"j": i})))
+        .collect();
+    store.enqueue_many(entries).await.unwrap();
+    assert_eq!(
+        store
+            .claim(claim_request("n", 500, None))
+            .await
+            .unwrap()
+            .len(),
+        500
+    );
     let plans = db
         .explain_hot_paths(vec![JOB_TYPE.into()], &node.instance_id)
         .await
         .unwrap();
+    // The finalize probes its runs by primary key, never a partial index on the running
+    // runs (which holds the finalized runs' dead entries too).
+    let finalize = &plans
+        .iter()
+        .find(|(t, _)| t.starts_with("finalize"))
+        .unwrap()
+        .1;
+    assert!(
+        finalize.contains("bildad_runs_pkey")
+            && !finalize.contains("bildad_runs_running")
+            && !finalize.contains("bildad_runs_expire"),
+        "{finalize}"
+    );
     let expiry = &plans
         .iter()
         .find(|(t, _)| t.starts_with("expiry"))
