@@ -401,7 +401,7 @@ async fn pg_expiry_and_finalize_skip_finalized_runs() {
         assert_eq!(runs.len(), 500);
         let done = runs
             .iter()
-            .map(|r| finalize(r.run_id, Outcome::succeeded(None)))
+            .map(|r| finalize(r.run.id, Outcome::succeeded(None)))
             .collect();
         store.finalize_many(done).await.unwrap();
     }
