@@ -452,6 +452,6 @@ async fn pg_expiry_and_finalize_skip_finalized_runs() {
         .sum();
     assert!(
         buffers < 30,
-        "the expiry read {buffers} pages for no running run:\n{expiry}"
+        "the expiry read {buffers} pages for no expired run:\n{expiry}"
     );
 }
