@@ -365,3 +365,93 @@ async fn pg_enqueue_racing_a_claim_of_the_same_identifier_conflicts() {
         assert_eq!(in_queue, 0, "round {round}: a second job of {x} is waiting");
     }
 }
+
+/// The engine's expiry lookup and the finalize on PostgreSQL do not grow with the runs
+/// finalized since the last VACUUM. A finalize leaves the `RUNNING` version's entry in the partial
+/// indexes on running runs until VACUUM removes it; an expiry that read the whole of
+/// `bildad_runs_running` (a bitmap scan, which never marks entries dead) visited the
+/// heap page of every one of them: 400 ms an expiry check after 400k jobs in the bench
+/// (docs/PERFORMANCE.md, round 6). `bildad_runs_expire` makes it a range scan that stops
+/// at the first run not yet expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_expiry_and_finalize_skip_finalized_runs() {
+    let Some(db) = TestPg::fresh().await else {
+        return;
+    };
+    let store = db.store();
+    bildad_conformance::fixtures::template()
+        .code("done")
+        .job_type(JOB_TYPE)
+        .create(&*store)
+        .await;
+    let mut admin = AsyncPgConnection::establish(db.url()).await.unwrap();
+    // No VACUUM during the test: the dead index entries stay, as between two autovacuums.
+    admin
+        .batch_execute("ALTER TABLE bildad_runs SET (autovacuum_enabled = false)")
+        .await
+        .unwrap();
+    let entries: Vec<NewEntry> = (0..2000)
+        .map(|i| NewEntry::new("done", json!({"i": i, "pad": "x".repeat(200)})))
+        .collect();
+    store.enqueue_many(entries).await.unwrap();
+    let node = NodeRef::new("n");
+    store.heartbeat(&node).await.unwrap();
+    for _ in 0..4 {
+        let runs = store.claim(claim_request("n", 500, None)).await.unwrap();
+        assert_eq!(runs.len(), 500);
+        let done = runs
+            .iter()
+            .map(|r| finalize(r.run.id, Outcome::succeeded(None)))
+            .collect();
+        store.finalize_many(done).await.unwrap();
+    }
+    // 500 more running, for the finalize's plan.
+    let entries: Vec<NewEntry> = (0..500)
+        .map(|i| NewEntry::new("done", json!({"j": i})))
+        .collect();
+    store.enqueue_many(entries).await.unwrap();
+    assert_eq!(
+        store
+            .claim(claim_request("n", 500, None))
+            .await
+            .unwrap()
+            .len(),
+        500
+    );
+    let plans = db
+        .explain_hot_paths(vec![JOB_TYPE.into()], &node.instance_id)
+        .await
+        .unwrap();
+    // The finalize probes its runs by primary key, never a partial index on the running
+    // runs (which holds the finalized runs' dead entries too).
+    let finalize = &plans
+        .iter()
+        .find(|(t, _)| t.starts_with("finalize"))
+        .unwrap()
+        .1;
+    assert!(
+        finalize.contains("bildad_runs_pkey")
+            && !finalize.contains("bildad_runs_running")
+            && !finalize.contains("bildad_runs_expire"),
+        "{finalize}"
+    );
+    let expiry = &plans
+        .iter()
+        .find(|(t, _)| t.starts_with("expiry"))
+        .unwrap()
+        .1;
+    // The statement's own buffers (the first `Buffers:` line is the top node's).
+    let buffers: u64 = expiry
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Buffers: shared "))
+        .unwrap_or_else(|| panic!("no buffers in\n{expiry}"))
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| matches!(*k, "hit" | "read"))
+        .map(|(_, v)| v.parse::<u64>().unwrap())
+        .sum();
+    assert!(
+        buffers < 30,
+        "the expiry read {buffers} pages for no expired run:\n{expiry}"
+    );
+}

@@ -540,7 +540,7 @@ async fn pg_explain_hot_paths_with_a_million_runs() {
         plan("kill")
     );
     assert!(
-        plan("expiry").contains("bildad_runs_running"),
+        plan("expiry").contains("bildad_runs_expire"),
         "{}",
         plan("expiry")
     );

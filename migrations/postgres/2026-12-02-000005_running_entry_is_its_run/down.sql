@@ -1,6 +1,7 @@
 -- Back to one row per entry while it runs: running runs become RUNNING entries again.
 DROP VIEW IF EXISTS bildad_entries;
 DROP INDEX IF EXISTS bildad_runs_running;
+DROP INDEX IF EXISTS bildad_runs_expire;
 INSERT INTO bildad_queue (id, job_run_identifier, template_id, status, priority,
     timeout_seconds, max_retries, context, run_at, attempts, uncounted_runs,
     current_run_id, node, timeout_at, expires_at, inserted_at, updated_at)

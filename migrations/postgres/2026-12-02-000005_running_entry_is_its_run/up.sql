@@ -49,6 +49,13 @@ DROP INDEX IF EXISTS bildad_queue_expire;
 -- so ending a run is not a HOT update (docs/STORAGE.md measures what it costs).
 CREATE INDEX IF NOT EXISTS bildad_runs_running ON bildad_runs (node, timeout_at)
     WHERE status = 'RUNNING';
+-- The engine's expiry: running runs past expires_at, a range scan. Without it the expiry
+-- reads every entry of bildad_runs_running, and on PostgreSQL those include the dead
+-- entries of every run finalized since the last VACUUM of bildad_runs (a bitmap scan
+-- never marks them dead): 400 ms an expiry check after 400k jobs (docs/PERFORMANCE.md,
+-- round 6). SQLite removes an index entry with its row and needs no second index.
+CREATE INDEX IF NOT EXISTS bildad_runs_expire ON bildad_runs (expires_at)
+    WHERE status = 'RUNNING';
 
 -- Every entry as the API shows it: waiting ones from the queue, running ones from their
 -- run (status RUNNING, current_run_id = the run, attempts = retry + 1).

@@ -3,7 +3,8 @@
 //!
 //! Every timestamp is the database's `now()`. The claim is one statement (a
 //! data-modifying CTE with `FOR UPDATE SKIP LOCKED`); finalizes are batched by explicit
-//! run ids with `unnest`, guarded by `status = 'RUNNING'` on the run.
+//! run ids with `unnest`, guarded by the run being `RUNNING` (spelled `status <> 'DONE'`,
+//! see `sql::END_RUNS`).
 //!
 //! One file per section of the trait: [`templates`], [`enqueue`], [`claim`] (claim,
 //! finalize, kill and expiry lookups), [`operator`] (remove, stop, prune), [`reads`],

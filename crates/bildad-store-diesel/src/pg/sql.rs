@@ -135,6 +135,14 @@ macro_rules! reinsert_entries {
 /// nothing left to delete, and `'requeue'` re-inserts the entry (`reinsert_entries!`).
 /// Every row reports what the retry rule reads (`max_retries`, `uncounted_runs`) and,
 /// for a requeue, the entry's new `run_at`.
+///
+/// The guard is spelled `status <> 'DONE'` (the same rows: `status` is `RUNNING` or
+/// `DONE`, NOT NULL, by its CHECK) so that the planner cannot match the partial indexes
+/// on `status = 'RUNNING'`: with them it hash-joins the batch to a bitmap scan of "every
+/// running run", which on PostgreSQL includes the dead index entries of every run ended
+/// since the last VACUUM (about 1,000 running runs estimated, 400k entries read at 500k
+/// jobs: the move model's regression, docs/PERFORMANCE.md round 6). Without them the only
+/// path is one primary-key probe per run.
 pub(crate) const END_RUNS: &str = concat!(
     "
 WITH i AS (
@@ -146,7 +154,7 @@ WITH i AS (
     SET status = 'DONE', result = i.result, reason = i.reason, output = i.output,
         ended_at = now()
     FROM i
-    WHERE r.id = i.id AND r.status = 'RUNNING'
+    WHERE r.id = i.id AND r.status <> 'DONE'
     RETURNING r.id, r.retry, r.node, r.entry_id, r.max_retries, r.uncounted_runs,
         i.entry_action, i.delay, i.counted
 ), requeued AS (
@@ -172,7 +180,9 @@ FROM bildad_runs
 WHERE status = 'RUNNING' AND node = $1 AND timeout_at < now()
 ORDER BY id";
 
-/// The engine's expiry lookup: runs past `expires_at`, and runs of dead or stopped node
+/// The engine's expiry lookup: runs past `expires_at` (a range scan of the partial index
+/// `bildad_runs_expire`, which stops at the first run not yet expired, whatever number
+/// of dead index entries finalized runs left behind), and runs of dead or stopped node
 /// instances (the partial index `bildad_runs_running`).
 pub(crate) const EXPIRE: &str = "
 SELECT id AS run_id, job_run_identifier, retry, node
@@ -241,11 +251,11 @@ ORDER BY i.ord
 RETURNING id, job_run_identifier, run_at, inserted_at";
 
 /// Of the given runs, in their order, those no longer `RUNNING` (the killer's check for
-/// tasks finalized elsewhere).
+/// tasks finalized elsewhere). `status <> 'DONE'` for the reason given at [`END_RUNS`].
 pub(crate) const RUNS_FINALIZED: &str = "
 SELECT i.id FROM unnest($1::int8[]) WITH ORDINALITY AS i(id, ord)
 WHERE NOT EXISTS (
-    SELECT 1 FROM bildad_runs r WHERE r.id = i.id AND r.status = 'RUNNING')
+    SELECT 1 FROM bildad_runs r WHERE r.id = i.id AND r.status <> 'DONE')
 ORDER BY i.ord";
 
 /// A node's heartbeat: its row, created on the first.
