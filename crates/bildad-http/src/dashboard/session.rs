@@ -26,6 +26,9 @@ pub(crate) struct Sessions {
     key: Vec<u8>,
     /// Cookies issued at or before this instant (Unix ms) are revoked on this node.
     revoked_through: AtomicI64,
+    /// The last issue time this node gave: each cookie gets a later one, so that revoking
+    /// a cookie never revokes one issued after it in the same millisecond.
+    last_issued: AtomicI64,
 }
 
 /// Now, in Unix milliseconds.
@@ -41,6 +44,7 @@ impl Sessions {
         Self {
             key: hmac_hex(token.as_bytes(), "bildad-dashboard-session-v2").into_bytes(),
             revoked_through: AtomicI64::new(i64::MIN),
+            last_issued: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -48,10 +52,17 @@ impl Sessions {
         hmac_hex(&self.key, &format!("{issued_ms}.{nonce}"))
     }
 
-    /// A new cookie value issued at `now_ms`.
+    /// A new cookie value issued at `now_ms`, or just after the previous one this node
+    /// issued if that is later (issue times on a node strictly increase).
     pub(crate) fn issue(&self, now_ms: i64) -> String {
+        let next = |last: i64| now_ms.max(last.saturating_add(1));
+        let last = self
+            .last_issued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |l| Some(next(l)))
+            .unwrap_or_else(|l| l);
+        let issued = next(last);
         let nonce = uuid::Uuid::new_v4().simple().to_string();
-        format!("{now_ms}.{nonce}.{}", self.mac(now_ms, &nonce))
+        format!("{issued}.{nonce}.{}", self.mac(issued, &nonce))
     }
 
     /// The issue time of `value` when it is a genuine cookie, alive at `now_ms` and not
@@ -122,5 +133,15 @@ mod tests {
         // A forged value revokes nothing.
         s.revoke(&format!("{}.x.y", 4 * HOUR), 4 * HOUR);
         assert_eq!(s.check(&newer, 4 * HOUR), Some(3 * HOUR));
+    }
+
+    #[test]
+    fn a_cookie_issued_in_the_same_millisecond_survives_an_older_ones_sign_out() {
+        let s = Sessions::new("s3cret");
+        let first = s.issue(HOUR);
+        let second = s.issue(HOUR);
+        s.revoke(&first, HOUR);
+        assert_eq!(s.check(&first, HOUR), None);
+        assert!(s.check(&second, HOUR).is_some());
     }
 }
