@@ -59,7 +59,8 @@ pub(super) async fn enqueue_on(
         )
         .load::<TemplateRow>(&mut c);
         // An identifier with history is taken too (SPEC §2.1; see MemoryStore).
-        let taken = Cached(sql_query(TAKEN).bind::<Array<Text>, _>(&wanted)).load::<TextRow>(&mut c);
+        let taken =
+            Cached(sql_query(TAKEN).bind::<Array<Text>, _>(&wanted)).load::<TextRow>(&mut c);
         tokio::try_join!(templates, taken).map_err(db_error)?
     };
     let templates: HashMap<String, JobTemplate> = template_rows
