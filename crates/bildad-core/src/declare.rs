@@ -14,11 +14,11 @@
 //! never after, so a template an operator deactivated stays inactive.
 
 use crate::error::{ErrorKind, StoreError};
-use crate::input::{NewTemplate, TemplatePatch};
 use crate::job::JobRegistry;
 use crate::model::JobTemplate;
 use crate::store::JobStore;
 use crate::typed::JobArgs;
+use crate::{NewTemplate, TemplatePatch};
 
 /// A template declared from code: what to create when it is missing, and the fields the
 /// code keeps in step afterwards.

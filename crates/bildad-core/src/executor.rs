@@ -1,6 +1,6 @@
 //! `JobExecutor`: where claimed runs execute. The runtime's `TokioExecutor` is the default.
 
-use crate::input::ClaimedRun;
+use crate::ClaimedRun;
 use crate::job::Job;
 use crate::model::RunId;
 use async_trait::async_trait;

@@ -5,8 +5,8 @@
 //! `MemoryStore` applies it here, the SQL stores in `bildad-store-diesel`, where the
 //! statements receive the decision as data.
 
-use crate::input::{Disposition, Finalize, Outcome, cap_reason};
 use crate::model::RunResult;
+use crate::{Disposition, Finalize, Outcome, cap_reason};
 use serde_json::Value;
 use std::time::Duration;
 

@@ -2,8 +2,8 @@
 //! and one [`JobStore::enqueue`] or [`JobStore::enqueue_many`]: the same checks and
 //! errors as an enqueue over HTTP, and no extra round trip.
 
+use crate::NewEntry;
 use crate::error::StoreError;
-use crate::input::NewEntry;
 use crate::model::QueueEntry;
 use crate::store::JobStore;
 use crate::typed::{EnqueueOptions, JobArgs};

@@ -13,6 +13,7 @@ pub mod fate;
 pub mod input;
 pub mod job;
 pub mod jobs;
+pub mod lifecycle;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod model;
@@ -34,6 +35,7 @@ pub use fate::{
 pub use input::*;
 pub use job::{Cancellation, Job, JobContext, JobError, JobRegistry, ProcessIsolation};
 pub use jobs::Jobs;
+pub use lifecycle::*;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 pub use model::*;

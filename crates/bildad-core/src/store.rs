@@ -1,13 +1,13 @@
 //! `JobStore`: the storage contract every backend implements.
 
 use crate::error::StoreResult;
-use crate::input::{
-    ClaimRequest, ClaimedRun, Finalize, FinalizeResult, NewEntry, NewTemplate, RemoveResult,
-    RunRef, StopResult, TemplatePatch,
-};
 use crate::model::{
     EntryFilter, EntryStatus, JobRun, JobTemplate, Node, NodeRef, Page, PageRequest, QueueEntry,
     QueueStats, RunActivity, RunFilter, RunId, TemplateFilter, Timestamp,
+};
+use crate::{
+    ClaimRequest, ClaimedRun, Finalize, FinalizeResult, NewEntry, NewTemplate, RemoveResult,
+    RunRef, StopResult, TemplatePatch,
 };
 use async_trait::async_trait;
 use std::time::Duration;

@@ -5,8 +5,8 @@
 //! typed enqueue becomes a [`NewEntry`] here, in one place, and is then validated and
 //! written exactly like an entry sent over HTTP.
 
+use crate::NewEntry;
 use crate::error::StoreError;
-use crate::input::NewEntry;
 use crate::model::Timestamp;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -1,8 +1,8 @@
 //! Context validation with `jsonschema`: schemas that never reach outside (SPEC §2.10),
 //! compiled once per template version and cached.
 
+use crate::NewEntry;
 use crate::error::Violation;
-use crate::input::NewEntry;
 use crate::model::{JobTemplate, Timestamp};
 use serde_json::Value;
 use std::collections::HashMap;

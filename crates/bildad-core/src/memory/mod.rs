@@ -7,16 +7,16 @@
 mod state;
 
 use crate::error::{StoreError, StoreResult, Violation};
-use crate::input::{
-    ClaimRequest, ClaimedRun, DEFAULT_PRIORITY, Finalize, FinalizeResult, NewEntry, NewTemplate,
-    Outcome, RemoveResult, RunRef, StopResult, TemplatePatch,
-};
 use crate::model::{
     EntryFilter, EntryStatus, JobRun, JobTemplate, Node, NodeRef, Page, PageRequest, QueueEntry,
     QueueStats, RunActivity, RunFilter, RunId, RunResult, RunStatus, TemplateFilter, Timestamp,
 };
 use crate::store::{EnqueueListener, JobStore, LocalEnqueueSignal};
 use crate::validation::SchemaCache;
+use crate::{
+    ClaimRequest, ClaimedRun, DEFAULT_PRIORITY, Finalize, FinalizeResult, NewEntry, NewTemplate,
+    Outcome, RemoveResult, RunRef, StopResult, TemplatePatch,
+};
 use async_trait::async_trait;
 use state::{State, paginate, run_order};
 use std::sync::{Mutex, MutexGuard};

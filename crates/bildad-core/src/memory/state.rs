@@ -2,11 +2,11 @@
 //! takes on it: ids, the clock, lookups, and the one conditional finalize.
 
 use crate::fate::{EntryAction, RetryState, entry_action};
-use crate::input::{EntryFate, Finalize, FinalizeResult, RunRef};
 use crate::model::{
     EntryId, EntryStatus, JobRun, JobTemplate, Node, Page, PageRequest, QueueEntry, RunId,
     RunStatus, Timestamp,
 };
+use crate::{EntryFate, Finalize, FinalizeResult, RunRef};
 use chrono::Utc;
 use std::collections::{BTreeMap, HashMap};
 
