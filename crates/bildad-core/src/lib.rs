@@ -19,6 +19,7 @@ pub mod memory;
 pub mod model;
 pub mod store;
 pub mod typed;
+pub mod unique;
 pub mod validation;
 pub mod worker;
 
@@ -41,5 +42,6 @@ pub use memory::MemoryStore;
 pub use model::*;
 pub use store::{EnqueueListener, JobStore, LocalEnqueueSignal};
 pub use typed::{EnqueueOptions, JobArgs, JobDefaults};
+pub use unique::{MAX_UNIQUE_FOR_SECONDS, unique_key};
 pub use validation::SchemaCache;
 pub use worker::{IntoWorker, RunInfo, State, Worker};

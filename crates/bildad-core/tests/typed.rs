@@ -56,6 +56,7 @@ impl JobArgs for Invoice {
             max_retries: Some(7),
             timeout_seconds: Some(60),
             priority: Some(1),
+            unique_for_seconds: None,
         }
     }
 }

@@ -370,6 +370,12 @@ pub(crate) struct EnqueueBody {
     /// Run the engine right after enqueueing.
     #[serde(default)]
     pub(crate) trigger_engine: bool,
+    /// A unique job (SPEC §8): when an entry of the same template with an equal context
+    /// was enqueued in the last this many seconds (queued, running or finished), nothing
+    /// is written and the answer is 200 with `duplicate: true` and its identifier.
+    #[schema(minimum = 1, maximum = 31_622_400)]
+    #[serde(default, deserialize_with = "whole_i32")]
+    unique_for_seconds: Option<i32>,
 }
 
 impl EnqueueBody {
@@ -399,6 +405,7 @@ impl EnqueueBody {
             job_run_identifier: self.job_run_identifier,
             run_at,
             run_in: None,
+            unique_for_seconds: self.unique_for_seconds,
         })
     }
 }
