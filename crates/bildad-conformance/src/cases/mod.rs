@@ -17,6 +17,8 @@ mod operator;
 mod produced_text;
 mod requeue;
 mod templates;
+mod unique;
+mod snooze;
 
 pub use claim::*;
 pub use delay::*;
@@ -29,3 +31,5 @@ pub use operator::*;
 pub use produced_text::*;
 pub use requeue::*;
 pub use templates::*;
+pub use unique::*;
+pub use snooze::*;
