@@ -8,6 +8,7 @@ mod bad_input;
 mod dashboard;
 mod origin;
 mod routes;
+mod unique;
 #[cfg(feature = "api-viewer")]
 mod viewer;
 
