@@ -239,6 +239,14 @@ mod tests {
                     counted: false,
                 },
             ),
+            (
+                FailureKind::Snoozed(Duration::from_secs(30)),
+                EntryAction::Requeue {
+                    delay: Duration::from_secs(30),
+                    counted: false,
+                },
+            ),
+            (FailureKind::Cancelled, EntryAction::Delete),
         ] {
             assert_eq!(
                 entry_action(&req(Outcome::standard(kind)), s),

@@ -147,7 +147,7 @@ pub(crate) struct EnqueuedJson {
 }
 
 /// The answer of `POST /jobs/queue` (200) for a unique job already enqueued within its
-/// window (SPEC §8): nothing was written. `engine` as for [`EnqueuedJson`].
+/// window (SPEC §8): nothing was written. `engine` as in the 201 answer.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Duplicate)]
 pub(crate) struct DuplicateJson {
