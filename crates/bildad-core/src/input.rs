@@ -148,7 +148,8 @@ pub struct NewEntry {
     /// Not before this long after the enqueue, measured on the database clock (so the
     /// node's own clock never matters). Setting both this and `run_at` is invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_in: Option<Duration>,    /// A unique job (SPEC §8): when an entry of the same template with an equal context
+    pub run_in: Option<Duration>,
+    /// A unique job (SPEC §8): when an entry of the same template with an equal context
     /// was enqueued in the last this many seconds (queued, running or finished), nothing
     /// is written and the enqueue fails with [`StoreError::Duplicate`], naming the
     /// existing entry. `1..=`[`crate::MAX_UNIQUE_FOR_SECONDS`].

@@ -62,7 +62,8 @@ pub enum FailureKind {
     /// The run was claimed but its job never started (the node shut down first, or the
     /// template could not be read): the entry goes back to `AVAILABLE` at once and no
     /// retry is spent.
-    NotStarted,    /// The job asked to run again after this long (`JobError::snooze`, SPEC §8): the
+    NotStarted,
+    /// The job asked to run again after this long (`JobError::snooze`, SPEC §8): the
     /// entry goes back to `AVAILABLE` then, and no retry is spent.
     Snoozed(Duration),
     /// The job cancelled itself (`JobError::cancel`, SPEC §8): the entry is deleted, no

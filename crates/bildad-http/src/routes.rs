@@ -5,8 +5,8 @@
 //! Each handler carries its `#[utoipa::path]`.
 
 use crate::dto::{
-    CreateTemplateBody, DuplicateJson, EnqueueBody, EnqueuedJson, EntryDetailJson, EntryJson, PageJson,
-    PatchTemplateBody, RunJson, StoppedJson, TemplateJson,
+    CreateTemplateBody, DuplicateJson, EnqueueBody, EnqueuedJson, EntryDetailJson, EntryJson,
+    PageJson, PatchTemplateBody, RunJson, StoppedJson, TemplateJson,
 };
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathText, QueryPairs};

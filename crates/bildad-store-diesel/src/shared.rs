@@ -91,7 +91,8 @@ pub(crate) fn prepare_entries(
         }
     }
     bildad_core::unique::check_repeated_keys(
-        out.iter().map(|p| p.unique.as_ref().map(|(k, _)| k.as_str())),
+        out.iter()
+            .map(|p| p.unique.as_ref().map(|(k, _)| k.as_str())),
     )?;
     Ok(out)
 }

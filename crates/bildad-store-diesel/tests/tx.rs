@@ -217,7 +217,10 @@ where
 
     let mut kept = String::new();
     conn.transaction::<(), AppError, _>(async |c| {
-        kept = store.enqueue_in(c, unique("a@b.c")).await?.job_run_identifier;
+        kept = store
+            .enqueue_in(c, unique("a@b.c"))
+            .await?
+            .job_run_identifier;
         Ok(())
     })
     .await

@@ -16,9 +16,9 @@ mod not_started;
 mod operator;
 mod produced_text;
 mod requeue;
+mod snooze;
 mod templates;
 mod unique;
-mod snooze;
 
 pub use claim::*;
 pub use delay::*;
@@ -30,6 +30,6 @@ pub use not_started::*;
 pub use operator::*;
 pub use produced_text::*;
 pub use requeue::*;
+pub use snooze::*;
 pub use templates::*;
 pub use unique::*;
-pub use snooze::*;

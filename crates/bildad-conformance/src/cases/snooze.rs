@@ -42,7 +42,10 @@ pub async fn snooze_requeues_later_without_spending_a_retry(store: Arc<dyn JobSt
         let before = now(s).await;
         let r = finalize_and_win(
             s,
-            finalize_request(c.run.id, returned(JobError::snooze(Duration::from_secs(90)))),
+            finalize_request(
+                c.run.id,
+                returned(JobError::snooze(Duration::from_secs(90))),
+            ),
         )
         .await;
         let after = now(s).await;
@@ -92,7 +95,11 @@ pub async fn cancel_is_final(store: Arc<dyn JobStore>) {
     let run = expect_ok(s.get_run(c.run.id).await, "run");
     assert_eq!(run.result, Some(RunResult::Failed));
     assert_eq!(run.reason.as_deref(), Some("Cancelled: customer left"));
-    expect_err(s.get_entry(id).await, ErrorKind::NotFound, "cancelled entry");
+    expect_err(
+        s.get_entry(id).await,
+        ErrorKind::NotFound,
+        "cancelled entry",
+    );
     assert_eq!(counts(s).await, (0, 1));
 }
 

@@ -57,11 +57,15 @@ pub async fn unique_finished_job_still_counts(store: Arc<dyn JobStore>) {
     let e = enqueue(s, unique_entry(&t.code, json!({"n": 1}), 3600)).await;
     let id = &e.job_run_identifier;
     let c = claim_one(s, &node, &t, id).await;
-    let r = s.enqueue(unique_entry(&t.code, json!({"n": 1}), 3600)).await;
+    let r = s
+        .enqueue(unique_entry(&t.code, json!({"n": 1}), 3600))
+        .await;
     assert_duplicate(r, 0, id);
     finish_successfully(s, c.run.id).await;
     expect_err(s.get_entry(id).await, ErrorKind::NotFound, "finished entry");
-    let r = s.enqueue(unique_entry(&t.code, json!({"n": 1}), 3600)).await;
+    let r = s
+        .enqueue(unique_entry(&t.code, json!({"n": 1}), 3600))
+        .await;
     assert_duplicate(r, 0, id);
     assert_eq!(counts(s).await, (0, 1));
 }
@@ -73,7 +77,9 @@ pub async fn unique_after_the_window_creates_a_new_entry(store: Arc<dyn JobStore
     let t = template().create(s).await;
     let first = enqueue(s, unique_entry(&t.code, json!({"n": 1}), 1)).await;
     wait_past(s, first.inserted_at + chrono::Duration::seconds(1)).await;
-    let r = s.enqueue(unique_entry(&t.code, json!({"n": 1}), 3600)).await;
+    let r = s
+        .enqueue(unique_entry(&t.code, json!({"n": 1}), 3600))
+        .await;
     assert_duplicate(r, 0, &first.job_run_identifier);
     let second = enqueue(s, unique_entry(&t.code, json!({"n": 1}), 1)).await;
     assert_ne!(second.job_run_identifier, first.job_run_identifier);
@@ -106,7 +112,11 @@ pub async fn unique_racing_enqueues_create_one_entry(store: Arc<dyn JobStore>) {
                 Err(e) => panic!("a racing unique enqueue failed: {e:?}"),
             }
         }
-        assert_eq!(won.len(), 1, "round {round}: exactly one enqueue wins: {won:?}");
+        assert_eq!(
+            won.len(),
+            1,
+            "round {round}: exactly one enqueue wins: {won:?}"
+        );
         assert!(
             duplicates.iter().all(|d| d == &won[0].job_run_identifier),
             "round {round}: every loser names the winner: {duplicates:?}"
@@ -162,7 +172,11 @@ pub async fn unique_failed_enqueue_takes_no_key(store: Arc<dyn JobStore>) {
     let t = template().create(s).await;
     let taken = enqueue(s, NewEntry::new(t.code.clone(), json!({}))).await;
     let new = unique_entry(&t.code, json!({"n": 1}), 3600).identifier(&taken.job_run_identifier);
-    expect_err(s.enqueue(new).await, ErrorKind::Conflict, "taken identifier");
+    expect_err(
+        s.enqueue(new).await,
+        ErrorKind::Conflict,
+        "taken identifier",
+    );
     enqueue(s, unique_entry(&t.code, json!({"n": 1}), 3600)).await;
     assert_eq!(counts(s).await, (2, 0));
 }
@@ -201,11 +215,15 @@ pub async fn prune_removes_expired_unique_keys(store: Arc<dyn JobStore>) {
     let first = enqueue(s, unique_entry(&t.code, json!({"n": 1}), 1)).await;
     let fresh = enqueue(s, unique_entry(&t.code, json!({"n": 2}), 3600)).await;
     wait_past(s, first.inserted_at + chrono::Duration::seconds(1)).await;
-    let r = s.enqueue(unique_entry(&t.code, json!({"n": 1}), 3600)).await;
+    let r = s
+        .enqueue(unique_entry(&t.code, json!({"n": 1}), 3600))
+        .await;
     assert_duplicate(r, 0, &first.job_run_identifier);
     expect_ok(s.prune_runs(now(s).await).await, "prune");
     enqueue(s, unique_entry(&t.code, json!({"n": 1}), 3600)).await;
     // A key within its own window is kept.
-    let r = s.enqueue(unique_entry(&t.code, json!({"n": 2}), 3600)).await;
+    let r = s
+        .enqueue(unique_entry(&t.code, json!({"n": 2}), 3600))
+        .await;
     assert_duplicate(r, 0, &fresh.job_run_identifier);
 }

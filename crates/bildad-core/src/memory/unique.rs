@@ -2,10 +2,10 @@
 //! `bildad_unique_keys` upsert, under the store's one lock.
 
 use super::state::State;
+use crate::NewEntry;
 use crate::error::{StoreError, StoreResult};
 use crate::model::Timestamp;
 use crate::unique::check_repeated_keys;
-use crate::NewEntry;
 
 /// A unique key taken by an enqueue.
 #[derive(Debug, Clone)]
@@ -33,7 +33,11 @@ impl State {
             .collect();
         check_repeated_keys(keys.iter().map(|k| k.as_ref().map(|(k, _)| k.as_str())))?;
         let window = |secs: i32| chrono::Duration::seconds(i64::from(secs));
-        for (index, (key, secs)) in keys.iter().enumerate().filter_map(|(i, k)| Some((i, k.as_ref()?))) {
+        for (index, (key, secs)) in keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| Some((i, k.as_ref()?)))
+        {
             if let Some(held) = self
                 .unique_keys
                 .get(key)

@@ -66,7 +66,13 @@ pub(crate) async fn unique_enqueue_answers_201_then_200_duplicate(store: Arc<dyn
 pub(crate) async fn unique_for_seconds_out_of_range_is_422(store: Arc<dyn JobStore>) {
     let api = Api::start(store, ApiConfig::default()).await;
     api.templates().await;
-    for bad in [json!(0), json!(-1), json!(31_622_401), json!(1.5), json!("60")] {
+    for bad in [
+        json!(0),
+        json!(-1),
+        json!(31_622_401),
+        json!(1.5),
+        json!("60"),
+    ] {
         let body = api
             .post(
                 "/jobs/queue",

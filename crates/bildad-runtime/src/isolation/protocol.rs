@@ -61,10 +61,17 @@ impl Request {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub(crate) enum Reply {
-    Succeeded { output: Option<Value> },
+    Succeeded {
+        output: Option<Value>,
+    },
     /// `kind`: how the job ended it (an error, permanent, snoozed, cancelled).
-    Failed { message: String, kind: FailureKind },
-    Panicked { message: String },
+    Failed {
+        message: String,
+        kind: FailureKind,
+    },
+    Panicked {
+        message: String,
+    },
 }
 
 impl Reply {

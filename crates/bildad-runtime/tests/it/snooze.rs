@@ -50,7 +50,10 @@ async fn a_snoozed_job_runs_again_later_without_spending_a_retry() {
         }
     })
     .await;
-    assert!(store.get_entry(&id).await.is_err(), "done: the entry is gone");
+    assert!(
+        store.get_entry(&id).await.is_err(),
+        "done: the entry is gone"
+    );
     node.shutdown(Duration::ZERO).await;
 }
 
@@ -72,7 +75,10 @@ async fn a_cancelled_job_is_not_retried() {
         .unwrap();
     let r = wait_done(&*store, run.unwrap()).await;
     assert_eq!(r.result, Some(RunResult::Failed));
-    assert_eq!(r.reason.as_deref(), Some("Cancelled: the order was withdrawn"));
+    assert_eq!(
+        r.reason.as_deref(),
+        Some("Cancelled: the order was withdrawn")
+    );
     assert!(store.get_entry(&entry.job_run_identifier).await.is_err());
     assert_eq!(store.stats().await.unwrap().available, 0);
     node.shutdown(Duration::ZERO).await;

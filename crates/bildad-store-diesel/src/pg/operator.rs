@@ -96,9 +96,9 @@ pub(super) async fn prune_runs(store: &PgStore, older_than: Timestamp) -> StoreR
         "WITH keys AS ({}) DELETE FROM bildad_runs WHERE status = 'DONE' AND ended_at < $1",
         super::unique::PRUNE_KEYS
     ))
-        .bind::<Timestamptz, _>(older_than)
-        .execute(&mut conn)
-        .await
-        .map_err(db_error)?;
+    .bind::<Timestamptz, _>(older_than)
+    .execute(&mut conn)
+    .await
+    .map_err(db_error)?;
     Ok(n as u64)
 }

@@ -90,10 +90,7 @@ impl Keys {
         else {
             return Ok(None);
         };
-        let holder: TextRow = sql_query(HOLDER)
-            .bind::<Text, _>(key)
-            .get_result(c)
-            .await?;
+        let holder: TextRow = sql_query(HOLDER).bind::<Text, _>(key).get_result(c).await?;
         Ok(Some(StoreError::Duplicate {
             index: *index,
             job_run_identifier: holder.text,
