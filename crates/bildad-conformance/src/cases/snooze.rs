@@ -14,20 +14,6 @@ fn returned(e: JobError) -> Outcome {
     Outcome::failed(e.kind(), e.message())
 }
 
-/// Claims `identifier` now, whatever its `run_at` (`only_identifier`).
-async fn claim_before_its_time(
-    s: &dyn JobStore,
-    node: &bildad_core::NodeRef,
-    t: &bildad_core::JobTemplate,
-    identifier: &str,
-) -> bildad_core::ClaimedRun {
-    let mut req = claim_request(node, &[&t.job_type], 10);
-    req.only_identifier = Some(identifier.to_owned());
-    let mut got = expect_ok(s.claim(req).await, "claim only_identifier");
-    assert_eq!(got.len(), 1, "{got:?}");
-    got.remove(0)
-}
-
 /// With `max_retries` 0, a job that snoozes twice runs a third time; the entry comes
 /// back `AVAILABLE` at now + the delay, the run records `Snoozed for N s`, and the next
 /// failure follows the ordinary rule (deleted: no retry was spent, none is left).
@@ -38,7 +24,7 @@ pub async fn snooze_requeues_later_without_spending_a_retry(store: Arc<dyn JobSt
     let e = enqueue_with_retries(s, &t, 0).await;
     let id = &e.job_run_identifier;
     for _ in 0..2 {
-        let c = claim_before_its_time(s, &node, &t, id).await;
+        let c = claim_one_ignoring_run_at(s, &node, &t, id).await;
         let before = now(s).await;
         let r = finalize_and_win(
             s,
@@ -67,7 +53,7 @@ pub async fn snooze_requeues_later_without_spending_a_retry(store: Arc<dyn JobSt
         );
         assert!(got.is_empty(), "a snoozed entry waits: {got:?}");
     }
-    let c = claim_before_its_time(s, &node, &t, id).await;
+    let c = claim_one_ignoring_run_at(s, &node, &t, id).await;
     assert_eq!(c.run.retry, 2);
     let r = finalize_and_win(
         s,
