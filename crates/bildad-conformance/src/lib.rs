@@ -209,6 +209,8 @@ macro_rules! for_each_case {
             list_nodes_latest_heartbeat_first,
             node_restart_is_a_new_instance,
             stats_counts,
+            // queue depths (metrics)
+            queue_depths_count_states_and_oldest_age,
         }
     };
 }

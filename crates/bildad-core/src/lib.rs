@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod config;
 pub mod declare;
+pub mod depth;
 pub mod error;
 pub mod executor;
 pub mod fate;
@@ -26,6 +27,7 @@ pub use async_trait::async_trait;
 pub use backoff::Backoff;
 pub use config::NodeConfig;
 pub use declare::{DeclaredTemplate, EnsuredTemplates};
+pub use depth::{DepthPart, QueueDepth, merge_depths};
 pub use error::{DbFailure, ErrorKind, StoreError, StoreResult, Violation};
 pub use executor::JobExecutor;
 pub use fate::{

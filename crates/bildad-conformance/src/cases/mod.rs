@@ -8,6 +8,7 @@
 
 mod claim;
 mod delay;
+mod depth;
 mod enqueue;
 mod finalize;
 mod history;
@@ -20,6 +21,7 @@ mod templates;
 
 pub use claim::*;
 pub use delay::*;
+pub use depth::*;
 pub use enqueue::*;
 pub use finalize::*;
 pub use history::*;

@@ -4,6 +4,7 @@
 //! one lock serialising all calls and the process clock standing in for the database's.
 //! It is not durable and not shared between processes: never a production store.
 
+mod depth;
 mod state;
 
 use crate::error::{StoreError, StoreResult, Violation};
@@ -585,5 +586,9 @@ impl JobStore for MemoryStore {
             }
         }
         Ok(s)
+    }
+
+    async fn queue_depths(&self) -> StoreResult<Vec<crate::QueueDepth>> {
+        Ok(self.lock().queue_depths())
     }
 }

@@ -131,3 +131,13 @@ pub(super) async fn stats(store: &PgStore) -> StoreResult<QueueStats> {
         .map_err(db_error)?;
     Ok(row.into())
 }
+
+pub(super) async fn queue_depths(store: &PgStore) -> StoreResult<Vec<bildad_core::QueueDepth>> {
+    let mut conn = store.conn().await?;
+    let rows: Vec<crate::depth::DepthRow> =
+        sql_query(crate::depth::queue_depths_sql(Dialect::Postgres))
+            .load(&mut conn)
+            .await
+            .map_err(db_error)?;
+    Ok(crate::depth::depths(rows))
+}

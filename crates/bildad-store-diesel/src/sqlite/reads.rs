@@ -158,3 +158,13 @@ pub(super) async fn stats(store: &SqliteStore) -> StoreResult<QueueStats> {
         })
         .await
 }
+
+pub(super) async fn queue_depths(store: &SqliteStore) -> StoreResult<Vec<bildad_core::QueueDepth>> {
+    store
+        .run(|c| {
+            let rows: Vec<crate::depth::DepthRow> =
+                sql_query(crate::depth::queue_depths_sql(Dialect::Sqlite)).load(c)?;
+            Ok(crate::depth::depths(rows))
+        })
+        .await
+}
