@@ -35,6 +35,9 @@ pub struct ClaimedRun {
     pub template_id: i64,
     /// See `template_id`.
     pub template_updated_at: Timestamp,
+    /// The entry's `run_at` when it was claimed: the run's pickup latency is
+    /// `run.started_at - entry_run_at` (the metrics' histogram).
+    pub entry_run_at: Timestamp,
 }
 
 /// Why a run failed; decides what happens to its entry.

@@ -17,6 +17,7 @@ mod engine;
 mod executor;
 pub mod isolation;
 mod killer;
+pub mod metrics;
 mod node;
 mod pacing;
 

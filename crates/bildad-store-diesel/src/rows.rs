@@ -311,6 +311,8 @@ pub(crate) struct ClaimRow {
     pub(crate) template_id: i64,
     #[diesel(sql_type = DbTime)]
     pub(crate) template_updated_at: Timestamp,
+    #[diesel(sql_type = DbTime)]
+    pub(crate) entry_run_at: Timestamp,
 }
 
 impl TryFrom<ClaimRow> for bildad_core::ClaimedRun {
@@ -321,6 +323,7 @@ impl TryFrom<ClaimRow> for bildad_core::ClaimedRun {
             max_retries: r.max_retries,
             template_id: r.template_id,
             template_updated_at: r.template_updated_at,
+            entry_run_at: r.entry_run_at,
         })
     }
 }

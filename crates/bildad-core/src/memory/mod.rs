@@ -401,6 +401,7 @@ impl JobStore for MemoryStore {
                 max_retries: e.max_retries,
                 template_id: t.id,
                 template_updated_at: t.updated_at,
+                entry_run_at: e.run_at,
             });
         }
         Ok(out)

@@ -75,12 +75,13 @@ WITH moved AS (
     JOIN bildad_templates t ON t.id = m.template_id
     RETURNING id, job_run_identifier, template, job_type, retry, process_name, node,
         node_name, status, result, reason, context, output, started_at, timeout_at,
-        expires_at, ended_at, max_retries, template_id, priority, entry_inserted_at, entry_id
+        expires_at, ended_at, max_retries, template_id, priority, entry_inserted_at, entry_id,
+        entry_run_at
 )
 SELECT s.id, s.job_run_identifier, s.template, s.job_type, s.retry, s.process_name,
        s.node, s.node_name, s.status, s.result, s.reason, s.context, s.output,
        s.started_at, s.timeout_at, s.expires_at, s.ended_at,
-       s.max_retries, s.template_id, t.updated_at AS template_updated_at
+       s.max_retries, s.template_id, t.updated_at AS template_updated_at, s.entry_run_at
 FROM started s
 JOIN bildad_templates t ON t.id = s.template_id
 ORDER BY s.priority, s.entry_inserted_at, s.entry_id";
