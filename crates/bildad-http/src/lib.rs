@@ -27,6 +27,7 @@ mod dashboard;
 mod dto;
 mod error;
 mod extract;
+pub mod metrics;
 mod openapi;
 mod origin;
 mod routes;
@@ -82,7 +83,9 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
     let state = AppState {
         engine,
         config: Arc::new(config),
+        gauges: Arc::default(),
     };
+    metrics::prometheus_recorder();
     let mut public = Router::new();
     let mut protected = Router::new();
     for r in routes::table() {

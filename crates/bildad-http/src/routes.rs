@@ -85,6 +85,7 @@ pub(crate) fn table() -> Vec<RouteDef> {
         ),
         route(Method::GET, "/jobs/runs", get(list_runs)),
         route(Method::GET, "/jobs/runs/{id}", get(get_run)),
+        route(Method::GET, "/jobs/metrics", get(crate::metrics::metrics)),
     ]
 }
 
@@ -328,7 +329,10 @@ pub(crate) async fn remove_entry(
 ) -> Result<StatusCode, ApiError> {
     check_path_text("/job_run_identifier", &id)?;
     let store = s.engine.store().clone();
-    s.call(async move { store.remove_entry(&id).await }).await?;
+    let removed = s.call(async move { store.remove_entry(&id).await }).await?;
+    if removed.stopped_run.is_some() {
+        bildad_runtime::metrics::run_ended_by_operator(bildad_core::FailureKind::Removed);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -348,6 +352,7 @@ pub(crate) async fn stop_entry(
     let store = s.engine.store().clone();
     let key = id.clone();
     let stopped = s.call(async move { store.stop_entry(&key).await }).await?;
+    bildad_runtime::metrics::run_ended_by_operator(bildad_core::FailureKind::Stopped);
     Ok(Json(StoppedJson {
         job_run_identifier: id,
         stopped_run_id: stopped.run_id,

@@ -159,6 +159,12 @@ pub(crate) fn failed_if_won(
     }
 }
 
+/// An operator's request to this node ended a run (`Stopped`, `Removed`): counted in the
+/// unnamed queue (the operator's result does not name the run's queue).
+pub fn run_ended_by_operator(kind: FailureKind) {
+    run_finished("default", &Outcome::standard(kind));
+}
+
 /// This node ended run `run` (its finalize won) as failed with `kind`.
 pub(crate) fn ref_failed(run: &RunRef, kind: FailureKind) {
     run_finished(&queue_of_ref(run), &Outcome::standard(kind));
