@@ -209,6 +209,9 @@ macro_rules! for_each_case {
             list_nodes_latest_heartbeat_first,
             node_restart_is_a_new_instance,
             stats_counts,
+            // queues (SPEC §8)
+            queue_carried_from_template_to_entry_run_and_retry,
+            queue_name_invalid,
         }
     };
 }

@@ -15,6 +15,7 @@ mod killer;
 mod not_started;
 mod operator;
 mod produced_text;
+mod queues;
 mod requeue;
 mod templates;
 
@@ -27,5 +28,6 @@ pub use killer::*;
 pub use not_started::*;
 pub use operator::*;
 pub use produced_text::*;
+pub use queues::*;
 pub use requeue::*;
 pub use templates::*;
