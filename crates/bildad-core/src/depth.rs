@@ -8,9 +8,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The queue every entry belongs to until an entry names one.
-pub(crate) const UNNAMED_QUEUE: &str = "default";
-
 /// One queue's depth at one instant of the database clock.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueDepth {

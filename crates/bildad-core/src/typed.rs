@@ -140,6 +140,7 @@ impl NewEntry {
             job_run_identifier: options.identifier,
             run_at: options.run_at,
             run_in: options.run_in,
+            queue: None,
         })
     }
 }

@@ -18,7 +18,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use bildad_core::QueueDepth;
+use bildad_core::{FailureKind, QueueDepth};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -105,6 +105,17 @@ fn render_depths(depths: &[QueueDepth]) -> String {
         }
     });
     handle.render()
+}
+
+/// Counts a run that an operator's request ended, in its queue (read from the run; the
+/// default queue when it cannot be read: the count matters more than its label).
+pub(crate) async fn operator_ended(s: &AppState, run: bildad_core::RunId, kind: FailureKind) {
+    let store = s.engine.store().clone();
+    let queue = s
+        .call(async move { store.get_run(run).await })
+        .await
+        .map_or_else(|_| bildad_core::DEFAULT_QUEUE.to_string(), |r| r.queue);
+    bildad_runtime::metrics::run_ended_by_operator(&queue, kind);
 }
 
 /// This node's metrics and the cluster's queue gauges, in Prometheus' text format.

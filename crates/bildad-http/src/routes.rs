@@ -330,8 +330,8 @@ pub(crate) async fn remove_entry(
     check_path_text("/job_run_identifier", &id)?;
     let store = s.engine.store().clone();
     let removed = s.call(async move { store.remove_entry(&id).await }).await?;
-    if removed.stopped_run.is_some() {
-        bildad_runtime::metrics::run_ended_by_operator(bildad_core::FailureKind::Removed);
+    if let Some(run) = removed.stopped_run {
+        crate::metrics::operator_ended(&s, run, bildad_core::FailureKind::Removed).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -352,7 +352,7 @@ pub(crate) async fn stop_entry(
     let store = s.engine.store().clone();
     let key = id.clone();
     let stopped = s.call(async move { store.stop_entry(&key).await }).await?;
-    bildad_runtime::metrics::run_ended_by_operator(bildad_core::FailureKind::Stopped);
+    crate::metrics::operator_ended(&s, stopped.run_id, bildad_core::FailureKind::Stopped).await;
     Ok(Json(StoppedJson {
         job_run_identifier: id,
         stopped_run_id: stopped.run_id,

@@ -461,6 +461,8 @@ impl Engine {
                 limit: limit as u32,
                 expiry_grace: self.shared.config.expiry_grace,
                 only_identifier: only,
+                queues: None,
+                queue_caps: Default::default(),
             })
             .await;
         if claimed.as_ref().is_err_and(StoreError::is_transient) {

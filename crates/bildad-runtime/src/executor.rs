@@ -527,6 +527,8 @@ mod tests {
                 limit: 1,
                 expiry_grace: Duration::from_secs(60),
                 only_identifier: None,
+                queues: None,
+                queue_caps: Default::default(),
             })
             .await
             .unwrap()

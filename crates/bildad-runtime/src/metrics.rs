@@ -88,15 +88,14 @@ pub fn reason_kind(kind: FailureKind) -> &'static str {
     }
 }
 
-/// The queue label of a run. Every run is in the one unnamed queue until entries name
-/// theirs.
-pub(crate) fn queue_of(_run: &JobRun) -> String {
-    "default".to_string()
+/// The queue label of a run.
+pub(crate) fn queue_of(run: &JobRun) -> String {
+    run.queue.clone()
 }
 
-/// The queue label of a run known by reference (see [`queue_of`]).
-pub(crate) fn queue_of_ref(_run: &RunRef) -> String {
-    "default".to_string()
+/// The queue label of a run known by reference.
+pub(crate) fn queue_of_ref(run: &RunRef) -> String {
+    run.queue.clone()
 }
 
 /// A run started on this node: counted, with its pickup latency (`entry_run_at` is its
@@ -159,10 +158,9 @@ pub(crate) fn failed_if_won(
     }
 }
 
-/// An operator's request to this node ended a run (`Stopped`, `Removed`): counted in the
-/// unnamed queue (the operator's result does not name the run's queue).
-pub fn run_ended_by_operator(kind: FailureKind) {
-    run_finished("default", &Outcome::standard(kind));
+/// An operator's request to this node ended a run of `queue` (`Stopped`, `Removed`).
+pub fn run_ended_by_operator(queue: &str, kind: FailureKind) {
+    run_finished(queue, &Outcome::standard(kind));
 }
 
 /// This node ended run `run` (its finalize won) as failed with `kind`.

@@ -14,18 +14,18 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 /// of it is a waiting entry); the runs' side reads the partial index of running runs.
 pub(crate) fn queue_depths_sql(d: Dialect) -> String {
     d.sql(
-        "SELECT 'default' AS queue,
+        "SELECT queue,
                 count(CASE WHEN run_at <= {now} THEN 1 END) AS available,
                 count(CASE WHEN run_at > {now} THEN 1 END) AS scheduled,
                 CAST(0 AS BIGINT) AS running,
                 min(CASE WHEN run_at <= {now} THEN run_at END) AS oldest_available,
                 {now} AS now
          FROM bildad_queue WHERE status = 'AVAILABLE'
-         GROUP BY 1
+         GROUP BY queue
          UNION ALL
-         SELECT 'default', CAST(0 AS BIGINT), CAST(0 AS BIGINT), count(*), NULL, {now}
+         SELECT queue, CAST(0 AS BIGINT), CAST(0 AS BIGINT), count(*), NULL, {now}
          FROM bildad_runs WHERE status = 'RUNNING'
-         GROUP BY 1",
+         GROUP BY queue",
     )
 }
 

@@ -17,6 +17,8 @@ pub(crate) struct PreparedEntry {
     pub(crate) run_at: Option<Timestamp>,
     /// The delay of `run_in` in microseconds, added to the database clock by the insert.
     pub(crate) run_in_us: Option<i64>,
+    /// The entry's queue: the request's, else the template's.
+    pub(crate) queue: String,
 }
 
 /// The template codes (each once) and the caller-chosen identifiers of `new` that an
@@ -75,6 +77,7 @@ pub(crate) fn prepare_entries(
             run_in_us: n
                 .run_in
                 .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+            queue: n.queue.unwrap_or_else(|| t.queue.clone()),
         });
     }
     if !v.is_empty() {

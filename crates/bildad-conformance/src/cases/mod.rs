@@ -16,6 +16,7 @@ mod killer;
 mod not_started;
 mod operator;
 mod produced_text;
+mod queues;
 mod requeue;
 mod templates;
 
@@ -29,5 +30,6 @@ pub use killer::*;
 pub use not_started::*;
 pub use operator::*;
 pub use produced_text::*;
+pub use queues::*;
 pub use requeue::*;
 pub use templates::*;

@@ -2,7 +2,7 @@
 //! query counts them.
 
 use super::state::State;
-use crate::depth::{DepthPart, QueueDepth, UNNAMED_QUEUE, merge_depths};
+use crate::depth::{DepthPart, QueueDepth, merge_depths};
 use crate::model::EntryStatus;
 
 impl State {
@@ -11,7 +11,7 @@ impl State {
         let now = self.now();
         let parts = self.entries.values().map(|e| {
             let mut p = DepthPart {
-                queue: UNNAMED_QUEUE.to_string(),
+                queue: e.queue.clone(),
                 ..DepthPart::default()
             };
             match e.status {

@@ -94,6 +94,7 @@ impl JobStore for MemoryStore {
             context_schema: new.context_schema,
             inserted_at: now,
             updated_at: now,
+            queue: new.queue,
         };
         st.templates.insert(id, t.clone());
         Ok(t)
@@ -135,6 +136,9 @@ impl JobStore for MemoryStore {
         }
         if let Some(x) = patch.default_max_retries {
             t.default_max_retries = x;
+        }
+        if let Some(x) = patch.queue {
+            t.queue = x;
         }
         t.updated_at = now;
         Ok(t.clone())
@@ -227,6 +231,7 @@ impl JobStore for MemoryStore {
                 current_run_id: None,
                 inserted_at: now,
                 updated_at: now,
+                queue: n.queue.unwrap_or_else(|| t.queue.clone()),
             };
             st.entries.insert(id, e.clone());
             out.push(e);
@@ -389,6 +394,7 @@ impl JobStore for MemoryStore {
                 timeout_at,
                 expires_at: timeout_at + grace,
                 ended_at: None,
+                queue: e.queue.clone(),
             };
             st.runs.insert(run_id, run.clone());
             let entry = st.entries.get_mut(&entry_id).expect("entry");

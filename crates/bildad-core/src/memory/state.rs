@@ -133,6 +133,7 @@ impl State {
             job_run_identifier: r.job_run_identifier.clone(),
             retry: r.retry,
             node: r.node.clone(),
+            queue: r.queue.clone(),
         }
     }
 }

@@ -42,7 +42,7 @@ pub(super) async fn get_entry(store: &SqliteStore, identifier: &str) -> StoreRes
         .run(move |c| {
             let row = optional(
                 sql_query(format!(
-                    "SELECT {ENTRY_COLS} FROM bildad_entries e
+                    "SELECT {ENTRY_COLS} FROM bildad_entries_v2 e
                  JOIN bildad_templates t ON t.id = e.template_id
                  WHERE e.job_run_identifier = ?1"
                 ))

@@ -31,6 +31,10 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
             "../../../../migrations/sqlite/2026-12-02-000005_running_entry_is_its_run/up.sql"
         ),
     ),
+    (
+        "20261203000006",
+        include_str!("../../../../migrations/sqlite/2026-12-03-000006_queues/up.sql"),
+    ),
 ];
 
 /// SQLite's clock in microseconds (see [`SQLITE_NOW`]).
@@ -56,20 +60,20 @@ pub(crate) const CLAIM_MOVE: &str = "
 INSERT INTO bildad_runs (entry_id, job_run_identifier, template, job_type, retry,
     process_name, node, node_name, status, context, started_at, timeout_at, expires_at,
     template_id, priority, timeout_seconds, max_retries, uncounted_runs, entry_run_at,
-    entry_inserted_at)
+    entry_inserted_at, queue)
 SELECT e.id, e.job_run_identifier, t.code, t.job_type, e.attempts,
        ?2 || '/' || e.job_run_identifier || '/' || e.attempts, ?2, ?3,
        'RUNNING', e.context, ?4,
        ?4 + e.timeout_seconds * 1000000,
        ?4 + e.timeout_seconds * 1000000 + ?5,
        e.template_id, e.priority, e.timeout_seconds, e.max_retries, e.uncounted_runs,
-       e.run_at, e.inserted_at
+       e.run_at, e.inserted_at, e.queue
 FROM bildad_queue e JOIN bildad_templates t ON t.id = e.template_id
 WHERE e.id = ?1";
 
 /// The killer's lookup (`?1` node instance, `?2` now): this node's runs past `timeout_at`.
 pub(crate) const KILL: &str = "
-SELECT id AS run_id, job_run_identifier, retry, node
+SELECT id AS run_id, job_run_identifier, retry, node, queue
 FROM bildad_runs
 WHERE status = 'RUNNING' AND node = ?1 AND timeout_at < ?2
 ORDER BY id";
@@ -77,11 +81,11 @@ ORDER BY id";
 /// The engine's expiry lookup (`?1` now, `?2` node_dead_after in µs): runs past
 /// `expires_at`, and runs of dead or stopped node instances.
 pub(crate) const EXPIRE: &str = "
-SELECT id AS run_id, job_run_identifier, retry, node
+SELECT id AS run_id, job_run_identifier, retry, node, queue
 FROM bildad_runs
 WHERE status = 'RUNNING' AND expires_at < ?1
 UNION
-SELECT r.id, r.job_run_identifier, r.retry, r.node
+SELECT r.id, r.job_run_identifier, r.retry, r.node, r.queue
 FROM bildad_nodes n
 JOIN bildad_runs r ON r.node = n.instance_id AND r.status = 'RUNNING'
 WHERE n.stopped_at IS NOT NULL OR n.last_heartbeat_at < ?1 - ?2
@@ -108,9 +112,9 @@ RETURNING id AS run_id, retry, node, max_retries, uncounted_runs";
 /// that does not count against `max_retries`.
 pub(crate) const REQUEUE: &str = "
 INSERT INTO bildad_queue (id, job_run_identifier, template_id, priority, timeout_seconds,
-    max_retries, context, run_at, attempts, uncounted_runs, inserted_at, updated_at)
+    max_retries, context, run_at, attempts, uncounted_runs, inserted_at, updated_at, queue)
 SELECT entry_id, job_run_identifier, template_id, priority, timeout_seconds, max_retries,
-       context, ?2 + ?3, retry + 1, uncounted_runs + ?4, entry_inserted_at, ?2
+       context, ?2 + ?3, retry + 1, uncounted_runs + ?4, entry_inserted_at, ?2, queue
 FROM bildad_runs WHERE id = ?1
 RETURNING run_at AS t";
 
@@ -135,8 +139,8 @@ UNION
 SELECT job_run_identifier FROM bildad_runs
    WHERE job_run_identifier IN (SELECT value FROM json_each(?1))";
 
-/// Inserts one entry (`?8` now).
+/// Inserts one entry (`?8` now, `?9` its queue).
 pub(crate) const ENQUEUE: &str = "
 INSERT INTO bildad_queue (job_run_identifier, template_id, priority,
-   timeout_seconds, max_retries, context, run_at, inserted_at, updated_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, ?8), ?8, ?8)";
+   timeout_seconds, max_retries, context, run_at, inserted_at, updated_at, queue)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, ?8), ?8, ?8, ?9)";
