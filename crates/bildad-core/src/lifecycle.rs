@@ -47,6 +47,11 @@ pub struct ClaimedRun {
     /// The entry's `run_at` when it was claimed: the run's pickup latency is
     /// `run.started_at - entry_run_at` (the metrics' histogram).
     pub entry_run_at: Timestamp,
+    /// The W3C trace context (`traceparent`) of the request that enqueued the entry,
+    /// when the store keeps it: the run's span links to it (feature `otel` of the
+    /// runtime). Stores do not keep it yet: `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<String>,
 }
 
 /// Why a run failed; decides what happens to its entry.

@@ -251,17 +251,9 @@ impl TokioExecutor {
 impl JobExecutor for TokioExecutor {
     fn spawn(&self, claimed: ClaimedRun, job: Arc<dyn Job>) {
         let inner = self.inner.clone();
+        let queue = crate::metrics::queue_of(&claimed.run);
+        let span = crate::trace::run_span(&claimed, &queue, &inner.node.instance_id);
         let run = claimed.run;
-        let queue = crate::metrics::queue_of(&run);
-        let span = tracing::info_span!(
-            "run",
-            identifier = %run.job_run_identifier,
-            template = %run.template,
-            queue = %queue,
-            retry = run.retry,
-            run_id = run.id,
-            node = %inner.node.instance_id,
-        );
         if inner.closed.load(Ordering::SeqCst) {
             // Claimed while the node was shutting down: the job never ran, so the entry
             // goes back untouched.

@@ -20,6 +20,7 @@ mod killer;
 pub mod metrics;
 mod node;
 mod pacing;
+mod trace;
 
 pub use engine::{Counts, Engine, EngineReport};
 pub use executor::TokioExecutor;

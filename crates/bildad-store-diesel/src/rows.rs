@@ -333,6 +333,7 @@ impl TryFrom<ClaimRow> for bildad_core::ClaimedRun {
             template_id: r.template_id,
             template_updated_at: r.template_updated_at,
             entry_run_at: r.entry_run_at,
+            trace_context: None,
         })
     }
 }

@@ -210,7 +210,7 @@ fn main() -> ExitCode {
     // A child process started to run one process-isolated job runs it here and exits.
     bildad::isolation::child_main(demo::registry);
     let cli = Cli::parse();
-    logs::init(cli.log_format);
+    let _telemetry = logs::init(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -408,6 +408,7 @@ impl JobStore for MemoryStore {
                 template_id: t.id,
                 template_updated_at: t.updated_at,
                 entry_run_at: e.run_at,
+                trace_context: None,
             });
         }
         Ok(out)

@@ -97,6 +97,7 @@ pub(super) async fn claim(store: &SqliteStore, req: ClaimRequest) -> StoreResult
                     template_id: p.template_id,
                     template_updated_at: p.template_updated_at,
                     entry_run_at: p.run_at,
+                    trace_context: None,
                 });
             }
             Ok(out)
