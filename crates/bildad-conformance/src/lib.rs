@@ -211,6 +211,9 @@ macro_rules! for_each_case {
             stats_counts,
             // queue depths (metrics)
             queue_depths_count_states_and_oldest_age,
+            // trace context (observability)
+            trace_context_follows_the_entry_into_every_run,
+            trace_context_invalid,
             // queues (SPEC §8)
             queue_carried_from_template_to_entry_run_and_retry,
             queue_name_invalid,

@@ -170,6 +170,10 @@ pub struct NewEntry {
     /// The queue to join; default: the template's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
+    /// The W3C `traceparent` of the request that enqueues it: its runs' spans link to
+    /// that request (see [`crate::trace_context`]). Must parse as one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<String>,
 }
 
 /// A new entry identifier: a UUIDv7 in its hyphenated form.
@@ -195,6 +199,7 @@ impl NewEntry {
             run_at: None,
             run_in: None,
             queue: None,
+            trace_context: None,
         }
     }
 
@@ -234,6 +239,13 @@ impl NewEntry {
         self
     }
 
+    /// Carries the W3C `traceparent` of the enqueuing request (see
+    /// [`NewEntry::trace_context`]).
+    pub fn trace_context(mut self, traceparent: impl Into<String>) -> Self {
+        self.trace_context = Some(traceparent.into());
+        self
+    }
+
     /// Starts no earlier than `delay` after the enqueue, on the database clock.
     pub fn run_in(mut self, delay: Duration) -> Self {
         self.run_in = Some(delay);
@@ -250,6 +262,14 @@ impl NewEntry {
         }
         if let Some(q) = &self.queue {
             check_code(&format!("{prefix}/queue"), q, v);
+        }
+        if let Some(t) = &self.trace_context
+            && crate::Traceparent::parse(t).is_none()
+        {
+            v.push(Violation::new(
+                format!("{prefix}/trace_context"),
+                "must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)",
+            ));
         }
         if let Some(t) = self.timeout_seconds {
             check_timeout(&format!("{prefix}/timeout_seconds"), t, v);

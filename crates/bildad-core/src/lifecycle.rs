@@ -49,7 +49,7 @@ pub struct ClaimedRun {
     pub entry_run_at: Timestamp,
     /// The W3C trace context (`traceparent`) of the request that enqueued the entry,
     /// when the store keeps it: the run's span links to it (feature `otel` of the
-    /// runtime). Stores do not keep it yet: `None`.
+    /// runtime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_context: Option<String>,
 }

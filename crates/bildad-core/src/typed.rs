@@ -141,6 +141,7 @@ impl NewEntry {
             run_at: options.run_at,
             run_in: options.run_in,
             queue: None,
+            trace_context: None,
         })
     }
 }

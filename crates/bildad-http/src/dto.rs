@@ -422,6 +422,7 @@ impl EnqueueBody {
             run_at,
             run_in: None,
             queue: self.queue,
+            trace_context: None,
         })
     }
 }

@@ -32,6 +32,7 @@ mod openapi;
 mod origin;
 mod routes;
 mod state;
+mod trace;
 #[cfg(feature = "api-viewer")]
 mod viewer;
 

@@ -227,16 +227,20 @@ pub(crate) async fn delete_template(
 
 /// Enqueues a job.
 #[utoipa::path(post, path = "/jobs/queue", tag = "queue", request_body = EnqueueBody,
+    params(("traceparent" = Option<String>, Header, description = "The W3C trace context \
+        of the enqueuing request: the entry's runs link to it (an invalid one is ignored)")),
     responses(
         (status = 201, description = "enqueued", body = EnqueuedJson),
         (status = 409, description = "conflict: the identifier is taken", body = ErrorJson),
     ))]
 pub(crate) async fn enqueue(
     State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody<EnqueueBody>,
 ) -> Result<Response, ApiError> {
     let trigger = body.trigger_engine;
-    let entry = body.into_entry().map_err(|v| ApiError::invalid(vec![v]))?;
+    let mut entry = body.into_entry().map_err(|v| ApiError::invalid(vec![v]))?;
+    entry.trace_context = crate::trace::traceparent(&headers);
     // The field rules first (NUL text included): a store may read by the template code
     // before it applies them, and PostgreSQL rejects a NUL in a query parameter.
     let mut v = Vec::new();

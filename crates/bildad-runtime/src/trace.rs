@@ -57,30 +57,16 @@ pub(crate) fn run_span(claimed: &ClaimedRun, queue: &str, node: &str) -> Span {
 
 #[cfg(feature = "otel")]
 mod otel {
+    use bildad_core::Traceparent;
     use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 
-    /// The span context a W3C `traceparent` names (`00-<trace id>-<span id>-<flags>`),
-    /// or `None` when it is not one.
+    /// The remote span context a W3C `traceparent` names, or `None` when it is not one.
     pub(super) fn span_context(traceparent: &str) -> Option<SpanContext> {
-        let mut parts = traceparent.trim().split('-');
-        let (version, trace, span, flags) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if version.len() != 2 || version == "ff" || (version == "00" && parts.next().is_some()) {
-            return None;
-        }
-        let trace = TraceId::from_hex(trace)
-            .ok()
-            .filter(|t| trace.len() == 32 && *t != TraceId::INVALID)?;
-        let span = SpanId::from_hex(span)
-            .ok()
-            .filter(|s| span.len() == 16 && *s != SpanId::INVALID)?;
-        let flags = u8::from_str_radix(flags, 16)
-            .ok()
-            .filter(|_| flags.len() == 2)?;
+        let t = Traceparent::parse(traceparent)?;
         Some(SpanContext::new(
-            trace,
-            span,
-            TraceFlags::new(flags) & TraceFlags::SAMPLED,
+            TraceId::from_hex(t.trace_id).ok()?,
+            SpanId::from_hex(t.span_id).ok()?,
+            TraceFlags::new(t.flags) & TraceFlags::SAMPLED,
             true,
             TraceState::default(),
         ))

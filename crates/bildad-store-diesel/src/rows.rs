@@ -322,6 +322,8 @@ pub(crate) struct ClaimRow {
     pub(crate) template_updated_at: Timestamp,
     #[diesel(sql_type = DbTime)]
     pub(crate) entry_run_at: Timestamp,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(crate) trace_context: Option<String>,
 }
 
 impl TryFrom<ClaimRow> for bildad_core::ClaimedRun {
@@ -333,7 +335,7 @@ impl TryFrom<ClaimRow> for bildad_core::ClaimedRun {
             template_id: r.template_id,
             template_updated_at: r.template_updated_at,
             entry_run_at: r.entry_run_at,
-            trace_context: None,
+            trace_context: r.trace_context,
         })
     }
 }

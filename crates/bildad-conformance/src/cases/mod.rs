@@ -19,6 +19,7 @@ mod produced_text;
 mod queues;
 mod requeue;
 mod templates;
+mod trace_context;
 
 pub use claim::*;
 pub use delay::*;
@@ -33,3 +34,4 @@ pub use produced_text::*;
 pub use queues::*;
 pub use requeue::*;
 pub use templates::*;
+pub use trace_context::*;

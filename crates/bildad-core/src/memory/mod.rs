@@ -234,6 +234,7 @@ impl JobStore for MemoryStore {
                 queue: n.queue.unwrap_or_else(|| t.queue.clone()),
             };
             st.entries.insert(id, e.clone());
+            st.trace_contexts.extend(n.trace_context.map(|c| (id, c)));
             out.push(e);
         }
         drop(st);
@@ -408,7 +409,7 @@ impl JobStore for MemoryStore {
                 template_id: t.id,
                 template_updated_at: t.updated_at,
                 entry_run_at: e.run_at,
-                trace_context: None,
+                trace_context: st.trace_contexts.get(&entry_id).cloned(),
             });
         }
         Ok(out)

@@ -88,6 +88,7 @@ pub(super) async fn enqueue_on(
     let mut run_ats = Vec::with_capacity(prepared.len());
     let mut run_ins = Vec::with_capacity(prepared.len());
     let mut queues = Vec::with_capacity(prepared.len());
+    let mut trace_contexts = Vec::with_capacity(prepared.len());
     for p in prepared {
         template_ids.push(p.template_id);
         priorities.push(p.priority);
@@ -97,6 +98,7 @@ pub(super) async fn enqueue_on(
         run_ats.push(p.run_at);
         run_ins.push(p.run_in_us);
         queues.push(p.queue);
+        trace_contexts.push(p.trace_context);
     }
     let code_of: HashMap<i64, &str> = templates
         .values()
@@ -119,7 +121,8 @@ pub(super) async fn enqueue_on(
                 .bind::<Array<Nullable<Timestamptz>>, _>(&run_ats)
                 .bind::<Array<BigInt>, _>(&distinct_templates)
                 .bind::<Array<Nullable<BigInt>>, _>(&run_ins)
-                .bind::<Array<Text>, _>(&queues),
+                .bind::<Array<Text>, _>(&queues)
+                .bind::<Array<Nullable<Text>>, _>(&trace_contexts),
         )
     };
     // An identifier the caller chose is looked at again after the insert, in the same

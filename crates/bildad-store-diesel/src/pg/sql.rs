@@ -37,6 +37,10 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         "20261203000006",
         include_str!("../../../../migrations/postgres/2026-12-03-000006_queues/up.sql"),
     ),
+    (
+        "20261203000009",
+        include_str!("../../../../migrations/postgres/2026-12-03-000009_trace_context/up.sql"),
+    ),
 ];
 
 /// What the migration runner needs: the migrations, and the statement that opens its
@@ -67,25 +71,26 @@ WITH moved AS (
     INSERT INTO bildad_runs (entry_id, job_run_identifier, template, job_type, retry,
         process_name, node, node_name, status, context, started_at, timeout_at, expires_at,
         template_id, priority, timeout_seconds, max_retries, uncounted_runs, entry_run_at,
-        entry_inserted_at, queue)
+        entry_inserted_at, queue, trace_context)
     SELECT m.id, m.job_run_identifier, t.code, t.job_type, m.attempts,
            $3 || '/' || m.job_run_identifier || '/' || m.attempts, $3, $4, 'RUNNING',
            m.context, now(),
            now() + m.timeout_seconds * interval '1 second',
            now() + m.timeout_seconds * interval '1 second' + $5 * interval '1 microsecond',
            m.template_id, m.priority, m.timeout_seconds, m.max_retries, m.uncounted_runs,
-           m.run_at, m.inserted_at, m.queue
+           m.run_at, m.inserted_at, m.queue, m.trace_context
     FROM moved m
     JOIN bildad_templates t ON t.id = m.template_id
     RETURNING id, job_run_identifier, template, job_type, retry, process_name, node,
         node_name, status, result, reason, context, output, started_at, timeout_at,
         expires_at, ended_at, max_retries, template_id, priority, entry_inserted_at, entry_id,
-        queue, entry_run_at
+        queue, entry_run_at, trace_context
 )
 SELECT s.id, s.job_run_identifier, s.template, s.job_type, s.retry, s.process_name,
        s.node, s.node_name, s.status, s.result, s.reason, s.context, s.output,
        s.started_at, s.timeout_at, s.expires_at, s.ended_at, s.queue,
-       s.max_retries, s.template_id, t.updated_at AS template_updated_at, s.entry_run_at
+       s.max_retries, s.template_id, t.updated_at AS template_updated_at, s.entry_run_at,
+       s.trace_context
 FROM started s
 JOIN bildad_templates t ON t.id = s.template_id
 ORDER BY s.priority, s.entry_inserted_at, s.entry_id";
@@ -121,12 +126,12 @@ macro_rules! reinsert_entries {
     () => {
         "INSERT INTO bildad_queue (id, job_run_identifier, template_id, priority,
         timeout_seconds, max_retries, context, run_at, attempts, uncounted_runs,
-        inserted_at, updated_at, queue)
+        inserted_at, updated_at, queue, trace_context)
     OVERRIDING SYSTEM VALUE
     SELECT r.entry_id, r.job_run_identifier, r.template_id, r.priority, r.timeout_seconds,
         r.max_retries, r.context, now() + d.delay * interval '1 microsecond', r.retry + 1,
         r.uncounted_runs + CASE WHEN d.counted THEN 0 ELSE 1 END, r.entry_inserted_at,
-        now(), r.queue"
+        now(), r.queue, r.trace_context"
     };
 }
 
@@ -243,14 +248,16 @@ WITH tpl AS MATERIALIZED (
    FROM bildad_templates WHERE id = ANY($8) FOR KEY SHARE
 )
 INSERT INTO bildad_queue (job_run_identifier, template_id, priority,
-    timeout_seconds, max_retries, context, run_at, inserted_at, updated_at, queue)
+    timeout_seconds, max_retries, context, run_at, inserted_at, updated_at, queue,
+    trace_context)
 SELECT i.identifier, tpl.id, i.priority, i.timeout_seconds, i.max_retries, i.context,
        COALESCE(i.run_at, now() + i.run_in_us * interval '1 microsecond', now()),
-       now(), now(), i.queue
+       now(), now(), i.queue, i.trace_context
 FROM unnest($1::text[], $2::int8[], $3::int4[], $4::int4[], $5::int4[],
-            $6::jsonb[], $7::timestamptz[], $9::int8[], $10::text[]) WITH ORDINALITY
+            $6::jsonb[], $7::timestamptz[], $9::int8[], $10::text[], $11::text[])
+    WITH ORDINALITY
     AS i(identifier, template_id, priority, timeout_seconds, max_retries,
-         context, run_at, run_in_us, queue, ord)
+         context, run_at, run_in_us, queue, trace_context, ord)
 LEFT JOIN tpl ON tpl.id = i.template_id
 ORDER BY i.ord
 RETURNING id, job_run_identifier, run_at, inserted_at";

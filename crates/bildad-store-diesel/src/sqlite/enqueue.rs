@@ -99,6 +99,7 @@ fn insert(c: &mut SqliteConnection, prepared: Vec<PreparedEntry>) -> Tx<Vec<Queu
             .bind::<Nullable<BigInt>, _>(run_at)
             .bind::<BigInt, _>(now)
             .bind::<Text, _>(&p.queue)
+            .bind::<Nullable<Text>, _>(&p.trace_context)
             .execute(c)?;
     }
     let rows: Vec<EntryRow> = sql_query(format!(
