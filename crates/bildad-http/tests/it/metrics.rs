@@ -1,5 +1,6 @@
-//! `GET /jobs/metrics`: behind the token, Prometheus' text format, and the cluster's
-//! gauges from one cached query however many scrapes race for it.
+//! Observability through the API: `GET /jobs/metrics` (behind the token, Prometheus'
+//! text format, the cluster's gauges from one cached query however many scrapes race for
+//! it), and the enqueue's `traceparent` header kept with the entry.
 
 use crate::Api;
 use bildad_conformance::{Call, FaultStore, Once};
@@ -115,4 +116,44 @@ async fn a_scrape_after_the_cache_period_queries_again() {
     faults.once(Call::QueueDepths, 0, Once::Fail);
     api.get("/jobs/metrics").await.expect(503);
     assert_eq!(faults.refused(Call::QueueDepths).len(), 1);
+}
+
+/// The enqueue keeps the request's `traceparent` header with the entry (its claims hand
+/// it over); a header that is not one is ignored, never an error.
+#[tokio::test]
+async fn enqueue_keeps_a_valid_traceparent_and_ignores_a_bad_one() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let api = Api::start(store.clone(), ApiConfig::default()).await;
+    api.templates().await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    for (header_value, id) in [(traceparent, "traced"), ("garbage", "untraced")] {
+        let body = json!({"template": "test.echo", "context": {}, "job_run_identifier": id});
+        let req = Request::post("/jobs/queue")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("traceparent", header_value)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        api.send(req).await.expect(201);
+    }
+    let node = bildad_core::NodeRef::new("trace-test");
+    let claimed = store
+        .claim(bildad_core::ClaimRequest {
+            node,
+            job_types: vec!["test.echo".into()],
+            limit: 10,
+            expiry_grace: Duration::from_secs(60),
+            only_identifier: None,
+            queues: None,
+            queue_caps: Default::default(),
+        })
+        .await
+        .unwrap();
+    let of = |id: &str| {
+        let c = claimed.iter().find(|c| c.run.job_run_identifier == id);
+        c.expect("claimed").trace_context.clone()
+    };
+    assert_eq!(of("traced").as_deref(), Some(traceparent));
+    assert_eq!(of("untraced"), None);
 }
