@@ -73,13 +73,17 @@ async fn a_run_span_follows_the_messaging_conventions_and_links_to_its_enqueuer(
         executor.wait_idle(Duration::from_secs(20)).await,
         "the run ends"
     );
-    provider.force_flush().unwrap();
-
-    let spans = exporter.get_finished_spans().unwrap();
-    let span = spans
-        .iter()
-        .find(|s| s.name == "process mail")
-        .unwrap_or_else(|| panic!("no run span in {spans:#?}"));
+    // The span closes when the run's task is dropped, just after its slot is freed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let span = loop {
+        provider.force_flush().unwrap();
+        let spans = exporter.get_finished_spans().unwrap();
+        if let Some(s) = spans.into_iter().find(|s| s.name == "process mail") {
+            break s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no run span");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(span.span_kind, SpanKind::Consumer);
     let a = &span.attributes;
     assert_eq!(attr(a, "messaging.system"), Some(&Attr::from("bildad")));
