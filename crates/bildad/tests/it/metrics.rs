@@ -1,7 +1,7 @@
 //! `GET /jobs/metrics` of a `bildad serve`, on PostgreSQL and on SQLite: after a known
 //! mix of jobs (two succeed, one fails, one times out, one is stopped, one waits for
 //! later) the counters and the queue gauges are exactly what happened, read with a
-//! Prometheus text parser; the route needs the token.
+//! Prometheus text parser; the route needs the token. And `--log-format json`.
 
 use crate::{Node, eventually};
 use bildad_store_diesel::testing::TestPg;
@@ -164,4 +164,62 @@ async fn metrics_of_a_known_mix_on_postgres() {
 async fn metrics_of_a_known_mix_on_sqlite() {
     let dir = crate::cli::scratch("metrics");
     known_mix_is_counted_exactly(&format!("sqlite://{}", dir.join("jobs.db").display())).await;
+}
+
+/// `--log-format json`: one JSON object per line on stderr, and a run's lines carry its
+/// run id, identifier, queue and node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_run_fields() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = crate::cli::scratch("json-logs");
+    let url = format!("sqlite://{}", dir.join("jobs.db").display());
+    let mut child = crate::bildad()
+        .env("RUST_LOG", "info")
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &url])
+        .args(["--log-format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bildad starts");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let base = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("listening on ").nth(1).map(|s| s.trim().to_owned()))
+        .expect("the address");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let body = json!({"template": "demo.fail", "context": {"message": "logged"},
+                      "max_retries": 0, "trigger_engine": true});
+    let r = reqwest::Client::new()
+        .post(format!("{base}/jobs/queue"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let entry: Value = r.json().await.unwrap();
+    let line = loop {
+        let line = rx.recv_timeout(WAIT).expect("a log line within 30 s");
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if v["fields"]["message"] == "job failed" {
+            break v;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let span = &line["span"];
+    assert_eq!(span["identifier"], entry["job_run_identifier"], "{line}");
+    assert_eq!(span["queue"], "default", "{line}");
+    assert!(span["run_id"].as_i64().is_some(), "{line}");
+    assert!(
+        span["node"].as_str().is_some_and(|n| !n.is_empty()),
+        "{line}"
+    );
 }
