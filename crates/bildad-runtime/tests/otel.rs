@@ -41,7 +41,12 @@ async fn a_run_span_follows_the_messaging_conventions_and_links_to_its_enqueuer(
     let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
     let t = NewTemplate::new("otel.echo", "echo", "otel.echo", json!({"type": "object"}));
     store.create_template(t).await.unwrap();
-    let entry = NewEntry::new("otel.echo", json!({})).queue("mail");
+    // The enqueuing request's span context, kept with the entry.
+    let enqueuer_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let enqueuer_span = "00f067aa0ba902b7";
+    let entry = NewEntry::new("otel.echo", json!({}))
+        .queue("mail")
+        .trace_context(format!("00-{enqueuer_trace}-{enqueuer_span}-01"));
     let entry = store.enqueue(entry).await.unwrap();
     let node = NodeRef::new("otel-node");
     store.heartbeat(&node).await.unwrap();
@@ -57,11 +62,7 @@ async fn a_run_span_follows_the_messaging_conventions_and_links_to_its_enqueuer(
         })
         .await
         .unwrap();
-    let mut run = claimed.remove(0);
-    // The context a store keeps for the entry (the enqueuing request's span).
-    let enqueuer_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let enqueuer_span = "00f067aa0ba902b7";
-    run.trace_context = Some(format!("00-{enqueuer_trace}-{enqueuer_span}-01"));
+    let run = claimed.remove(0);
 
     let executor = TokioExecutor::new(store.clone(), node.clone(), Backoff::immediate(), 1);
     let job = JobRegistry::new()
