@@ -182,19 +182,24 @@ async fn json_logs_carry_the_run_fields() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("bildad starts");
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let base = stdout
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| l.split("listening on ").nth(1).map(|s| s.trim().to_owned()))
-        .expect("the address");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
+    // Both pipes are read to their end: a closed pipe would fail the server's prints.
+    let drain = |pipe: Box<dyn std::io::Read + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        rx
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let rx = drain(Box::new(child.stderr.take().unwrap()));
+    let base = loop {
+        let line = stdout.recv_timeout(WAIT).expect("the address within 30 s");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.trim().to_owned();
         }
-    });
+    };
     let body = json!({"template": "demo.fail", "context": {"message": "logged"},
                       "max_retries": 0, "trigger_engine": true});
     let r = reqwest::Client::new()
