@@ -305,6 +305,7 @@ fault_store! {
     ListNodes => fn list_nodes(&self) -> StoreResult<Vec<Node>>;
     Stats => fn stats(&self) -> StoreResult<QueueStats>;
     ListenForEnqueues => fn listen_for_enqueues(&self) -> StoreResult<Option<Box<dyn EnqueueListener>>>;
+    QueueDepths => fn queue_depths(&self) -> StoreResult<Vec<bildad_core::QueueDepth>>;
 }
 
 impl Call {

@@ -222,6 +222,14 @@ macro_rules! for_each_case {
             snooze_requeues_later_without_spending_a_retry,
             cancel_is_final,
             snooze_and_cancel_lose_to_an_earlier_finalize,
+            // queue depths (metrics)
+            queue_depths_count_states_and_oldest_age,
+            // trace context (observability)
+            trace_context_follows_the_entry_into_every_run,
+            trace_context_invalid,
+            // queues (SPEC §8)
+            queue_carried_from_template_to_entry_run_and_retry,
+            queue_name_invalid,
         }
     };
 }

@@ -65,6 +65,8 @@ pub(crate) fn claim_request(node: &NodeRef, job_types: &[&str], limit: u32) -> C
         limit,
         expiry_grace: Duration::from_secs(600),
         only_identifier: None,
+        queues: None,
+        queue_caps: Default::default(),
     }
 }
 

@@ -84,6 +84,7 @@ impl DeclaredTemplate {
                 &existing.default_timeout_seconds,
             ),
             default_max_retries: differs(&o.default_max_retries, &existing.default_max_retries),
+            queue: None,
         };
         (patch != TemplatePatch::default()).then_some(patch)
     }

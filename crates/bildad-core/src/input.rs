@@ -25,6 +25,8 @@ pub const DEFAULT_TIMEOUT_SECONDS: i32 = 3600;
 pub const DEFAULT_MAX_RETRIES: i32 = 3;
 /// Default priority of an entry (SPEC §1).
 pub const DEFAULT_PRIORITY: i32 = 5;
+/// The queue of a template that names none (SPEC §8).
+pub const DEFAULT_QUEUE: &str = "default";
 
 /// A template to create.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +47,14 @@ pub struct NewTemplate {
     pub default_timeout_seconds: i32,
     /// Default 3.
     pub default_max_retries: i32,
+    /// The queue its entries join unless an enqueue names another; default
+    /// [`DEFAULT_QUEUE`]. Same characters as a code.
+    #[serde(default = "default_queue")]
+    pub queue: String,
+}
+
+fn default_queue() -> String {
+    DEFAULT_QUEUE.to_owned()
 }
 
 impl NewTemplate {
@@ -64,6 +74,7 @@ impl NewTemplate {
             display_order: 0,
             default_timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
             default_max_retries: DEFAULT_MAX_RETRIES,
+            queue: default_queue(),
         }
     }
 
@@ -79,6 +90,7 @@ impl NewTemplate {
             &mut v,
         );
         check_retries("/default_max_retries", self.default_max_retries, &mut v);
+        check_code("/queue", &self.queue, &mut v);
         check_no_nul("/context_schema", &self.context_schema, &mut v);
         v.extend(crate::validation::check_schema(&self.context_schema));
         finish(v)
@@ -102,6 +114,9 @@ pub struct TemplatePatch {
     pub default_timeout_seconds: Option<i32>,
     /// New default retries.
     pub default_max_retries: Option<i32>,
+    /// New queue of the entries enqueued from now on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
 }
 
 impl TemplatePatch {
@@ -119,6 +134,9 @@ impl TemplatePatch {
         }
         if let Some(r) = self.default_max_retries {
             check_retries("/default_max_retries", r, &mut v);
+        }
+        if let Some(q) = &self.queue {
+            check_code("/queue", q, &mut v);
         }
         if let Some(s) = &self.context_schema {
             check_no_nul("/context_schema", s, &mut v);
@@ -155,6 +173,13 @@ pub struct NewEntry {
     /// existing entry. `1..=`[`crate::MAX_UNIQUE_FOR_SECONDS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique_for_seconds: Option<i32>,
+    /// The queue to join; default: the template's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// The W3C `traceparent` of the request that enqueues it: its runs' spans link to
+    /// that request (see [`crate::trace_context`]). Must parse as one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<String>,
 }
 
 /// A new entry identifier: a UUIDv7 in its hyphenated form.
@@ -180,6 +205,8 @@ impl NewEntry {
             run_at: None,
             run_in: None,
             unique_for_seconds: None,
+            queue: None,
+            trace_context: None,
         }
     }
 
@@ -213,6 +240,19 @@ impl NewEntry {
         self
     }
 
+    /// Joins `queue` instead of the template's queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Carries the W3C `traceparent` of the enqueuing request (see
+    /// [`NewEntry::trace_context`]).
+    pub fn trace_context(mut self, traceparent: impl Into<String>) -> Self {
+        self.trace_context = Some(traceparent.into());
+        self
+    }
+
     /// Starts no earlier than `delay` after the enqueue, on the database clock.
     pub fn run_in(mut self, delay: Duration) -> Self {
         self.run_in = Some(delay);
@@ -238,6 +278,17 @@ impl NewEntry {
         check_no_nul(&format!("{prefix}/context"), &self.context, v);
         if let Some(id) = &self.job_run_identifier {
             check_identifier(&format!("{prefix}/job_run_identifier"), id, v);
+        }
+        if let Some(q) = &self.queue {
+            check_code(&format!("{prefix}/queue"), q, v);
+        }
+        if let Some(t) = &self.trace_context
+            && crate::Traceparent::parse(t).is_none()
+        {
+            v.push(Violation::new(
+                format!("{prefix}/trace_context"),
+                "must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)",
+            ));
         }
         if let Some(t) = self.timeout_seconds {
             check_timeout(&format!("{prefix}/timeout_seconds"), t, v);
@@ -315,7 +366,9 @@ fn check_text(pointer: &str, s: &str, v: &mut Vec<Violation>) {
     }
 }
 
-fn check_code(pointer: &str, s: &str, v: &mut Vec<Violation>) {
+/// The rule of a template code, job type or queue name (SPEC §1, §8): 1..=255 ASCII
+/// letters, digits and `_ . : -`. A violation at `pointer` is added to `v`.
+pub fn check_code(pointer: &str, s: &str, v: &mut Vec<Violation>) {
     let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-');
     if s.is_empty() {
         v.push(Violation::new(pointer, "must not be empty"));

@@ -22,6 +22,15 @@ pub struct ClaimRequest {
     /// Claim only this entry, if it is available (for `enqueue_and_run`), ignoring
     /// `run_at` and priority.
     pub only_identifier: Option<String>,
+    /// Only entries of these queues (the queues this node serves, SPEC §8); `None`:
+    /// every queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<Vec<String>>,
+    /// The node's local caps: at most this many entries of the named queue in this claim
+    /// (the runtime passes its cap minus what it runs of that queue). A queue not named
+    /// has no local cap.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub queue_caps: std::collections::BTreeMap<String, u32>,
 }
 
 /// A run the claim created, with what the runtime needs to start it.
@@ -35,6 +44,14 @@ pub struct ClaimedRun {
     pub template_id: i64,
     /// See `template_id`.
     pub template_updated_at: Timestamp,
+    /// The entry's `run_at` when it was claimed: the run's pickup latency is
+    /// `run.started_at - entry_run_at` (the metrics' histogram).
+    pub entry_run_at: Timestamp,
+    /// The W3C trace context (`traceparent`) of the request that enqueued the entry,
+    /// when the store keeps it: the run's span links to it (feature `otel` of the
+    /// runtime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<String>,
 }
 
 /// Why a run failed; decides what happens to its entry.
@@ -214,6 +231,8 @@ pub struct RunRef {
     pub retry: i32,
     /// The owning node instance.
     pub node: String,
+    /// The run's queue (SPEC §8).
+    pub queue: String,
 }
 
 /// What stopping an entry did.

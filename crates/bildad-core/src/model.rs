@@ -144,6 +144,8 @@ pub struct JobTemplate {
     pub inserted_at: Timestamp,
     /// When the template last changed; with `id` it names the schema version.
     pub updated_at: Timestamp,
+    /// The queue its entries join unless an enqueue names another (SPEC §8).
+    pub queue: String,
 }
 
 /// A request to run a template with a context (SPEC §1).
@@ -175,6 +177,8 @@ pub struct QueueEntry {
     pub inserted_at: Timestamp,
     /// When the entry last changed.
     pub updated_at: Timestamp,
+    /// The queue it waits in (SPEC §8).
+    pub queue: String,
 }
 
 /// One attempt at a queue entry (SPEC §1). Runs are the history: never deleted by the engine.
@@ -214,6 +218,8 @@ pub struct JobRun {
     pub expires_at: Timestamp,
     /// End time, once `DONE`.
     pub ended_at: Option<Timestamp>,
+    /// The queue of its entry when it started (SPEC §8).
+    pub queue: String,
 }
 
 /// A node instance as the database knows it.

@@ -220,6 +220,14 @@ pub trait JobStore: Send + Sync + 'static {
     ///
     /// *Engine and killer only.*
     async fn listen_for_enqueues(&self) -> StoreResult<Option<Box<dyn EnqueueListener>>>;
+
+    // --- metrics ----------------------------------------------------------------
+
+    /// Per queue, in queue-name order, its entries available now, scheduled for later and
+    /// running, and the age of its oldest available entry, all at one instant of the
+    /// database clock (the cluster's gauges, docs/OBSERVABILITY.md). One grouped query:
+    /// a scrape of the metrics endpoint costs no more. Queues with no entry are absent.
+    async fn queue_depths(&self) -> StoreResult<Vec<crate::depth::QueueDepth>>;
 }
 
 /// Wake-ups a store pushes when entries are enqueued (see

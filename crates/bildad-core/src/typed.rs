@@ -154,6 +154,8 @@ impl NewEntry {
             unique_for_seconds: options
                 .unique_for_seconds
                 .or(A::defaults().unique_for_seconds),
+            queue: None,
+            trace_context: None,
         })
     }
 }

@@ -24,6 +24,9 @@ pub struct ApiConfig {
     pub store_timeout: Duration,
     /// How long `GET /jobs/health` waits for the database (default 3 s).
     pub health_timeout: Duration,
+    /// How long `GET /jobs/metrics` reuses the cluster's queue gauges before it queries
+    /// the database again (default 5 s): at most one query per period per router.
+    pub metrics_cache: Duration,
 }
 
 impl Default for ApiConfig {
@@ -33,6 +36,7 @@ impl Default for ApiConfig {
             body_limit: 1024 * 1024,
             store_timeout: Duration::from_secs(10),
             health_timeout: Duration::from_secs(3),
+            metrics_cache: Duration::from_secs(5),
         }
     }
 }
@@ -48,6 +52,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("body_limit", &self.body_limit)
             .field("store_timeout", &self.store_timeout)
             .field("health_timeout", &self.health_timeout)
+            .field("metrics_cache", &self.metrics_cache)
             .finish()
     }
 }
@@ -68,6 +73,13 @@ impl ApiConfig {
     /// Sets how long a request waits for the database before answering 503.
     pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
         self.store_timeout = timeout;
+        self
+    }
+
+    /// Sets how long the metrics' cluster gauges are cached (see
+    /// [`ApiConfig::metrics_cache`]).
+    pub fn with_metrics_cache(mut self, period: Duration) -> Self {
+        self.metrics_cache = period;
         self
     }
 }

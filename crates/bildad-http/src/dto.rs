@@ -60,6 +60,8 @@ pub(crate) struct TemplateJson {
     inserted_at: String,
     #[schema(format = DateTime)]
     updated_at: String,
+    /// The queue its entries join unless an enqueue names another (SPEC §8).
+    queue: String,
 }
 
 impl From<JobTemplate> for TemplateJson {
@@ -75,6 +77,7 @@ impl From<JobTemplate> for TemplateJson {
             context_schema: t.context_schema,
             inserted_at: ts(t.inserted_at),
             updated_at: ts(t.updated_at),
+            queue: t.queue,
         }
     }
 }
@@ -101,6 +104,8 @@ pub(crate) struct EntryJson {
     attempts: i32,
     #[schema(value_type = Option<i64>)]
     current_run_id: Option<RunId>,
+    /// The queue (SPEC §8).
+    queue: String,
 }
 
 impl From<QueueEntry> for EntryJson {
@@ -118,6 +123,7 @@ impl From<QueueEntry> for EntryJson {
             updated_at: ts(e.updated_at),
             attempts: e.attempts,
             current_run_id: e.current_run_id,
+            queue: e.queue,
         }
     }
 }
@@ -200,6 +206,8 @@ pub(crate) struct RunJson {
     context: Value,
     /// What the job returned (`null` when nothing, or not finished).
     output: Option<Value>,
+    /// The queue (SPEC §8).
+    queue: String,
 }
 
 impl From<JobRun> for RunJson {
@@ -222,6 +230,7 @@ impl From<JobRun> for RunJson {
             ended_at: ts_opt(r.ended_at),
             context: r.context,
             output: r.output,
+            queue: r.queue,
         }
     }
 }
@@ -285,6 +294,9 @@ pub(crate) struct CreateTemplateBody {
     #[schema(minimum = 0, maximum = 1000)]
     #[serde(default, deserialize_with = "whole_i32")]
     default_max_retries: Option<i32>,
+    /// Default `"default"`. Same characters as a code.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[A-Za-z0-9_.:-]+$")]
+    queue: Option<String>,
 }
 
 impl From<CreateTemplateBody> for NewTemplate {
@@ -301,6 +313,9 @@ impl From<CreateTemplateBody> for NewTemplate {
         }
         if let Some(r) = b.default_max_retries {
             t.default_max_retries = r;
+        }
+        if let Some(q) = b.queue {
+            t.queue = q;
         }
         t
     }
@@ -336,6 +351,9 @@ pub(crate) struct PatchTemplateBody {
     #[schema(minimum = 0, maximum = 1000)]
     #[serde(default, deserialize_with = "whole_i32")]
     default_max_retries: Option<i32>,
+    /// New queue of the entries enqueued from now on.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[A-Za-z0-9_.:-]+$")]
+    queue: Option<String>,
 }
 
 impl From<PatchTemplateBody> for TemplatePatch {
@@ -348,6 +366,7 @@ impl From<PatchTemplateBody> for TemplatePatch {
             display_order: b.display_order,
             default_timeout_seconds: b.default_timeout_seconds,
             default_max_retries: b.default_max_retries,
+            queue: b.queue,
         }
     }
 }
@@ -383,6 +402,9 @@ pub(crate) struct EnqueueBody {
     /// The earliest start (RFC 3339); default now.
     #[schema(format = DateTime)]
     run_at: Option<String>,
+    /// The queue to join; default: the template's.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[A-Za-z0-9_.:-]+$")]
+    queue: Option<String>,
     /// Run the engine right after enqueueing.
     #[serde(default)]
     pub(crate) trigger_engine: bool,
@@ -422,6 +444,8 @@ impl EnqueueBody {
             run_at,
             run_in: None,
             unique_for_seconds: self.unique_for_seconds,
+            queue: self.queue,
+            trace_context: None,
         })
     }
 }

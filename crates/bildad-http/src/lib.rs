@@ -27,10 +27,12 @@ mod dashboard;
 mod dto;
 mod error;
 mod extract;
+pub mod metrics;
 mod openapi;
 mod origin;
 mod routes;
 mod state;
+mod trace;
 #[cfg(feature = "api-viewer")]
 mod viewer;
 
@@ -82,7 +84,9 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
     let state = AppState {
         engine,
         config: Arc::new(config),
+        gauges: Arc::default(),
     };
+    metrics::prometheus_recorder();
     let mut public = Router::new();
     let mut protected = Router::new();
     for r in routes::table() {

@@ -253,6 +253,7 @@ pub(crate) struct RunIdPath {
         crate::routes::stop_entry,
         crate::routes::list_runs,
         crate::routes::get_run,
+        crate::metrics::metrics,
     ),
     components(schemas(
         ErrorJson,

@@ -85,6 +85,7 @@ pub(crate) fn table() -> Vec<RouteDef> {
         ),
         route(Method::GET, "/jobs/runs", get(list_runs)),
         route(Method::GET, "/jobs/runs/{id}", get(get_run)),
+        route(Method::GET, "/jobs/metrics", get(crate::metrics::metrics)),
     ]
 }
 
@@ -227,6 +228,8 @@ pub(crate) async fn delete_template(
 /// Enqueues a job. A unique job already enqueued within its window is 200 with
 /// `duplicate: true` and the existing identifier; nothing is written (SPEC §8).
 #[utoipa::path(post, path = "/jobs/queue", tag = "queue", request_body = EnqueueBody,
+    params(("traceparent" = Option<String>, Header, description = "The W3C trace context \
+        of the enqueuing request: the entry's runs link to it (an invalid one is ignored)")),
     responses(
         (status = 201, description = "enqueued", body = EnqueuedJson),
         (status = 200, description = "a duplicate of a unique job: nothing was written",
@@ -235,10 +238,12 @@ pub(crate) async fn delete_template(
     ))]
 pub(crate) async fn enqueue(
     State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody<EnqueueBody>,
 ) -> Result<Response, ApiError> {
     let trigger = body.trigger_engine;
-    let entry = body.into_entry().map_err(|v| ApiError::invalid(vec![v]))?;
+    let mut entry = body.into_entry().map_err(|v| ApiError::invalid(vec![v]))?;
+    entry.trace_context = crate::trace::traceparent(&headers);
     // The field rules first (NUL text included): a store may read by the template code
     // before it applies them, and PostgreSQL rejects a NUL in a query parameter.
     let mut v = Vec::new();
@@ -355,7 +360,10 @@ pub(crate) async fn remove_entry(
 ) -> Result<StatusCode, ApiError> {
     check_path_text("/job_run_identifier", &id)?;
     let store = s.engine.store().clone();
-    s.call(async move { store.remove_entry(&id).await }).await?;
+    let removed = s.call(async move { store.remove_entry(&id).await }).await?;
+    if let Some(run) = removed.stopped_run {
+        crate::metrics::operator_ended(&s, run, bildad_core::FailureKind::Removed).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -375,6 +383,7 @@ pub(crate) async fn stop_entry(
     let store = s.engine.store().clone();
     let key = id.clone();
     let stopped = s.call(async move { store.stop_entry(&key).await }).await?;
+    crate::metrics::operator_ended(&s, stopped.run_id, bildad_core::FailureKind::Stopped).await;
     Ok(Json(StoppedJson {
         job_run_identifier: id,
         stopped_run_id: stopped.run_id,

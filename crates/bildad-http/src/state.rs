@@ -13,6 +13,8 @@ use std::time::Duration;
 pub(crate) struct AppState {
     pub(crate) engine: Engine,
     pub(crate) config: Arc<ApiConfig>,
+    /// The metrics' cluster gauges, cached (see [`crate::metrics`]).
+    pub(crate) gauges: Arc<crate::metrics::ClusterGauges>,
 }
 
 impl AppState {

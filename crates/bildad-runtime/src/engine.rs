@@ -205,10 +205,13 @@ impl Engine {
         if self.is_closed() {
             return Ok(EngineReport::default());
         }
-        self.heartbeat_if_due().await?;
-        let expire = self.expire_if_due().await?;
-        let (start, _, _) = self.start_batch(None).await?;
-        Ok(EngineReport { start, expire })
+        crate::metrics::engine_pass(&**self.executor(), async {
+            self.heartbeat_if_due().await?;
+            let expire = self.expire_if_due().await?;
+            let (start, _, _) = self.start_batch(None).await?;
+            Ok(EngineReport { start, expire })
+        })
+        .await
     }
 
     /// Like [`Engine::run_once`], but keeps claiming while work is available: when the
@@ -219,6 +222,10 @@ impl Engine {
         if self.is_closed() {
             return Ok(EngineReport::default());
         }
+        crate::metrics::engine_pass(&**self.executor(), self.drain()).await
+    }
+
+    async fn drain(&self) -> Result<EngineReport, StoreError> {
         self.heartbeat_if_due().await?;
         let mut report = EngineReport {
             expire: self.expire_if_due().await?,
@@ -386,6 +393,7 @@ impl Engine {
                         continue;
                     }
                     counts.ok_count += 1;
+                    crate::metrics::ref_failed(r, FailureKind::Expired);
                     tracing::warn!(
                         identifier = %r.job_run_identifier,
                         retry = r.retry,
@@ -453,11 +461,14 @@ impl Engine {
                 limit: limit as u32,
                 expiry_grace: self.shared.config.expiry_grace,
                 only_identifier: only,
+                queues: None,
+                queue_caps: Default::default(),
             })
             .await;
         if claimed.as_ref().is_err_and(StoreError::is_transient) {
             self.shared.reach.failed();
         }
+        crate::metrics::claimed(claimed.as_ref().map_or(0, Vec::len));
         claimed
     }
 
@@ -517,6 +528,7 @@ impl Engine {
             finalize.await
         };
         for ((c, kind, reason), res) in failed.iter().zip(results) {
+            crate::metrics::failed_if_won(&c.run, *kind, &res);
             tracing::warn!(
                 identifier = %c.run.job_run_identifier,
                 template = %c.run.template,

@@ -251,15 +251,9 @@ impl TokioExecutor {
 impl JobExecutor for TokioExecutor {
     fn spawn(&self, claimed: ClaimedRun, job: Arc<dyn Job>) {
         let inner = self.inner.clone();
+        let queue = crate::metrics::queue_of(&claimed.run);
+        let span = crate::trace::run_span(&claimed, &queue, &inner.node.instance_id);
         let run = claimed.run;
-        let span = tracing::info_span!(
-            "run",
-            identifier = %run.job_run_identifier,
-            template = %run.template,
-            retry = run.retry,
-            run_id = run.id,
-            node = %inner.node.instance_id,
-        );
         if inner.closed.load(Ordering::SeqCst) {
             // Claimed while the node was shutting down: the job never ran, so the entry
             // goes back untouched.
@@ -277,6 +271,7 @@ impl JobExecutor for TokioExecutor {
             );
             return;
         }
+        crate::metrics::run_started(&run, claimed.entry_run_at);
         let cancel = Cancellation::new();
         let ends_on_cancel = job.ends_on_cancel();
         let run_id = run.id;
@@ -298,7 +293,7 @@ impl JobExecutor for TokioExecutor {
         };
         let task = inner
             .rt
-            .spawn(execute(inner.clone(), guard, job, ctx).instrument(span));
+            .spawn(execute(inner.clone(), guard, job, ctx, queue).instrument(span));
         map.insert(
             run_id,
             LocalRun {
@@ -347,9 +342,17 @@ impl JobExecutor for TokioExecutor {
 }
 
 /// One job: run it, catch a panic, finalize the outcome, log one line.
-async fn execute(inner: Arc<Inner>, guard: SlotGuard, job: Arc<dyn Job>, ctx: JobContext) {
+async fn execute(
+    inner: Arc<Inner>,
+    guard: SlotGuard,
+    job: Arc<dyn Job>,
+    ctx: JobContext,
+    queue: String,
+) {
     let run_id = ctx.run_id;
+    let started = std::time::Instant::now();
     let result = AssertUnwindSafe(job.run(ctx)).catch_unwind().await;
+    let ran = started.elapsed();
     if !inner.job_returned(run_id) {
         // Aborted as it returned: whoever aborted it finalizes the run.
         return;
@@ -359,6 +362,7 @@ async fn execute(inner: Arc<Inner>, guard: SlotGuard, job: Arc<dyn Job>, ctx: Jo
         Ok(Err(e)) => Outcome::failed(e.kind(), e.message()),
         Err(panic) => Outcome::failed(FailureKind::Panic, panic_message(panic.as_ref())),
     };
+    crate::metrics::run_duration(&queue, &outcome, ran);
     let log = outcome.clone();
     let req = Finalize {
         run_id,
@@ -367,6 +371,9 @@ async fn execute(inner: Arc<Inner>, guard: SlotGuard, job: Arc<dyn Job>, ctx: Jo
     };
     let result = inner.finalize(req).await;
     drop(guard);
+    if result.as_ref().is_ok_and(|r| r.won) {
+        crate::metrics::run_finished(&queue, &log);
+    }
     match (log, result) {
         (_, Ok(r)) if !r.won => tracing::info!(
             "job finished after its run was ended elsewhere; its outcome changes nothing"
@@ -414,7 +421,11 @@ pub(crate) async fn finalize_batch(
 ) -> Vec<Result<FinalizeResult, StoreError>> {
     let mut pause = RETRY_FIRST;
     loop {
-        match store.finalize_many(reqs.clone()).await {
+        let result = store.finalize_many(reqs.clone()).await;
+        if let Err(e) = &result {
+            crate::metrics::store_error("finalize", e);
+        }
+        match result {
             Ok(results) => return results.into_iter().map(Ok).collect(),
             Err(e) if e.is_transient() => {
                 tracing::warn!(error = %e, runs = reqs.len(), "finalize failed; retrying");
@@ -441,7 +452,11 @@ pub(crate) async fn finalize_one(
 ) -> Result<FinalizeResult, StoreError> {
     let mut pause = RETRY_FIRST;
     loop {
-        match store.finalize(req.clone()).await {
+        let result = store.finalize(req.clone()).await;
+        if let Err(e) = &result {
+            crate::metrics::store_error("finalize", e);
+        }
+        match result {
             Err(e) if e.is_transient() => {
                 tracing::warn!(error = %e, run_id = req.run_id, "finalize failed; retrying");
                 tokio::time::sleep(pause).await;
@@ -497,6 +512,8 @@ mod tests {
                 limit: 1,
                 expiry_grace: Duration::from_secs(60),
                 only_identifier: None,
+                queues: None,
+                queue_caps: Default::default(),
             })
             .await
             .unwrap()

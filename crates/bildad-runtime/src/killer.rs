@@ -96,8 +96,12 @@ impl JobKiller {
                 first_err.get_or_insert(e);
             }
         }
+        crate::metrics::killer_tick(report.timed_out);
         match first_err {
-            Some(e) => Err(e),
+            Some(e) => {
+                crate::metrics::store_error("killer_tick", &e);
+                Err(e)
+            }
             None => Ok(report),
         }
     }
@@ -122,6 +126,7 @@ impl JobKiller {
             match res {
                 Ok(res) if res.won => {
                     killed += 1;
+                    crate::metrics::ref_failed(r, FailureKind::Timeout);
                     let had_task = self.executor.abort(r.run_id);
                     tracing::warn!(
                         identifier = %r.job_run_identifier,

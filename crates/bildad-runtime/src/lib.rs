@@ -17,8 +17,10 @@ mod engine;
 mod executor;
 pub mod isolation;
 mod killer;
+pub mod metrics;
 mod node;
 mod pacing;
+mod trace;
 
 pub use engine::{Counts, Engine, EngineReport};
 pub use executor::TokioExecutor;

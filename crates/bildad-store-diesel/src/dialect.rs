@@ -151,7 +151,7 @@ SELECT instance_id, name, started_at, last_heartbeat_at, stopped_at
 FROM bildad_nodes ORDER BY last_heartbeat_at DESC";
 
 /// An entry's status and how many `AVAILABLE` entries come before it in run order.
-/// Entries are read from the view `bildad_entries` (migration 000005): the waiting ones
+/// Entries are read from the view `bildad_entries_v2` (migrations 000005, 000006): the waiting ones
 /// are the queue's rows, the running ones their `RUNNING` runs.
 pub(crate) fn position(d: Dialect) -> String {
     d.sql(
@@ -160,7 +160,7 @@ pub(crate) fn position(d: Dialect) -> String {
                  WHERE o.status = 'AVAILABLE'
                    AND (o.priority, o.inserted_at, o.id) < (e.priority, e.inserted_at, e.id)
                 ) AS ahead
-         FROM bildad_entries e WHERE e.job_run_identifier = $1",
+         FROM bildad_entries_v2 e WHERE e.job_run_identifier = $1",
     )
 }
 
@@ -194,8 +194,8 @@ where
     sql_query(d.sql(&format!(
         "INSERT INTO bildad_templates (code, name, job_type, active, display_order,
              default_timeout_seconds, default_max_retries, context_schema,
-             inserted_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {{now}}, {{now}})
+             inserted_at, updated_at, queue)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {{now}}, {{now}}, $9)
          RETURNING {TEMPLATE_COLS}"
     )))
     .into_boxed()
@@ -207,6 +207,7 @@ where
     .bind::<Integer, _>(new.default_timeout_seconds)
     .bind::<Integer, _>(new.default_max_retries)
     .bind::<DbJson, _>(&new.context_schema)
+    .bind::<Text, _>(new.queue.as_str())
 }
 
 /// The UPDATE of the template `code` by `patch`, returning it. `updated_at` names the
@@ -236,6 +237,7 @@ where
              display_order = COALESCE($6, display_order),
              default_timeout_seconds = COALESCE($7, default_timeout_seconds),
              default_max_retries = COALESCE($8, default_max_retries),
+             queue = COALESCE($9, queue),
              updated_at = {next_version}
          WHERE code = $1
          RETURNING {TEMPLATE_COLS}"
@@ -249,6 +251,7 @@ where
     .bind::<Nullable<Integer>, _>(patch.display_order)
     .bind::<Nullable<Integer>, _>(patch.default_timeout_seconds)
     .bind::<Nullable<Integer>, _>(patch.default_max_retries)
+    .bind::<Nullable<Text>, _>(patch.queue.as_deref())
 }
 
 /// Templates by display order, then code.
@@ -278,7 +281,7 @@ pub(crate) fn entries(
     Listing::new(
         d,
         ENTRY_COLS,
-        "FROM bildad_entries e
+        "FROM bildad_entries_v2 e
          JOIN bildad_templates t ON t.id = e.template_id
          WHERE ($1 IS NULL OR e.status = $1) AND ($2 IS NULL OR t.code = $2)",
         "e.priority, e.inserted_at, e.id",

@@ -21,6 +21,8 @@
 //! checks it.
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod depth;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod dialect;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod errors;
@@ -261,6 +263,10 @@ macro_rules! job_store_by_sections {
                 &self,
             ) -> bildad_core::StoreResult<Option<Box<dyn bildad_core::EnqueueListener>>> {
                 listen::listen_for_enqueues(self).await
+            }
+
+            async fn queue_depths(&self) -> bildad_core::StoreResult<Vec<bildad_core::QueueDepth>> {
+                reads::queue_depths(self).await
             }
         }
     };

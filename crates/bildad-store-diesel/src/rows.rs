@@ -16,17 +16,17 @@ use serde_json::Value;
 
 /// The columns of a template, in [`TemplateRow`]'s order.
 pub(crate) const TEMPLATE_COLS: &str = "id, code, name, job_type, active, display_order, \
-    default_timeout_seconds, default_max_retries, context_schema, inserted_at, updated_at";
+    default_timeout_seconds, default_max_retries, context_schema, inserted_at, updated_at, queue";
 
 /// The columns of an entry (`e`) with its template's code (`t`), as [`EntryRow`] reads them.
 pub(crate) const ENTRY_COLS: &str = "e.id, e.job_run_identifier, t.code AS template, e.status, \
     e.priority, e.timeout_seconds, e.max_retries, e.context, e.run_at, e.attempts, \
-    e.current_run_id, e.inserted_at, e.updated_at";
+    e.current_run_id, e.inserted_at, e.updated_at, e.queue";
 
 /// The columns of a run, as [`RunRow`] reads them.
 pub(crate) const RUN_COLS: &str = "id, job_run_identifier, template, job_type, retry, process_name, \
     node, node_name, status, result, reason, context, output, started_at, timeout_at, \
-    expires_at, ended_at";
+    expires_at, ended_at, queue";
 
 /// A point in time: `timestamptz` in PostgreSQL, microseconds since the epoch in SQLite.
 #[derive(
@@ -152,6 +152,8 @@ pub(crate) struct TemplateRow {
     inserted_at: Timestamp,
     #[diesel(sql_type = DbTime)]
     updated_at: Timestamp,
+    #[diesel(sql_type = Text)]
+    queue: String,
 }
 
 impl From<TemplateRow> for JobTemplate {
@@ -168,6 +170,7 @@ impl From<TemplateRow> for JobTemplate {
             context_schema: r.context_schema,
             inserted_at: r.inserted_at,
             updated_at: r.updated_at,
+            queue: r.queue,
         }
     }
 }
@@ -200,6 +203,8 @@ pub(crate) struct EntryRow {
     inserted_at: Timestamp,
     #[diesel(sql_type = DbTime)]
     updated_at: Timestamp,
+    #[diesel(sql_type = Text)]
+    queue: String,
 }
 
 impl TryFrom<EntryRow> for QueueEntry {
@@ -219,6 +224,7 @@ impl TryFrom<EntryRow> for QueueEntry {
             current_run_id: r.current_run_id,
             inserted_at: r.inserted_at,
             updated_at: r.updated_at,
+            queue: r.queue,
         })
     }
 }
@@ -259,6 +265,8 @@ pub(crate) struct RunRow {
     expires_at: Timestamp,
     #[diesel(sql_type = Nullable<DbTime>)]
     ended_at: Option<Timestamp>,
+    #[diesel(sql_type = Text)]
+    queue: String,
 }
 
 impl TryFrom<RunRow> for JobRun {
@@ -282,6 +290,7 @@ impl TryFrom<RunRow> for JobRun {
             timeout_at: r.timeout_at,
             expires_at: r.expires_at,
             ended_at: r.ended_at,
+            queue: r.queue,
         })
     }
 }
@@ -311,6 +320,10 @@ pub(crate) struct ClaimRow {
     pub(crate) template_id: i64,
     #[diesel(sql_type = DbTime)]
     pub(crate) template_updated_at: Timestamp,
+    #[diesel(sql_type = DbTime)]
+    pub(crate) entry_run_at: Timestamp,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(crate) trace_context: Option<String>,
 }
 
 impl TryFrom<ClaimRow> for bildad_core::ClaimedRun {
@@ -321,6 +334,8 @@ impl TryFrom<ClaimRow> for bildad_core::ClaimedRun {
             max_retries: r.max_retries,
             template_id: r.template_id,
             template_updated_at: r.template_updated_at,
+            entry_run_at: r.entry_run_at,
+            trace_context: r.trace_context,
         })
     }
 }
@@ -362,6 +377,8 @@ pub(crate) struct RunRefRow {
     retry: i32,
     #[diesel(sql_type = Text)]
     node: String,
+    #[diesel(sql_type = Text)]
+    queue: String,
 }
 
 impl From<RunRefRow> for bildad_core::RunRef {
@@ -371,6 +388,7 @@ impl From<RunRefRow> for bildad_core::RunRef {
             job_run_identifier: r.job_run_identifier,
             retry: r.retry,
             node: r.node,
+            queue: r.queue,
         }
     }
 }

@@ -19,6 +19,10 @@ pub(crate) struct PreparedEntry {
     pub(crate) run_in_us: Option<i64>,
     /// A unique job's key and window in seconds (`unique.rs` of each backend).
     pub(crate) unique: Option<(String, i32)>,
+    /// The entry's queue: the request's, else the template's.
+    pub(crate) queue: String,
+    /// The W3C trace context it was enqueued with.
+    pub(crate) trace_context: Option<String>,
 }
 
 /// The template codes (each once) and the caller-chosen identifiers of `new` that an
@@ -79,6 +83,8 @@ pub(crate) fn prepare_entries(
             run_in_us: n
                 .run_in
                 .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+            queue: n.queue.unwrap_or_else(|| t.queue.clone()),
+            trace_context: n.trace_context,
         });
     }
     if !v.is_empty() {

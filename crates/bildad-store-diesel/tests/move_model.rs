@@ -97,6 +97,8 @@ fn claim_request(node: &str, limit: u32, only: Option<String>) -> ClaimRequest {
         limit,
         expiry_grace: Duration::from_secs(600),
         only_identifier: only,
+        queues: None,
+        queue_caps: Default::default(),
     }
 }
 

@@ -27,6 +27,8 @@ fn claim_request(node: &NodeRef, limit: u32) -> ClaimRequest {
         limit,
         expiry_grace: Duration::from_secs(600),
         only_identifier: None,
+        queues: None,
+        queue_caps: Default::default(),
     }
 }
 

@@ -90,6 +90,8 @@ fn claim_request(job_type: &str) -> ClaimRequest {
         limit: 10,
         expiry_grace: Duration::from_secs(600),
         only_identifier: None,
+        queues: None,
+        queue_caps: Default::default(),
     }
 }
 

@@ -13,6 +13,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod logs;
+
 /// Durable background jobs for nodes that share one SQL database.
 #[derive(Debug, Parser)]
 #[command(name = "bildad", version, about, propagate_version = true)]
@@ -27,6 +29,17 @@ struct Cli {
         hide_env_values = true
     )]
     database_url: String,
+
+    /// How logs are written to stderr: `text`, or `json` (one object per line, with the
+    /// run's fields) for log shippers.
+    #[arg(
+        long,
+        env = "BILDAD_LOG_FORMAT",
+        value_enum,
+        default_value_t,
+        global = true
+    )]
+    log_format: logs::LogFormat,
 
     #[command(subcommand)]
     command: Command,
@@ -72,6 +85,12 @@ struct ServeArgs {
     /// Do not create the demo templates (demo.echo, demo.sleep, ...) on start.
     #[arg(long, env = "BILDAD_NO_DEMO_TEMPLATES")]
     no_demo_templates: bool,
+
+    /// Seconds GET /jobs/metrics reuses the queue gauges before querying the database
+    /// again (one query per period, however many scrapes).
+    #[arg(long, env = "BILDAD_METRICS_CACHE_SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    metrics_cache_seconds: u64,
 
     #[command(flatten)]
     node: NodeArgs,
@@ -191,7 +210,7 @@ fn main() -> ExitCode {
     // A child process started to run one process-isolated job runs it here and exits.
     bildad::isolation::child_main(demo::registry);
     let cli = Cli::parse();
-    init_tracing();
+    let _telemetry = logs::init(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -209,17 +228,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing() {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -289,6 +297,7 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
 
     let mut api = ApiConfig::default();
     api.auth_token = args.auth_token.clone();
+    api.metrics_cache = Duration::from_secs(args.metrics_cache_seconds);
     let app = router(node.engine().clone(), api);
 
     let auth = if args.auth_token.is_some() {

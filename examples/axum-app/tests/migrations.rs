@@ -84,17 +84,41 @@ async fn installed_migrations_give_bildads_schema() {
     // `copied` was migrated by the store when it was created; start it from nothing.
     let mut c = AsyncPgConnection::establish(copied.url()).await.unwrap();
     c.batch_execute(
-        "DROP TABLE IF EXISTS bildad_runs, bildad_queue, bildad_templates, bildad_nodes, bildad_unique_keys, \
-         __diesel_schema_migrations CASCADE",
+        "DROP TABLE IF EXISTS bildad_runs, bildad_queue, bildad_templates, bildad_nodes, \
+         bildad_queues, bildad_unique_keys, __diesel_schema_migrations CASCADE",
     )
     .await
     .unwrap();
     assert!(schema_of(copied.url()).await.is_empty());
+    // Like `diesel migration run`, each migration is recorded under its version (the
+    // digits of its directory's name before the `_`) in the same transaction, so the
+    // store's own runner later skips it: re-running a migration that a later one
+    // superseded (000005's view, widened by 000006) is not what an app ever does.
+    c.batch_execute(
+        "CREATE TABLE IF NOT EXISTS __diesel_schema_migrations (
+             version VARCHAR(50) PRIMARY KEY NOT NULL,
+             run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+    )
+    .await
+    .unwrap();
     for d in &dirs {
         let up = std::fs::read_to_string(d.join("up.sql")).unwrap();
-        c.transaction::<_, diesel::result::Error, _>(async |t| t.batch_execute(&up).await)
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        let name = d.file_name().unwrap().to_string_lossy().into_owned();
+        let version: String = name
+            .split('_')
+            .next()
+            .unwrap()
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        let record =
+            format!("INSERT INTO __diesel_schema_migrations (version) VALUES ('{version}')");
+        c.transaction::<_, diesel::result::Error, _>(async |t| {
+            t.batch_execute(&up).await?;
+            t.batch_execute(&record).await
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", d.display()));
     }
 
     let ours = schema_of(own.url()).await;
@@ -124,8 +148,8 @@ async fn harness_gives_bildads_schema_on_postgres() {
     };
     let mut c = AsyncPgConnection::establish(app.url()).await.unwrap();
     c.batch_execute(
-        "DROP TABLE bildad_runs, bildad_queue, bildad_templates, bildad_nodes, bildad_unique_keys, \
-         __diesel_schema_migrations CASCADE",
+        "DROP TABLE bildad_runs, bildad_queue, bildad_templates, bildad_nodes, bildad_queues, \
+         bildad_unique_keys, __diesel_schema_migrations CASCADE",
     )
     .await
     .unwrap();

@@ -51,6 +51,7 @@ pub async fn claim_records_the_run(store: Arc<dyn JobStore>) {
     assert_eq!(c.max_retries, 2);
     assert_eq!(c.template_id, t.id);
     assert_eq!(c.template_updated_at, t.updated_at);
+    assert_eq!(c.entry_run_at, e.run_at, "entry_run_at: the entry's run_at");
     assert_eq!(expect_ok(s.get_run(r.id).await, "get_run"), *r);
 
     let entry = expect_ok(s.get_entry(&id).await, "entry");

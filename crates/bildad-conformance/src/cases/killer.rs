@@ -44,6 +44,7 @@ fn run_ref(c: &ClaimedRun) -> RunRef {
         job_run_identifier: c.run.job_run_identifier.clone(),
         retry: c.run.retry,
         node: c.run.node.clone(),
+        queue: c.run.queue.clone(),
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod claim;
 mod delay;
+mod depth;
 mod enqueue;
 mod finalize;
 mod history;
@@ -15,13 +16,16 @@ mod killer;
 mod not_started;
 mod operator;
 mod produced_text;
+mod queues;
 mod requeue;
 mod snooze;
 mod templates;
+mod trace_context;
 mod unique;
 
 pub use claim::*;
 pub use delay::*;
+pub use depth::*;
 pub use enqueue::*;
 pub use finalize::*;
 pub use history::*;
@@ -29,7 +33,9 @@ pub use killer::*;
 pub use not_started::*;
 pub use operator::*;
 pub use produced_text::*;
+pub use queues::*;
 pub use requeue::*;
 pub use snooze::*;
 pub use templates::*;
+pub use trace_context::*;
 pub use unique::*;

@@ -92,8 +92,10 @@ pub async fn template_update_changes_every_field(store: Arc<dyn JobStore>) {
         display_order: Some(-3),
         default_timeout_seconds: Some(30),
         default_max_retries: Some(0),
+        queue: Some("mail".into()),
     };
     let u = expect_ok(s.update_template(&t.code, patch).await, "update_template");
+    assert_eq!(u.queue, "mail");
     assert_eq!(u.name, "Send mail now");
     assert_eq!(u.job_type, "mail.send2");
     assert_eq!(u.context_schema, schema2);

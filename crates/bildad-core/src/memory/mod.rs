@@ -4,6 +4,7 @@
 //! one lock serialising all calls and the process clock standing in for the database's.
 //! It is not durable and not shared between processes: never a production store.
 
+mod depth;
 mod state;
 mod unique;
 
@@ -94,6 +95,7 @@ impl JobStore for MemoryStore {
             context_schema: new.context_schema,
             inserted_at: now,
             updated_at: now,
+            queue: new.queue,
         };
         st.templates.insert(id, t.clone());
         Ok(t)
@@ -135,6 +137,9 @@ impl JobStore for MemoryStore {
         }
         if let Some(x) = patch.default_max_retries {
             t.default_max_retries = x;
+        }
+        if let Some(x) = patch.queue {
+            t.queue = x;
         }
         t.updated_at = now;
         Ok(t.clone())
@@ -229,8 +234,10 @@ impl JobStore for MemoryStore {
                 current_run_id: None,
                 inserted_at: now,
                 updated_at: now,
+                queue: n.queue.unwrap_or_else(|| t.queue.clone()),
             };
             st.entries.insert(id, e.clone());
+            st.trace_contexts.extend(n.trace_context.map(|c| (id, c)));
             out.push(e);
         }
         drop(st);
@@ -391,6 +398,7 @@ impl JobStore for MemoryStore {
                 timeout_at,
                 expires_at: timeout_at + grace,
                 ended_at: None,
+                queue: e.queue.clone(),
             };
             st.runs.insert(run_id, run.clone());
             let entry = st.entries.get_mut(&entry_id).expect("entry");
@@ -403,6 +411,8 @@ impl JobStore for MemoryStore {
                 max_retries: e.max_retries,
                 template_id: t.id,
                 template_updated_at: t.updated_at,
+                entry_run_at: e.run_at,
+                trace_context: st.trace_contexts.get(&entry_id).cloned(),
             });
         }
         Ok(out)
@@ -590,5 +600,9 @@ impl JobStore for MemoryStore {
             }
         }
         Ok(s)
+    }
+
+    async fn queue_depths(&self) -> StoreResult<Vec<crate::QueueDepth>> {
+        Ok(self.lock().queue_depths())
     }
 }

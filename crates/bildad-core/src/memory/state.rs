@@ -23,6 +23,8 @@ pub(super) struct State {
     pub(super) uncounted_runs: HashMap<EntryId, i32>,
     /// Unique keys by key (see `unique.rs`).
     pub(super) unique_keys: HashMap<String, super::unique::UniqueKey>,
+    /// Per entry, the trace context it was enqueued with (absent for none).
+    pub(super) trace_contexts: HashMap<EntryId, String>,
 }
 
 impl State {
@@ -135,6 +137,7 @@ impl State {
             job_run_identifier: r.job_run_identifier.clone(),
             retry: r.retry,
             node: r.node.clone(),
+            queue: r.queue.clone(),
         }
     }
 }

@@ -270,15 +270,24 @@ async fn act(
         Action::Stop => "stopped",
         Action::Remove => "removed",
     };
-    d.app
+    let ended = d
+        .app
         .call(async move {
+            use bildad_core::FailureKind::{Removed, Stopped};
             match action {
-                Action::Stop => store.stop_entry(&key).await.map(drop),
-                Action::Remove => store.remove_entry(&key).await.map(drop),
+                Action::Stop => store
+                    .stop_entry(&key)
+                    .await
+                    .map(|s| Some((s.run_id, Stopped))),
+                Action::Remove => (store.remove_entry(&key).await)
+                    .map(|r| r.stopped_run.map(|run| (run, Removed))),
             }
         })
         .await
         .map_err(|e| ctx.error(e))?;
+    if let Some((run, kind)) = ended {
+        crate::metrics::operator_ended(&d.app, run, kind).await;
+    }
     Ok(see_other(&ctx.page_url(
         "queue",
         &query(&[("notice", notice), ("id", &id)]),

@@ -248,6 +248,8 @@ pub(crate) async fn enqueue(
         run_at,
         run_in: None,
         unique_for_seconds: None,
+        queue: None,
+        trace_context: None,
     };
     let engine = d.app.engine.clone();
     let enqueued = match d.app.call(async move { engine.enqueue(entry).await }).await {

@@ -6,6 +6,7 @@
 mod bad_input;
 #[cfg(feature = "dashboard")]
 mod dashboard;
+mod metrics;
 mod origin;
 mod routes;
 mod unique;
@@ -111,9 +112,16 @@ impl Api {
     pub(crate) async fn send(&self, req: Request<Body>) -> Answer {
         let res = self.app.clone().oneshot(req).await.unwrap();
         let status = res.status();
+        let text = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|t| t.as_bytes().starts_with(b"text/plain"));
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
         let body = if bytes.is_empty() {
             Value::Null
+        } else if text {
+            // The metrics' exposition format: the text as one string.
+            Value::String(String::from_utf8_lossy(&bytes).into_owned())
         } else {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))

@@ -228,6 +228,8 @@ async fn killer_times_out_a_run_without_a_local_task_and_cancels_local_ones() {
             limit: 1,
             expiry_grace: Duration::from_secs(600),
             only_identifier: Some("orphan".into()),
+            queues: None,
+            queue_caps: Default::default(),
         })
         .await
         .unwrap()

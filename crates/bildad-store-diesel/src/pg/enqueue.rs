@@ -88,6 +88,8 @@ pub(super) async fn enqueue_on(
     let mut contexts = Vec::with_capacity(prepared.len());
     let mut run_ats = Vec::with_capacity(prepared.len());
     let mut run_ins = Vec::with_capacity(prepared.len());
+    let mut queues = Vec::with_capacity(prepared.len());
+    let mut trace_contexts = Vec::with_capacity(prepared.len());
     for p in prepared {
         template_ids.push(p.template_id);
         priorities.push(p.priority);
@@ -96,6 +98,8 @@ pub(super) async fn enqueue_on(
         contexts.push(p.context);
         run_ats.push(p.run_at);
         run_ins.push(p.run_in_us);
+        queues.push(p.queue);
+        trace_contexts.push(p.trace_context);
     }
     let code_of: HashMap<i64, &str> = templates
         .values()
@@ -117,7 +121,9 @@ pub(super) async fn enqueue_on(
                 .bind::<Array<Jsonb>, _>(&contexts)
                 .bind::<Array<Nullable<Timestamptz>>, _>(&run_ats)
                 .bind::<Array<BigInt>, _>(&distinct_templates)
-                .bind::<Array<Nullable<BigInt>>, _>(&run_ins),
+                .bind::<Array<Nullable<BigInt>>, _>(&run_ins)
+                .bind::<Array<Text>, _>(&queues)
+                .bind::<Array<Nullable<Text>>, _>(&trace_contexts),
         )
     };
     // An identifier the caller chose is looked at again after the insert, in the same
@@ -183,8 +189,12 @@ pub(super) async fn enqueue_on(
     }
     rows.sort_unstable_by_key(|r| r.id);
     let mut out = Vec::with_capacity(rows.len());
-    for (k, ((row, context), identifier)) in
-        rows.into_iter().zip(contexts).zip(identifiers).enumerate()
+    for (k, (((row, context), identifier), queue)) in rows
+        .into_iter()
+        .zip(contexts)
+        .zip(identifiers)
+        .zip(queues)
+        .enumerate()
     {
         if row.job_run_identifier != identifier {
             return Err(StoreError::database(format!(
@@ -210,6 +220,7 @@ pub(super) async fn enqueue_on(
             current_run_id: None,
             inserted_at: row.inserted_at,
             updated_at: row.inserted_at,
+            queue,
         });
     }
     Ok(out)

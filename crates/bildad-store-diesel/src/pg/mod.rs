@@ -207,7 +207,7 @@ impl PgStore {
 
     /// Reads an entry's id and current run (a running entry is its run).
     async fn entry_run(conn: &mut AsyncPgConnection, identifier: &str) -> StoreResult<EntryRunRow> {
-        sql_query("SELECT id, current_run_id FROM bildad_entries WHERE job_run_identifier = $1")
+        sql_query("SELECT id, current_run_id FROM bildad_entries_v2 WHERE job_run_identifier = $1")
             .bind::<Text, _>(identifier)
             .get_result::<EntryRunRow>(conn)
             .await

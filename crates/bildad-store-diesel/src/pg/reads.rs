@@ -39,7 +39,7 @@ pub(super) async fn now(store: &PgStore) -> StoreResult<Timestamp> {
 pub(super) async fn get_entry(store: &PgStore, identifier: &str) -> StoreResult<QueueEntry> {
     let mut conn = store.conn().await?;
     let row: Option<EntryRow> = sql_query(format!(
-        "SELECT {ENTRY_COLS} FROM bildad_entries e
+        "SELECT {ENTRY_COLS} FROM bildad_entries_v2 e
          JOIN bildad_templates t ON t.id = e.template_id
          WHERE e.job_run_identifier = $1"
     ))
@@ -130,4 +130,14 @@ pub(super) async fn stats(store: &PgStore) -> StoreResult<QueueStats> {
         .await
         .map_err(db_error)?;
     Ok(row.into())
+}
+
+pub(super) async fn queue_depths(store: &PgStore) -> StoreResult<Vec<bildad_core::QueueDepth>> {
+    let mut conn = store.conn().await?;
+    let rows: Vec<crate::depth::DepthRow> =
+        sql_query(crate::depth::queue_depths_sql(Dialect::Postgres))
+            .load(&mut conn)
+            .await
+            .map_err(db_error)?;
+    Ok(crate::depth::depths(rows))
 }

@@ -34,8 +34,16 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         ),
     ),
     (
+        "20261203000006",
+        include_str!("../../../../migrations/postgres/2026-12-03-000006_queues/up.sql"),
+    ),
+    (
         "20261203000007",
         include_str!("../../../../migrations/postgres/2026-12-03-000007_unique_jobs/up.sql"),
+    ),
+    (
+        "20261203000009",
+        include_str!("../../../../migrations/postgres/2026-12-03-000009_trace_context/up.sql"),
     ),
 ];
 
@@ -67,24 +75,26 @@ WITH moved AS (
     INSERT INTO bildad_runs (entry_id, job_run_identifier, template, job_type, retry,
         process_name, node, node_name, status, context, started_at, timeout_at, expires_at,
         template_id, priority, timeout_seconds, max_retries, uncounted_runs, entry_run_at,
-        entry_inserted_at)
+        entry_inserted_at, queue, trace_context)
     SELECT m.id, m.job_run_identifier, t.code, t.job_type, m.attempts,
            $3 || '/' || m.job_run_identifier || '/' || m.attempts, $3, $4, 'RUNNING',
            m.context, now(),
            now() + m.timeout_seconds * interval '1 second',
            now() + m.timeout_seconds * interval '1 second' + $5 * interval '1 microsecond',
            m.template_id, m.priority, m.timeout_seconds, m.max_retries, m.uncounted_runs,
-           m.run_at, m.inserted_at
+           m.run_at, m.inserted_at, m.queue, m.trace_context
     FROM moved m
     JOIN bildad_templates t ON t.id = m.template_id
     RETURNING id, job_run_identifier, template, job_type, retry, process_name, node,
         node_name, status, result, reason, context, output, started_at, timeout_at,
-        expires_at, ended_at, max_retries, template_id, priority, entry_inserted_at, entry_id
+        expires_at, ended_at, max_retries, template_id, priority, entry_inserted_at, entry_id,
+        queue, entry_run_at, trace_context
 )
 SELECT s.id, s.job_run_identifier, s.template, s.job_type, s.retry, s.process_name,
        s.node, s.node_name, s.status, s.result, s.reason, s.context, s.output,
-       s.started_at, s.timeout_at, s.expires_at, s.ended_at,
-       s.max_retries, s.template_id, t.updated_at AS template_updated_at
+       s.started_at, s.timeout_at, s.expires_at, s.ended_at, s.queue,
+       s.max_retries, s.template_id, t.updated_at AS template_updated_at, s.entry_run_at,
+       s.trace_context
 FROM started s
 JOIN bildad_templates t ON t.id = s.template_id
 ORDER BY s.priority, s.entry_inserted_at, s.entry_id";
@@ -120,12 +130,12 @@ macro_rules! reinsert_entries {
     () => {
         "INSERT INTO bildad_queue (id, job_run_identifier, template_id, priority,
         timeout_seconds, max_retries, context, run_at, attempts, uncounted_runs,
-        inserted_at, updated_at)
+        inserted_at, updated_at, queue, trace_context)
     OVERRIDING SYSTEM VALUE
     SELECT r.entry_id, r.job_run_identifier, r.template_id, r.priority, r.timeout_seconds,
         r.max_retries, r.context, now() + d.delay * interval '1 microsecond', r.retry + 1,
         r.uncounted_runs + CASE WHEN d.counted THEN 0 ELSE 1 END, r.entry_inserted_at,
-        now()"
+        now(), r.queue, r.trace_context"
     };
 }
 
@@ -179,7 +189,7 @@ LEFT JOIN requeued q ON q.id = d.entry_id"
 /// The killer's lookup: this node's runs past `timeout_at` (the partial index
 /// `bildad_runs_running`).
 pub(crate) const KILL: &str = "
-SELECT id AS run_id, job_run_identifier, retry, node
+SELECT id AS run_id, job_run_identifier, retry, node, queue
 FROM bildad_runs
 WHERE status = 'RUNNING' AND node = $1 AND timeout_at < now()
 ORDER BY id";
@@ -189,11 +199,11 @@ ORDER BY id";
 /// of dead index entries finalized runs left behind), and runs of dead or stopped node
 /// instances (the partial index `bildad_runs_running`).
 pub(crate) const EXPIRE: &str = "
-SELECT id AS run_id, job_run_identifier, retry, node
+SELECT id AS run_id, job_run_identifier, retry, node, queue
 FROM bildad_runs
 WHERE status = 'RUNNING' AND expires_at < now()
 UNION
-SELECT r.id, r.job_run_identifier, r.retry, r.node
+SELECT r.id, r.job_run_identifier, r.retry, r.node, r.queue
 FROM bildad_nodes n
 JOIN bildad_runs r ON r.node = n.instance_id AND r.status = 'RUNNING'
 WHERE n.stopped_at IS NOT NULL
@@ -242,14 +252,16 @@ WITH tpl AS MATERIALIZED (
    FROM bildad_templates WHERE id = ANY($8) FOR KEY SHARE
 )
 INSERT INTO bildad_queue (job_run_identifier, template_id, priority,
-    timeout_seconds, max_retries, context, run_at, inserted_at, updated_at)
+    timeout_seconds, max_retries, context, run_at, inserted_at, updated_at, queue,
+    trace_context)
 SELECT i.identifier, tpl.id, i.priority, i.timeout_seconds, i.max_retries, i.context,
        COALESCE(i.run_at, now() + i.run_in_us * interval '1 microsecond', now()),
-       now(), now()
+       now(), now(), i.queue, i.trace_context
 FROM unnest($1::text[], $2::int8[], $3::int4[], $4::int4[], $5::int4[],
-            $6::jsonb[], $7::timestamptz[], $9::int8[]) WITH ORDINALITY
+            $6::jsonb[], $7::timestamptz[], $9::int8[], $10::text[], $11::text[])
+    WITH ORDINALITY
     AS i(identifier, template_id, priority, timeout_seconds, max_retries,
-         context, run_at, run_in_us, ord)
+         context, run_at, run_in_us, queue, trace_context, ord)
 LEFT JOIN tpl ON tpl.id = i.template_id
 ORDER BY i.ord
 RETURNING id, job_run_identifier, run_at, inserted_at";

@@ -24,6 +24,10 @@ struct Picked {
     template_id: i64,
     #[diesel(sql_type = crate::rows::DbTime)]
     template_updated_at: Timestamp,
+    #[diesel(sql_type = crate::rows::DbTime)]
+    run_at: Timestamp,
+    #[diesel(sql_type = Nullable<Text>)]
+    trace_context: Option<String>,
 }
 
 /// A run a finalize ended.
@@ -62,7 +66,7 @@ pub(super) async fn claim(store: &SqliteStore, req: ClaimRequest) -> StoreResult
             };
             let picked: Vec<Picked> = sql_query(format!(
                 "SELECT e.id, e.max_retries, t.id AS template_id,
-                    t.updated_at AS template_updated_at
+                    t.updated_at AS template_updated_at, e.run_at, e.trace_context
              FROM bildad_queue e
              JOIN bildad_templates t ON t.id = e.template_id
              WHERE e.status = 'AVAILABLE' AND {filter}
@@ -94,6 +98,8 @@ pub(super) async fn claim(store: &SqliteStore, req: ClaimRequest) -> StoreResult
                     max_retries: p.max_retries,
                     template_id: p.template_id,
                     template_updated_at: p.template_updated_at,
+                    entry_run_at: p.run_at,
+                    trace_context: p.trace_context,
                 });
             }
             Ok(out)

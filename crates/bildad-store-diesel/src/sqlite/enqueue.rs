@@ -99,10 +99,12 @@ fn insert(c: &mut SqliteConnection, prepared: Vec<PreparedEntry>) -> Tx<Vec<Queu
             .bind::<Text, _>(p.context.to_string())
             .bind::<Nullable<BigInt>, _>(run_at)
             .bind::<BigInt, _>(now)
+            .bind::<Text, _>(&p.queue)
+            .bind::<Nullable<Text>, _>(&p.trace_context)
             .execute(c)?;
     }
     let rows: Vec<EntryRow> = sql_query(format!(
-        "SELECT {ENTRY_COLS} FROM bildad_entries e
+        "SELECT {ENTRY_COLS} FROM bildad_entries_v2 e
          JOIN bildad_templates t ON t.id = e.template_id
          WHERE e.job_run_identifier IN (SELECT value FROM json_each(?1))"
     ))

@@ -261,7 +261,7 @@ where
 /// Reads an entry's id and current run.
 fn entry_run(c: &mut SqliteConnection, identifier: &str) -> Tx<EntryRunRow> {
     optional(
-        sql_query("SELECT id, current_run_id FROM bildad_entries WHERE job_run_identifier = ?1")
+        sql_query("SELECT id, current_run_id FROM bildad_entries_v2 WHERE job_run_identifier = ?1")
             .bind::<Text, _>(identifier)
             .get_result::<EntryRunRow>(c),
     )?

@@ -42,7 +42,7 @@ pub(super) async fn get_entry(store: &SqliteStore, identifier: &str) -> StoreRes
         .run(move |c| {
             let row = optional(
                 sql_query(format!(
-                    "SELECT {ENTRY_COLS} FROM bildad_entries e
+                    "SELECT {ENTRY_COLS} FROM bildad_entries_v2 e
                  JOIN bildad_templates t ON t.id = e.template_id
                  WHERE e.job_run_identifier = ?1"
                 ))
@@ -155,6 +155,16 @@ pub(super) async fn stats(store: &SqliteStore) -> StoreResult<QueueStats> {
         .run(|c| {
             let row: StatsRow = sql_query(dialect::stats(Dialect::Sqlite)).get_result(c)?;
             Ok(row.into())
+        })
+        .await
+}
+
+pub(super) async fn queue_depths(store: &SqliteStore) -> StoreResult<Vec<bildad_core::QueueDepth>> {
+    store
+        .run(|c| {
+            let rows: Vec<crate::depth::DepthRow> =
+                sql_query(crate::depth::queue_depths_sql(Dialect::Sqlite)).load(c)?;
+            Ok(crate::depth::depths(rows))
         })
         .await
 }

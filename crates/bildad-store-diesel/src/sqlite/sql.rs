@@ -32,8 +32,16 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         ),
     ),
     (
+        "20261203000006",
+        include_str!("../../../../migrations/sqlite/2026-12-03-000006_queues/up.sql"),
+    ),
+    (
         "20261203000007",
         include_str!("../../../../migrations/sqlite/2026-12-03-000007_unique_jobs/up.sql"),
+    ),
+    (
+        "20261203000009",
+        include_str!("../../../../migrations/sqlite/2026-12-03-000009_trace_context/up.sql"),
     ),
 ];
 
@@ -60,20 +68,20 @@ pub(crate) const CLAIM_MOVE: &str = "
 INSERT INTO bildad_runs (entry_id, job_run_identifier, template, job_type, retry,
     process_name, node, node_name, status, context, started_at, timeout_at, expires_at,
     template_id, priority, timeout_seconds, max_retries, uncounted_runs, entry_run_at,
-    entry_inserted_at)
+    entry_inserted_at, queue, trace_context)
 SELECT e.id, e.job_run_identifier, t.code, t.job_type, e.attempts,
        ?2 || '/' || e.job_run_identifier || '/' || e.attempts, ?2, ?3,
        'RUNNING', e.context, ?4,
        ?4 + e.timeout_seconds * 1000000,
        ?4 + e.timeout_seconds * 1000000 + ?5,
        e.template_id, e.priority, e.timeout_seconds, e.max_retries, e.uncounted_runs,
-       e.run_at, e.inserted_at
+       e.run_at, e.inserted_at, e.queue, e.trace_context
 FROM bildad_queue e JOIN bildad_templates t ON t.id = e.template_id
 WHERE e.id = ?1";
 
 /// The killer's lookup (`?1` node instance, `?2` now): this node's runs past `timeout_at`.
 pub(crate) const KILL: &str = "
-SELECT id AS run_id, job_run_identifier, retry, node
+SELECT id AS run_id, job_run_identifier, retry, node, queue
 FROM bildad_runs
 WHERE status = 'RUNNING' AND node = ?1 AND timeout_at < ?2
 ORDER BY id";
@@ -81,11 +89,11 @@ ORDER BY id";
 /// The engine's expiry lookup (`?1` now, `?2` node_dead_after in µs): runs past
 /// `expires_at`, and runs of dead or stopped node instances.
 pub(crate) const EXPIRE: &str = "
-SELECT id AS run_id, job_run_identifier, retry, node
+SELECT id AS run_id, job_run_identifier, retry, node, queue
 FROM bildad_runs
 WHERE status = 'RUNNING' AND expires_at < ?1
 UNION
-SELECT r.id, r.job_run_identifier, r.retry, r.node
+SELECT r.id, r.job_run_identifier, r.retry, r.node, r.queue
 FROM bildad_nodes n
 JOIN bildad_runs r ON r.node = n.instance_id AND r.status = 'RUNNING'
 WHERE n.stopped_at IS NOT NULL OR n.last_heartbeat_at < ?1 - ?2
@@ -112,9 +120,11 @@ RETURNING id AS run_id, retry, node, max_retries, uncounted_runs";
 /// that does not count against `max_retries`.
 pub(crate) const REQUEUE: &str = "
 INSERT INTO bildad_queue (id, job_run_identifier, template_id, priority, timeout_seconds,
-    max_retries, context, run_at, attempts, uncounted_runs, inserted_at, updated_at)
+    max_retries, context, run_at, attempts, uncounted_runs, inserted_at, updated_at, queue,
+    trace_context)
 SELECT entry_id, job_run_identifier, template_id, priority, timeout_seconds, max_retries,
-       context, ?2 + ?3, retry + 1, uncounted_runs + ?4, entry_inserted_at, ?2
+       context, ?2 + ?3, retry + 1, uncounted_runs + ?4, entry_inserted_at, ?2, queue,
+       trace_context
 FROM bildad_runs WHERE id = ?1
 RETURNING run_at AS t";
 
@@ -139,8 +149,9 @@ UNION
 SELECT job_run_identifier FROM bildad_runs
    WHERE job_run_identifier IN (SELECT value FROM json_each(?1))";
 
-/// Inserts one entry (`?8` now).
+/// Inserts one entry (`?8` now, `?9` its queue, `?10` its trace context).
 pub(crate) const ENQUEUE: &str = "
 INSERT INTO bildad_queue (job_run_identifier, template_id, priority,
-   timeout_seconds, max_retries, context, run_at, inserted_at, updated_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, ?8), ?8, ?8)";
+   timeout_seconds, max_retries, context, run_at, inserted_at, updated_at, queue,
+   trace_context)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, ?8), ?8, ?8, ?9, ?10)";

@@ -5,6 +5,7 @@ mod browser;
 mod chaos;
 mod cli;
 mod isolation;
+mod metrics;
 mod nodes;
 
 use serde_json::Value;
