@@ -84,8 +84,16 @@ impl Options {
 }
 
 /// The migrations folder of this repository.
+///
+/// The directory is read at run time from `CARGO_MANIFEST_DIR` (which `cargo run` and
+/// `cargo test` set), so that a build reused from another checkout's target directory
+/// reads this checkout's migrations; the compile-time value is the fallback.
 pub fn repo_migrations_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations")
+    let xtask = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.join("src/install.rs").is_file())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    xtask.join("../migrations")
 }
 
 /// Copies the migrations of `opts.backend` from `source_root` into the app and returns
