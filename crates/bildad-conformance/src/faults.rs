@@ -14,6 +14,7 @@ use bildad_core::{
     PageRequest, QueueEntry, QueueStats, RemoveResult, RunActivity, RunFilter, RunId, RunRef,
     StopResult, StoreError, StoreResult, TemplateFilter, TemplatePatch, Timestamp,
 };
+use bildad_core::{EvaluateSchedules, NewSchedule, Schedule, ScheduleEvaluation, SchedulePatch};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -305,6 +306,13 @@ fault_store! {
     ListNodes => fn list_nodes(&self) -> StoreResult<Vec<Node>>;
     Stats => fn stats(&self) -> StoreResult<QueueStats>;
     ListenForEnqueues => fn listen_for_enqueues(&self) -> StoreResult<Option<Box<dyn EnqueueListener>>>;
+    CreateSchedule => fn create_schedule(&self, new: NewSchedule) -> StoreResult<Schedule>;
+    GetSchedule => fn get_schedule(&self, name: &str) -> StoreResult<Schedule>, about name;
+    ListSchedules => fn list_schedules(&self, page: PageRequest) -> StoreResult<Page<Schedule>>;
+    UpdateSchedule => fn update_schedule(&self, name: &str, patch: SchedulePatch) -> StoreResult<Schedule>, about name;
+    DeleteSchedule => fn delete_schedule(&self, name: &str) -> StoreResult<()>, about name;
+    EvaluateSchedules => fn evaluate_schedules(&self, req: EvaluateSchedules) -> StoreResult<ScheduleEvaluation>;
+    RewindSchedule => fn rewind_schedule(&self, name: &str, from: Timestamp) -> StoreResult<Schedule>, about name;
 }
 
 impl Call {

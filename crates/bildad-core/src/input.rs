@@ -293,7 +293,7 @@ fn check_text(pointer: &str, s: &str, v: &mut Vec<Violation>) {
     }
 }
 
-fn check_code(pointer: &str, s: &str, v: &mut Vec<Violation>) {
+pub(crate) fn check_code(pointer: &str, s: &str, v: &mut Vec<Violation>) {
     let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-');
     if s.is_empty() {
         v.push(Violation::new(pointer, "must not be empty"));

@@ -10,6 +10,7 @@ pub mod declare;
 pub mod error;
 pub mod executor;
 pub mod fate;
+pub mod firing;
 pub mod input;
 pub mod job;
 pub mod jobs;
@@ -17,6 +18,7 @@ pub mod lifecycle;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod model;
+pub mod schedule;
 pub mod store;
 pub mod typed;
 pub mod validation;
@@ -39,6 +41,10 @@ pub use lifecycle::*;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 pub use model::*;
+pub use schedule::{
+    EvaluateSchedules, Fired, NewSchedule, Schedule, ScheduleEvaluation, ScheduleOptions,
+    SchedulePatch,
+};
 pub use store::{EnqueueListener, JobStore, LocalEnqueueSignal};
 pub use typed::{EnqueueOptions, JobArgs, JobDefaults};
 pub use validation::SchemaCache;
