@@ -209,6 +209,16 @@ macro_rules! for_each_case {
             list_nodes_latest_heartbeat_first,
             node_restart_is_a_new_instance,
             stats_counts,
+            // schedules (SPEC §9)
+            schedule_create_read_list_delete,
+            schedule_invalid_or_duplicate_refused,
+            schedule_update_changes_given_fields,
+            schedule_no_fire_time_skipped_at_one_second,
+            schedule_catch_up_after_downtime,
+            schedule_dst_spring_gap_fires_once,
+            schedule_dst_autumn_repeat_fires_once,
+            schedule_deactivated_fires_nothing,
+            schedule_racing_evaluators_fire_each_time_once,
         }
     };
 }

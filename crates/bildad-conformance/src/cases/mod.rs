@@ -16,6 +16,7 @@ mod not_started;
 mod operator;
 mod produced_text;
 mod requeue;
+mod schedules;
 mod templates;
 
 pub use claim::*;
@@ -28,4 +29,5 @@ pub use not_started::*;
 pub use operator::*;
 pub use produced_text::*;
 pub use requeue::*;
+pub use schedules::*;
 pub use templates::*;
