@@ -122,7 +122,11 @@ impl Firing {
         }
         let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
         let fires = if now.signed_duration_since(due) > grace {
-            vec![self.latest_at_or_before(now).filter(|t| *t >= due).unwrap_or(due)]
+            vec![
+                self.latest_at_or_before(now)
+                    .filter(|t| *t >= due)
+                    .unwrap_or(due),
+            ]
         } else {
             let mut fires = vec![due];
             while fires.len() < cap.max(1) {

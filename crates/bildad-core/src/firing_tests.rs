@@ -17,7 +17,13 @@ const GRACE: Duration = Duration::from_secs(60);
 fn five_and_six_fields_parse_others_do_not() {
     assert!(Firing::parse("*/5 * * * *", "UTC").is_ok());
     assert!(Firing::parse("* * * * * *", "Europe/Paris").is_ok());
-    for bad in ["* * * *", "* * * * * * *", "", "61 * * * *", "nonsense a b c d"] {
+    for bad in [
+        "* * * *",
+        "* * * * * * *",
+        "",
+        "61 * * * *",
+        "nonsense a b c d",
+    ] {
         let v = Firing::parse(bad, "UTC").unwrap_err();
         assert_eq!(v[0].pointer, "/cron", "{bad:?}");
     }
@@ -30,7 +36,12 @@ fn five_and_six_fields_parse_others_do_not() {
 fn every_second_within_grace_fires_each_second() {
     let f = firing("* * * * * *", "UTC");
     let p = f
-        .plan(at("2027-01-01T00:00:01Z"), at("2027-01-01T00:00:10Z"), GRACE, 1000)
+        .plan(
+            at("2027-01-01T00:00:01Z"),
+            at("2027-01-01T00:00:10Z"),
+            GRACE,
+            1000,
+        )
         .unwrap();
     assert_eq!(p.fires.len(), 10);
     assert_eq!(p.last_fire_at, at("2027-01-01T00:00:10Z"));
@@ -41,7 +52,12 @@ fn every_second_within_grace_fires_each_second() {
 fn nothing_is_due_before_the_next_fire_time() {
     let f = firing("0 * * * *", "UTC");
     assert_eq!(
-        f.plan(at("2027-01-01T01:00:00Z"), at("2027-01-01T00:59:59Z"), GRACE, 1000),
+        f.plan(
+            at("2027-01-01T01:00:00Z"),
+            at("2027-01-01T00:59:59Z"),
+            GRACE,
+            1000
+        ),
         None
     );
 }
@@ -50,7 +66,12 @@ fn nothing_is_due_before_the_next_fire_time() {
 fn after_downtime_longer_than_grace_only_the_latest_fires() {
     let f = firing("* * * * *", "UTC");
     let p = f
-        .plan(at("2027-01-01T00:01:00Z"), at("2027-01-01T02:00:30Z"), GRACE, 1000)
+        .plan(
+            at("2027-01-01T00:01:00Z"),
+            at("2027-01-01T02:00:30Z"),
+            GRACE,
+            1000,
+        )
         .unwrap();
     assert_eq!(p.fires, vec![at("2027-01-01T02:00:00Z")]);
     assert_eq!(p.next_fire_at, Some(at("2027-01-01T02:01:00Z")));

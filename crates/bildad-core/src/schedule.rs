@@ -168,8 +168,14 @@ pub struct SchedulePatch {
     pub template: Option<String>,
     /// New context (checked against the template's schema).
     pub context: Option<Value>,
-    /// New options (replace the old ones).
-    pub options: Option<ScheduleOptions>,
+    /// New entry priority.
+    pub priority: Option<i32>,
+    /// New entry queue.
+    pub queue: Option<String>,
+    /// New entry `max_retries`.
+    pub max_retries: Option<i32>,
+    /// New entry `timeout_seconds`.
+    pub timeout_seconds: Option<i32>,
     /// Activate or deactivate.
     pub active: Option<bool>,
 }
@@ -198,9 +204,11 @@ impl SchedulePatch {
         if let Some(x) = &self.context {
             s.context = x.clone();
         }
-        if let Some(x) = &self.options {
-            s.options = x.clone();
-        }
+        let o = &mut s.options;
+        o.priority = self.priority.or(o.priority);
+        o.queue = self.queue.clone().or(o.queue.take());
+        o.max_retries = self.max_retries.or(o.max_retries);
+        o.timeout_seconds = self.timeout_seconds.or(o.timeout_seconds);
         if let Some(x) = self.active {
             s.active = x;
         }

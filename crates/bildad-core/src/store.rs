@@ -5,11 +5,13 @@ use crate::model::{
     EntryFilter, EntryStatus, JobRun, JobTemplate, Node, NodeRef, Page, PageRequest, QueueEntry,
     QueueStats, RunActivity, RunFilter, RunId, TemplateFilter, Timestamp,
 };
+use crate::schedule::{
+    EvaluateSchedules, NewSchedule, Schedule, ScheduleEvaluation, SchedulePatch,
+};
 use crate::{
     ClaimRequest, ClaimedRun, Finalize, FinalizeResult, NewEntry, NewTemplate, RemoveResult,
     RunRef, StopResult, TemplatePatch,
 };
-use crate::schedule::{EvaluateSchedules, NewSchedule, Schedule, SchedulePatch, ScheduleEvaluation};
 use async_trait::async_trait;
 use std::time::Duration;
 

@@ -30,6 +30,7 @@ mod extract;
 mod openapi;
 mod origin;
 mod routes;
+mod schedules;
 mod state;
 #[cfg(feature = "api-viewer")]
 mod viewer;

@@ -253,6 +253,11 @@ pub(crate) struct RunIdPath {
         crate::routes::stop_entry,
         crate::routes::list_runs,
         crate::routes::get_run,
+        crate::schedules::create_schedule,
+        crate::schedules::list_schedules,
+        crate::schedules::get_schedule,
+        crate::schedules::patch_schedule,
+        crate::schedules::delete_schedule,
     ),
     components(schemas(
         ErrorJson,

@@ -60,7 +60,7 @@ impl std::fmt::Debug for NodeRuntime {
 impl NodeRuntime {
     /// Creates or updates the templates the registry declares
     /// ([`JobRegistry::ensure_templates`]), registers the node (first heartbeat), starts
-    /// the killer and, when
+    /// the killer, the scheduler (unless `config.scheduler_interval` is `None`) and, when
     /// `config.engine_interval` is set, the ticker; when `config.wake_on_enqueue` is
     /// set, an engine pass also starts whenever the store reports an enqueue.
     ///
@@ -114,6 +114,12 @@ impl NodeRuntime {
                 every,
                 inner.stop_ticker.clone(),
             )));
+        }
+        if let Some(every) = config.scheduler_interval.filter(|d| !d.is_zero()) {
+            let scheduler = crate::Scheduler::new(engine.store().clone(), config.schedule_grace);
+            tasks.push(tokio::spawn(
+                scheduler.run(every, inner.stop_ticker.clone()),
+            ));
         }
         if config.wake_on_enqueue {
             tasks.push(tokio::spawn(run_wake_on_enqueue(

@@ -72,15 +72,28 @@ pub async fn schedule_create_read_list_delete(store: Arc<dyn JobStore>) {
     assert!(s.active);
     assert_eq!(s.last_fire_at, None);
     let next = s.next_fire_at.expect("a next fire time");
-    assert!(next > before && next <= secs(before, 301), "{next} after {before}");
+    assert!(
+        next > before && next <= secs(before, 301),
+        "{next} after {before}"
+    );
     assert_eq!(expect_ok(store.get_schedule(&s.name).await, "get"), s);
     let listed = expect_ok(store.list_schedules(page(0, 10)).await, "list");
     assert_eq!((listed.total, listed.items.clone()), (1, vec![s.clone()]));
     expect_ok(store.delete_schedule(&s.name).await, "delete");
-    expect_err(store.get_schedule(&s.name).await, ErrorKind::NotFound, "get");
-    expect_err(store.delete_schedule(&s.name).await, ErrorKind::NotFound, "delete");
     expect_err(
-        store.update_schedule(&s.name, SchedulePatch::default()).await,
+        store.get_schedule(&s.name).await,
+        ErrorKind::NotFound,
+        "get",
+    );
+    expect_err(
+        store.delete_schedule(&s.name).await,
+        ErrorKind::NotFound,
+        "delete",
+    );
+    expect_err(
+        store
+            .update_schedule(&s.name, SchedulePatch::default())
+            .await,
         ErrorKind::NotFound,
         "update",
     );
@@ -94,8 +107,17 @@ pub async fn schedule_invalid_or_duplicate_refused(store: Arc<dyn JobStore>) {
         .timezone("Mars/Base");
     let e = expect_err(store.create_schedule(bad).await, ErrorKind::Invalid, "bad");
     assert_pointers(&e, &["/name", "/cron", "/timezone", "/template"]);
-    let wrong = NewSchedule::new(unique("s"), "0 7 * * *", s.template.clone(), json!({"n": "x"}));
-    let e = expect_err(store.create_schedule(wrong).await, ErrorKind::Invalid, "ctx");
+    let wrong = NewSchedule::new(
+        unique("s"),
+        "0 7 * * *",
+        s.template.clone(),
+        json!({"n": "x"}),
+    );
+    let e = expect_err(
+        store.create_schedule(wrong).await,
+        ErrorKind::Invalid,
+        "ctx",
+    );
     assert_pointers(&e, &["/context/n"]);
     let dup = NewSchedule::new(s.name.clone(), "0 8 * * *", s.template.clone(), json!({}));
     expect_err(store.create_schedule(dup).await, ErrorKind::Conflict, "dup");
@@ -103,7 +125,11 @@ pub async fn schedule_invalid_or_duplicate_refused(store: Arc<dyn JobStore>) {
         cron: Some("every day".into()),
         ..SchedulePatch::default()
     };
-    let e = expect_err(store.update_schedule(&s.name, patch).await, ErrorKind::Invalid, "patch");
+    let e = expect_err(
+        store.update_schedule(&s.name, patch).await,
+        ErrorKind::Invalid,
+        "patch",
+    );
     assert_pointers(&e, &["/cron"]);
     let listed = expect_ok(store.list_schedules(page(0, 10)).await, "list");
     assert_eq!(listed.items, vec![s.clone()], "nothing changed");
@@ -119,10 +145,19 @@ pub async fn schedule_update_changes_given_fields(store: Arc<dyn JobStore>) {
     };
     let before = now(&*store).await;
     let u = expect_ok(store.update_schedule(&s.name, patch).await, "update");
-    assert_eq!((u.cron.as_str(), &u.context), ("* * * * * *", &json!({"n": 2})));
-    assert_eq!((u.timezone, u.template, u.inserted_at), (s.timezone, s.template, s.inserted_at));
+    assert_eq!(
+        (u.cron.as_str(), &u.context),
+        ("* * * * * *", &json!({"n": 2}))
+    );
+    assert_eq!(
+        (u.timezone, u.template, u.inserted_at),
+        (s.timezone, s.template, s.inserted_at)
+    );
     let next = u.next_fire_at.expect("next");
-    assert!(next > before && next <= secs(before, 2), "{next} after {before}");
+    assert!(
+        next > before && next <= secs(before, 2),
+        "{next} after {before}"
+    );
 }
 
 /// A per-second schedule evaluated every second (and in between) gets one entry per
@@ -133,7 +168,12 @@ pub async fn schedule_no_fire_time_skipped_at_one_second(store: Arc<dyn JobStore
     expect_ok(store.rewind_schedule(&s.name, t0).await, "rewind");
     for k in 1..=10 {
         evaluate_at(&*store, secs(t0, k), GRACE).await;
-        evaluate_at(&*store, secs(t0, k) + chrono::Duration::milliseconds(500), GRACE).await;
+        evaluate_at(
+            &*store,
+            secs(t0, k) + chrono::Duration::milliseconds(500),
+            GRACE,
+        )
+        .await;
     }
     let want: Vec<Timestamp> = (1..=10).map(|k| secs(t0, k)).collect();
     assert_eq!(fired_times(&*store, &s).await, want);
@@ -229,7 +269,10 @@ pub async fn schedule_deactivated_fires_nothing(store: Arc<dyn JobStore>) {
     let before = now(&*store).await;
     let s = expect_ok(store.update_schedule(&s.name, on).await, "activate");
     let next = s.next_fire_at.expect("next");
-    assert!(next > before && next <= secs(before, 2), "{next} after {before}");
+    assert!(
+        next > before && next <= secs(before, 2),
+        "{next} after {before}"
+    );
 }
 
 /// Four evaluations racing at every step over 20 per-second schedules: each fire time of

@@ -13,12 +13,14 @@ use crate::model::{
     EntryFilter, EntryStatus, JobRun, JobTemplate, Node, NodeRef, Page, PageRequest, QueueEntry,
     QueueStats, RunActivity, RunFilter, RunId, RunResult, RunStatus, TemplateFilter, Timestamp,
 };
-use crate::schedule::{EvaluateSchedules, NewSchedule, Schedule, SchedulePatch, ScheduleEvaluation};
+use crate::schedule::{
+    EvaluateSchedules, NewSchedule, Schedule, ScheduleEvaluation, SchedulePatch,
+};
 use crate::store::{EnqueueListener, JobStore, LocalEnqueueSignal};
 use crate::validation::SchemaCache;
 use crate::{
-    ClaimRequest, ClaimedRun, Finalize, FinalizeResult, NewEntry, NewTemplate,
-    Outcome, RemoveResult, RunRef, StopResult, TemplatePatch,
+    ClaimRequest, ClaimedRun, Finalize, FinalizeResult, NewEntry, NewTemplate, Outcome,
+    RemoveResult, RunRef, StopResult, TemplatePatch,
 };
 use async_trait::async_trait;
 use state::{State, paginate, run_order};

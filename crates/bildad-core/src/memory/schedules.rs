@@ -19,7 +19,12 @@ impl MemoryStore {
         let mut v = Vec::new();
         let (firing, sample) = new.check(&mut v);
         let mut st = self.lock();
-        check_schedule_template(&self.schemas, st.template_by_code(&sample.template), &sample, &mut v);
+        check_schedule_template(
+            &self.schemas,
+            st.template_by_code(&sample.template),
+            &sample,
+            &mut v,
+        );
         let Some(firing) = firing.filter(|_| v.is_empty()) else {
             return Err(StoreError::Invalid(v));
         };
@@ -65,10 +70,19 @@ impl MemoryStore {
         patch: SchedulePatch,
     ) -> StoreResult<Schedule> {
         let mut st = self.lock();
-        let mut s = st.schedules.get(name).cloned().ok_or_else(|| not_found(name))?;
+        let mut s = st
+            .schedules
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found(name))?;
         let mut v = Vec::new();
         let (firing, sample, reclock) = patch.apply(&mut s, &mut v);
-        check_schedule_template(&self.schemas, st.template_by_code(&sample.template), &sample, &mut v);
+        check_schedule_template(
+            &self.schemas,
+            st.template_by_code(&sample.template),
+            &sample,
+            &mut v,
+        );
         let Some(firing) = firing.filter(|_| v.is_empty()) else {
             return Err(StoreError::Invalid(v));
         };
@@ -110,7 +124,11 @@ impl MemoryStore {
             .schedules
             .values()
             .filter(|s| s.active)
-            .filter_map(|s| s.next_fire_at.filter(|t| *t <= now).map(|t| (t, s.name.clone())))
+            .filter_map(|s| {
+                s.next_fire_at
+                    .filter(|t| *t <= now)
+                    .map(|t| (t, s.name.clone()))
+            })
             .collect();
         due.sort();
         out.more = due.len() > req.max_schedules as usize;
@@ -120,7 +138,11 @@ impl MemoryStore {
                 continue;
             };
             let outcome = self.insert_entries(&mut st, entries);
-            out.record(&name, &plan.fires, outcome.map(|_| ()).map_err(|e| e.to_string()));
+            out.record(
+                &name,
+                &plan.fires,
+                outcome.map(|_| ()).map_err(|e| e.to_string()),
+            );
             let s = st.schedules.get_mut(&name).expect("schedule exists");
             s.last_fire_at = Some(plan.last_fire_at);
             s.next_fire_at = plan.next_fire_at;

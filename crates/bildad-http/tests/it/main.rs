@@ -8,6 +8,7 @@ mod bad_input;
 mod dashboard;
 mod origin;
 mod routes;
+mod schedules;
 #[cfg(feature = "api-viewer")]
 mod viewer;
 

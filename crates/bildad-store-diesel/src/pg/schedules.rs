@@ -8,14 +8,14 @@ use super::enqueue::enqueue_on;
 use crate::errors::{Fail, db_error, is_unique_violation, not_found_is_none};
 use crate::rows::{CountRow, TEMPLATE_COLS, TemplateRow};
 use crate::schedules::{
-    Advance, DueFire, SCHEDULE_COLS, ScheduleRow, options_json, plan_due, record,
-    schedule_exists, schedule_not_found,
+    Advance, DueFire, SCHEDULE_COLS, ScheduleRow, options_json, plan_due, record, schedule_exists,
+    schedule_not_found,
 };
 use crate::shared::{count, limit_offset};
 use bildad_core::schedule::check_schedule_template;
 use bildad_core::{
-    EvaluateSchedules, JobStore, JobTemplate, SchemaCache, NewSchedule, Page, PageRequest, Schedule,
-    ScheduleEvaluation, SchedulePatch, StoreError, StoreResult, Timestamp, Violation,
+    EvaluateSchedules, JobStore, JobTemplate, NewSchedule, Page, PageRequest, Schedule,
+    ScheduleEvaluation, SchedulePatch, SchemaCache, StoreError, StoreResult, Timestamp, Violation,
 };
 use diesel::sql_query;
 use diesel::sql_types::{BigInt, Bool, Jsonb, Nullable, Text, Timestamptz};
@@ -267,7 +267,9 @@ async fn advance(
         let inserted = c
             .transaction::<_, Fail, _>(async |c| Ok(enqueue_on(schemas, c, entries).await?))
             .await;
-        Ok(Advance::Won(inserted.map(|_| ()).map_err(|f| f.0.to_string())))
+        Ok(Advance::Won(
+            inserted.map(|_| ()).map_err(|f| f.0.to_string()),
+        ))
     })
     .await
     .map_err(|f| f.0)

@@ -8,8 +8,8 @@ use super::{SqliteStore, Tx, optional};
 use crate::errors::{Fail, is_unique_violation};
 use crate::rows::{CountRow, TEMPLATE_COLS, TemplateRow, TimeRow, micros};
 use crate::schedules::{
-    Advance, DueFire, SCHEDULE_COLS, ScheduleRow, options_json, plan_due, record,
-    schedule_exists, schedule_not_found,
+    Advance, DueFire, SCHEDULE_COLS, ScheduleRow, options_json, plan_due, record, schedule_exists,
+    schedule_not_found,
 };
 use crate::shared::{count, limit_offset};
 use bildad_core::schedule::check_schedule_template;
@@ -258,5 +258,7 @@ fn advance(schemas: &SchemaCache, c: &mut SqliteConnection, d: DueFire) -> Tx<Ad
     }
     // A savepoint: a refused enqueue leaves the advance to commit.
     let inserted = in_savepoint(schemas, c, entries);
-    Ok(Advance::Won(inserted.map(|_| ()).map_err(|e| e.to_string())))
+    Ok(Advance::Won(
+        inserted.map(|_| ()).map_err(|e| e.to_string()),
+    ))
 }

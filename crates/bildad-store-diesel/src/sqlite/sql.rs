@@ -30,7 +30,8 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         include_str!(
             "../../../../migrations/sqlite/2026-12-02-000005_running_entry_is_its_run/up.sql"
         ),
-    ),    (
+    ),
+    (
         "20261203000008",
         include_str!("../../../../migrations/sqlite/2026-12-03-000008_schedules/up.sql"),
     ),
