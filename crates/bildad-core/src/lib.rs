@@ -18,6 +18,7 @@ pub mod lifecycle;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod model;
+pub mod periodic;
 pub mod schedule;
 pub mod store;
 pub mod typed;
@@ -41,6 +42,7 @@ pub use lifecycle::*;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 pub use model::*;
+pub use periodic::EnsuredSchedules;
 pub use schedule::{
     EvaluateSchedules, Fired, NewSchedule, Schedule, ScheduleEvaluation, ScheduleOptions,
     SchedulePatch,

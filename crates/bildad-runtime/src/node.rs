@@ -59,7 +59,8 @@ impl std::fmt::Debug for NodeRuntime {
 
 impl NodeRuntime {
     /// Creates or updates the templates the registry declares
-    /// ([`JobRegistry::ensure_templates`]), registers the node (first heartbeat), starts
+    /// ([`JobRegistry::ensure_templates`]), then its schedules
+    /// ([`JobRegistry::ensure_schedules`]), registers the node (first heartbeat), starts
     /// the killer, the scheduler (unless `config.scheduler_interval` is `None`) and, when
     /// `config.engine_interval` is set, the ticker; when `config.wake_on_enqueue` is
     /// set, an engine pass also starts whenever the store reports an enqueue.
@@ -83,6 +84,14 @@ impl NodeRuntime {
                 created = ?templates.created,
                 updated = ?templates.updated,
                 "templates from code written"
+            );
+        }
+        let schedules = registry.ensure_schedules(&*store).await?;
+        if !schedules.created.is_empty() || !schedules.updated.is_empty() {
+            tracing::info!(
+                created = ?schedules.created,
+                updated = ?schedules.updated,
+                "schedules from code written"
             );
         }
         store.heartbeat(&node).await?;
