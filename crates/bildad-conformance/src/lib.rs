@@ -219,6 +219,7 @@ macro_rules! for_each_case {
             schedule_dst_autumn_repeat_fires_once,
             schedule_deactivated_fires_nothing,
             schedule_racing_evaluators_fire_each_time_once,
+            schedule_refused_enqueue_skips_only_its_own_fire_times,
         }
     };
 }

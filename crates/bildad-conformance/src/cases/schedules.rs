@@ -306,3 +306,34 @@ pub async fn schedule_racing_evaluators_fire_each_time_once(store: Arc<dyn JobSt
     assert_eq!(reported.len(), 200);
     assert!(reported.values().all(|n| *n == 1), "{reported:?}");
 }
+
+/// A fire time whose enqueue is refused (its template was deactivated) passes without
+/// an entry and is reported skipped; the schedule moves on, and the other schedules of
+/// the same evaluation fire as usual.
+pub async fn schedule_refused_enqueue_skips_only_its_own_fire_times(store: Arc<dyn JobStore>) {
+    let ok = schedule(&*store, "* * * * * *", "UTC").await;
+    let refused = schedule(&*store, "* * * * * *", "UTC").await;
+    let t0 = at("2027-01-01T00:00:00Z");
+    for s in [&ok, &refused] {
+        expect_ok(store.rewind_schedule(&s.name, t0).await, "rewind");
+    }
+    let off = bildad_core::TemplatePatch {
+        active: Some(false),
+        ..bildad_core::TemplatePatch::default()
+    };
+    expect_ok(
+        store.update_template(&refused.template, off).await,
+        "deactivate",
+    );
+    let req = EvaluateSchedules {
+        at: Some(secs(t0, 3)),
+        ..EvaluateSchedules::default()
+    };
+    let out = expect_ok(store.evaluate_schedules(req).await, "evaluate");
+    assert_eq!(out.fired.len(), 3, "{out:?}");
+    assert!(out.fired.iter().all(|f| f.schedule == ok.name), "{out:?}");
+    assert_eq!(out.skipped.len(), 3, "{out:?}");
+    assert!(fired_times(&*store, &refused).await.is_empty());
+    let moved = expect_ok(store.get_schedule(&refused.name).await, "get");
+    assert_eq!(moved.last_fire_at, Some(secs(t0, 3)));
+}

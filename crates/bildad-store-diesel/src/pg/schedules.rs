@@ -1,7 +1,9 @@
 //! Schedules on PostgreSQL (SPEC §9): save, read, change, delete, and the evaluation —
-//! per due schedule one transaction that advances it with a compare-and-set on the
-//! `next_fire_at` it read and inserts its entries (the enqueue of `enqueue.rs`, in a
-//! savepoint), so that of any number of racing nodes exactly one wins each fire time.
+//! one transaction per round of due schedules that, for each, advances it with a
+//! compare-and-set on the `next_fire_at` it read and inserts its entries (the enqueue
+//! of `enqueue.rs`, in a savepoint), so that of any number of racing nodes exactly one
+//! wins each fire time, and a fire time's entries exist if and only if its advance
+//! committed.
 
 use super::PgStore;
 use super::enqueue::enqueue_on;
@@ -14,7 +16,7 @@ use crate::schedules::{
 use crate::shared::{count, limit_offset};
 use bildad_core::schedule::check_schedule_template;
 use bildad_core::{
-    EvaluateSchedules, JobStore, JobTemplate, NewSchedule, Page, PageRequest, Schedule,
+    EvaluateSchedules, JobStore, JobTemplate, NewEntry, NewSchedule, Page, PageRequest, Schedule,
     ScheduleEvaluation, SchedulePatch, SchemaCache, StoreError, StoreResult, Timestamp, Violation,
 };
 use diesel::sql_query;
@@ -226,51 +228,77 @@ pub(super) async fn evaluate_schedules(
     .await
     .map_err(db_error)?;
     let (mut out, due) = plan_due(due.into_iter().map(Into::into).collect(), now, &req);
-    for d in due {
-        let name = d.schedule.name.clone();
-        let fires = d.plan.fires.clone();
-        let a = advance(&store.schemas, &mut conn, d).await?;
-        record(&mut out, &name, &fires, a);
+    // One transaction for the round (one commit, not one per schedule); each schedule
+    // is decided alone inside it: its own compare-and-set, then the entries of every
+    // won schedule in one insert (a savepoint), or, when that is refused, each
+    // schedule's in a savepoint of its own, so that one refused enqueue skips only its
+    // own fire times.
+    let schemas = &store.schemas;
+    let decided = conn
+        .transaction::<_, Fail, _>(async |c| {
+            let mut won = Vec::with_capacity(due.len());
+            for d in due {
+                if advance(c, &d).await? {
+                    won.push(d);
+                } else {
+                    out.lost += 1;
+                }
+            }
+            let all: Vec<NewEntry> = won.iter().flat_map(|d| d.entries.clone()).collect();
+            if insert(schemas, c, all).await.is_ok() {
+                return Ok(won.into_iter().map(|d| (d, Ok(()))).collect::<Vec<_>>());
+            }
+            let mut decided = Vec::with_capacity(won.len());
+            for d in won {
+                let inserted = insert(schemas, c, d.entries.clone()).await;
+                decided.push((d, inserted));
+            }
+            Ok(decided)
+        })
+        .await
+        .map_err(|f| f.0)?;
+    for (d, inserted) in decided {
+        record(
+            &mut out,
+            &d.schedule.name,
+            &d.plan.fires,
+            Advance::Won(inserted),
+        );
     }
     Ok(out)
 }
 
-/// One schedule's transaction: the advance, guarded by the `next_fire_at` read, and the
-/// entries of its fire times.
-async fn advance(
+/// Entries in a savepoint: a refused enqueue leaves the rest of the round to commit.
+async fn insert(
     schemas: &SchemaCache,
-    conn: &mut AsyncPgConnection,
-    d: DueFire,
-) -> StoreResult<Advance> {
-    let DueFire {
-        schedule: s,
-        plan,
-        entries,
-    } = d;
-    conn.transaction::<_, Fail, _>(async |c| {
-        // The compare-and-set: only the evaluation that read this next_fire_at moves it;
-        // a racing one finds it moved (after waiting for the winner's commit).
-        let won = sql_query(
-            "UPDATE bildad_schedules SET last_fire_at = $2, next_fire_at = $3
-             WHERE name = $1 AND active AND next_fire_at = $4",
-        )
-        .bind::<Text, _>(&s.name)
-        .bind::<Timestamptz, _>(plan.last_fire_at)
-        .bind::<Nullable<Timestamptz>, _>(plan.next_fire_at)
-        .bind::<Nullable<Timestamptz>, _>(s.next_fire_at)
-        .execute(c)
-        .await?;
-        if won == 0 {
-            return Ok(Advance::Lost);
-        }
-        // A savepoint: a refused enqueue leaves the advance to commit.
-        let inserted = c
-            .transaction::<_, Fail, _>(async |c| Ok(enqueue_on(schemas, c, entries).await?))
-            .await;
-        Ok(Advance::Won(
-            inserted.map(|_| ()).map_err(|f| f.0.to_string()),
-        ))
-    })
-    .await
-    .map_err(|f| f.0)
+    c: &mut AsyncPgConnection,
+    entries: Vec<NewEntry>,
+) -> Result<(), String> {
+    c.transaction::<_, Fail, _>(async |c| Ok(enqueue_on(schemas, c, entries).await?))
+        .await
+        .map(|_| ())
+        .map_err(|f| f.0.to_string())
+}
+
+/// The compare-and-set of one due schedule: true when this evaluation moved it from the
+/// `next_fire_at` it read. A racing one finds the row moved, or locked by the
+/// evaluation that is moving it (SKIP LOCKED: it goes on to the next schedule instead
+/// of waiting; should that evaluation roll back, the fire time is still due at the next
+/// tick).
+async fn advance(c: &mut AsyncPgConnection, d: &DueFire) -> Result<bool, Fail> {
+    let won = sql_query(
+        "WITH mine AS (
+             SELECT name FROM bildad_schedules
+             WHERE name = $1 AND active AND next_fire_at = $4
+             FOR UPDATE SKIP LOCKED)
+         UPDATE bildad_schedules s SET last_fire_at = $2, next_fire_at = $3
+         FROM mine WHERE s.name = mine.name",
+    )
+    .bind::<Text, _>(&d.schedule.name)
+    .bind::<Timestamptz, _>(d.plan.last_fire_at)
+    .bind::<Nullable<Timestamptz>, _>(d.plan.next_fire_at)
+    .bind::<Nullable<Timestamptz>, _>(d.schedule.next_fire_at)
+    .execute(c)
+    .await?;
+    Ok(won == 1)
 }
