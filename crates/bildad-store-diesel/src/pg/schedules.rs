@@ -8,7 +8,7 @@
 use super::PgStore;
 use super::enqueue::enqueue_on;
 use crate::errors::{Fail, db_error, is_unique_violation, not_found_is_none};
-use crate::rows::{CountRow, TEMPLATE_COLS, TemplateRow};
+use crate::rows::{CountRow, TEMPLATE_COLS, TemplateRow, TextRow};
 use crate::schedules::{
     Advance, DueFire, SCHEDULE_COLS, ScheduleRow, options_json, plan_due, record, schedule_exists,
     schedule_not_found,
@@ -20,7 +20,7 @@ use bildad_core::{
     ScheduleEvaluation, SchedulePatch, SchemaCache, StoreError, StoreResult, Timestamp, Violation,
 };
 use diesel::sql_query;
-use diesel::sql_types::{BigInt, Bool, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 /// The template named by a schedule, unless its code already failed the field checks
@@ -236,14 +236,11 @@ pub(super) async fn evaluate_schedules(
     let schemas = &store.schemas;
     let decided = conn
         .transaction::<_, Fail, _>(async |c| {
-            let mut won = Vec::with_capacity(due.len());
-            for d in due {
-                if advance(c, &d).await? {
-                    won.push(d);
-                } else {
-                    out.lost += 1;
-                }
-            }
+            let moved = advance(c, &due).await?;
+            let (won, lost): (Vec<DueFire>, Vec<DueFire>) = due
+                .into_iter()
+                .partition(|d| moved.contains(&d.schedule.name));
+            out.lost += lost.len() as u32;
             let all: Vec<NewEntry> = won.iter().flat_map(|d| d.entries.clone()).collect();
             if insert(schemas, c, all).await.is_ok() {
                 return Ok(won.into_iter().map(|d| (d, Ok(()))).collect::<Vec<_>>());
@@ -280,25 +277,38 @@ async fn insert(
         .map_err(|f| f.0.to_string())
 }
 
-/// The compare-and-set of one due schedule: true when this evaluation moved it from the
-/// `next_fire_at` it read. A racing one finds the row moved, or locked by the
-/// evaluation that is moving it (SKIP LOCKED: it goes on to the next schedule instead
-/// of waiting; should that evaluation roll back, the fire time is still due at the next
-/// tick).
-async fn advance(c: &mut AsyncPgConnection, d: &DueFire) -> Result<bool, Fail> {
-    let won = sql_query(
-        "WITH mine AS (
-             SELECT name FROM bildad_schedules
-             WHERE name = $1 AND active AND next_fire_at = $4
-             FOR UPDATE SKIP LOCKED)
-         UPDATE bildad_schedules s SET last_fire_at = $2, next_fire_at = $3
-         FROM mine WHERE s.name = mine.name",
+/// The compare-and-set of the round's due schedules, in one statement: the names of
+/// those this evaluation moved from the `next_fire_at` it read. A racing evaluation
+/// finds a row moved, or locked by the evaluation that is moving it (SKIP LOCKED: it
+/// goes on instead of waiting; should that evaluation roll back, the fire time is still
+/// due at the next tick).
+async fn advance(c: &mut AsyncPgConnection, due: &[DueFire]) -> Result<Vec<String>, Fail> {
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<&str> = due.iter().map(|d| d.schedule.name.as_str()).collect();
+    let last: Vec<Timestamp> = due.iter().map(|d| d.plan.last_fire_at).collect();
+    let next: Vec<Option<Timestamp>> = due.iter().map(|d| d.plan.next_fire_at).collect();
+    let seen: Vec<Option<Timestamp>> = due.iter().map(|d| d.schedule.next_fire_at).collect();
+    let rows: Vec<TextRow> = sql_query(
+        "WITH want AS (
+             SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[],
+                                  $4::timestamptz[]) AS w(name, last_fire, next_fire, seen)),
+         mine AS (
+             SELECT s.name FROM bildad_schedules s
+             JOIN want w ON w.name = s.name AND s.next_fire_at = w.seen
+             WHERE s.active
+             FOR UPDATE OF s SKIP LOCKED)
+         UPDATE bildad_schedules s SET last_fire_at = w.last_fire, next_fire_at = w.next_fire
+         FROM want w, mine
+         WHERE s.name = w.name AND s.name = mine.name
+         RETURNING s.name AS text",
     )
-    .bind::<Text, _>(&d.schedule.name)
-    .bind::<Timestamptz, _>(d.plan.last_fire_at)
-    .bind::<Nullable<Timestamptz>, _>(d.plan.next_fire_at)
-    .bind::<Nullable<Timestamptz>, _>(d.schedule.next_fire_at)
-    .execute(c)
+    .bind::<Array<Text>, _>(&names)
+    .bind::<Array<Timestamptz>, _>(&last)
+    .bind::<Array<Nullable<Timestamptz>>, _>(&next)
+    .bind::<Array<Nullable<Timestamptz>>, _>(&seen)
+    .load(c)
     .await?;
-    Ok(won == 1)
+    Ok(rows.into_iter().map(|r| r.text).collect())
 }
