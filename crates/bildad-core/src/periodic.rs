@@ -7,7 +7,8 @@
 //! the operator owns whether it is `active` (written when the schedule is created,
 //! never after), so a schedule an operator paused stays paused across deploys.
 
-use crate::error::{ErrorKind, StoreError};
+use crate::declare::{Declaration, Ensured, ensure};
+use crate::error::StoreError;
 use crate::job::JobRegistry;
 use crate::schedule::{NewSchedule, Schedule, ScheduleOptions, SchedulePatch};
 use crate::store::JobStore;
@@ -23,10 +24,6 @@ pub struct EnsuredSchedules {
     /// Schedules that were already as declared.
     pub unchanged: Vec<String>,
 }
-
-/// Each attempt follows another writer's success (a node that created the schedule
-/// first, an operator who deleted it), so a few always suffice.
-const ENSURE_ATTEMPTS: usize = 5;
 
 impl JobRegistry {
     /// Declares the schedule `name` of job type `A::KIND`: `args` as the context of every
@@ -104,12 +101,6 @@ impl JobRegistry {
     }
 }
 
-enum Ensured {
-    Created,
-    Updated,
-    Unchanged,
-}
-
 /// The fields of `existing` that differ from the declaration; `None` when none do.
 fn changes(declared: &NewSchedule, existing: &Schedule) -> Option<SchedulePatch> {
     fn differs<T: PartialEq + Clone>(want: &T, current: &T) -> Option<T> {
@@ -130,34 +121,28 @@ fn changes(declared: &NewSchedule, existing: &Schedule) -> Option<SchedulePatch>
     (patch != SchedulePatch::default()).then_some(patch)
 }
 
-async fn ensure(store: &dyn JobStore, declared: &NewSchedule) -> Result<Ensured, StoreError> {
-    let name = &declared.name;
-    let mut last = None;
-    for _ in 0..ENSURE_ATTEMPTS {
-        let existing = match store.get_schedule(name).await {
-            Ok(s) => s,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                match store.create_schedule(declared.clone()).await {
-                    Ok(_) => return Ok(Ensured::Created),
-                    // Another node created it first: compare with theirs.
-                    Err(e) if e.kind() == ErrorKind::Conflict => {
-                        last = Some(e);
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(e) => return Err(e),
-        };
-        let Some(patch) = changes(declared, &existing) else {
-            return Ok(Ensured::Unchanged);
-        };
-        match store.update_schedule(name, patch).await {
-            Ok(_) => return Ok(Ensured::Updated),
-            // Deleted in between: create it again.
-            Err(e) if e.kind() == ErrorKind::NotFound => last = Some(e),
-            Err(e) => return Err(e),
-        }
+#[async_trait::async_trait]
+impl Declaration for NewSchedule {
+    type Stored = Schedule;
+    type Patch = SchedulePatch;
+
+    fn what(&self) -> String {
+        format!("schedule {:?}", self.name)
     }
-    Err(last.unwrap_or_else(|| StoreError::Conflict(format!("schedule {name:?}"))))
+
+    async fn read(&self, store: &dyn JobStore) -> Result<Schedule, StoreError> {
+        store.get_schedule(&self.name).await
+    }
+
+    async fn create(&self, store: &dyn JobStore) -> Result<(), StoreError> {
+        store.create_schedule(self.clone()).await.map(drop)
+    }
+
+    fn patch(&self, existing: &Schedule) -> Option<SchedulePatch> {
+        changes(self, existing)
+    }
+
+    async fn update(&self, store: &dyn JobStore, patch: SchedulePatch) -> Result<(), StoreError> {
+        store.update_schedule(&self.name, patch).await.map(drop)
+    }
 }

@@ -316,20 +316,26 @@ impl ScheduleEvaluation {
 }
 
 /// The template checks of an enqueue on a schedule's sample entry (the template exists
-/// and is active, the context satisfies its schema), added to `v` without repeating a
-/// violation the field checks found. Every store calls it when a schedule is saved.
+/// and is active, the context satisfies its schema), added to the violations `v` the
+/// field checks found (without repeating one); then the verdict: the parsed firing, or
+/// `Invalid` with every violation. Every store calls it when a schedule is saved.
 pub fn check_schedule_template(
     schemas: &crate::SchemaCache,
     template: Option<&crate::JobTemplate>,
     sample: &NewEntry,
-    v: &mut Vec<Violation>,
-) {
+    firing: Option<Firing>,
+    mut v: Vec<Violation>,
+) -> Result<Firing, StoreError> {
     let mut more = Vec::new();
     schemas.check_entry(template, sample, "", &mut more);
     for x in more {
         if !v.contains(&x) {
             v.push(x);
         }
+    }
+    match firing {
+        Some(f) if v.is_empty() => Ok(f),
+        _ => Err(StoreError::Invalid(v)),
     }
 }
 

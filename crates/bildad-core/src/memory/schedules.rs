@@ -19,15 +19,8 @@ impl MemoryStore {
         let mut v = Vec::new();
         let (firing, sample) = new.check(&mut v);
         let mut st = self.lock();
-        check_schedule_template(
-            &self.schemas,
-            st.template_by_code(&sample.template),
-            &sample,
-            &mut v,
-        );
-        let Some(firing) = firing.filter(|_| v.is_empty()) else {
-            return Err(StoreError::Invalid(v));
-        };
+        let template = st.template_by_code(&sample.template);
+        let firing = check_schedule_template(&self.schemas, template, &sample, firing, v)?;
         if st.schedules.contains_key(&new.name) {
             return Err(StoreError::Conflict(format!(
                 "a schedule named {:?} exists",
@@ -77,15 +70,8 @@ impl MemoryStore {
             .ok_or_else(|| not_found(name))?;
         let mut v = Vec::new();
         let (firing, sample, reclock) = patch.apply(&mut s, &mut v);
-        check_schedule_template(
-            &self.schemas,
-            st.template_by_code(&sample.template),
-            &sample,
-            &mut v,
-        );
-        let Some(firing) = firing.filter(|_| v.is_empty()) else {
-            return Err(StoreError::Invalid(v));
-        };
+        let template = st.template_by_code(&sample.template);
+        let firing = check_schedule_template(&self.schemas, template, &sample, firing, v)?;
         let now = st.now();
         if reclock {
             s.next_fire_at = firing.next_after(now);

@@ -17,7 +17,7 @@ use crate::shared::{count, limit_offset};
 use bildad_core::schedule::check_schedule_template;
 use bildad_core::{
     EvaluateSchedules, JobStore, JobTemplate, NewEntry, NewSchedule, Page, PageRequest, Schedule,
-    ScheduleEvaluation, SchedulePatch, SchemaCache, StoreError, StoreResult, Timestamp, Violation,
+    ScheduleEvaluation, SchedulePatch, SchemaCache, StoreResult, Timestamp, Violation,
 };
 use diesel::sql_query;
 use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Timestamptz};
@@ -49,10 +49,7 @@ pub(super) async fn create_schedule(store: &PgStore, new: NewSchedule) -> StoreR
     let (firing, sample) = new.check(&mut v);
     let mut conn = store.conn().await?;
     let template = template_of(&mut conn, &new.template, &v).await?;
-    check_schedule_template(&store.schemas, template.as_ref(), &sample, &mut v);
-    let Some(firing) = firing.filter(|_| v.is_empty()) else {
-        return Err(StoreError::Invalid(v));
-    };
+    let firing = check_schedule_template(&store.schemas, template.as_ref(), &sample, firing, v)?;
     let now = store.now().await?;
     let row: ScheduleRow = sql_query(format!(
         "INSERT INTO bildad_schedules
@@ -154,10 +151,7 @@ pub(super) async fn update_schedule(
         let mut v = Vec::new();
         let (firing, sample, reclock) = patch.apply(&mut s, &mut v);
         let template = template_of(c, &s.template, &v).await?;
-        check_schedule_template(schemas, template.as_ref(), &sample, &mut v);
-        let Some(firing) = firing.filter(|_| v.is_empty()) else {
-            return Err(Fail(StoreError::Invalid(v)));
-        };
+        let firing = check_schedule_template(&schemas, template.as_ref(), &sample, firing, v)?;
         if reclock {
             s.next_fire_at = firing.next_after(db_now(c).await?);
         }

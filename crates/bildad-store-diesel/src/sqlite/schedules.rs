@@ -15,7 +15,7 @@ use crate::shared::{count, limit_offset};
 use bildad_core::schedule::check_schedule_template;
 use bildad_core::{
     EvaluateSchedules, JobTemplate, NewSchedule, Page, PageRequest, Schedule, ScheduleEvaluation,
-    SchedulePatch, SchemaCache, StoreError, StoreResult, Timestamp, Violation,
+    SchedulePatch, SchemaCache, StoreResult, Timestamp, Violation,
 };
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel::{RunQueryDsl, SqliteConnection, sql_query};
@@ -65,10 +65,7 @@ pub(super) async fn create_schedule(
             let mut v = Vec::new();
             let (firing, sample) = new.check(&mut v);
             let template = template_of(c, &new.template, &v)?;
-            check_schedule_template(&schemas, template.as_ref(), &sample, &mut v);
-            let Some(firing) = firing.filter(|_| v.is_empty()) else {
-                return Err(Fail(StoreError::Invalid(v)));
-            };
+            let firing = check_schedule_template(&schemas, template.as_ref(), &sample, firing, v)?;
             let next = firing.next_after(db_now(c)?).map(micros);
             let row: ScheduleRow = sql_query(format!(
                 "INSERT INTO bildad_schedules
@@ -158,10 +155,7 @@ pub(super) async fn update_schedule(
             let mut v = Vec::new();
             let (firing, sample, reclock) = patch.apply(&mut s, &mut v);
             let template = template_of(c, &s.template, &v)?;
-            check_schedule_template(&schemas, template.as_ref(), &sample, &mut v);
-            let Some(firing) = firing.filter(|_| v.is_empty()) else {
-                return Err(Fail(StoreError::Invalid(v)));
-            };
+            let firing = check_schedule_template(&schemas, template.as_ref(), &sample, firing, v)?;
             if reclock {
                 s.next_fire_at = firing.next_after(db_now(c)?);
             }
