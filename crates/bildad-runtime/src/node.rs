@@ -267,21 +267,19 @@ impl NodeRuntime {
 
 /// Runs the engine every `every` until stopped. A failing pass is logged.
 async fn run_ticker(engine: Engine, every: Duration, stop: CancellationToken) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        match engine.run_once().await {
-            Ok(r) if r != crate::EngineReport::default() => {
-                tracing::debug!(report = ?r, "engine pass");
+    crate::scheduler::repeat(every, stop, || {
+        let engine = engine.clone();
+        async move {
+            match engine.run_once().await {
+                Ok(r) if r != crate::EngineReport::default() => {
+                    tracing::debug!(report = ?r, "engine pass");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "engine pass failed"),
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "engine pass failed"),
         }
-    }
+    })
+    .await;
 }
 
 /// First and largest pause before subscribing again after the store's listener was lost.

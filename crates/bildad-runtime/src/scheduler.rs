@@ -67,20 +67,39 @@ impl Scheduler {
     /// Evaluates every `every` until `stop`. A failing evaluation is logged; the next
     /// tick tries again (fire times within the grace period are not lost).
     pub async fn run(self, every: Duration, stop: CancellationToken) {
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
-            match self.evaluate().await {
-                Ok(r) if !r.fired.is_empty() => {
-                    tracing::debug!(fired = r.fired.len(), lost = r.lost, "schedules evaluated");
+        repeat(every, stop, || {
+            let s = self.clone();
+            async move {
+                match s.evaluate().await {
+                    Ok(r) if !r.fired.is_empty() => {
+                        tracing::debug!(
+                            fired = r.fired.len(),
+                            lost = r.lost,
+                            "schedules evaluated"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "schedule evaluation failed"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "schedule evaluation failed"),
             }
+        })
+        .await;
+    }
+}
+
+/// Runs `f` at every tick of `every` (a late tick is delayed, not doubled) until `stop`.
+pub(crate) async fn repeat<F, Fut>(every: Duration, stop: CancellationToken, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
         }
+        f().await;
     }
 }
