@@ -151,7 +151,7 @@ pub(super) async fn update_schedule(
         let mut v = Vec::new();
         let (firing, sample, reclock) = patch.apply(&mut s, &mut v);
         let template = template_of(c, &s.template, &v).await?;
-        let firing = check_schedule_template(&schemas, template.as_ref(), &sample, firing, v)?;
+        let firing = check_schedule_template(schemas, template.as_ref(), &sample, firing, v)?;
         if reclock {
             s.next_fire_at = firing.next_after(db_now(c).await?);
         }
