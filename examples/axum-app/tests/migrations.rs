@@ -84,7 +84,7 @@ async fn installed_migrations_give_bildads_schema() {
     // `copied` was migrated by the store when it was created; start it from nothing.
     let mut c = AsyncPgConnection::establish(copied.url()).await.unwrap();
     c.batch_execute(
-        "DROP TABLE IF EXISTS bildad_runs, bildad_queue, bildad_templates, bildad_nodes, \
+        "DROP TABLE IF EXISTS bildad_runs, bildad_queue, bildad_templates, bildad_nodes, bildad_schedules, \
          __diesel_schema_migrations CASCADE",
     )
     .await
@@ -124,7 +124,7 @@ async fn harness_gives_bildads_schema_on_postgres() {
     };
     let mut c = AsyncPgConnection::establish(app.url()).await.unwrap();
     c.batch_execute(
-        "DROP TABLE bildad_runs, bildad_queue, bildad_templates, bildad_nodes, \
+        "DROP TABLE bildad_runs, bildad_queue, bildad_templates, bildad_nodes, bildad_schedules, \
          __diesel_schema_migrations CASCADE",
     )
     .await
