@@ -22,6 +22,7 @@ pub mod periodic;
 pub mod schedule;
 pub mod store;
 pub mod typed;
+pub mod unique;
 pub mod validation;
 pub mod worker;
 
@@ -49,5 +50,6 @@ pub use schedule::{
 };
 pub use store::{EnqueueListener, JobStore, LocalEnqueueSignal};
 pub use typed::{EnqueueOptions, JobArgs, JobDefaults};
+pub use unique::{MAX_UNIQUE_FOR_SECONDS, unique_key};
 pub use validation::SchemaCache;
 pub use worker::{IntoWorker, RunInfo, State, Worker};

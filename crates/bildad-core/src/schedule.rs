@@ -83,16 +83,11 @@ fn entry(
     o: &ScheduleOptions,
     fire_at: Timestamp,
 ) -> NewEntry {
-    NewEntry {
-        template: template.to_string(),
-        context: context.clone(),
-        priority: o.priority,
-        timeout_seconds: o.timeout_seconds,
-        max_retries: o.max_retries,
-        job_run_identifier: Some(fire_identifier(name, fire_at)),
-        run_at: None,
-        run_in: None,
-    }
+    let mut e = NewEntry::new(template, context.clone()).identifier(fire_identifier(name, fire_at));
+    e.priority = o.priority;
+    e.timeout_seconds = o.timeout_seconds;
+    e.max_retries = o.max_retries;
+    e
 }
 
 /// A schedule to save.

@@ -84,7 +84,7 @@ async fn installed_migrations_give_bildads_schema() {
     // `copied` was migrated by the store when it was created; start it from nothing.
     let mut c = AsyncPgConnection::establish(copied.url()).await.unwrap();
     c.batch_execute(
-        "DROP TABLE IF EXISTS bildad_runs, bildad_queue, bildad_templates, bildad_nodes, bildad_schedules, \
+        "DROP TABLE IF EXISTS bildad_runs, bildad_queue, bildad_templates, bildad_nodes, bildad_unique_keys, bildad_schedules, \
          __diesel_schema_migrations CASCADE",
     )
     .await
@@ -124,7 +124,7 @@ async fn harness_gives_bildads_schema_on_postgres() {
     };
     let mut c = AsyncPgConnection::establish(app.url()).await.unwrap();
     c.batch_execute(
-        "DROP TABLE bildad_runs, bildad_queue, bildad_templates, bildad_nodes, bildad_schedules, \
+        "DROP TABLE bildad_runs, bildad_queue, bildad_templates, bildad_nodes, bildad_unique_keys, bildad_schedules, \
          __diesel_schema_migrations CASCADE",
     )
     .await
@@ -141,7 +141,7 @@ async fn harness_gives_bildads_schema_on_postgres() {
         let mut o = AsyncPgConnection::establish(own.url()).await.unwrap();
         let mut v = versions(&mut o).await;
         v.push("20261202100000".into()); // the app's users table
-        v.sort();
+        v.sort(); // in version order, as `versions` reads them
         v
     });
     app.pg().migrate().await.unwrap();

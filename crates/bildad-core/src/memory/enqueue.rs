@@ -34,6 +34,8 @@ impl MemoryStore {
             }
         }
         let now = st.now();
+        let identifiers: Vec<&str> = prepared.iter().map(|(_, i)| i.as_str()).collect();
+        st.take_unique_keys(&new, &identifiers, now)?;
         let mut out = Vec::with_capacity(new.len());
         for (n, (t, identifier)) in new.into_iter().zip(prepared) {
             let id = st.id();

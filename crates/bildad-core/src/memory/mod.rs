@@ -7,6 +7,7 @@
 mod enqueue;
 mod schedules;
 mod state;
+mod unique;
 
 use crate::error::{StoreError, StoreResult, Violation};
 use crate::model::{
@@ -478,6 +479,8 @@ impl JobStore for MemoryStore {
 
     async fn prune_runs(&self, older_than: Timestamp) -> StoreResult<u64> {
         let mut st = self.lock();
+        let now = st.now();
+        st.prune_unique_keys(now);
         let before = st.runs.len();
         st.runs.retain(|_, r| {
             !(r.status == RunStatus::Done && r.ended_at.is_some_and(|t| t < older_than))

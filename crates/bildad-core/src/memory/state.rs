@@ -21,6 +21,8 @@ pub(super) struct State {
     /// Per entry, its runs that do not count against `max_retries` (see
     /// [`RetryState::uncounted_runs`]); absent for none.
     pub(super) uncounted_runs: HashMap<EntryId, i32>,
+    /// Unique keys by key (see `unique.rs`).
+    pub(super) unique_keys: HashMap<String, super::unique::UniqueKey>,
     /// Schedules by name (SPEC §9).
     pub(super) schedules: BTreeMap<String, crate::Schedule>,
 }

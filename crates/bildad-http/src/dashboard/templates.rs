@@ -247,6 +247,7 @@ pub(crate) async fn enqueue(
         job_run_identifier: (!fields.identifier.is_empty()).then(|| fields.identifier.clone()),
         run_at,
         run_in: None,
+        unique_for_seconds: None,
     };
     let engine = d.app.engine.clone();
     let enqueued = match d.app.call(async move { engine.enqueue(entry).await }).await {

@@ -34,6 +34,10 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         ),
     ),
     (
+        "20261203000007",
+        include_str!("../../../../migrations/postgres/2026-12-03-000007_unique_jobs/up.sql"),
+    ),
+    (
         "20261203000008",
         include_str!("../../../../migrations/postgres/2026-12-03-000008_schedules/up.sql"),
     ),
