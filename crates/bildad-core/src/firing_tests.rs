@@ -158,3 +158,10 @@ fn identifiers_are_rfc3339_utc() {
         "schedule:digest:2027-03-28T01:00:00Z"
     );
 }
+
+/// A cron that never matches (February 30th) has no next fire time.
+#[test]
+fn an_impossible_date_never_fires() {
+    let f = firing("0 0 30 2 *", "UTC");
+    assert_eq!(f.next_after(at("2027-01-01T00:00:00Z")), None);
+}
