@@ -6,5 +6,6 @@ mod fuzz_validation;
 mod lifecycle;
 mod nodes;
 mod race;
+mod schedules_from_code;
 mod shutdown_load;
 mod templates_from_code;

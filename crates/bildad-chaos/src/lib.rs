@@ -1,7 +1,8 @@
 //! Fault proof for Bildad, driven from outside: real `bildad serve` processes on one
 //! PostgreSQL database, SIGKILLed and restarted under load ([`chaos`]), or cut off from
 //! the database by a TCP proxy ([`outage`]), then checked from the database alone
-//! ([`check`]).
+//! ([`check`]); and a per-second schedule evaluated by nodes being SIGKILLed
+//! ([`schedule`]).
 //!
 //! `cargo xtask chaos` runs the full form; `crates/bildad/tests/it/chaos.rs` runs short
 //! forms in CI against the binary cargo built for the test.
@@ -15,6 +16,7 @@ pub mod node;
 pub mod outage;
 pub mod plan;
 pub mod proxy;
+pub mod schedule;
 
 use anyhow::{Context, Result, bail};
 use node::ServeProcess;

@@ -3,6 +3,7 @@
 //! ```text
 //! bildad-chaos [--nodes 4] [--jobs 10000] [--kill-every-secs 3] [--min-kills 50] [--runs 1]
 //! bildad-chaos outage [--outage-secs 10] [--node-dead-after-secs 60] [--jobs 300]
+//! bildad-chaos schedule [--nodes 3] [--seconds 60] [--kill-every-secs 2]
 //! ```
 
 use anyhow::{Context, Result};
@@ -85,6 +86,19 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         jobs: usize,
     },
+    /// A per-second schedule while nodes are SIGKILLed one at a time: one entry per
+    /// fire time, no gap.
+    Schedule {
+        /// `bildad serve` processes (at least 2).
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Seconds the schedule runs.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Mean seconds between SIGKILLs.
+        #[arg(long, default_value_t = 2.0)]
+        kill_every_secs: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -140,6 +154,31 @@ async fn run(cli: Cli) -> Result<bool> {
             let report = outage::run_with(opts, dead_after).await?;
             println!("{report}");
             let passed = report.verdict.passed();
+            if passed && !cli.keep_database {
+                fresh.drop_database().await?;
+            } else {
+                println!("database kept: {}", fresh.name);
+            }
+            Ok(passed)
+        }
+        Some(Command::Schedule {
+            nodes,
+            seconds,
+            kill_every_secs,
+        }) => {
+            let fresh = db::FreshDatabase::create(&cli.database_url, "schedule").await?;
+            let report =
+                bildad_chaos::schedule::run(bildad_chaos::schedule::ScheduleChaosOptions {
+                    bin,
+                    database_url: fresh.url.clone(),
+                    nodes,
+                    duration: Duration::from_secs(seconds),
+                    kill_every: Duration::from_secs_f64(kill_every_secs.max(0.1)),
+                    seed: cli.seed.unwrap_or_else(bildad_chaos::seed_from_clock),
+                })
+                .await?;
+            println!("{report}");
+            let passed = report.passed();
             if passed && !cli.keep_database {
                 fresh.drop_database().await?;
             } else {

@@ -14,6 +14,7 @@ use bildad_core::{
     PageRequest, QueueEntry, QueueStats, RemoveResult, RunActivity, RunFilter, RunId, RunRef,
     StopResult, StoreError, StoreResult, TemplateFilter, TemplatePatch, Timestamp,
 };
+use bildad_core::{EvaluateSchedules, NewSchedule, Schedule, ScheduleEvaluation, SchedulePatch};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -306,6 +307,13 @@ fault_store! {
     Stats => fn stats(&self) -> StoreResult<QueueStats>;
     ListenForEnqueues => fn listen_for_enqueues(&self) -> StoreResult<Option<Box<dyn EnqueueListener>>>;
     QueueDepths => fn queue_depths(&self) -> StoreResult<Vec<bildad_core::QueueDepth>>;
+    CreateSchedule => fn create_schedule(&self, new: NewSchedule) -> StoreResult<Schedule>;
+    GetSchedule => fn get_schedule(&self, name: &str) -> StoreResult<Schedule>, about name;
+    ListSchedules => fn list_schedules(&self, page: PageRequest) -> StoreResult<Page<Schedule>>;
+    UpdateSchedule => fn update_schedule(&self, name: &str, patch: SchedulePatch) -> StoreResult<Schedule>, about name;
+    DeleteSchedule => fn delete_schedule(&self, name: &str) -> StoreResult<()>, about name;
+    EvaluateSchedules => fn evaluate_schedules(&self, req: EvaluateSchedules) -> StoreResult<ScheduleEvaluation>;
+    RewindSchedule => fn rewind_schedule(&self, name: &str, from: Timestamp) -> StoreResult<Schedule>, about name;
 }
 
 impl Call {

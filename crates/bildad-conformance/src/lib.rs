@@ -230,6 +230,18 @@ macro_rules! for_each_case {
             // queues (SPEC §8)
             queue_carried_from_template_to_entry_run_and_retry,
             queue_name_invalid,
+            // schedules (SPEC §9)
+            schedule_create_read_list_delete,
+            schedule_invalid_or_duplicate_refused,
+            schedule_update_changes_given_fields,
+            schedule_no_fire_time_skipped_at_one_second,
+            schedule_catch_up_after_downtime,
+            schedule_dst_spring_gap_fires_once,
+            schedule_dst_autumn_repeat_fires_once,
+            schedule_deactivated_fires_nothing,
+            schedule_racing_evaluators_fire_each_time_once,
+            schedule_refused_enqueue_skips_only_its_own_fire_times,
+            schedule_queue_option_reaches_its_entries,
         }
     };
 }

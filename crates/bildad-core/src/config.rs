@@ -30,6 +30,22 @@ pub struct NodeConfig {
     /// Default off: cron (and the optional ticker) drive the engine, as SPEC §5 has it.
     #[serde(default)]
     pub wake_on_enqueue: bool,
+    /// How often this node evaluates the schedules (SPEC §9); `None` = never on this
+    /// node. Default 1 s.
+    #[serde(default = "default_scheduler_interval")]
+    pub scheduler_interval: Option<Duration>,
+    /// A fire time older than this when first evaluated means every node was down: only
+    /// the latest missed fire time is enqueued. Default 60 s.
+    #[serde(default = "default_schedule_grace")]
+    pub schedule_grace: Duration,
+}
+
+fn default_scheduler_interval() -> Option<Duration> {
+    Some(Duration::from_secs(1))
+}
+
+fn default_schedule_grace() -> Duration {
+    crate::firing::DEFAULT_SCHEDULE_GRACE
 }
 
 impl Default for NodeConfig {
@@ -45,6 +61,8 @@ impl Default for NodeConfig {
             backoff: Backoff::default(),
             max_concurrent_jobs: 100,
             wake_on_enqueue: false,
+            scheduler_interval: default_scheduler_interval(),
+            schedule_grace: default_schedule_grace(),
         }
     }
 }
@@ -69,6 +87,12 @@ impl NodeConfig {
             v.push(Violation::new(
                 "node_dead_after",
                 "must be longer than the killer interval, or live nodes look dead",
+            ));
+        }
+        if self.scheduler_interval.is_some_and(|d| d.is_zero()) {
+            v.push(Violation::new(
+                "scheduler_interval",
+                "must be positive (None turns the scheduler off)",
             ));
         }
         if v.is_empty() {

@@ -134,6 +134,7 @@ impl JobRegistry {
     ) -> Result<EnsuredTemplates, StoreError> {
         let mut done = EnsuredTemplates::default();
         for declared in self.typed.templates.values() {
+            declared.template.validate()?;
             let code = declared.template.code.clone();
             match ensure(store, declared).await? {
                 Ensured::Created => done.created.push(code),
@@ -145,41 +146,92 @@ impl JobRegistry {
     }
 }
 
-enum Ensured {
+/// What one create-or-update did.
+pub(crate) enum Ensured {
     Created,
     Updated,
     Unchanged,
 }
 
-async fn ensure(store: &dyn JobStore, declared: &DeclaredTemplate) -> Result<Ensured, StoreError> {
-    declared.template.validate()?;
-    let code = &declared.template.code;
+/// Something declared in code and saved by the create-or-update step: a template, a
+/// schedule (`periodic.rs`). The step is written once, in [`ensure`].
+#[async_trait::async_trait]
+pub(crate) trait Declaration: Sync {
+    /// What the store holds for it.
+    type Stored: Send;
+    /// The change that puts the owned fields back.
+    type Patch: Send;
+    /// What a failure names (`template "x"`).
+    fn what(&self) -> String;
+    /// The stored one. `NotFound` when missing.
+    async fn read(&self, store: &dyn JobStore) -> Result<Self::Stored, StoreError>;
+    /// Creates it. `Conflict` when another writer was first.
+    async fn create(&self, store: &dyn JobStore) -> Result<(), StoreError>;
+    /// The owned fields of `existing` that differ; `None` when none do.
+    fn patch(&self, existing: &Self::Stored) -> Option<Self::Patch>;
+    /// Applies `patch`. `NotFound` when deleted in between.
+    async fn update(&self, store: &dyn JobStore, patch: Self::Patch) -> Result<(), StoreError>;
+}
+
+/// The one create-or-update step, race-safe on the ordinary store methods (see the
+/// module's doc).
+pub(crate) async fn ensure<D: Declaration>(
+    store: &dyn JobStore,
+    declared: &D,
+) -> Result<Ensured, StoreError> {
     let mut last = None;
     for _ in 0..ENSURE_ATTEMPTS {
-        let existing = match store.get_template(code).await {
+        let existing = match declared.read(store).await {
             Ok(t) => t,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                match store.create_template(declared.template.clone()).await {
-                    Ok(_) => return Ok(Ensured::Created),
-                    // Another node created it first: compare with theirs.
-                    Err(e) if e.kind() == ErrorKind::Conflict => {
-                        last = Some(e);
-                        continue;
-                    }
-                    Err(e) => return Err(e),
+            Err(e) if e.kind() == ErrorKind::NotFound => match declared.create(store).await {
+                Ok(()) => return Ok(Ensured::Created),
+                // Another node created it first: compare with theirs.
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    last = Some(e);
+                    continue;
                 }
-            }
+                Err(e) => return Err(e),
+            },
             Err(e) => return Err(e),
         };
-        let Some(patch) = declared.changes(&existing) else {
+        let Some(patch) = declared.patch(&existing) else {
             return Ok(Ensured::Unchanged);
         };
-        match store.update_template(code, patch).await {
-            Ok(_) => return Ok(Ensured::Updated),
+        match declared.update(store, patch).await {
+            Ok(()) => return Ok(Ensured::Updated),
             // Deleted in between: create it again.
             Err(e) if e.kind() == ErrorKind::NotFound => last = Some(e),
             Err(e) => return Err(e),
         }
     }
-    Err(last.unwrap_or_else(|| StoreError::Conflict(format!("template {code:?}"))))
+    Err(last.unwrap_or_else(|| StoreError::Conflict(declared.what())))
+}
+
+#[async_trait::async_trait]
+impl Declaration for DeclaredTemplate {
+    type Stored = JobTemplate;
+    type Patch = TemplatePatch;
+
+    fn what(&self) -> String {
+        format!("template {:?}", self.template.code)
+    }
+
+    async fn read(&self, store: &dyn JobStore) -> Result<JobTemplate, StoreError> {
+        store.get_template(&self.template.code).await
+    }
+
+    async fn create(&self, store: &dyn JobStore) -> Result<(), StoreError> {
+        store.create_template(self.template.clone()).await.map(drop)
+    }
+
+    fn patch(&self, existing: &JobTemplate) -> Option<TemplatePatch> {
+        self.changes(existing)
+    }
+
+    async fn update(&self, store: &dyn JobStore, patch: TemplatePatch) -> Result<(), StoreError> {
+        store
+            .update_template(&self.template.code, patch)
+            .await
+            .map(drop)
+    }
 }

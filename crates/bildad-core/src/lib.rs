@@ -11,6 +11,7 @@ pub mod depth;
 pub mod error;
 pub mod executor;
 pub mod fate;
+pub mod firing;
 pub mod input;
 pub mod job;
 pub mod jobs;
@@ -18,6 +19,8 @@ pub mod lifecycle;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod model;
+pub mod periodic;
+pub mod schedule;
 pub mod store;
 pub mod trace_context;
 pub mod typed;
@@ -43,6 +46,11 @@ pub use lifecycle::*;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 pub use model::*;
+pub use periodic::EnsuredSchedules;
+pub use schedule::{
+    EvaluateSchedules, Fired, NewSchedule, Schedule, ScheduleEvaluation, ScheduleOptions,
+    SchedulePatch,
+};
 pub use store::{EnqueueListener, JobStore, LocalEnqueueSignal};
 pub use trace_context::{MAX_TRACE_CONTEXT_BYTES, Traceparent};
 pub use typed::{EnqueueOptions, JobArgs, JobDefaults};

@@ -5,6 +5,9 @@ use crate::model::{
     EntryFilter, EntryStatus, JobRun, JobTemplate, Node, NodeRef, Page, PageRequest, QueueEntry,
     QueueStats, RunActivity, RunFilter, RunId, TemplateFilter, Timestamp,
 };
+use crate::schedule::{
+    EvaluateSchedules, NewSchedule, Schedule, ScheduleEvaluation, SchedulePatch,
+};
 use crate::{
     ClaimRequest, ClaimedRun, Finalize, FinalizeResult, NewEntry, NewTemplate, RemoveResult,
     RunRef, StopResult, TemplatePatch,
@@ -228,6 +231,43 @@ pub trait JobStore: Send + Sync + 'static {
     /// database clock (the cluster's gauges, docs/OBSERVABILITY.md). One grouped query:
     /// a scrape of the metrics endpoint costs no more. Queues with no entry are absent.
     async fn queue_depths(&self) -> StoreResult<Vec<crate::depth::QueueDepth>>;
+    // --- schedules (SPEC §9) ----------------------------------------------------
+
+    /// Saves a schedule whose first fire time is the first after now. `Invalid` (name,
+    /// cron, time zone, options; the template must exist and be active and the context
+    /// satisfy its schema, as for an enqueue) or `Conflict` (the name is taken).
+    async fn create_schedule(&self, new: NewSchedule) -> StoreResult<Schedule>;
+
+    /// The schedule named `name`. `NotFound`.
+    async fn get_schedule(&self, name: &str) -> StoreResult<Schedule>;
+
+    /// Schedules by name.
+    async fn list_schedules(&self, page: PageRequest) -> StoreResult<Page<Schedule>>;
+
+    /// Applies the present fields of `patch`, checked as by
+    /// [`create_schedule`](JobStore::create_schedule); a new cron or time zone, or an
+    /// activation, moves `next_fire_at` to the first fire time after now. `NotFound`,
+    /// `Invalid`.
+    async fn update_schedule(&self, name: &str, patch: SchedulePatch) -> StoreResult<Schedule>;
+
+    /// Deletes a schedule (its entries and runs stay). `NotFound`.
+    async fn delete_schedule(&self, name: &str) -> StoreResult<()>;
+
+    /// Enqueues the due fire times of active schedules (SPEC §9), reading only the due
+    /// ones. Per schedule, in one transaction: the advance of `last_fire_at` and
+    /// `next_fire_at`, guarded by the `next_fire_at` it read (compare-and-set), and the
+    /// entries `schedule:<name>:<fire time>`. Of evaluations racing on any number of
+    /// nodes, exactly one wins each fire time; the others change nothing (`lost`).
+    /// The fire times are planned by [`crate::firing::Firing::plan`].
+    ///
+    /// *Engine and killer only* (the scheduler of every node).
+    async fn evaluate_schedules(&self, req: EvaluateSchedules) -> StoreResult<ScheduleEvaluation>;
+
+    /// **Tests only**: moves the schedule's clock so that its next fire time is the
+    /// first after `from` (a past or future instant), as if it had been saved then.
+    /// With [`EvaluateSchedules::at`] it lets a test walk through any day without
+    /// waiting. `NotFound`.
+    async fn rewind_schedule(&self, name: &str, from: Timestamp) -> StoreResult<Schedule>;
 }
 
 /// Wake-ups a store pushes when entries are enqueued (see

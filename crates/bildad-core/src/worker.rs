@@ -211,6 +211,8 @@ fn encode_output<O: Serialize>(output: &O) -> Result<Option<Value>, JobError> {
 pub(crate) struct Declared {
     states: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     pub(crate) templates: BTreeMap<String, DeclaredTemplate>,
+    /// Schedules declared from code (`periodic.rs`).
+    pub(crate) schedules: BTreeMap<String, crate::NewSchedule>,
 }
 
 impl JobRegistry {

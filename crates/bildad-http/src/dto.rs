@@ -238,7 +238,7 @@ impl From<JobRun> for RunJson {
 /// An optional `i32` that also takes a whole number written with a fraction or an
 /// exponent (`5.0`, `1e3`), since JSON Schema's `integer` (the document's) includes
 /// them; `1.5` and out-of-range numbers are still refused.
-fn whole_i32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+pub(crate) fn whole_i32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
     use serde::de::Error;
     let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
         return Ok(None);

@@ -31,6 +31,7 @@ pub mod metrics;
 mod openapi;
 mod origin;
 mod routes;
+mod schedules;
 mod state;
 mod trace;
 #[cfg(feature = "api-viewer")]

@@ -254,6 +254,11 @@ pub(crate) struct RunIdPath {
         crate::routes::list_runs,
         crate::routes::get_run,
         crate::metrics::metrics,
+        crate::schedules::create_schedule,
+        crate::schedules::list_schedules,
+        crate::schedules::get_schedule,
+        crate::schedules::patch_schedule,
+        crate::schedules::delete_schedule,
     ),
     components(schemas(
         ErrorJson,

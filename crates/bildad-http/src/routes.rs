@@ -15,6 +15,7 @@ use crate::openapi::{
     CodePath, EngineReportJson, ErrorJson, HealthJson, IdentifierPath, PageParams, QueueQuery,
     RunIdPath, RunsQuery, TemplatesQuery,
 };
+use crate::schedules as sch;
 use crate::state::{AppState, bounded};
 use axum::Json;
 use axum::extract::State;
@@ -86,6 +87,23 @@ pub(crate) fn table() -> Vec<RouteDef> {
         route(Method::GET, "/jobs/runs", get(list_runs)),
         route(Method::GET, "/jobs/runs/{id}", get(get_run)),
         route(Method::GET, "/jobs/metrics", get(crate::metrics::metrics)),
+        route(Method::POST, "/jobs/schedules", post(sch::create_schedule)),
+        route(Method::GET, "/jobs/schedules", get(sch::list_schedules)),
+        route(
+            Method::GET,
+            "/jobs/schedules/{name}",
+            get(sch::get_schedule),
+        ),
+        route(
+            Method::PATCH,
+            "/jobs/schedules/{name}",
+            patch(sch::patch_schedule),
+        ),
+        route(
+            Method::DELETE,
+            "/jobs/schedules/{name}",
+            delete(sch::delete_schedule),
+        ),
     ]
 }
 
@@ -439,7 +457,7 @@ pub(crate) async fn get_run(
 // --- parameter rules ---------------------------------------------------------
 
 /// A path identifier or code that no stored row can have is a 422, not a lookup.
-fn check_path_text(pointer: &str, s: &str) -> Result<(), ApiError> {
+pub(crate) fn check_path_text(pointer: &str, s: &str) -> Result<(), ApiError> {
     if s.chars().count() > MAX_NAME_CHARS {
         Err(ApiError::invalid_at(
             pointer,
@@ -491,7 +509,7 @@ where
 }
 
 /// `page` (from 0) and `limit` (1..=500, default 25), with every earlier violation.
-fn page_request(q: &QueryPairs, mut v: Vec<Violation>) -> Result<PageRequest, ApiError> {
+pub(crate) fn page_request(q: &QueryPairs, mut v: Vec<Violation>) -> Result<PageRequest, ApiError> {
     let mut number = |key: &str, default: u32, rule: &str| match q.raw(key) {
         None => default,
         Some(s) => s.parse::<u32>().unwrap_or_else(|_| {

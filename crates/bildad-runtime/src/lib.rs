@@ -4,7 +4,8 @@
 //! talks to the database only through `Arc<dyn JobStore>`.
 //!
 //! - [`NodeRuntime::start`] starts one node: a new instance id, its [`TokioExecutor`],
-//!   its [`JobKiller`] and, when configured, an engine ticker.
+//!   its [`JobKiller`], its [`Scheduler`] (periodic jobs, SPEC §9) and, when configured,
+//!   an engine ticker.
 //! - [`Engine::run_once`] is one engine pass (what `POST /jobs/engine/run` does);
 //!   [`Engine::run_until_idle`] keeps claiming while work is available.
 //! - Killing is cooperative: an aborted job stops at its next `.await`. A job with long
@@ -20,6 +21,7 @@ mod killer;
 pub mod metrics;
 mod node;
 mod pacing;
+mod scheduler;
 mod trace;
 
 pub use engine::{Counts, Engine, EngineReport};
@@ -27,3 +29,4 @@ pub use executor::TokioExecutor;
 pub use killer::{JobKiller, KillReport};
 pub use node::{NodeRuntime, SHUTDOWN_FINALIZE_BOUND};
 pub use pacing::EXPIRY_CHECK_EVERY;
+pub use scheduler::Scheduler;

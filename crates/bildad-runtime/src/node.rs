@@ -59,8 +59,9 @@ impl std::fmt::Debug for NodeRuntime {
 
 impl NodeRuntime {
     /// Creates or updates the templates the registry declares
-    /// ([`JobRegistry::ensure_templates`]), registers the node (first heartbeat), starts
-    /// the killer and, when
+    /// ([`JobRegistry::ensure_templates`]), then its schedules
+    /// ([`JobRegistry::ensure_schedules`]), registers the node (first heartbeat), starts
+    /// the killer, the scheduler (unless `config.scheduler_interval` is `None`) and, when
     /// `config.engine_interval` is set, the ticker; when `config.wake_on_enqueue` is
     /// set, an engine pass also starts whenever the store reports an enqueue.
     ///
@@ -83,6 +84,14 @@ impl NodeRuntime {
                 created = ?templates.created,
                 updated = ?templates.updated,
                 "templates from code written"
+            );
+        }
+        let schedules = registry.ensure_schedules(&*store).await?;
+        if !schedules.created.is_empty() || !schedules.updated.is_empty() {
+            tracing::info!(
+                created = ?schedules.created,
+                updated = ?schedules.updated,
+                "schedules from code written"
             );
         }
         store.heartbeat(&node).await?;
@@ -114,6 +123,12 @@ impl NodeRuntime {
                 every,
                 inner.stop_ticker.clone(),
             )));
+        }
+        if let Some(every) = config.scheduler_interval.filter(|d| !d.is_zero()) {
+            let scheduler = crate::Scheduler::new(engine.store().clone(), config.schedule_grace);
+            tasks.push(tokio::spawn(
+                scheduler.run(every, inner.stop_ticker.clone()),
+            ));
         }
         if config.wake_on_enqueue {
             tasks.push(tokio::spawn(run_wake_on_enqueue(
@@ -252,21 +267,19 @@ impl NodeRuntime {
 
 /// Runs the engine every `every` until stopped. A failing pass is logged.
 async fn run_ticker(engine: Engine, every: Duration, stop: CancellationToken) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        match engine.run_once().await {
-            Ok(r) if r != crate::EngineReport::default() => {
-                tracing::debug!(report = ?r, "engine pass");
+    crate::scheduler::repeat(every, stop, || {
+        let engine = engine.clone();
+        async move {
+            match engine.run_once().await {
+                Ok(r) if r != crate::EngineReport::default() => {
+                    tracing::debug!(report = ?r, "engine pass");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "engine pass failed"),
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "engine pass failed"),
         }
-    }
+    })
+    .await;
 }
 
 /// First and largest pause before subscribing again after the store's listener was lost.

@@ -35,6 +35,8 @@ mod pg;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod rows;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod schedules;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod shared;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -267,6 +269,54 @@ macro_rules! job_store_by_sections {
 
             async fn queue_depths(&self) -> bildad_core::StoreResult<Vec<bildad_core::QueueDepth>> {
                 reads::queue_depths(self).await
+            }
+
+            async fn create_schedule(
+                &self,
+                new: bildad_core::NewSchedule,
+            ) -> bildad_core::StoreResult<bildad_core::Schedule> {
+                schedules::create_schedule(self, new).await
+            }
+
+            async fn get_schedule(
+                &self,
+                name: &str,
+            ) -> bildad_core::StoreResult<bildad_core::Schedule> {
+                schedules::get_schedule(self, name).await
+            }
+
+            async fn list_schedules(
+                &self,
+                page: bildad_core::PageRequest,
+            ) -> bildad_core::StoreResult<bildad_core::Page<bildad_core::Schedule>> {
+                schedules::list_schedules(self, page).await
+            }
+
+            async fn update_schedule(
+                &self,
+                name: &str,
+                patch: bildad_core::SchedulePatch,
+            ) -> bildad_core::StoreResult<bildad_core::Schedule> {
+                schedules::update_schedule(self, name, patch).await
+            }
+
+            async fn delete_schedule(&self, name: &str) -> bildad_core::StoreResult<()> {
+                schedules::delete_schedule(self, name).await
+            }
+
+            async fn evaluate_schedules(
+                &self,
+                req: bildad_core::EvaluateSchedules,
+            ) -> bildad_core::StoreResult<bildad_core::ScheduleEvaluation> {
+                schedules::evaluate_schedules(self, req).await
+            }
+
+            async fn rewind_schedule(
+                &self,
+                name: &str,
+                from: bildad_core::Timestamp,
+            ) -> bildad_core::StoreResult<bildad_core::Schedule> {
+                schedules::rewind_schedule(self, name, from).await
             }
         }
     };

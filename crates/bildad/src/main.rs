@@ -163,6 +163,18 @@ struct NodeArgs {
           value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1,
           default_missing_value = "true")]
     wake_on_enqueue: bool,
+
+    /// Evaluate the schedules (periodic jobs) every N seconds on this node; 0 = off on
+    /// this node. Every node may evaluate: each fire time is enqueued once.
+    #[arg(long, env = "BILDAD_SCHEDULER_INTERVAL_SECONDS", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    scheduler_interval_seconds: u64,
+
+    /// A fire time older than this when first evaluated means every node was down: only
+    /// the latest missed fire time of each schedule is enqueued.
+    #[arg(long, env = "BILDAD_SCHEDULE_GRACE_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=31_622_400))]
+    schedule_grace_seconds: u64,
 }
 
 impl NodeArgs {
@@ -185,6 +197,9 @@ impl NodeArgs {
             },
             max_concurrent_jobs: self.max_concurrent_jobs,
             wake_on_enqueue: self.wake_on_enqueue,
+            scheduler_interval: (self.scheduler_interval_seconds > 0)
+                .then(|| Duration::from_secs(self.scheduler_interval_seconds)),
+            schedule_grace: Duration::from_secs(self.schedule_grace_seconds),
         };
         if let Err(e) = config.validate() {
             let why: Vec<String> = e

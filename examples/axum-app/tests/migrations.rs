@@ -88,7 +88,7 @@ async fn installed_migrations_give_bildads_schema() {
     let mut c = AsyncPgConnection::establish(copied.url()).await.unwrap();
     c.batch_execute(
         "DROP TABLE IF EXISTS bildad_runs, bildad_queue, bildad_templates, bildad_nodes, \
-         bildad_queues, bildad_unique_keys, __diesel_schema_migrations CASCADE",
+         bildad_queues, bildad_unique_keys, bildad_schedules, __diesel_schema_migrations CASCADE",
     )
     .await
     .unwrap();
@@ -152,7 +152,7 @@ async fn harness_gives_bildads_schema_on_postgres() {
     let mut c = AsyncPgConnection::establish(app.url()).await.unwrap();
     c.batch_execute(
         "DROP TABLE bildad_runs, bildad_queue, bildad_templates, bildad_nodes, bildad_queues, \
-         bildad_unique_keys, __diesel_schema_migrations CASCADE",
+         bildad_unique_keys, bildad_schedules, __diesel_schema_migrations CASCADE",
     )
     .await
     .unwrap();

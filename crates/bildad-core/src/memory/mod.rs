@@ -5,6 +5,8 @@
 //! It is not durable and not shared between processes: never a production store.
 
 mod depth;
+mod enqueue;
+mod schedules;
 mod state;
 mod unique;
 
@@ -13,11 +15,14 @@ use crate::model::{
     EntryFilter, EntryStatus, JobRun, JobTemplate, Node, NodeRef, Page, PageRequest, QueueEntry,
     QueueStats, RunActivity, RunFilter, RunId, RunResult, RunStatus, TemplateFilter, Timestamp,
 };
+use crate::schedule::{
+    EvaluateSchedules, NewSchedule, Schedule, ScheduleEvaluation, SchedulePatch,
+};
 use crate::store::{EnqueueListener, JobStore, LocalEnqueueSignal};
 use crate::validation::SchemaCache;
 use crate::{
-    ClaimRequest, ClaimedRun, DEFAULT_PRIORITY, Finalize, FinalizeResult, NewEntry, NewTemplate,
-    Outcome, RemoveResult, RunRef, StopResult, TemplatePatch,
+    ClaimRequest, ClaimedRun, Finalize, FinalizeResult, NewEntry, NewTemplate, Outcome,
+    RemoveResult, RunRef, StopResult, TemplatePatch,
 };
 use async_trait::async_trait;
 use state::{State, paginate, run_order};
@@ -189,58 +194,7 @@ impl JobStore for MemoryStore {
     }
 
     async fn enqueue_many(&self, new: Vec<NewEntry>) -> StoreResult<Vec<QueueEntry>> {
-        let mut st = self.lock();
-        let mut v = Vec::new();
-        let mut prepared = Vec::with_capacity(new.len());
-        for (i, n) in new.iter().enumerate() {
-            if let Some(p) = self.prepare(&st, n, &format!("/{i}"), &mut v) {
-                prepared.push(p);
-            }
-        }
-        if !v.is_empty() {
-            return Err(StoreError::Invalid(v));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (_, identifier) in &prepared {
-            if st.identifier_taken(identifier) || !seen.insert(identifier.clone()) {
-                return Err(StoreError::Conflict(format!(
-                    "job_run_identifier {identifier:?} is already used"
-                )));
-            }
-        }
-        let now = st.now();
-        let identifiers: Vec<&str> = prepared.iter().map(|(_, i)| i.as_str()).collect();
-        st.take_unique_keys(&new, &identifiers, now)?;
-        let mut out = Vec::with_capacity(new.len());
-        for (n, (t, identifier)) in new.into_iter().zip(prepared) {
-            let id = st.id();
-            let e = QueueEntry {
-                id,
-                job_run_identifier: identifier,
-                template: t.code.clone(),
-                status: EntryStatus::Available,
-                priority: n.priority.unwrap_or(DEFAULT_PRIORITY),
-                timeout_seconds: n.timeout_seconds.unwrap_or(t.default_timeout_seconds),
-                max_retries: n.max_retries.unwrap_or(t.default_max_retries),
-                context: n.context,
-                run_at: n
-                    .run_at
-                    .or_else(|| {
-                        n.run_in
-                            .map(|d| now + chrono::Duration::from_std(d).unwrap_or_default())
-                    })
-                    .unwrap_or(now),
-                attempts: 0,
-                current_run_id: None,
-                inserted_at: now,
-                updated_at: now,
-                queue: n.queue.unwrap_or_else(|| t.queue.clone()),
-            };
-            st.entries.insert(id, e.clone());
-            st.trace_contexts.extend(n.trace_context.map(|c| (id, c)));
-            out.push(e);
-        }
-        drop(st);
+        let out = self.insert_entries(&mut self.lock(), new)?;
         self.enqueued.notify();
         Ok(out)
     }
@@ -572,6 +526,34 @@ impl JobStore for MemoryStore {
         let mut all: Vec<_> = st.nodes.values().cloned().collect();
         all.sort_by_key(|n| std::cmp::Reverse(n.last_heartbeat_at));
         Ok(all)
+    }
+
+    async fn create_schedule(&self, new: NewSchedule) -> StoreResult<Schedule> {
+        self.schedule_create(new)
+    }
+
+    async fn get_schedule(&self, name: &str) -> StoreResult<Schedule> {
+        self.schedule_get(name)
+    }
+
+    async fn list_schedules(&self, page: PageRequest) -> StoreResult<Page<Schedule>> {
+        Ok(self.schedule_list(page))
+    }
+
+    async fn update_schedule(&self, name: &str, patch: SchedulePatch) -> StoreResult<Schedule> {
+        self.schedule_update(name, patch)
+    }
+
+    async fn delete_schedule(&self, name: &str) -> StoreResult<()> {
+        self.schedule_delete(name)
+    }
+
+    async fn evaluate_schedules(&self, req: EvaluateSchedules) -> StoreResult<ScheduleEvaluation> {
+        self.schedule_evaluate(req)
+    }
+
+    async fn rewind_schedule(&self, name: &str, from: Timestamp) -> StoreResult<Schedule> {
+        self.schedule_rewind(name, from)
     }
 
     async fn listen_for_enqueues(&self) -> StoreResult<Option<Box<dyn EnqueueListener>>> {

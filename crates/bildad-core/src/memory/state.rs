@@ -25,6 +25,8 @@ pub(super) struct State {
     pub(super) unique_keys: HashMap<String, super::unique::UniqueKey>,
     /// Per entry, the trace context it was enqueued with (absent for none).
     pub(super) trace_contexts: HashMap<EntryId, String>,
+    /// Schedules by name (SPEC §9).
+    pub(super) schedules: BTreeMap<String, crate::Schedule>,
 }
 
 impl State {

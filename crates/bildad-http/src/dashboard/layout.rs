@@ -23,6 +23,7 @@ pub(crate) fn page(ctx: &Ctx, title: &str, q: &QueryPairs, body: Markup) -> Resp
         ("queue", "Queue"),
         ("runs", "Runs"),
         ("templates", "Templates"),
+        ("schedules", "Schedules"),
     ];
     let doc = html! {
         (DOCTYPE)
@@ -134,6 +135,10 @@ fn notice(q: &QueryPairs) -> Markup {
             html! { "Stopped the run of " code { (id) } "; the entry is available again." }
         }
         Some("removed") => html! { "Removed " code { (id) } "." },
+        Some("activated") => html! { "Activated " code { (id) } "." },
+        Some("deactivated") => {
+            html! { "Deactivated " code { (id) } ": it fires nothing until activated." }
+        }
         Some("engine") => html! {
             "Engine pass: started " (number("started")) ", expired " (number("expired"))
             @if number("errors") > 0 { ", " (number("errors")) " errors (see the server log)" } "."

@@ -1,5 +1,5 @@
 //! The HTML dashboard at `/jobs/dashboard` (feature `dashboard`): overview, queue,
-//! runs and templates pages, rendered on the server with `maud` (which escapes every
+//! runs, templates and schedules pages, rendered on the server with `maud` (which escapes every
 //! interpolated value) and refreshed in place by a small script.
 //!
 //! The pages are not part of the REST API: they are not in [`crate::routes`] nor in the
@@ -13,6 +13,7 @@ mod layout;
 mod overview;
 mod queue;
 mod runs;
+mod schedules;
 mod session;
 mod templates;
 
@@ -66,6 +67,11 @@ pub(crate) fn router(app: AppState) -> Router<AppState> {
         .route(
             "/jobs/dashboard/templates/{code}",
             get(templates::form).post(templates::enqueue),
+        )
+        .route("/jobs/dashboard/schedules", get(schedules::page))
+        .route(
+            "/jobs/dashboard/schedules/{name}/active",
+            post(schedules::set_active),
         )
         .route("/jobs/dashboard/engine", post(engine_run))
         .route(

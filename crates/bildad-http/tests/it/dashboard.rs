@@ -659,3 +659,6 @@ async fn signing_out_revokes_the_cookie_which_lasts_twelve_hours() {
     );
     assert_eq!(later.get("/jobs/dashboard").await.status, 200);
 }
+
+#[path = "dashboard_schedules.rs"]
+mod schedules;

@@ -9,6 +9,7 @@ mod dashboard;
 mod metrics;
 mod origin;
 mod routes;
+mod schedules;
 mod unique;
 #[cfg(feature = "api-viewer")]
 mod viewer;

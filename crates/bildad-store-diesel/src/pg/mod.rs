@@ -21,6 +21,7 @@ mod nodes;
 mod operator;
 mod prepared;
 mod reads;
+mod schedules;
 pub(crate) mod sql;
 mod templates;
 mod tx;

@@ -42,6 +42,10 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../../../migrations/postgres/2026-12-03-000007_unique_jobs/up.sql"),
     ),
     (
+        "20261203000008",
+        include_str!("../../../../migrations/postgres/2026-12-03-000008_schedules/up.sql"),
+    ),
+    (
         "20261203000009",
         include_str!("../../../../migrations/postgres/2026-12-03-000009_trace_context/up.sql"),
     ),

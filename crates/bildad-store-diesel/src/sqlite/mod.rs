@@ -17,6 +17,7 @@ mod listen;
 mod nodes;
 mod operator;
 mod reads;
+mod schedules;
 pub(crate) mod sql;
 mod templates;
 mod tx;

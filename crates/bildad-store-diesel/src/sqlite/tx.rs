@@ -57,7 +57,7 @@ impl SqliteStore {
 /// The enqueue in a savepoint of the caller's transaction (which keeps a batch all or
 /// nothing inside it), or in a `BEGIN IMMEDIATE` transaction of its own when the caller
 /// holds none.
-fn in_savepoint(
+pub(super) fn in_savepoint(
     schemas: &SchemaCache,
     c: &mut SqliteConnection,
     entries: Vec<NewEntry>,

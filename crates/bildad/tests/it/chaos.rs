@@ -50,3 +50,25 @@ async fn database_outage_answers_503_then_recovers_and_records_late_outcomes() {
     assert_eq!(report.finished_while_away, 10);
     assert!(report.statuses_during.get(&503).copied().unwrap_or(0) > 0);
 }
+
+/// A per-second schedule while nodes are SIGKILLed and restarted one at a time: one
+/// entry per fire time, no gap (at least one node is always up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn schedule_fires_once_per_second_while_nodes_are_killed() {
+    let Some(pg) = TestPg::fresh().await else {
+        return;
+    };
+    let report = bildad_chaos::schedule::run(bildad_chaos::schedule::ScheduleChaosOptions {
+        bin: bin(),
+        database_url: pg.url().to_owned(),
+        nodes: 3,
+        duration: Duration::from_secs(12),
+        kill_every: Duration::from_secs(2),
+        seed: bildad_chaos::seed_from_clock(),
+    })
+    .await
+    .expect("schedule chaos run");
+    eprintln!("{report}");
+    assert!(report.passed(), "{report}");
+    assert!(report.kills >= 3 && report.fires >= 10, "{report}");
+}
