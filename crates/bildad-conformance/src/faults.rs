@@ -305,6 +305,9 @@ fault_store! {
     ListNodes => fn list_nodes(&self) -> StoreResult<Vec<Node>>;
     Stats => fn stats(&self) -> StoreResult<QueueStats>;
     ListenForEnqueues => fn listen_for_enqueues(&self) -> StoreResult<Option<Box<dyn EnqueueListener>>>;
+    ListQueues => fn list_queues(&self) -> StoreResult<Vec<bildad_core::QueueInfo>>;
+    GetQueue => fn get_queue(&self, name: &str) -> StoreResult<bildad_core::QueueInfo>, about name;
+    UpdateQueue => fn update_queue(&self, name: &str, patch: bildad_core::QueuePatch) -> StoreResult<bildad_core::QueueInfo>, about name;
 }
 
 impl Call {

@@ -212,6 +212,11 @@ macro_rules! for_each_case {
             // queues (SPEC §8)
             queue_carried_from_template_to_entry_run_and_retry,
             queue_name_invalid,
+            queue_paused_is_never_claimed,
+            queue_global_limit_holds_under_racing_claimers,
+            queue_rate_limit_counts_starts_in_the_window,
+            queue_node_serves_its_queues_within_local_caps,
+            queue_settings_change_and_list,
         }
     };
 }

@@ -17,6 +17,7 @@ pub mod lifecycle;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod model;
+pub mod queues;
 pub mod store;
 pub mod typed;
 pub mod validation;
@@ -39,6 +40,9 @@ pub use lifecycle::*;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 pub use model::*;
+pub use queues::{
+    QueueInfo, QueuePatch, QueueSettings, RateLimit, check_queue_name, claim_room, serves,
+};
 pub use store::{EnqueueListener, JobStore, LocalEnqueueSignal};
 pub use typed::{EnqueueOptions, JobArgs, JobDefaults};
 pub use validation::SchemaCache;

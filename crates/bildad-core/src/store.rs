@@ -220,6 +220,23 @@ pub trait JobStore: Send + Sync + 'static {
     ///
     /// *Engine and killer only.*
     async fn listen_for_enqueues(&self) -> StoreResult<Option<Box<dyn EnqueueListener>>>;
+
+    // --- queues (SPEC §8) ---------------------------------------------------------
+
+    /// Every queue that has settings or entries (waiting or running), by name, with its
+    /// settings and counts.
+    async fn list_queues(&self) -> StoreResult<Vec<crate::QueueInfo>>;
+
+    /// One queue. `Invalid` name; `NotFound` when it has neither settings nor entries.
+    async fn get_queue(&self, name: &str) -> StoreResult<crate::QueueInfo>;
+
+    /// Applies `patch` to the queue's settings (creating them), for every node at once:
+    /// the next claim anywhere obeys them. `Invalid` (changes nothing).
+    async fn update_queue(
+        &self,
+        name: &str,
+        patch: crate::QueuePatch,
+    ) -> StoreResult<crate::QueueInfo>;
 }
 
 /// Wake-ups a store pushes when entries are enqueued (see

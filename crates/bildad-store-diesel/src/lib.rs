@@ -31,6 +31,8 @@ mod migrate;
 #[cfg(feature = "postgres")]
 mod pg;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod queues;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod rows;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod shared;
@@ -261,6 +263,25 @@ macro_rules! job_store_by_sections {
                 &self,
             ) -> bildad_core::StoreResult<Option<Box<dyn bildad_core::EnqueueListener>>> {
                 listen::listen_for_enqueues(self).await
+            }
+
+            async fn list_queues(&self) -> bildad_core::StoreResult<Vec<bildad_core::QueueInfo>> {
+                queues::list_queues(self).await
+            }
+
+            async fn get_queue(
+                &self,
+                name: &str,
+            ) -> bildad_core::StoreResult<bildad_core::QueueInfo> {
+                queues::get_queue(self, name).await
+            }
+
+            async fn update_queue(
+                &self,
+                name: &str,
+                patch: bildad_core::QueuePatch,
+            ) -> bildad_core::StoreResult<bildad_core::QueueInfo> {
+                queues::update_queue(self, name, patch).await
             }
         }
     };
