@@ -29,6 +29,7 @@ mod error;
 mod extract;
 mod openapi;
 mod origin;
+mod queues;
 mod routes;
 mod state;
 #[cfg(feature = "api-viewer")]

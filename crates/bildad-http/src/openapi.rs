@@ -253,6 +253,9 @@ pub(crate) struct RunIdPath {
         crate::routes::stop_entry,
         crate::routes::list_runs,
         crate::routes::get_run,
+        crate::queues::list_queues,
+        crate::queues::get_queue,
+        crate::queues::patch_queue,
     ),
     components(schemas(
         ErrorJson,

@@ -85,6 +85,17 @@ pub(crate) fn table() -> Vec<RouteDef> {
         ),
         route(Method::GET, "/jobs/runs", get(list_runs)),
         route(Method::GET, "/jobs/runs/{id}", get(get_run)),
+        route(Method::GET, "/jobs/queues", get(crate::queues::list_queues)),
+        route(
+            Method::GET,
+            "/jobs/queues/{name}",
+            get(crate::queues::get_queue),
+        ),
+        route(
+            Method::PATCH,
+            "/jobs/queues/{name}",
+            patch(crate::queues::patch_queue),
+        ),
     ]
 }
 

@@ -7,6 +7,7 @@ mod bad_input;
 #[cfg(feature = "dashboard")]
 mod dashboard;
 mod origin;
+mod queues;
 mod routes;
 #[cfg(feature = "api-viewer")]
 mod viewer;
