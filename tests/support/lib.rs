@@ -98,6 +98,7 @@ pub fn fast_config(name: &str) -> NodeConfig {
         backoff: Backoff::immediate(),
         max_concurrent_jobs: 50,
         wake_on_enqueue: false,
+        ..NodeConfig::default()
     }
 }
 

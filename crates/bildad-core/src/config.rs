@@ -30,6 +30,13 @@ pub struct NodeConfig {
     /// Default off: cron (and the optional ticker) drive the engine, as SPEC §5 has it.
     #[serde(default)]
     pub wake_on_enqueue: bool,
+    /// The queues this node claims from (SPEC §8); `None` (the default): every queue.
+    #[serde(default)]
+    pub queues: Option<Vec<String>>,
+    /// Local caps: at most so many runs of the named queue at once on this node, on
+    /// top of the queue's cluster-wide settings. Default none.
+    #[serde(default)]
+    pub queue_limits: std::collections::BTreeMap<String, u32>,
 }
 
 impl Default for NodeConfig {
@@ -45,6 +52,8 @@ impl Default for NodeConfig {
             backoff: Backoff::default(),
             max_concurrent_jobs: 100,
             wake_on_enqueue: false,
+            queues: None,
+            queue_limits: Default::default(),
         }
     }
 }
@@ -70,6 +79,18 @@ impl NodeConfig {
                 "node_dead_after",
                 "must be longer than the killer interval, or live nodes look dead",
             ));
+        }
+        for q in self.queues.iter().flatten() {
+            crate::input::check_code("queues", q, &mut v);
+        }
+        for (q, n) in &self.queue_limits {
+            crate::input::check_code("queue_limit", q, &mut v);
+            if *n == 0 {
+                v.push(Violation::new(
+                    "queue_limit",
+                    format!("{q}: must be positive"),
+                ));
+            }
         }
         if v.is_empty() {
             Ok(())

@@ -19,6 +19,7 @@ pub mod isolation;
 mod killer;
 mod node;
 mod pacing;
+mod queues;
 
 pub use engine::{Counts, Engine, EngineReport};
 pub use executor::TokioExecutor;

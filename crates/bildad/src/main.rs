@@ -144,6 +144,26 @@ struct NodeArgs {
           value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1,
           default_missing_value = "true")]
     wake_on_enqueue: bool,
+
+    /// Claim only from these queues (comma-separated; default: every queue).
+    #[arg(long, env = "BILDAD_QUEUES", value_delimiter = ',')]
+    queues: Option<Vec<String>>,
+
+    /// A local cap, NAME=N: at most N runs of queue NAME at once on this node
+    /// (repeatable).
+    #[arg(long = "queue-limit", value_name = "NAME=N", value_parser = parse_queue_limit)]
+    queue_limits: Vec<(String, u32)>,
+}
+
+/// `NAME=N` of `--queue-limit`.
+fn parse_queue_limit(s: &str) -> std::result::Result<(String, u32), String> {
+    let (name, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=N"))?;
+    let n: u32 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: N must be a positive integer"))?;
+    Ok((name.to_owned(), n))
 }
 
 impl NodeArgs {
@@ -166,6 +186,8 @@ impl NodeArgs {
             },
             max_concurrent_jobs: self.max_concurrent_jobs,
             wake_on_enqueue: self.wake_on_enqueue,
+            queues: self.queues.clone(),
+            queue_limits: self.queue_limits.iter().cloned().collect(),
         };
         if let Err(e) = config.validate() {
             let why: Vec<String> = e
