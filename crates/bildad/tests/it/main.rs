@@ -6,6 +6,7 @@ mod chaos;
 mod cli;
 mod isolation;
 mod nodes;
+mod queues;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
