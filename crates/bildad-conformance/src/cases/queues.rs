@@ -73,6 +73,22 @@ pub async fn queue_carried_from_template_to_entry_run_and_retry(store: Arc<dyn J
     .await;
     let again = expect_ok(s.get_entry(&c.job_run_identifier).await, "get_entry");
     assert_eq!(again.queue, "urgent");
+
+    // Listings narrow by queue.
+    let page = bildad_core::PageRequest { page: 0, limit: 50 };
+    let urgent = bildad_core::EntryFilter {
+        queue: Some("urgent".into()),
+        ..Default::default()
+    };
+    let listed = expect_ok(s.list_entries_where(urgent, page).await, "list");
+    assert_eq!(listed.total, 1);
+    let mailed_runs = bildad_core::RunFilter {
+        queue: Some("mail".into()),
+        ..Default::default()
+    };
+    let runs = expect_ok(s.list_runs(mailed_runs, page).await, "list_runs");
+    assert_eq!(runs.total, 1, "{runs:#?}");
+    assert_eq!(runs.items[0].job_run_identifier, b.job_run_identifier);
 }
 
 /// A queue name follows the rules of a code: anything else is invalid and writes

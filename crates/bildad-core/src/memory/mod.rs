@@ -293,6 +293,7 @@ impl JobStore for MemoryStore {
             .filter(|e| {
                 filter.status.is_none_or(|s| e.status == s)
                     && filter.template.as_ref().is_none_or(|t| &e.template == t)
+                    && filter.queue.as_ref().is_none_or(|q| &e.queue == q)
             })
             .cloned()
             .collect();
@@ -504,6 +505,7 @@ impl JobStore for MemoryStore {
                         .node
                         .as_ref()
                         .is_none_or(|n| &r.node == n || &r.node_name == n)
+                    && filter.queue.as_ref().is_none_or(|q| &r.queue == q)
             })
             .cloned()
             .collect();

@@ -23,6 +23,7 @@ pub(crate) fn page(ctx: &Ctx, title: &str, q: &QueryPairs, body: Markup) -> Resp
         ("queue", "Queue"),
         ("runs", "Runs"),
         ("templates", "Templates"),
+        ("queues", "Queues"),
     ];
     let doc = html! {
         (DOCTYPE)
@@ -134,6 +135,8 @@ fn notice(q: &QueryPairs) -> Markup {
             html! { "Stopped the run of " code { (id) } "; the entry is available again." }
         }
         Some("removed") => html! { "Removed " code { (id) } "." },
+        Some("paused") => html! { "Paused queue " code { (id) } ": no node starts its entries." },
+        Some("resumed") => html! { "Resumed queue " code { (id) } "." },
         Some("engine") => html! {
             "Engine pass: started " (number("started")) ", expired " (number("expired"))
             @if number("errors") > 0 { ", " (number("errors")) " errors (see the server log)" } "."

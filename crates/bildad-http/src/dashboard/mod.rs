@@ -12,6 +12,7 @@ mod chart;
 mod layout;
 mod overview;
 mod queue;
+mod queues;
 mod runs;
 mod session;
 mod templates;
@@ -67,6 +68,9 @@ pub(crate) fn router(app: AppState) -> Router<AppState> {
             "/jobs/dashboard/templates/{code}",
             get(templates::form).post(templates::enqueue),
         )
+        .route("/jobs/dashboard/queues", get(queues::page))
+        .route("/jobs/dashboard/queues/{name}/pause", post(queues::pause))
+        .route("/jobs/dashboard/queues/{name}/resume", post(queues::resume))
         .route("/jobs/dashboard/engine", post(engine_run))
         .route(
             "/jobs/dashboard/login",

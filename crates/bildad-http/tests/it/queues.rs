@@ -67,6 +67,18 @@ pub(crate) async fn queues_shapes_pause_and_limits(store: Arc<dyn JobStore>) {
     assert_eq!(runs["total"], 1, "{runs}");
     assert_eq!(runs["items"][0]["queue"], "bulk");
 
+    let (waiting, ran) = (
+        api.get("/jobs/queue?queue=mailers").await.expect(200),
+        api.get("/jobs/runs?queue=bulk").await.expect(200),
+    );
+    assert_eq!(waiting["total"], 1, "{waiting}");
+    assert_eq!(waiting["items"][0]["queue"], "mailers");
+    assert_eq!(ran["total"], 1, "{ran}");
+    assert_eq!(
+        api.get("/jobs/runs?queue=mailers").await.expect(200)["total"],
+        0
+    );
+
     let lifted = api
         .call(
             Method::PATCH,
