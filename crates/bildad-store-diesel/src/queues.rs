@@ -213,12 +213,15 @@ macro_rules! bind_update {
 }
 pub(crate) use bind_update;
 
+/// Each queue a claim treats apart, with the room it leaves (0 left out).
+pub(crate) type Rooms = Vec<(String, u64)>;
+
 /// The room of each queue a claim treats apart (limited by settings, or capped by the
 /// node), the node's caps applied; `rooms` holds the settings' rooms of limited queues.
 pub(crate) fn special_rooms(
     req: &bildad_core::ClaimRequest,
     rooms: Vec<(String, Option<u64>)>,
-) -> Vec<(String, u64)> {
+) -> Rooms {
     let mut out: std::collections::BTreeMap<String, Option<u64>> = req
         .queue_caps
         .iter()

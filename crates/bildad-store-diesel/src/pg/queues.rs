@@ -35,7 +35,10 @@ const RESTRICTED_TTL: Duration = Duration::from_secs(1);
 
 /// The names of the restricted queues, as last read (see [`RESTRICTED_TTL`]).
 #[derive(Debug, Default, Clone)]
-pub(crate) struct RestrictedCache(Arc<Mutex<Option<(Instant, Arc<Vec<String>>)>>>);
+pub(crate) struct RestrictedCache(Arc<Mutex<Option<Restricted>>>);
+
+/// When the list was read, and the names.
+type Restricted = (Instant, Arc<Vec<String>>);
 
 impl RestrictedCache {
     fn fresh(&self) -> Option<Arc<Vec<String>>> {

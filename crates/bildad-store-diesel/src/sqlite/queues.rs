@@ -6,8 +6,8 @@
 use super::{SqliteStore, Tx, json_array, optional};
 use crate::dialect::Dialect;
 use crate::queues::{
-    LimitRow, QueueRow, RESTRICTED, UpdateBinds, bind_update, limits, queues_sql, special_rooms,
-    update_sql,
+    LimitRow, QueueRow, RESTRICTED, Rooms, UpdateBinds, bind_update, limits, queues_sql,
+    special_rooms, update_sql,
 };
 use crate::rows::TextRow;
 use bildad_core::{
@@ -24,7 +24,7 @@ pub(super) fn special(
     c: &mut SqliteConnection,
     req: &ClaimRequest,
     now: i64,
-) -> Tx<(Vec<String>, Vec<(String, u64)>)> {
+) -> Tx<(Vec<String>, Rooms)> {
     let restricted: Vec<TextRow> = sql_query(RESTRICTED).load(c)?;
     let names: Vec<String> = restricted
         .into_iter()
