@@ -53,9 +53,9 @@ ON CONFLICT (name) DO UPDATE SET
 pub(crate) const RESTRICTED: &str = "SELECT name AS text FROM bildad_queues
     WHERE paused OR global_limit IS NOT NULL OR rate_allowed IS NOT NULL ORDER BY name";
 
-/// A queue with its settings and counts, as [`QUEUES`] reads it.
+/// A queue's settings as a row holds them (every column NULL: no settings row).
 #[derive(QueryableByName)]
-pub(crate) struct QueueRow {
+pub(crate) struct SettingsRow {
     #[diesel(sql_type = Text)]
     name: String,
     #[diesel(sql_type = Nullable<Bool>)]
@@ -66,6 +66,30 @@ pub(crate) struct QueueRow {
     rate_allowed: Option<i32>,
     #[diesel(sql_type = Nullable<Integer>)]
     rate_period_seconds: Option<i32>,
+}
+
+impl From<SettingsRow> for QueueSettings {
+    fn from(r: SettingsRow) -> Self {
+        QueueSettings {
+            name: r.name,
+            paused: r.paused.unwrap_or(false),
+            global_limit: r.global_limit,
+            rate_limit: match (r.rate_allowed, r.rate_period_seconds) {
+                (Some(allowed), Some(period_seconds)) => Some(RateLimit {
+                    allowed,
+                    period_seconds,
+                }),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// A queue with its settings and counts, as [`QUEUES`] reads it.
+#[derive(QueryableByName)]
+pub(crate) struct QueueRow {
+    #[diesel(embed)]
+    settings: SettingsRow,
     #[diesel(sql_type = BigInt)]
     available: i64,
     #[diesel(sql_type = BigInt)]
@@ -74,37 +98,11 @@ pub(crate) struct QueueRow {
     running: i64,
 }
 
-/// Settings as a row holds them.
-fn settings(
-    name: String,
-    paused: Option<bool>,
-    global_limit: Option<i32>,
-    rate: (Option<i32>, Option<i32>),
-) -> QueueSettings {
-    QueueSettings {
-        name,
-        paused: paused.unwrap_or(false),
-        global_limit,
-        rate_limit: match rate {
-            (Some(allowed), Some(period_seconds)) => Some(RateLimit {
-                allowed,
-                period_seconds,
-            }),
-            _ => None,
-        },
-    }
-}
-
 impl From<QueueRow> for QueueInfo {
     fn from(r: QueueRow) -> Self {
         let count = crate::shared::count;
         QueueInfo {
-            settings: settings(
-                r.name,
-                r.paused,
-                r.global_limit,
-                (r.rate_allowed, r.rate_period_seconds),
-            ),
+            settings: r.settings.into(),
             available: count(r.available),
             scheduled: count(r.scheduled),
             running: count(r.running),
@@ -116,16 +114,8 @@ impl From<QueueRow> for QueueInfo {
 /// runs started in its rate limit's window.
 #[derive(QueryableByName)]
 pub(crate) struct LimitRow {
-    #[diesel(sql_type = Text)]
-    name: String,
-    #[diesel(sql_type = Bool)]
-    paused: bool,
-    #[diesel(sql_type = Nullable<Integer>)]
-    global_limit: Option<i32>,
-    #[diesel(sql_type = Nullable<Integer>)]
-    rate_allowed: Option<i32>,
-    #[diesel(sql_type = Nullable<Integer>)]
-    rate_period_seconds: Option<i32>,
+    #[diesel(embed)]
+    settings: SettingsRow,
     #[diesel(sql_type = BigInt)]
     running: i64,
     #[diesel(sql_type = BigInt)]
@@ -135,12 +125,7 @@ pub(crate) struct LimitRow {
 impl LimitRow {
     /// The queue's name and the room its settings leave a claim now.
     pub(crate) fn room(self) -> (String, Option<u64>) {
-        let s = settings(
-            self.name,
-            Some(self.paused),
-            self.global_limit,
-            (self.rate_allowed, self.rate_period_seconds),
-        );
+        let s = QueueSettings::from(self.settings);
         let room = s.room(
             crate::shared::count(self.running),
             crate::shared::count(self.started),
