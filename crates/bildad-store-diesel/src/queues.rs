@@ -53,6 +53,11 @@ ON CONFLICT (name) DO UPDATE SET
 pub(crate) const RESTRICTED: &str = "SELECT name AS text FROM bildad_queues
     WHERE paused OR global_limit IS NOT NULL OR rate_allowed IS NOT NULL ORDER BY name";
 
+/// The names of the limited queues (paused or not): PostgreSQL's claim counts them in
+/// its bounded path. A queue that is only paused needs no count: the fast path skips it.
+pub(crate) const LIMITED: &str = "SELECT name AS text FROM bildad_queues
+    WHERE global_limit IS NOT NULL OR rate_allowed IS NOT NULL ORDER BY name";
+
 /// A queue's settings as a row holds them (every column NULL: no settings row).
 #[derive(QueryableByName)]
 pub(crate) struct SettingsRow {

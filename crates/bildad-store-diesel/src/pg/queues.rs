@@ -16,7 +16,7 @@ use super::sql::{CLAIM, PICK_LIMITED};
 use crate::dialect::Dialect;
 use crate::errors::{Fail, db_error};
 use crate::queues::{
-    LimitRow, QueueRow, RESTRICTED, UpdateBinds, bind_update, limits, queues_sql, special_rooms,
+    LIMITED, LimitRow, QueueRow, UpdateBinds, bind_update, limits, queues_sql, special_rooms,
     update_sql,
 };
 use crate::rows::{ClaimRow, TextRow, duration_us};
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 /// queue by this long, never break a limit or a pause.
 const RESTRICTED_TTL: Duration = Duration::from_secs(1);
 
-/// The names of the restricted queues, as last read (see [`RESTRICTED_TTL`]).
+/// The names of the limited queues, as last read (see [`RESTRICTED_TTL`]).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct RestrictedCache(Arc<Mutex<Option<Restricted>>>);
 
@@ -58,7 +58,8 @@ impl RestrictedCache {
     }
 }
 
-/// The restricted queues (paused or limited), from the cache or read now.
+/// The limited queues, from the cache or read now (a queue that is only paused is not
+/// among them: the fast path skips it by itself).
 pub(super) async fn restricted(
     store: &PgStore,
     conn: &mut AsyncPgConnection,
@@ -66,7 +67,7 @@ pub(super) async fn restricted(
     if let Some(names) = store.restricted.fresh() {
         return Ok(names);
     }
-    let rows: Vec<TextRow> = Cached(sql_query(RESTRICTED))
+    let rows: Vec<TextRow> = Cached(sql_query(LIMITED))
         .load(conn)
         .await
         .map_err(db_error)?;
