@@ -93,3 +93,48 @@ async fn a_global_limit_holds_across_two_nodes() {
     let (_, plain) = a.get("/jobs/runs?identifier=plain").await;
     assert_eq!(plain["items"][0]["node_name"], "node-a", "{plain}");
 }
+
+/// A node SIGKILLed while it holds a limited queue's only slot: its run expires (its
+/// heartbeat stops), the slot comes back, and the other node runs the next entry; the
+/// limit is never exceeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_nodes_slots_come_back_when_its_runs_expire() {
+    let Some(pg) = TestPg::fresh().await else {
+        return;
+    };
+    let a = start(pg.url(), "node-a", &["--retry-backoff-seconds", "0"]);
+    let b = start(pg.url(), "node-b", &["--retry-backoff-seconds", "0"]);
+    let r = a
+        .http
+        .patch(a.url("/jobs/queues/one"))
+        .json(&json!({"global_limit": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body = json!({"template": "demo.sleep", "context": {"seconds": 600}, "queue": "one",
+                      "max_retries": 0, "job_run_identifier": "held", "trigger_engine": true});
+    assert_eq!(a.post("/jobs/queue", Some(body)).await.0, 201);
+    let body = json!({"template": "demo.sleep", "context": {"seconds": 0}, "queue": "one",
+                      "job_run_identifier": "next"});
+    assert_eq!(b.post("/jobs/queue", Some(body)).await.0, 201);
+    b.post("/jobs/engine/run", None).await;
+    let (_, next) = b.get("/jobs/queue/next").await;
+    assert_eq!(next["status"], "AVAILABLE", "the slot is taken: {next}");
+    drop(a); // SIGKILL
+
+    let ran = eventually("the slot came back and next ran on B", WAIT, || async {
+        b.post("/jobs/engine/run", None).await;
+        let (_, q) = b.get("/jobs/queues/one").await;
+        assert!(q["running"].as_u64().unwrap_or(0) <= 1, "{q}");
+        let (_, runs) = b.get("/jobs/runs?identifier=next").await;
+        runs["items"]
+            .as_array()
+            .and_then(|r| r.first().cloned())
+            .filter(|r| r["status"] == "DONE")
+    })
+    .await;
+    assert_eq!(ran["node_name"], "node-b");
+    let (_, held) = b.get("/jobs/runs?identifier=held").await;
+    assert_eq!(held["items"][0]["reason"], "Expired", "{held}");
+}
