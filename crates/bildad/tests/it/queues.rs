@@ -21,6 +21,18 @@ fn start(url: &str, name: &str, extra: &[&str]) -> Node {
     Node::serve(url, &args)
 }
 
+/// Sets the global limit of `queue` through `node`'s API.
+async fn limit(node: &Node, queue: &str, n: u32) {
+    let r = node
+        .http
+        .patch(node.url(&format!("/jobs/queues/{queue}")))
+        .json(&json!({ "global_limit": n }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
 /// The most runs whose `[started_at, ended_at)` intervals overlap at one instant, by the
 /// database's own timestamps.
 fn most_at_once(runs: &[Value]) -> usize {
@@ -51,14 +63,7 @@ async fn a_global_limit_holds_across_two_nodes() {
     for n in [&a, &b] {
         assert_eq!(n.get("/jobs/health").await.0, 200);
     }
-    let r = a
-        .http
-        .patch(a.url("/jobs/queues/limited"))
-        .json(&json!({"global_limit": 2}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    limit(&a, "limited", 2).await;
     for i in 0..8 {
         let body = json!({"template": "demo.sleep", "context": {"seconds": 0.3},
                           "queue": "limited", "job_run_identifier": format!("lim-{i}")});
@@ -104,14 +109,7 @@ async fn a_killed_nodes_slots_come_back_when_its_runs_expire() {
     };
     let a = start(pg.url(), "node-a", &["--retry-backoff-seconds", "0"]);
     let b = start(pg.url(), "node-b", &["--retry-backoff-seconds", "0"]);
-    let r = a
-        .http
-        .patch(a.url("/jobs/queues/one"))
-        .json(&json!({"global_limit": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    limit(&a, "one", 1).await;
     let body = json!({"template": "demo.sleep", "context": {"seconds": 600}, "queue": "one",
                       "max_retries": 0, "job_run_identifier": "held", "trigger_engine": true});
     assert_eq!(a.post("/jobs/queue", Some(body)).await.0, 201);
