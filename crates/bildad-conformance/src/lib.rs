@@ -217,6 +217,19 @@ macro_rules! for_each_case {
             queue_rate_limit_counts_starts_in_the_window,
             queue_node_serves_its_queues_within_local_caps,
             queue_settings_change_and_list,
+            // unique jobs
+            unique_duplicate_within_window_writes_nothing,
+            unique_finished_job_still_counts,
+            unique_after_the_window_creates_a_new_entry,
+            unique_racing_enqueues_create_one_entry,
+            unique_batch_with_a_duplicate_writes_nothing,
+            unique_failed_enqueue_takes_no_key,
+            unique_for_seconds_out_of_range_invalid,
+            prune_removes_expired_unique_keys,
+            // a job that snoozes or cancels itself
+            snooze_requeues_later_without_spending_a_retry,
+            cancel_is_final,
+            snooze_and_cancel_lose_to_an_earlier_finalize,
         }
     };
 }

@@ -87,6 +87,20 @@ pub(crate) async fn claim_one(
     c
 }
 
+/// Claims the entry with `only_identifier` (which ignores `run_at`).
+pub(crate) async fn claim_one_ignoring_run_at(
+    s: &dyn JobStore,
+    node: &NodeRef,
+    t: &JobTemplate,
+    identifier: &str,
+) -> ClaimedRun {
+    let mut req = claim_request(node, &[&t.job_type], 10);
+    req.only_identifier = Some(identifier.to_string());
+    let mut got = expect_ok(s.claim(req).await, "claim only_identifier");
+    assert_eq!(got.len(), 1, "{got:?}");
+    got.remove(0)
+}
+
 /// A finalize of `run_id` with `outcome` and an immediate backoff.
 pub(crate) fn finalize_request(run_id: i64, outcome: Outcome) -> Finalize {
     Finalize {

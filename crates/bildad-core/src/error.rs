@@ -47,6 +47,9 @@ pub enum ErrorKind {
     Unavailable,
     /// Any other database failure.
     Database,
+    /// A unique job that is already enqueued within its window (SPEC §8): not a failure
+    /// of the request, nothing was written.
+    Duplicate,
 }
 
 /// The error of every [`crate::JobStore`] method.
@@ -70,6 +73,16 @@ pub enum StoreError {
     /// Any other database failure.
     #[error("database error: {0}")]
     Database(#[source] DbFailure),
+    /// Entry `index` of the request is a unique job already enqueued within its window
+    /// as `job_run_identifier` (SPEC §8); nothing was written (a batch is all or
+    /// nothing).
+    #[error("entry {index} is a duplicate of {job_run_identifier:?}")]
+    Duplicate {
+        /// The entry's place in the request (0 for a single enqueue).
+        index: usize,
+        /// The identifier of the entry enqueued earlier with the same unique key.
+        job_run_identifier: String,
+    },
 }
 
 /// What went wrong in the database, with the driver's own error when there is one
@@ -170,6 +183,7 @@ impl StoreError {
             Self::Invalid(_) => ErrorKind::Invalid,
             Self::Unavailable(_) => ErrorKind::Unavailable,
             Self::Database(_) => ErrorKind::Database,
+            Self::Duplicate { .. } => ErrorKind::Duplicate,
         }
     }
 

@@ -101,7 +101,7 @@ pub struct RetryState {
     /// The run's `retry`: how many runs of the entry came before it.
     pub retry: i32,
     /// How many of those runs do not count against `max_retries` (runs that ended
-    /// [`crate::FailureKind::NotStarted`]).
+    /// [`crate::FailureKind::NotStarted`] or [`crate::FailureKind::Snoozed`]).
     pub uncounted_runs: i32,
     /// The entry's `max_retries`.
     pub max_retries: i32,
@@ -138,6 +138,10 @@ impl Disposition {
             }),
             Disposition::GiveBack => Some(EntryAction::Requeue {
                 delay: Duration::ZERO,
+                counted: false,
+            }),
+            Disposition::GiveBackAfter(delay) => Some(EntryAction::Requeue {
+                delay,
                 counted: false,
             }),
             Disposition::RetryRule => None,
@@ -235,6 +239,14 @@ mod tests {
                     counted: false,
                 },
             ),
+            (
+                FailureKind::Snoozed(Duration::from_secs(30)),
+                EntryAction::Requeue {
+                    delay: Duration::from_secs(30),
+                    counted: false,
+                },
+            ),
+            (FailureKind::Cancelled, EntryAction::Delete),
         ] {
             assert_eq!(
                 entry_action(&req(Outcome::standard(kind)), s),

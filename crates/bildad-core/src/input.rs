@@ -170,6 +170,12 @@ pub struct NewEntry {
     /// The queue to join; default: the template's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
+    /// A unique job (SPEC §8): when an entry of the same template with an equal context
+    /// was enqueued in the last this many seconds (queued, running or finished), nothing
+    /// is written and the enqueue fails with [`StoreError::Duplicate`], naming the
+    /// existing entry. `1..=`[`crate::MAX_UNIQUE_FOR_SECONDS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_for_seconds: Option<i32>,
 }
 
 /// A new entry identifier: a UUIDv7 in its hyphenated form.
@@ -195,6 +201,7 @@ impl NewEntry {
             run_at: None,
             run_in: None,
             queue: None,
+            unique_for_seconds: None,
         }
     }
 
@@ -240,6 +247,18 @@ impl NewEntry {
         self
     }
 
+    /// Makes it a unique job for `seconds` (see [`NewEntry::unique_for_seconds`]).
+    pub fn unique_for_seconds(mut self, seconds: i32) -> Self {
+        self.unique_for_seconds = Some(seconds);
+        self
+    }
+
+    /// Its unique key (see [`crate::unique_key`]) when it is a unique job.
+    pub fn unique_key(&self) -> Option<String> {
+        self.unique_for_seconds
+            .map(|_| crate::unique_key(&self.template, &self.context))
+    }
+
     /// The rules that need no template: identifier, bounds. Pointers are prefixed
     /// with `prefix` (e.g. `/3` for the fourth entry of a bulk enqueue).
     pub fn check_fields(&self, prefix: &str, v: &mut Vec<Violation>) {
@@ -256,6 +275,9 @@ impl NewEntry {
         }
         if let Some(r) = self.max_retries {
             check_retries(&format!("{prefix}/max_retries"), r, v);
+        }
+        if let Some(s) = self.unique_for_seconds {
+            crate::unique::check_unique_for(&format!("{prefix}/unique_for_seconds"), s, v);
         }
         if self.run_at.is_some() && self.run_in.is_some() {
             v.push(Violation::new(

@@ -1,5 +1,6 @@
 //! The `Job` trait, what a job receives, and the registry of job types.
 
+use crate::lifecycle::FailureKind;
 use crate::model::RunId;
 use async_trait::async_trait;
 use serde_json::Value;
@@ -130,11 +131,12 @@ impl Cancellation {
 /// The error a job returns.
 ///
 /// Any `std::error::Error`, `anyhow::Error` or message converts with `?` (see the
-/// `From` impl); [`JobError::msg`] takes any message.
+/// `From` impl); [`JobError::msg`] takes any message. Besides failures, a job may
+/// [snooze](JobError::snooze) or [cancel](JobError::cancel) itself this way (SPEC §8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobError {
     message: String,
-    permanent: bool,
+    kind: FailureKind,
 }
 
 impl JobError {
@@ -142,7 +144,7 @@ impl JobError {
     pub fn msg(message: impl fmt::Display) -> Self {
         Self {
             message: message.to_string(),
-            permanent: false,
+            kind: FailureKind::Error,
         }
     }
 
@@ -150,7 +152,46 @@ impl JobError {
     pub fn permanent(message: impl fmt::Display) -> Self {
         Self {
             message: message.to_string(),
-            permanent: true,
+            kind: FailureKind::Permanent,
+        }
+    }
+
+    /// Not now: the run ends (`FAILED`, reason `Snoozed for N s`) and the entry is
+    /// available again `delay` later, without spending one of its `max_retries`. A delay
+    /// over [`crate::MAX_RUN_IN`] is cut to it.
+    pub fn snooze(delay: std::time::Duration) -> Self {
+        let delay = delay.min(crate::MAX_RUN_IN);
+        Self {
+            message: format!("Snoozed for {} s", delay.as_secs_f64()),
+            kind: FailureKind::Snoozed(delay),
+        }
+    }
+
+    /// The job gives up for good: the run ends `FAILED` with reason `Cancelled: <reason>`
+    /// (`Cancelled` for an empty reason) and the entry is deleted, whatever its retries.
+    pub fn cancel(reason: impl fmt::Display) -> Self {
+        let reason = reason.to_string();
+        Self {
+            message: if reason.is_empty() {
+                "Cancelled".to_owned()
+            } else {
+                format!("Cancelled: {reason}")
+            },
+            kind: FailureKind::Cancelled,
+        }
+    }
+
+    /// The error of a run that ended with `kind` and `message`, as the job returned it
+    /// (how a process-isolated job's outcome crosses to its parent). A kind that a job
+    /// cannot return itself (`Timeout`, `Stopped`, ...) is an ordinary failure.
+    pub fn from_parts(kind: FailureKind, message: impl fmt::Display) -> Self {
+        let kind = match kind {
+            FailureKind::Permanent | FailureKind::Snoozed(_) | FailureKind::Cancelled => kind,
+            _ => FailureKind::Error,
+        };
+        Self {
+            message: message.to_string(),
+            kind,
         }
     }
 
@@ -161,7 +202,14 @@ impl JobError {
 
     /// True when the entry must not be retried.
     pub fn is_permanent(&self) -> bool {
-        self.permanent
+        self.kind == FailureKind::Permanent
+    }
+
+    /// How the run ends: [`FailureKind::Error`] (the retry rule),
+    /// [`FailureKind::Permanent`], [`FailureKind::Snoozed`] or
+    /// [`FailureKind::Cancelled`].
+    pub fn kind(&self) -> FailureKind {
+        self.kind
     }
 }
 

@@ -20,6 +20,7 @@ pub mod model;
 pub mod queues;
 pub mod store;
 pub mod typed;
+pub mod unique;
 pub mod validation;
 pub mod worker;
 
@@ -45,5 +46,6 @@ pub use queues::{
 };
 pub use store::{EnqueueListener, JobStore, LocalEnqueueSignal};
 pub use typed::{EnqueueOptions, JobArgs, JobDefaults};
+pub use unique::{MAX_UNIQUE_FOR_SECONDS, unique_key};
 pub use validation::SchemaCache;
 pub use worker::{IntoWorker, RunInfo, State, Worker};

@@ -72,6 +72,12 @@ pub enum FailureKind {
     /// template could not be read): the entry goes back to `AVAILABLE` at once and no
     /// retry is spent.
     NotStarted,
+    /// The job asked to run again after this long (`JobError::snooze`, SPEC §8): the
+    /// entry goes back to `AVAILABLE` then, and no retry is spent.
+    Snoozed(Duration),
+    /// The job cancelled itself (`JobError::cancel`, SPEC §8): the entry is deleted, no
+    /// retry.
+    Cancelled,
 }
 
 impl FailureKind {
@@ -83,7 +89,10 @@ impl FailureKind {
             }
             Self::Stopped => Disposition::RequeueNow,
             Self::NotStarted => Disposition::GiveBack,
-            Self::Removed | Self::Invalid | Self::Permanent => Disposition::Delete,
+            Self::Snoozed(delay) => Disposition::GiveBackAfter(delay),
+            Self::Removed | Self::Invalid | Self::Permanent | Self::Cancelled => {
+                Disposition::Delete
+            }
         }
     }
 }
@@ -98,6 +107,8 @@ pub enum Disposition {
     /// Back to `AVAILABLE` at once, and the run does not count against `max_retries`:
     /// the retry rule later treats the entry as if this run never happened.
     GiveBack,
+    /// As [`Disposition::GiveBack`], but available again only after this delay.
+    GiveBackAfter(Duration),
     /// Deleted.
     Delete,
 }
@@ -146,6 +157,8 @@ impl Outcome {
             FailureKind::Invalid => "Invalid",
             FailureKind::Permanent => "Permanent",
             FailureKind::NotStarted => "NotStarted",
+            FailureKind::Snoozed(_) => "Snoozed",
+            FailureKind::Cancelled => "Cancelled",
         };
         Self::failed(kind, reason)
     }

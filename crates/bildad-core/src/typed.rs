@@ -62,6 +62,9 @@ pub struct JobDefaults {
     pub max_retries: Option<i32>,
     /// The template's `default_timeout_seconds`.
     pub timeout_seconds: Option<i32>,
+    /// Makes every entry of this job type unique for this many seconds (SPEC §8), unless
+    /// its enqueue says otherwise.
+    pub unique_for_seconds: Option<i32>,
 }
 
 /// Options of one typed enqueue; unset fields take the job type's and then the
@@ -80,6 +83,8 @@ pub struct EnqueueOptions {
     pub max_retries: Option<i32>,
     /// Timeout of each of its runs.
     pub timeout_seconds: Option<i32>,
+    /// A unique job for this many seconds (SPEC §8; default: the job type's).
+    pub unique_for_seconds: Option<i32>,
 }
 
 impl EnqueueOptions {
@@ -118,6 +123,12 @@ impl EnqueueOptions {
         self.timeout_seconds = Some(t);
         self
     }
+
+    /// Makes the entry unique for `seconds` (see [`NewEntry::unique_for_seconds`]).
+    pub fn unique_for_seconds(mut self, seconds: i32) -> Self {
+        self.unique_for_seconds = Some(seconds);
+        self
+    }
 }
 
 impl NewEntry {
@@ -141,6 +152,9 @@ impl NewEntry {
             run_at: options.run_at,
             run_in: options.run_in,
             queue: None,
+            unique_for_seconds: options
+                .unique_for_seconds
+                .or(A::defaults().unique_for_seconds),
         })
     }
 }

@@ -56,6 +56,7 @@ impl JobArgs for Invoice {
             max_retries: Some(7),
             timeout_seconds: Some(60),
             priority: Some(1),
+            unique_for_seconds: None,
         }
     }
 }
@@ -406,4 +407,73 @@ fn a_job_type_whose_kind_or_defaults_break_a_rule_is_refused_with_the_field() {
             .unwrap();
         assert_eq!(templates.total, 0);
     });
+}
+
+#[derive(Serialize, Deserialize, JsonSchema)]
+struct DailyDigest {
+    user: u64,
+}
+
+impl JobArgs for DailyDigest {
+    const KIND: &'static str = "digest.daily";
+    fn defaults() -> JobDefaults {
+        JobDefaults {
+            unique_for_seconds: Some(3600),
+            ..JobDefaults::default()
+        }
+    }
+}
+
+#[test]
+fn a_job_types_unique_default_makes_a_second_enqueue_a_duplicate() {
+    use bildad_core::{EnqueueOptions, ErrorKind, Jobs, StoreError};
+    use std::sync::Arc;
+    block_on(async {
+        let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+        let registry =
+            JobRegistry::new().with_worker(|_: DailyDigest, _: RunInfo| async { Ok(()) });
+        registry.ensure_templates(&*store).await.unwrap();
+        let jobs = Jobs::new(store.clone());
+        let first = jobs.enqueue(DailyDigest { user: 1 }).await.unwrap();
+        match jobs.enqueue(DailyDigest { user: 1 }).await {
+            Err(StoreError::Duplicate {
+                index: 0,
+                job_run_identifier,
+            }) => assert_eq!(job_run_identifier, first.job_run_identifier),
+            other => panic!("expected a duplicate: {other:?}"),
+        }
+        jobs.enqueue(DailyDigest { user: 2 }).await.unwrap();
+        // The enqueue's own window wins over the type's default.
+        let e = jobs
+            .enqueue_with(
+                DailyDigest { user: 3 },
+                EnqueueOptions::default().unique_for_seconds(0),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Invalid);
+        assert_eq!(e.violations()[0].pointer, "/unique_for_seconds", "{e}");
+        assert_eq!(store.stats().await.unwrap().available, 2);
+    });
+}
+
+#[test]
+fn a_worker_snoozes_or_cancels_with_the_question_mark() {
+    use bildad_core::FailureKind;
+    use std::time::Duration;
+    async fn digest(args: DailyDigest, _: RunInfo) -> Result<(), JobError> {
+        match args.user {
+            0 => Err(JobError::snooze(Duration::from_secs(30)))?,
+            1 => Err(JobError::cancel("the user left"))?,
+            _ => Ok(()),
+        }
+    }
+    let registry = JobRegistry::new().with_worker(digest);
+    let e = run(&registry, DailyDigest::KIND, json!({"user": 0})).unwrap_err();
+    assert_eq!(e.kind(), FailureKind::Snoozed(Duration::from_secs(30)));
+    assert_eq!(e.message(), "Snoozed for 30 s");
+    let e = run(&registry, DailyDigest::KIND, json!({"user": 1})).unwrap_err();
+    assert_eq!(e.kind(), FailureKind::Cancelled);
+    assert_eq!(e.message(), "Cancelled: the user left");
+    assert!(run(&registry, DailyDigest::KIND, json!({"user": 2})).is_ok());
 }

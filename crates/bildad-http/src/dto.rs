@@ -138,13 +138,29 @@ pub(crate) struct EntryDetailJson {
     pub(crate) position: Option<u64>,
 }
 
-/// The answer of `POST /jobs/queue`: the entry as enqueued and, when
-/// `trigger_engine` was set, the engine report (`null` if the pass failed).
+/// The answer of `POST /jobs/queue` (201): the entry as enqueued, `duplicate: false`
+/// and, when `trigger_engine` was set, the engine report (`null` if the pass failed).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Enqueued)]
 pub(crate) struct EnqueuedJson {
     #[serde(flatten)]
     pub(crate) entry: EntryJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<EngineReportJson>)]
+    pub(crate) engine: Option<Option<EngineReport>>,
+    /// Always false: a new entry (SPEC §8).
+    pub(crate) duplicate: bool,
+}
+
+/// The answer of `POST /jobs/queue` (200) for a unique job already enqueued within its
+/// window (SPEC §8): nothing was written. `engine` as in the 201 answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Duplicate)]
+pub(crate) struct DuplicateJson {
+    /// Always true.
+    pub(crate) duplicate: bool,
+    /// The identifier of the entry enqueued earlier (it may have finished since).
+    pub(crate) job_run_identifier: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<EngineReportJson>)]
     pub(crate) engine: Option<Option<EngineReport>>,
@@ -392,6 +408,12 @@ pub(crate) struct EnqueueBody {
     /// Run the engine right after enqueueing.
     #[serde(default)]
     pub(crate) trigger_engine: bool,
+    /// A unique job (SPEC §8): when an entry of the same template with an equal context
+    /// was enqueued in the last this many seconds (queued, running or finished), nothing
+    /// is written and the answer is 200 with `duplicate: true` and its identifier.
+    #[schema(minimum = 1, maximum = 31_622_400)]
+    #[serde(default, deserialize_with = "whole_i32")]
+    unique_for_seconds: Option<i32>,
 }
 
 impl EnqueueBody {
@@ -422,6 +444,7 @@ impl EnqueueBody {
             run_at,
             run_in: None,
             queue: self.queue,
+            unique_for_seconds: self.unique_for_seconds,
         })
     }
 }

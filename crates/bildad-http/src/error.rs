@@ -156,6 +156,10 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => Self::not_found(format!("{what} not found")),
             StoreError::Conflict(why) => Self::new(StatusCode::CONFLICT, "conflict", why),
             StoreError::Invalid(v) => Self::invalid(v),
+            // Only `POST /jobs/queue` answers a duplicate (200); elsewhere it conflicts.
+            e @ StoreError::Duplicate { .. } => {
+                Self::new(StatusCode::CONFLICT, "duplicate", e.to_string())
+            }
             StoreError::Unavailable(why) => {
                 tracing::warn!(error = %why, "database unavailable");
                 Self::unavailable("the database cannot be reached right now; retry later")

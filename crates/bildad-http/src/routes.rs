@@ -5,8 +5,8 @@
 //! Each handler carries its `#[utoipa::path]`.
 
 use crate::dto::{
-    CreateTemplateBody, EnqueueBody, EnqueuedJson, EntryDetailJson, EntryJson, PageJson,
-    PatchTemplateBody, RunJson, StoppedJson, TemplateJson,
+    CreateTemplateBody, DuplicateJson, EnqueueBody, EnqueuedJson, EntryDetailJson, EntryJson,
+    PageJson, PatchTemplateBody, RunJson, StoppedJson, TemplateJson,
 };
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathText, QueryPairs};
@@ -22,7 +22,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, patch, post};
 use bildad_core::{
-    EntryStatus, MAX_NAME_CHARS, PageRequest, RunFilter, RunId, RunResult, RunStatus,
+    EntryStatus, MAX_NAME_CHARS, PageRequest, RunFilter, RunId, RunResult, RunStatus, StoreError,
     TemplateFilter, Violation,
 };
 use std::str::FromStr;
@@ -235,10 +235,13 @@ pub(crate) async fn delete_template(
 
 // --- queue -------------------------------------------------------------------
 
-/// Enqueues a job.
+/// Enqueues a job. A unique job already enqueued within its window is 200 with
+/// `duplicate: true` and the existing identifier; nothing is written (SPEC §8).
 #[utoipa::path(post, path = "/jobs/queue", tag = "queue", request_body = EnqueueBody,
     responses(
         (status = 201, description = "enqueued", body = EnqueuedJson),
+        (status = 200, description = "a duplicate of a unique job: nothing was written",
+            body = DuplicateJson),
         (status = 409, description = "conflict: the identifier is taken", body = ErrorJson),
     ))]
 pub(crate) async fn enqueue(
@@ -255,9 +258,20 @@ pub(crate) async fn enqueue(
         return Err(ApiError::invalid(v));
     }
     let engine = s.engine.clone();
-    let entry = s.call(async move { engine.enqueue(entry).await }).await?;
-    // The entry is written: a failing engine pass must not turn the answer into an
-    // error (a retrying client would then meet a 409). The report is null instead.
+    // A duplicate is an answer, not an error: `Ok(identifier)` of the existing entry.
+    let duplicate_of = s
+        .call(async move {
+            match engine.enqueue(entry).await {
+                Ok(entry) => Ok(Err(entry)),
+                Err(StoreError::Duplicate {
+                    job_run_identifier, ..
+                }) => Ok(Ok(job_run_identifier)),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+    // The answer is decided: a failing engine pass must not turn it into an error (a
+    // retrying client would then meet a 409). The report is null instead.
     let engine = if trigger {
         let engine = s.engine.clone();
         match s.call(async move { engine.run_once().await }).await {
@@ -270,11 +284,24 @@ pub(crate) async fn enqueue(
     } else {
         None
     };
-    let answer = EnqueuedJson {
-        entry: entry.into(),
-        engine,
-    };
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+    Ok(match duplicate_of {
+        Ok(job_run_identifier) => {
+            let answer = DuplicateJson {
+                duplicate: true,
+                job_run_identifier,
+                engine,
+            };
+            (StatusCode::OK, Json(answer)).into_response()
+        }
+        Err(entry) => {
+            let answer = EnqueuedJson {
+                entry: entry.into(),
+                engine,
+                duplicate: false,
+            };
+            (StatusCode::CREATED, Json(answer)).into_response()
+        }
+    })
 }
 
 /// Lists entries in run order.

@@ -26,8 +26,8 @@ pub(crate) const RETRY_MAX: Duration = Duration::from_secs(5);
 /// Runs each claimed job in its own tokio task on this node.
 ///
 /// - `Ok(output)` ends the run `SUCCEEDED` with the output; `Err(e)` ends it `FAILED`
-///   with the error's message (`FailureKind::Permanent` when [`bildad_core::JobError::is_permanent`],
-///   else `FailureKind::Error`); a panic ends it `FAILED` with the panic message
+///   with the error's message and its kind ([`bildad_core::JobError::kind`]: `Error`,
+///   `Permanent`, `Snoozed` or `Cancelled`); a panic ends it `FAILED` with the panic message
 ///   (`FailureKind::Panic`) and the node lives on.
 /// - Outcomes are finalized through the store's conditional finalize, batched: every
 ///   outcome that is ready while a round trip is in flight goes in the next one. While
@@ -356,14 +356,7 @@ async fn execute(inner: Arc<Inner>, guard: SlotGuard, job: Arc<dyn Job>, ctx: Jo
     }
     let outcome = match result {
         Ok(Ok(output)) => Outcome::succeeded(output),
-        Ok(Err(e)) => {
-            let kind = if e.is_permanent() {
-                FailureKind::Permanent
-            } else {
-                FailureKind::Error
-            };
-            Outcome::failed(kind, e.message())
-        }
+        Ok(Err(e)) => Outcome::failed(e.kind(), e.message()),
         Err(panic) => Outcome::failed(FailureKind::Panic, panic_message(panic.as_ref())),
     };
     let log = outcome.clone();

@@ -59,6 +59,14 @@ async fn panics(_: JobContext) -> Result<Option<Value>, JobError> {
     panic!("boom")
 }
 
+async fn snoozes(_: JobContext) -> Result<Option<Value>, JobError> {
+    Err(JobError::snooze(Duration::from_secs(3600)))
+}
+
+async fn cancels(_: JobContext) -> Result<Option<Value>, JobError> {
+    Err(JobError::cancel("not wanted"))
+}
+
 fn registry() -> JobRegistry {
     let mut r = JobRegistry::new();
     r.register("t.spawns", spawns)
@@ -67,7 +75,9 @@ fn registry() -> JobRegistry {
         .register("t.spin", spin)
         .register("t.echo", echo)
         .register("t.fail", fail)
-        .register("t.panic", panics);
+        .register("t.panic", panics)
+        .register("t.snooze", snoozes)
+        .register("t.cancel", cancels);
     for name in r.job_types() {
         let limits = ProcessIsolation {
             memory_limit_bytes: (name == "t.alloc").then_some(256 << 20),
@@ -106,6 +116,7 @@ fn main() {
         t.a_memory_limit_ends_the_run_and_says_so().await;
         t.a_cpu_limit_ends_the_run_and_says_so().await;
         t.results_errors_and_panics_cross_the_pipe().await;
+        t.snooze_and_cancel_cross_the_pipe().await;
         t.node.shutdown(Duration::from_secs(5)).await;
     });
 }
@@ -249,6 +260,31 @@ impl Tester {
             "a permanent error deletes the entry"
         );
         println!("results_errors_and_panics_cross_the_pipe ... ok");
+    }
+
+    /// The kind of a job's error crosses too: a snooze requeues the entry (with no retry
+    /// left, an ordinary failure would delete it), a cancel deletes it (with retries left).
+    async fn snooze_and_cancel_cross_the_pipe(&self) {
+        let mut new = NewEntry::new("t.snooze", json!({}));
+        new.max_retries = Some(0);
+        let e = self.store.enqueue(new).await.expect("enqueue");
+        self.node.engine().run_once().await.expect("pass");
+        let run = self.ended(&e.job_run_identifier).await;
+        assert_eq!(run.reason.as_deref(), Some("Snoozed for 3600 s"));
+        let entry = self
+            .store
+            .get_entry(&e.job_run_identifier)
+            .await
+            .expect("a snoozed entry stays");
+        assert!(entry.run_at >= run.ended_at.expect("ended") + chrono::Duration::seconds(3600));
+        let mut new = NewEntry::new("t.cancel", json!({}));
+        new.max_retries = Some(3);
+        let e = self.store.enqueue(new).await.expect("enqueue");
+        self.node.engine().run_once().await.expect("pass");
+        let run = self.ended(&e.job_run_identifier).await;
+        assert_eq!(run.reason.as_deref(), Some("Cancelled: not wanted"));
+        assert!(self.store.get_entry(&e.job_run_identifier).await.is_err());
+        println!("snooze_and_cancel_cross_the_pipe ... ok");
     }
 }
 

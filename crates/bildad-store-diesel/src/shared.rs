@@ -19,6 +19,8 @@ pub(crate) struct PreparedEntry {
     pub(crate) run_in_us: Option<i64>,
     /// The entry's queue: the request's, else the template's.
     pub(crate) queue: String,
+    /// A unique job's key and window in seconds (`unique.rs` of each backend).
+    pub(crate) unique: Option<(String, i32)>,
 }
 
 /// The template codes (each once) and the caller-chosen identifiers of `new` that an
@@ -49,8 +51,8 @@ pub(crate) fn lookup_keys(new: &[NewEntry]) -> (Vec<String>, Vec<String>) {
 }
 
 /// Applies the rules of SPEC §2.1 exactly as `MemoryStore` does: every violation is
-/// collected (pointers prefixed with `/<index>`), then duplicate identifiers within the
-/// batch are a `Conflict`.
+/// collected (pointers prefixed with `/<index>`), then duplicate identifiers or unique
+/// keys within the batch are a `Conflict`.
 pub(crate) fn prepare_entries(
     schemas: &SchemaCache,
     templates: &HashMap<String, JobTemplate>,
@@ -63,7 +65,9 @@ pub(crate) fn prepare_entries(
         let Some(t) = schemas.check_entry(templates.get(&n.template), &n, &prefix, &mut v) else {
             continue;
         };
+        let unique = n.unique_key().zip(n.unique_for_seconds);
         out.push(PreparedEntry {
+            unique,
             identifier: n
                 .job_run_identifier
                 .unwrap_or_else(bildad_core::new_identifier),
@@ -89,6 +93,10 @@ pub(crate) fn prepare_entries(
             return Err(crate::errors::identifier_taken(&p.identifier));
         }
     }
+    bildad_core::unique::check_repeated_keys(
+        out.iter()
+            .map(|p| p.unique.as_ref().map(|(k, _)| k.as_str())),
+    )?;
     Ok(out)
 }
 

@@ -189,6 +189,53 @@ where
     store.get_entry("tx-ok").await.unwrap();
 }
 
+/// A unique job's key is taken in the caller's transaction (SPEC §8): a second enqueue in
+/// it is a duplicate and leaves it usable; a rollback gives the key back; a commit keeps
+/// it for every later enqueue.
+async fn unique_keys_follow_the_transaction<S, C>(store: &S, conn: &mut C)
+where
+    S: JobStore + EnqueueIn<C>,
+    C: AsyncConnection + Send + 'static,
+{
+    let t = email_template(store).await;
+    let unique = |email: &str| {
+        NewEntry::new(t.code.clone(), json!({"email": email})).unique_for_seconds(3600)
+    };
+    let r = conn
+        .transaction::<(), AppError, _>(async |c| {
+            let first = store.enqueue_in(c, unique("a@b.c")).await?;
+            match store.enqueue_in(c, unique("a@b.c")).await {
+                Err(StoreError::Duplicate {
+                    job_run_identifier, ..
+                }) => assert_eq!(job_run_identifier, first.job_run_identifier),
+                other => panic!("expected a duplicate: {other:?}"),
+            }
+            store.enqueue_in(c, unique("d@e.f")).await?;
+            Err(AppError::Rollback)
+        })
+        .await;
+    assert!(matches!(r, Err(AppError::Rollback)), "{r:?}");
+    assert_eq!(store.stats().await.unwrap().available, 0);
+
+    let mut kept = String::new();
+    conn.transaction::<(), AppError, _>(async |c| {
+        kept = store
+            .enqueue_in(c, unique("a@b.c"))
+            .await?
+            .job_run_identifier;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    match store.enqueue(unique("a@b.c")).await {
+        Err(StoreError::Duplicate {
+            job_run_identifier, ..
+        }) => assert_eq!(job_run_identifier, kept),
+        other => panic!("expected a duplicate of the committed job: {other:?}"),
+    }
+    assert_eq!(store.stats().await.unwrap().available, 1);
+}
+
 // --- PostgreSQL ---
 
 #[tokio::test]
@@ -205,6 +252,14 @@ async fn pg_same_checks_and_the_transaction_stays_usable() {
         return;
     };
     same_checks_and_the_transaction_stays_usable(db.pg(), &mut pg_conn(&db).await).await;
+}
+
+#[tokio::test]
+async fn pg_unique_keys_follow_the_transaction() {
+    let Some(db) = TestPg::fresh().await else {
+        return;
+    };
+    unique_keys_follow_the_transaction(db.pg(), &mut pg_conn(&db).await).await;
 }
 
 #[derive(QueryableByName)]
@@ -391,6 +446,13 @@ async fn sqlite_same_checks_and_the_transaction_stays_usable() {
     let pool = sqlite_pool(&db);
     same_checks_and_the_transaction_stays_usable(db.sqlite(), &mut *pool.get().await.unwrap())
         .await;
+}
+
+#[tokio::test]
+async fn sqlite_unique_keys_follow_the_transaction() {
+    let db = TestSqlite::fresh().await;
+    let pool = sqlite_pool(&db);
+    unique_keys_follow_the_transaction(db.sqlite(), &mut *pool.get().await.unwrap()).await;
 }
 
 /// On SQLite the store cannot see the caller's commit: `enqueue_in` wakes nobody, and

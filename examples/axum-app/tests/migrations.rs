@@ -85,7 +85,7 @@ async fn installed_migrations_give_bildads_schema() {
     let mut c = AsyncPgConnection::establish(copied.url()).await.unwrap();
     c.batch_execute(
         "DROP TABLE IF EXISTS bildad_runs, bildad_queue, bildad_templates, bildad_nodes, \
-         bildad_queues, __diesel_schema_migrations CASCADE",
+         bildad_queues, bildad_unique_keys, __diesel_schema_migrations CASCADE",
     )
     .await
     .unwrap();
@@ -149,7 +149,7 @@ async fn harness_gives_bildads_schema_on_postgres() {
     let mut c = AsyncPgConnection::establish(app.url()).await.unwrap();
     c.batch_execute(
         "DROP TABLE bildad_runs, bildad_queue, bildad_templates, bildad_nodes, \
-         bildad_queues, __diesel_schema_migrations CASCADE",
+         bildad_queues, bildad_unique_keys, __diesel_schema_migrations CASCADE",
     )
     .await
     .unwrap();
@@ -165,7 +165,7 @@ async fn harness_gives_bildads_schema_on_postgres() {
         let mut o = AsyncPgConnection::establish(own.url()).await.unwrap();
         let mut v = versions(&mut o).await;
         v.push("20261202100000".into()); // the app's users table
-        v.sort();
+        v.sort(); // in version order, as `versions` reads them
         v
     });
     app.pg().migrate().await.unwrap();

@@ -105,20 +105,6 @@ pub async fn finalize_failure_requeues_with_backoff(store: Arc<dyn JobStore>) {
     }
 }
 
-/// Claims the entry with `only_identifier` (which ignores `run_at`).
-async fn claim_one_ignoring_run_at(
-    s: &dyn JobStore,
-    node: &bildad_core::NodeRef,
-    t: &bildad_core::JobTemplate,
-    identifier: &str,
-) -> bildad_core::ClaimedRun {
-    let mut req = claim_request(node, &[&t.job_type], 10);
-    req.only_identifier = Some(identifier.to_string());
-    let mut got = expect_ok(s.claim(req).await, "claim only_identifier");
-    assert_eq!(got.len(), 1, "{got:?}");
-    got.remove(0)
-}
-
 /// A failure of the last allowed attempt deletes the entry.
 pub async fn finalize_failure_exhausted_deletes(store: Arc<dyn JobStore>) {
     let s = &*store;

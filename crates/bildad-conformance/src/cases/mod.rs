@@ -17,7 +17,9 @@ mod operator;
 mod produced_text;
 mod queues;
 mod requeue;
+mod snooze;
 mod templates;
+mod unique;
 
 pub use claim::*;
 pub use delay::*;
@@ -30,4 +32,6 @@ pub use operator::*;
 pub use produced_text::*;
 pub use queues::*;
 pub use requeue::*;
+pub use snooze::*;
 pub use templates::*;
+pub use unique::*;

@@ -6,6 +6,7 @@
 
 mod queues;
 mod state;
+mod unique;
 
 use crate::error::{StoreError, StoreResult, Violation};
 use crate::model::{
@@ -208,6 +209,8 @@ impl JobStore for MemoryStore {
             }
         }
         let now = st.now();
+        let identifiers: Vec<&str> = prepared.iter().map(|(_, i)| i.as_str()).collect();
+        st.take_unique_keys(&new, &identifiers, now)?;
         let mut out = Vec::with_capacity(new.len());
         for (n, (t, identifier)) in new.into_iter().zip(prepared) {
             let id = st.id();
@@ -529,6 +532,8 @@ impl JobStore for MemoryStore {
 
     async fn prune_runs(&self, older_than: Timestamp) -> StoreResult<u64> {
         let mut st = self.lock();
+        let now = st.now();
+        st.prune_unique_keys(now);
         let before = st.runs.len();
         st.runs.retain(|_, r| {
             !(r.status == RunStatus::Done && r.ended_at.is_some_and(|t| t < older_than))

@@ -23,6 +23,8 @@ pub(super) struct State {
     pub(super) uncounted_runs: HashMap<EntryId, i32>,
     /// Queue settings by name (SPEC §8); a queue without them has the defaults.
     pub(super) queues: BTreeMap<String, crate::queues::QueueSettings>,
+    /// Unique keys by key (see `unique.rs`).
+    pub(super) unique_keys: HashMap<String, super::unique::UniqueKey>,
 }
 
 impl State {

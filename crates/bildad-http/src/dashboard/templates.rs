@@ -248,6 +248,7 @@ pub(crate) async fn enqueue(
         run_at,
         run_in: None,
         queue: None,
+        unique_for_seconds: None,
     };
     let engine = d.app.engine.clone();
     let enqueued = match d.app.call(async move { engine.enqueue(entry).await }).await {

@@ -9,6 +9,7 @@ mod dashboard;
 mod origin;
 mod queues;
 mod routes;
+mod unique;
 #[cfg(feature = "api-viewer")]
 mod viewer;
 

@@ -1,7 +1,7 @@
 //! The child's side: what [`super::child_main`] does in a process started to run one job.
 
 use super::protocol::{CHILD_ARG, PARENT_ENV, Reply, Request};
-use bildad_core::JobRegistry;
+use bildad_core::{FailureKind, JobRegistry};
 use futures::FutureExt;
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::process::{
@@ -35,7 +35,7 @@ pub(super) fn run(parent: i32, registry: impl FnOnce() -> JobRegistry) -> ! {
         Ok(req) => run_job(req, registry),
         Err(e) => Reply::Failed {
             message: format!("isolated child: {e}"),
-            permanent: true,
+            kind: FailureKind::Permanent,
         },
     };
     let written = serde_json::to_writer(&mut out, &reply)
@@ -101,7 +101,7 @@ fn run_job(req: Request, registry: impl FnOnce() -> JobRegistry) -> Reply {
     let Some(job) = registry().get(&req.job_type) else {
         return Reply::Failed {
             message: format!("job type {:?} is not registered in the child", req.job_type),
-            permanent: true,
+            kind: FailureKind::Permanent,
         };
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -112,14 +112,14 @@ fn run_job(req: Request, registry: impl FnOnce() -> JobRegistry) -> Reply {
         Err(e) => {
             return Reply::Failed {
                 message: format!("isolated child: cannot start its async runtime: {e}"),
-                permanent: false,
+                kind: FailureKind::Error,
             };
         }
     };
     if let Err(e) = set_limits(&req) {
         return Reply::Failed {
             message: format!("isolated child: cannot set its resource limits: {e}"),
-            permanent: true,
+            kind: FailureKind::Permanent,
         };
     }
     let ctx = req.job_context();

@@ -1,7 +1,7 @@
 //! What goes over the child's pipes: one JSON line in (the run), one JSON line out (its
 //! outcome), and the reason a child that gave no outcome is recorded with.
 
-use bildad_core::{JobContext, JobError, ProcessIsolation, RunId};
+use bildad_core::{FailureKind, JobContext, JobError, ProcessIsolation, RunId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -61,9 +61,17 @@ impl Request {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub(crate) enum Reply {
-    Succeeded { output: Option<Value> },
-    Failed { message: String, permanent: bool },
-    Panicked { message: String },
+    Succeeded {
+        output: Option<Value>,
+    },
+    /// `kind`: how the job ended it (an error, permanent, snoozed, cancelled).
+    Failed {
+        message: String,
+        kind: FailureKind,
+    },
+    Panicked {
+        message: String,
+    },
 }
 
 impl Reply {
@@ -72,7 +80,7 @@ impl Reply {
             Ok(output) => Reply::Succeeded { output },
             Err(e) => Reply::Failed {
                 message: e.message().to_owned(),
-                permanent: e.is_permanent(),
+                kind: e.kind(),
             },
         }
     }
@@ -81,13 +89,8 @@ impl Reply {
     pub(crate) fn into_result(self) -> Result<Option<Value>, JobError> {
         match self {
             Reply::Succeeded { output } => Ok(output),
-            Reply::Failed {
-                message,
-                permanent: true,
-            } => Err(JobError::permanent(message)),
-            Reply::Failed { message, .. } | Reply::Panicked { message } => {
-                Err(JobError::msg(message))
-            }
+            Reply::Failed { message, kind } => Err(JobError::from_parts(kind, message)),
+            Reply::Panicked { message } => Err(JobError::msg(message)),
         }
     }
 }
@@ -179,6 +182,15 @@ mod tests {
         let line = serde_json::to_string(&r).unwrap();
         let back: Reply = serde_json::from_str(&line).unwrap();
         assert_eq!(back.into_result(), Err(JobError::permanent("no")));
+        for e in [
+            JobError::snooze(std::time::Duration::from_secs(30)),
+            JobError::cancel("not wanted"),
+            JobError::msg("boom"),
+        ] {
+            let line = serde_json::to_string(&Reply::from_result(Err(e.clone()))).unwrap();
+            let back: Reply = serde_json::from_str(&line).unwrap();
+            assert_eq!(back.into_result(), Err(e));
+        }
         let ok = Reply::from_result(Ok(Some(serde_json::json!({"a": 1}))));
         assert_eq!(ok.into_result(), Ok(Some(serde_json::json!({"a": 1}))));
     }

@@ -80,6 +80,7 @@ pub(super) async fn enqueue_on(
         return Err(identifier_taken(first));
     }
 
+    let keys = super::unique::Keys::of(&prepared);
     let mut template_ids = Vec::with_capacity(prepared.len());
     let mut priorities = Vec::with_capacity(prepared.len());
     let mut timeouts = Vec::with_capacity(prepared.len());
@@ -125,12 +126,23 @@ pub(super) async fn enqueue_on(
     // An identifier the caller chose is looked at again after the insert, in the same
     // transaction (a savepoint inside the caller's): the queue's unique index does not
     // cover a running job (see `TAKEN_BY_RUN`). Drawn identifiers are fresh and skip it.
+    // Unique entries take their keys first, in the same transaction (`unique.rs`).
     let mut taken_by_run = None;
-    let inserted = if wanted.is_empty() {
+    let mut duplicate = None;
+    let inserted = if wanted.is_empty() && keys.is_empty() {
         insert().load::<InsertedRow>(conn).await
     } else {
         conn.transaction::<_, DieselError, _>(async |c| {
+            if !keys.is_empty() {
+                duplicate = keys.take(c).await?;
+                if duplicate.is_some() {
+                    return Err(DieselError::RollbackTransaction);
+                }
+            }
             let rows = insert().load::<InsertedRow>(c).await?;
+            if wanted.is_empty() {
+                return Ok(rows);
+            }
             let late: Vec<TextRow> =
                 Cached(sql_query(TAKEN_BY_RUN).bind::<Array<Text>, _>(&wanted))
                     .load(c)
@@ -143,6 +155,9 @@ pub(super) async fn enqueue_on(
         })
         .await
     };
+    if let Some(d) = duplicate {
+        return Err(d);
+    }
     if let Some(identifier) = taken_by_run {
         return Err(identifier_taken(&identifier));
     }

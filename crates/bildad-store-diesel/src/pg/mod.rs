@@ -25,6 +25,7 @@ mod reads;
 pub(crate) mod sql;
 mod templates;
 mod tx;
+mod unique;
 
 use crate::PoolOptions;
 use crate::dialect::Listing;

@@ -91,10 +91,14 @@ pub(super) async fn mark_killed(store: &PgStore, run: RunId) -> StoreResult<bool
 
 pub(super) async fn prune_runs(store: &PgStore, older_than: Timestamp) -> StoreResult<u64> {
     let mut conn = store.conn().await?;
-    let n = sql_query("DELETE FROM bildad_runs WHERE status = 'DONE' AND ended_at < $1")
-        .bind::<Timestamptz, _>(older_than)
-        .execute(&mut conn)
-        .await
-        .map_err(db_error)?;
+    // The expired unique keys go in the same statement (`unique::PRUNE_KEYS`).
+    let n = sql_query(format!(
+        "WITH keys AS ({}) DELETE FROM bildad_runs WHERE status = 'DONE' AND ended_at < $1",
+        super::unique::PRUNE_KEYS
+    ))
+    .bind::<Timestamptz, _>(older_than)
+    .execute(&mut conn)
+    .await
+    .map_err(db_error)?;
     Ok(n as u64)
 }

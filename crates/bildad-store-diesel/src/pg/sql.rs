@@ -37,6 +37,10 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         "20261203000006",
         include_str!("../../../../migrations/postgres/2026-12-03-000006_queues/up.sql"),
     ),
+    (
+        "20261203000007",
+        include_str!("../../../../migrations/postgres/2026-12-03-000007_unique_jobs/up.sql"),
+    ),
 ];
 
 /// What the migration runner needs: the migrations, and the statement that opens its

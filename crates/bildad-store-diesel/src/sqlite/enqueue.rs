@@ -84,6 +84,7 @@ fn insert(c: &mut SqliteConnection, prepared: Vec<PreparedEntry>) -> Tx<Vec<Queu
         return Err(Fail(identifier_taken(first)));
     }
     let now = now_us(c)?;
+    super::unique::take_keys(c, &prepared, now)?;
     for p in prepared {
         let run_at = p
             .run_at

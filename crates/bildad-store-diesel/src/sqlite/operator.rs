@@ -86,9 +86,13 @@ pub(super) async fn mark_killed(store: &SqliteStore, run: RunId) -> StoreResult<
 
 pub(super) async fn prune_runs(store: &SqliteStore, older_than: Timestamp) -> StoreResult<u64> {
     store
-        .run(move |c| {
+        .write(move |c| {
             let n = sql_query("DELETE FROM bildad_runs WHERE status = 'DONE' AND ended_at < ?1")
                 .bind::<BigInt, _>(micros(older_than))
+                .execute(c)?;
+            let now = super::now_us(c)?;
+            sql_query(super::unique::PRUNE_KEYS)
+                .bind::<BigInt, _>(now)
                 .execute(c)?;
             Ok(n as u64)
         })

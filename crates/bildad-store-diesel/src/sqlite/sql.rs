@@ -35,6 +35,10 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         "20261203000006",
         include_str!("../../../../migrations/sqlite/2026-12-03-000006_queues/up.sql"),
     ),
+    (
+        "20261203000007",
+        include_str!("../../../../migrations/sqlite/2026-12-03-000007_unique_jobs/up.sql"),
+    ),
 ];
 
 /// SQLite's clock in microseconds (see [`SQLITE_NOW`]).

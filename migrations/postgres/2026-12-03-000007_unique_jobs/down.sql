@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS bildad_unique_keys;
