@@ -83,10 +83,13 @@ pub(super) async fn claim_limited(
     req: &ClaimRequest,
     special: &[String],
 ) -> StoreResult<Vec<ClaimRow>> {
+    // The clock of each statement, not of the transaction (`now()`), which began before
+    // the lock was granted: a run then starts, on the record, after the runs whose end
+    // gave it its slot, and the rate window ends when the count is taken.
     let limits_sql = limits(
         Dialect::Postgres,
         "SELECT unnest($1::text[])",
-        "now() - q.rate_period_seconds * interval '1 second'",
+        "statement_timestamp() - q.rate_period_seconds * interval '1 second'",
     );
     conn.transaction::<_, Fail, _>(async |c| {
         sql_query(
@@ -113,7 +116,9 @@ pub(super) async fn claim_limited(
         } else {
             "e.run_at <= now() AND $8::text IS NULL"
         };
-        let sql = CLAIM.replace("{pick}", &PICK_LIMITED.replace("{filter}", filter));
+        let sql = CLAIM
+            .replace("{pick}", &PICK_LIMITED.replace("{filter}", filter))
+            .replace("now()", "statement_timestamp()");
         Ok(sql_query(sql)
             .bind::<Array<Text>, _>(&req.job_types)
             .bind::<BigInt, _>(i64::from(req.limit))
