@@ -314,6 +314,9 @@ fault_store! {
     DeleteSchedule => fn delete_schedule(&self, name: &str) -> StoreResult<()>, about name;
     EvaluateSchedules => fn evaluate_schedules(&self, req: EvaluateSchedules) -> StoreResult<ScheduleEvaluation>;
     RewindSchedule => fn rewind_schedule(&self, name: &str, from: Timestamp) -> StoreResult<Schedule>, about name;
+    ListQueues => fn list_queues(&self) -> StoreResult<Vec<bildad_core::QueueInfo>>;
+    GetQueue => fn get_queue(&self, name: &str) -> StoreResult<bildad_core::QueueInfo>, about name;
+    UpdateQueue => fn update_queue(&self, name: &str, patch: bildad_core::QueuePatch) -> StoreResult<bildad_core::QueueInfo>, about name;
 }
 
 impl Call {

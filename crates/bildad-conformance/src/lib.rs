@@ -209,6 +209,14 @@ macro_rules! for_each_case {
             list_nodes_latest_heartbeat_first,
             node_restart_is_a_new_instance,
             stats_counts,
+            // queues (SPEC §8)
+            queue_carried_from_template_to_entry_run_and_retry,
+            queue_name_invalid,
+            queue_paused_is_never_claimed,
+            queue_global_limit_holds_under_racing_claimers,
+            queue_rate_limit_counts_starts_in_the_window,
+            queue_node_serves_its_queues_within_local_caps,
+            queue_settings_change_and_list,
             // unique jobs
             unique_duplicate_within_window_writes_nothing,
             unique_finished_job_still_counts,
@@ -227,9 +235,6 @@ macro_rules! for_each_case {
             // trace context (observability)
             trace_context_follows_the_entry_into_every_run,
             trace_context_invalid,
-            // queues (SPEC §8)
-            queue_carried_from_template_to_entry_run_and_retry,
-            queue_name_invalid,
             // schedules (SPEC §9)
             schedule_create_read_list_delete,
             schedule_invalid_or_duplicate_refused,

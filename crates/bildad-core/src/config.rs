@@ -30,6 +30,13 @@ pub struct NodeConfig {
     /// Default off: cron (and the optional ticker) drive the engine, as SPEC §5 has it.
     #[serde(default)]
     pub wake_on_enqueue: bool,
+    /// The queues this node claims from (SPEC §8); `None` (the default): every queue.
+    #[serde(default)]
+    pub queues: Option<Vec<String>>,
+    /// Local caps: at most so many runs of the named queue at once on this node, on
+    /// top of the queue's cluster-wide settings. Default none.
+    #[serde(default)]
+    pub queue_limits: std::collections::BTreeMap<String, u32>,
     /// How often this node evaluates the schedules (SPEC §9); `None` = never on this
     /// node. Default 1 s.
     #[serde(default = "default_scheduler_interval")]
@@ -63,6 +70,8 @@ impl Default for NodeConfig {
             wake_on_enqueue: false,
             scheduler_interval: default_scheduler_interval(),
             schedule_grace: default_schedule_grace(),
+            queues: None,
+            queue_limits: Default::default(),
         }
     }
 }
@@ -94,6 +103,18 @@ impl NodeConfig {
                 "scheduler_interval",
                 "must be positive (None turns the scheduler off)",
             ));
+        }
+        for q in self.queues.iter().flatten() {
+            crate::input::check_code("queues", q, &mut v);
+        }
+        for (q, n) in &self.queue_limits {
+            crate::input::check_code("queue_limit", q, &mut v);
+            if *n == 0 {
+                v.push(Violation::new(
+                    "queue_limit",
+                    format!("{q}: must be positive"),
+                ));
+            }
         }
         if v.is_empty() {
             Ok(())

@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod memory;
 pub mod model;
 pub mod periodic;
+pub mod queues;
 pub mod schedule;
 pub mod store;
 pub mod trace_context;
@@ -47,6 +48,9 @@ pub use lifecycle::*;
 pub use memory::MemoryStore;
 pub use model::*;
 pub use periodic::EnsuredSchedules;
+pub use queues::{
+    QueueInfo, QueuePatch, QueueSettings, RateLimit, check_queue_name, claim_room, serves,
+};
 pub use schedule::{
     EvaluateSchedules, Fired, NewSchedule, Schedule, ScheduleEvaluation, ScheduleOptions,
     SchedulePatch,

@@ -354,6 +354,9 @@ pub struct RunFilter {
     pub template: Option<String>,
     /// Runs on this node (instance id or node name).
     pub node: Option<String>,
+    /// Runs of this queue (SPEC §8).
+    #[serde(default)]
+    pub queue: Option<String>,
 }
 
 /// Counts of the queue and the history, for `bildad status` and dashboards.
@@ -380,6 +383,9 @@ pub struct EntryFilter {
     pub status: Option<EntryStatus>,
     /// Entries of this template code.
     pub template: Option<String>,
+    /// Entries of this queue (SPEC §8).
+    #[serde(default)]
+    pub queue: Option<String>,
 }
 
 /// Finished runs over a window of time, for dashboards: totals by result and a

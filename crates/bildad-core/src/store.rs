@@ -231,6 +231,7 @@ pub trait JobStore: Send + Sync + 'static {
     /// database clock (the cluster's gauges, docs/OBSERVABILITY.md). One grouped query:
     /// a scrape of the metrics endpoint costs no more. Queues with no entry are absent.
     async fn queue_depths(&self) -> StoreResult<Vec<crate::depth::QueueDepth>>;
+
     // --- schedules (SPEC §9) ----------------------------------------------------
 
     /// Saves a schedule whose first fire time is the first after now. `Invalid` (name,
@@ -268,6 +269,23 @@ pub trait JobStore: Send + Sync + 'static {
     /// With [`EvaluateSchedules::at`] it lets a test walk through any day without
     /// waiting. `NotFound`.
     async fn rewind_schedule(&self, name: &str, from: Timestamp) -> StoreResult<Schedule>;
+
+    // --- queues (SPEC §8) ---------------------------------------------------------
+
+    /// Every queue that has settings or entries (waiting or running), by name, with its
+    /// settings and counts.
+    async fn list_queues(&self) -> StoreResult<Vec<crate::QueueInfo>>;
+
+    /// One queue. `Invalid` name; `NotFound` when it has neither settings nor entries.
+    async fn get_queue(&self, name: &str) -> StoreResult<crate::QueueInfo>;
+
+    /// Applies `patch` to the queue's settings (creating them), for every node at once:
+    /// the next claim anywhere obeys them. `Invalid` (changes nothing).
+    async fn update_queue(
+        &self,
+        name: &str,
+        patch: crate::QueuePatch,
+    ) -> StoreResult<crate::QueueInfo>;
 }
 
 /// Wake-ups a store pushes when entries are enqueued (see

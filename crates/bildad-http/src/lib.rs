@@ -30,6 +30,7 @@ mod extract;
 pub mod metrics;
 mod openapi;
 mod origin;
+mod queues;
 mod routes;
 mod schedules;
 mod state;

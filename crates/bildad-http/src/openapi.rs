@@ -167,6 +167,9 @@ pub(crate) struct TemplatesQuery {
 pub(crate) struct QueueQuery {
     /// Only entries of this status (case-insensitive).
     status: Option<EntryStatusSchema>,
+    /// Only entries of this queue.
+    #[param(max_length = 255, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
+    queue: Option<String>,
 }
 
 /// The filters of `GET /jobs/runs`; an empty value is no filter.
@@ -187,6 +190,9 @@ pub(crate) struct RunsQuery {
     /// Only runs of this node instance.
     #[param(max_length = 255, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     node: Option<String>,
+    /// Only runs of this queue.
+    #[param(max_length = 255, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
+    queue: Option<String>,
 }
 
 /// A template code in the path.
@@ -259,6 +265,9 @@ pub(crate) struct RunIdPath {
         crate::schedules::get_schedule,
         crate::schedules::patch_schedule,
         crate::schedules::delete_schedule,
+        crate::queues::list_queues,
+        crate::queues::get_queue,
+        crate::queues::patch_queue,
     ),
     components(schemas(
         ErrorJson,

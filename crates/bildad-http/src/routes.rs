@@ -104,6 +104,17 @@ pub(crate) fn table() -> Vec<RouteDef> {
             "/jobs/schedules/{name}",
             delete(sch::delete_schedule),
         ),
+        route(Method::GET, "/jobs/queues", get(crate::queues::list_queues)),
+        route(
+            Method::GET,
+            "/jobs/queues/{name}",
+            get(crate::queues::get_queue),
+        ),
+        route(
+            Method::PATCH,
+            "/jobs/queues/{name}",
+            patch(crate::queues::patch_queue),
+        ),
     ]
 }
 
@@ -324,11 +335,15 @@ pub(crate) async fn list_entries(
     q: QueryPairs,
 ) -> Result<Response, ApiError> {
     let mut v = Vec::new();
-    let status = parse_enum::<EntryStatus>(&q, "status", true, &mut v);
+    let filter = bildad_core::EntryFilter {
+        status: parse_enum::<EntryStatus>(&q, "status", true, &mut v),
+        queue: text_param(&q, "queue", &mut v),
+        ..Default::default()
+    };
     let page = page_request(&q, v)?;
     let store = s.engine.store().clone();
     let p = s
-        .call(async move { store.list_entries(status, page).await })
+        .call(async move { store.list_entries_where(filter, page).await })
         .await?;
     Ok(Json(PageJson::from_page(p, EntryJson::from)).into_response())
 }
@@ -426,6 +441,7 @@ pub(crate) async fn list_runs(
         result: parse_enum::<RunResult>(&q, "result", true, &mut v),
         template: text_param(&q, "template", &mut v),
         node: text_param(&q, "node", &mut v),
+        queue: text_param(&q, "queue", &mut v),
     };
     let page = page_request(&q, v)?;
     let store = s.engine.store().clone();

@@ -63,6 +63,7 @@ struct Shared {
     closed: AtomicBool,
     throttle: Throttle,
     reach: Arc<Reach>,
+    queues: crate::queues::LocalQueues,
 }
 
 impl std::fmt::Debug for Engine {
@@ -142,6 +143,7 @@ impl Engine {
             shared: Arc::new(Shared {
                 throttle: Throttle::new(&config),
                 reach: Arc::new(Reach::new(&config)),
+                queues: crate::queues::LocalQueues::new(&config),
                 job_types: registry.job_types(),
                 registry,
                 config,
@@ -453,6 +455,8 @@ impl Engine {
         if limit == 0 || self.is_closed() || self.shared.job_types.is_empty() {
             return Ok(Vec::new());
         }
+        let running = self.shared.executor.running();
+        let (queues, queue_caps) = self.shared.queues.claim_fields(&running);
         let claimed = self
             .store
             .claim(ClaimRequest {
@@ -461,10 +465,13 @@ impl Engine {
                 limit: limit as u32,
                 expiry_grace: self.shared.config.expiry_grace,
                 only_identifier: only,
-                queues: None,
-                queue_caps: Default::default(),
+                queues,
+                queue_caps,
             })
             .await;
+        if let Ok(runs) = &claimed {
+            self.shared.queues.claimed(runs);
+        }
         if claimed.as_ref().is_err_and(StoreError::is_transient) {
             self.shared.reach.failed();
         }

@@ -21,6 +21,7 @@ mod killer;
 pub mod metrics;
 mod node;
 mod pacing;
+mod queues;
 mod scheduler;
 mod trace;
 

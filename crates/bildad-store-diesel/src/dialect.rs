@@ -7,7 +7,7 @@
 use crate::rows::{DbJson, ENTRY_COLS, RUN_COLS, TEMPLATE_COLS};
 use crate::shared::limit_offset;
 use bildad_core::{
-    EntryStatus, HARD_KILL_REASONS, KILLED_SUFFIX, NewTemplate, PageRequest, RunFilter,
+    EntryFilter, HARD_KILL_REASONS, KILLED_SUFFIX, NewTemplate, PageRequest, RunFilter,
     TemplateFilter, TemplatePatch,
 };
 use diesel::backend::Backend;
@@ -271,21 +271,21 @@ pub(crate) fn templates(d: Dialect, filter: TemplateFilter, page: PageRequest) -
     )
 }
 
-/// Entries in run order, of a status and a template's code (each optional).
-pub(crate) fn entries(
-    d: Dialect,
-    status: Option<EntryStatus>,
-    template: Option<String>,
-    page: PageRequest,
-) -> Listing {
+/// Entries in run order, of a status, a template's code and a queue (each optional).
+pub(crate) fn entries(d: Dialect, filter: EntryFilter, page: PageRequest) -> Listing {
     Listing::new(
         d,
         ENTRY_COLS,
         "FROM bildad_entries_v2 e
          JOIN bildad_templates t ON t.id = e.template_id
-         WHERE ($1 IS NULL OR e.status = $1) AND ($2 IS NULL OR t.code = $2)",
+         WHERE ($1 IS NULL OR e.status = $1) AND ($2 IS NULL OR t.code = $2)
+           AND ($3 IS NULL OR e.queue = $3)",
         "e.priority, e.inserted_at, e.id",
-        vec![status.map(|s| s.as_str().to_string()), template],
+        vec![
+            filter.status.map(|s| s.as_str().to_string()),
+            filter.template,
+            filter.queue,
+        ],
         page,
     )
 }
@@ -301,7 +301,8 @@ pub(crate) fn runs(d: Dialect, filter: RunFilter, page: PageRequest) -> Listing 
            AND ($2 IS NULL OR status = $2)
            AND ($3 IS NULL OR result = $3)
            AND ($4 IS NULL OR template = $4)
-           AND ($5 IS NULL OR node = $5 OR node_name = $5)",
+           AND ($5 IS NULL OR node = $5 OR node_name = $5)
+           AND ($6 IS NULL OR queue = $6)",
         "started_at DESC, id DESC",
         vec![
             filter.identifier,
@@ -309,6 +310,7 @@ pub(crate) fn runs(d: Dialect, filter: RunFilter, page: PageRequest) -> Listing 
             filter.result.map(|s| s.as_str().to_string()),
             filter.template,
             filter.node,
+            filter.queue,
         ],
         page,
     )

@@ -33,6 +33,8 @@ mod migrate;
 #[cfg(feature = "postgres")]
 mod pg;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod queues;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod rows;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod schedules;
@@ -317,6 +319,25 @@ macro_rules! job_store_by_sections {
                 from: bildad_core::Timestamp,
             ) -> bildad_core::StoreResult<bildad_core::Schedule> {
                 schedules::rewind_schedule(self, name, from).await
+            }
+
+            async fn list_queues(&self) -> bildad_core::StoreResult<Vec<bildad_core::QueueInfo>> {
+                queues::list_queues(self).await
+            }
+
+            async fn get_queue(
+                &self,
+                name: &str,
+            ) -> bildad_core::StoreResult<bildad_core::QueueInfo> {
+                queues::get_queue(self, name).await
+            }
+
+            async fn update_queue(
+                &self,
+                name: &str,
+                patch: bildad_core::QueuePatch,
+            ) -> bildad_core::StoreResult<bildad_core::QueueInfo> {
+                queues::update_queue(self, name, patch).await
             }
         }
     };

@@ -175,6 +175,25 @@ struct NodeArgs {
     #[arg(long, env = "BILDAD_SCHEDULE_GRACE_SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=31_622_400))]
     schedule_grace_seconds: u64,
+    /// Claim only from these queues (comma-separated; default: every queue).
+    #[arg(long, env = "BILDAD_QUEUES", value_delimiter = ',')]
+    queues: Option<Vec<String>>,
+
+    /// A local cap, NAME=N: at most N runs of queue NAME at once on this node
+    /// (repeatable).
+    #[arg(long = "queue-limit", value_name = "NAME=N", value_parser = parse_queue_limit)]
+    queue_limits: Vec<(String, u32)>,
+}
+
+/// `NAME=N` of `--queue-limit`.
+fn parse_queue_limit(s: &str) -> std::result::Result<(String, u32), String> {
+    let (name, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=N"))?;
+    let n: u32 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: N must be a positive integer"))?;
+    Ok((name.to_owned(), n))
 }
 
 impl NodeArgs {
@@ -200,6 +219,8 @@ impl NodeArgs {
             scheduler_interval: (self.scheduler_interval_seconds > 0)
                 .then(|| Duration::from_secs(self.scheduler_interval_seconds)),
             schedule_grace: Duration::from_secs(self.schedule_grace_seconds),
+            queues: self.queues.clone(),
+            queue_limits: self.queue_limits.iter().cloned().collect(),
         };
         if let Err(e) = config.validate() {
             let why: Vec<String> = e

@@ -587,6 +587,7 @@ pub async fn list_entries_where_filters_by_template(store: Arc<dyn JobStore>) {
                             EntryFilter {
                                 status,
                                 template: Some(t.code.clone()),
+                                queue: None,
                             },
                             page(p, limit),
                         )
@@ -609,6 +610,7 @@ pub async fn list_entries_where_filters_by_template(store: Arc<dyn JobStore>) {
             EntryFilter {
                 status: None,
                 template: Some("conf.no-such-template".into()),
+                queue: None,
             },
             page(0, 25),
         )

@@ -6,6 +6,7 @@
 
 mod depth;
 mod enqueue;
+mod queues;
 mod schedules;
 mod state;
 mod unique;
@@ -251,6 +252,7 @@ impl JobStore for MemoryStore {
             .filter(|e| {
                 filter.status.is_none_or(|s| e.status == s)
                     && filter.template.as_ref().is_none_or(|t| &e.template == t)
+                    && filter.queue.as_ref().is_none_or(|q| &e.queue == q)
             })
             .cloned()
             .collect();
@@ -323,10 +325,10 @@ impl JobStore for MemoryStore {
             .map(|e| (run_order(e), e.id))
             .collect();
         picked.sort();
-        picked.truncate(req.limit as usize);
+        let picked = st.within_queue_rooms(&req, now, picked.into_iter().map(|(_, id)| id));
         let grace = chrono::Duration::from_std(req.expiry_grace).unwrap_or_default();
         let mut out = Vec::with_capacity(picked.len());
-        for (_, entry_id) in picked {
+        for entry_id in picked {
             let run_id = st.id();
             let e = st.entries[&entry_id].clone();
             let t = st.template_by_code(&e.template).expect("template").clone();
@@ -464,6 +466,7 @@ impl JobStore for MemoryStore {
                         .node
                         .as_ref()
                         .is_none_or(|n| &r.node == n || &r.node_name == n)
+                    && filter.queue.as_ref().is_none_or(|q| &r.queue == q)
             })
             .cloned()
             .collect();
@@ -558,6 +561,28 @@ impl JobStore for MemoryStore {
 
     async fn listen_for_enqueues(&self) -> StoreResult<Option<Box<dyn EnqueueListener>>> {
         Ok(Some(self.enqueued.listener()))
+    }
+
+    async fn list_queues(&self) -> StoreResult<Vec<crate::QueueInfo>> {
+        let mut st = self.lock();
+        let now = st.now();
+        Ok(st.list_queues(now))
+    }
+
+    async fn get_queue(&self, name: &str) -> StoreResult<crate::QueueInfo> {
+        let mut st = self.lock();
+        let now = st.now();
+        st.get_queue(name, now)
+    }
+
+    async fn update_queue(
+        &self,
+        name: &str,
+        p: crate::QueuePatch,
+    ) -> StoreResult<crate::QueueInfo> {
+        let mut st = self.lock();
+        let now = st.now();
+        st.update_queue(name, &p, now)
     }
 
     async fn stats(&self) -> StoreResult<QueueStats> {

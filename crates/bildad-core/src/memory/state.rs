@@ -21,6 +21,8 @@ pub(super) struct State {
     /// Per entry, its runs that do not count against `max_retries` (see
     /// [`RetryState::uncounted_runs`]); absent for none.
     pub(super) uncounted_runs: HashMap<EntryId, i32>,
+    /// Queue settings by name (SPEC §8); a queue without them has the defaults.
+    pub(super) queues: BTreeMap<String, crate::queues::QueueSettings>,
     /// Unique keys by key (see `unique.rs`).
     pub(super) unique_keys: HashMap<String, super::unique::UniqueKey>,
     /// Per entry, the trace context it was enqueued with (absent for none).

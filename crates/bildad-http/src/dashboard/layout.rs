@@ -24,6 +24,7 @@ pub(crate) fn page(ctx: &Ctx, title: &str, q: &QueryPairs, body: Markup) -> Resp
         ("runs", "Runs"),
         ("templates", "Templates"),
         ("schedules", "Schedules"),
+        ("queues", "Queues"),
     ];
     let doc = html! {
         (DOCTYPE)
@@ -139,6 +140,8 @@ fn notice(q: &QueryPairs) -> Markup {
         Some("deactivated") => {
             html! { "Deactivated " code { (id) } ": it fires nothing until activated." }
         }
+        Some("paused") => html! { "Paused queue " code { (id) } ": no node starts its entries." },
+        Some("resumed") => html! { "Resumed queue " code { (id) } "." },
         Some("engine") => html! {
             "Engine pass: started " (number("started")) ", expired " (number("expired"))
             @if number("errors") > 0 { ", " (number("errors")) " errors (see the server log)" } "."

@@ -12,6 +12,7 @@ mod chart;
 mod layout;
 mod overview;
 mod queue;
+mod queues;
 mod runs;
 mod schedules;
 mod session;
@@ -73,6 +74,9 @@ pub(crate) fn router(app: AppState) -> Router<AppState> {
             "/jobs/dashboard/schedules/{name}/active",
             post(schedules::set_active),
         )
+        .route("/jobs/dashboard/queues", get(queues::page))
+        .route("/jobs/dashboard/queues/{name}/pause", post(queues::pause))
+        .route("/jobs/dashboard/queues/{name}/resume", post(queues::resume))
         .route("/jobs/dashboard/engine", post(engine_run))
         .route(
             "/jobs/dashboard/login",

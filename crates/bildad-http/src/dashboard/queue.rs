@@ -24,6 +24,10 @@ pub(crate) async fn page(
     let filter = EntryFilter {
         status,
         template: template.clone(),
+        queue: q
+            .get("queue")
+            .filter(|v| !v.is_empty() && !v.chars().any(char::is_control))
+            .map(str::to_owned),
     };
     let store = d.app.engine.store().clone();
     let (now, entries, positions, templates) = d

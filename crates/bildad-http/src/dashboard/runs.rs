@@ -43,6 +43,7 @@ pub(crate) async fn page(
         result: result_text.parse::<RunResult>().ok(),
         template: text("template"),
         node: text("node"),
+        queue: text("queue"),
     };
     let req = layout::page_request(&q, "page");
     let store = d.app.engine.store().clone();

@@ -662,3 +662,46 @@ async fn signing_out_revokes_the_cookie_which_lasts_twelve_hours() {
 
 #[path = "dashboard_schedules.rs"]
 mod schedules;
+
+#[tokio::test]
+async fn the_queues_page_pauses_and_resumes_a_queue_behind_csrf_and_origin() {
+    let api = api_with_token(Arc::new(MemoryStore::new())).await;
+    let body = serde_json::json!({"template": "test.echo", "context": {}, "queue": "mail"});
+    api.post("/jobs/queue", body).await.expect(201);
+    let mut b = Browser::new(&api);
+    b.sign_in().await;
+    let page = b.get("/jobs/dashboard/queues").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.html.contains("mail") && page.html.contains("Pause"),
+        "{}",
+        page.html
+    );
+    let path = "/jobs/dashboard/queues/mail/pause";
+    let foreign = b.post_raw(path, Some("http://evil.example"), &[]).await;
+    assert_eq!(foreign.status, 403);
+    assert_eq!(
+        b.post_raw(path, Some(ORIGIN), &[]).await.status,
+        403,
+        "no CSRF token"
+    );
+    assert_eq!(
+        api.get("/jobs/queues/mail").await.expect(200)["paused"],
+        false
+    );
+    let paused = b.post(path, &[]).await;
+    assert_eq!(paused.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        api.get("/jobs/queues/mail").await.expect(200)["paused"],
+        true
+    );
+    let page = b.get("/jobs/dashboard/queues?notice=paused&id=mail").await;
+    assert!(page.html.contains("Resume"), "{}", page.html);
+    b.post("/jobs/dashboard/queues/mail/resume", &[]).await;
+    assert_eq!(
+        api.get("/jobs/queues/mail").await.expect(200)["paused"],
+        false
+    );
+    let filtered = b.get("/jobs/dashboard/queue?queue=other").await;
+    assert_eq!(filtered.status, 200);
+}

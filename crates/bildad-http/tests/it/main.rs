@@ -8,6 +8,7 @@ mod bad_input;
 mod dashboard;
 mod metrics;
 mod origin;
+mod queues;
 mod routes;
 mod schedules;
 mod unique;

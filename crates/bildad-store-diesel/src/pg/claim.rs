@@ -4,7 +4,7 @@
 
 use super::PgStore;
 use super::prepared::Cached;
-use super::sql::{CLAIM, END_RUNS, EXPIRE, KILL, REQUEUE, RUNS_FINALIZED};
+use super::sql::{CLAIM, END_RUNS, EXPIRE, KILL, PICK, REQUEUE, RUNS_FINALIZED};
 use crate::errors::{Fail, db_error, pool_error};
 use crate::rows::{ClaimRow, EndedRow, IdRow, RequeuedRow, RunRefRow, convert, duration_us};
 use bildad_core::{
@@ -22,26 +22,71 @@ pub(super) async fn claim(store: &PgStore, req: ClaimRequest) -> StoreResult<Vec
         return Ok(Vec::new());
     }
     let mut conn = store.claim_pool.get().await.map_err(pool_error)?;
-    let filter = if req.only_identifier.is_some() {
-        "e.job_run_identifier = $6"
+    // The queues claimed apart, within their rooms: limited by their settings (a list a
+    // node keeps for a second: see `queues::RestrictedCache`), or capped by the node.
+    let restricted = super::queues::restricted(store, &mut conn).await?;
+    let special: Vec<String> = restricted
+        .iter()
+        .chain(req.queue_caps.keys())
+        .filter(|q| bildad_core::serves(req.queues.as_deref(), q))
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut rows = if special.is_empty() {
+        Vec::new()
     } else {
-        "e.run_at <= now()"
+        super::queues::claim_limited(&mut conn, &req, &special).await?
     };
-    let sql = CLAIM.replace("{filter}", filter);
-    let query = sql_query(sql)
+    let left = u64::from(req.limit).saturating_sub(rows.len() as u64);
+    if left > 0 {
+        rows.extend(claim_fast(&mut conn, &req, left, &special).await?);
+    }
+    convert(rows)
+}
+
+/// The fast path: one statement, no transaction (the planner settings are the claim
+/// connections' own: see `CLAIM_SESSION`), of at most `limit` entries of the queues the
+/// node serves, none of the `special` ones (nor any restricted by its settings).
+async fn claim_fast(
+    conn: &mut AsyncPgConnection,
+    req: &ClaimRequest,
+    limit: u64,
+    special: &[String],
+) -> StoreResult<Vec<ClaimRow>> {
+    let mut n = 5;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    let mut filter = match req.only_identifier {
+        Some(_) => format!("e.job_run_identifier = ${}", next()),
+        None => "e.run_at <= now()".to_owned(),
+    };
+    if req.queues.is_some() {
+        filter += &format!(" AND e.queue = ANY(${})", next());
+    }
+    if !special.is_empty() {
+        filter += &format!(" AND e.queue <> ALL(${})", next());
+    }
+    let sql = CLAIM.replace("{pick}", PICK).replace("{filter}", &filter);
+    let mut query = sql_query(sql)
+        .into_boxed::<diesel::pg::Pg>()
         .bind::<Array<Text>, _>(&req.job_types)
-        .bind::<BigInt, _>(i64::from(req.limit))
+        .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind::<Text, _>(&req.node.instance_id)
         .bind::<Text, _>(&req.node.name)
         .bind::<BigInt, _>(duration_us(req.expiry_grace));
-    // One round trip: no transaction, because the planner settings are the session's
-    // own on the claim connections (see `CLAIM_SESSION`).
-    let rows: Vec<ClaimRow> = match req.only_identifier.as_deref() {
-        Some(id) => Cached(query.bind::<Text, _>(id)).load(&mut conn).await,
-        None => Cached(query).load(&mut conn).await,
+    if let Some(id) = req.only_identifier.as_deref() {
+        query = query.bind::<Text, _>(id);
     }
-    .map_err(db_error)?;
-    convert(rows)
+    if let Some(queues) = req.queues.as_deref() {
+        query = query.bind::<Array<Text>, _>(queues);
+    }
+    if !special.is_empty() {
+        query = query.bind::<Array<Text>, _>(special);
+    }
+    Cached(query).load(conn).await.map_err(db_error)
 }
 
 pub(super) async fn finalize_many(

@@ -2,7 +2,7 @@
 //! SQL (docs/STORAGE.md shows its output).
 
 use super::PgStore;
-use super::sql::{CLAIM, CLAIM_PLANNER, END_RUNS, EXPIRE, KILL};
+use super::sql::{CLAIM, CLAIM_PLANNER, END_RUNS, EXPIRE, KILL, PICK};
 use crate::errors::{Fail, db_error};
 use crate::rows::IdRow;
 use bildad_core::StoreResult;
@@ -38,7 +38,9 @@ impl PgStore {
         let plans = async {
             let c = &mut *conn;
             let mut out = Vec::new();
-            let claim = CLAIM.replace("{filter}", "e.run_at <= now()");
+            let claim = CLAIM
+                .replace("{pick}", PICK)
+                .replace("{filter}", "e.run_at <= now()");
             // As `claim` runs it: with the planner settings of its transaction.
             c.batch_execute(CLAIM_PLANNER).await?;
             let lines: Vec<PlanLine> =

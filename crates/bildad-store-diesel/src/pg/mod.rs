@@ -20,6 +20,7 @@ mod listen;
 mod nodes;
 mod operator;
 mod prepared;
+mod queues;
 mod reads;
 mod schedules;
 pub(crate) mod sql;
@@ -55,6 +56,8 @@ pub struct PgStore {
     /// Connections for [`sql::CLAIM`] only, with [`sql::CLAIM_SESSION`]'s planner settings.
     claim_pool: Pool<AsyncPgConnection>,
     schemas: std::sync::Arc<SchemaCache>,
+    /// The restricted queues, as this node last read them (see `queues`).
+    restricted: queues::RestrictedCache,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -164,6 +167,7 @@ impl PgStore {
             pool,
             claim_pool,
             schemas: Default::default(),
+            restricted: Default::default(),
         };
         drop(store.conn().await?);
         drop(store.claim_pool.get().await.map_err(pool_error)?);

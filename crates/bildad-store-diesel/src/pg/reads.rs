@@ -68,7 +68,14 @@ pub(super) async fn list_entries(
     status: Option<EntryStatus>,
     page: PageRequest,
 ) -> StoreResult<Page<QueueEntry>> {
-    let l = dialect::entries(Dialect::Postgres, status, None, page);
+    let l = dialect::entries(
+        Dialect::Postgres,
+        bildad_core::EntryFilter {
+            status,
+            ..Default::default()
+        },
+        page,
+    );
     let (rows, total) = store.listing::<EntryRow>(&l).await?;
     Ok(Page::new(convert(rows)?, total, page))
 }
@@ -78,7 +85,7 @@ pub(super) async fn list_entries_where(
     filter: EntryFilter,
     page: PageRequest,
 ) -> StoreResult<Page<QueueEntry>> {
-    let l = dialect::entries(Dialect::Postgres, filter.status, filter.template, page);
+    let l = dialect::entries(Dialect::Postgres, filter, page);
     let (rows, total) = store.listing::<EntryRow>(&l).await?;
     Ok(Page::new(convert(rows)?, total, page))
 }

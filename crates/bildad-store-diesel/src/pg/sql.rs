@@ -61,19 +61,12 @@ pub(crate) static MIGRATE: Migrations = Migrations {
 
 /// The claim, one statement: pick (skipping rows other claims hold), move the entries
 /// into their runs (`DELETE … RETURNING` feeding the runs' `INSERT`: a running job is
-/// one row, its run, which carries what the entry carried). `{filter}` is one of two
-/// constant predicates.
+/// one row, its run, which carries what the entry carried). `{pick}` is [`PICK`] (the fast
+/// path) or [`PICK_LIMITED`] (the limited queues' bounded path, `pg/queues.rs`).
 pub(crate) const CLAIM: &str = "
 WITH moved AS (
     DELETE FROM bildad_queue e
-    WHERE e.id IN (
-        SELECT e.id
-        FROM bildad_queue e
-        JOIN bildad_templates t ON t.id = e.template_id
-        WHERE e.status = 'AVAILABLE' AND {filter} AND t.job_type = ANY($1)
-        ORDER BY e.priority, e.inserted_at, e.id
-        LIMIT $2
-        FOR UPDATE OF e SKIP LOCKED)
+    WHERE e.id IN ({pick})
     RETURNING e.*
 ), started AS (
     INSERT INTO bildad_runs (entry_id, job_run_identifier, template, job_type, retry,
@@ -102,6 +95,39 @@ SELECT s.id, s.job_run_identifier, s.template, s.job_type, s.retry, s.process_na
 FROM started s
 JOIN bildad_templates t ON t.id = s.template_id
 ORDER BY s.priority, s.entry_inserted_at, s.entry_id";
+
+/// The fast path's pick: available entries in run order, of no queue whose settings
+/// restrict it (paused or limited: read in the statement, so a change binds every claim
+/// that starts after it commits). `{filter}` is one of two constant predicates, followed
+/// by the node's queue filters ([`super::claim`]).
+pub(crate) const PICK: &str = "
+        SELECT e.id
+        FROM bildad_queue e
+        JOIN bildad_templates t ON t.id = e.template_id
+        WHERE e.status = 'AVAILABLE' AND {filter} AND t.job_type = ANY($1)
+          AND e.queue <> ALL(ARRAY(SELECT name FROM bildad_queues
+                                   WHERE paused OR global_limit IS NOT NULL
+                                      OR rate_allowed IS NOT NULL))
+        ORDER BY e.priority, e.inserted_at, e.id
+        LIMIT $2
+        FOR UPDATE OF e SKIP LOCKED";
+
+/// The bounded path's pick: of each queue `$6`, at most its room `$7` entries in run
+/// order, at most `$2` in all.
+pub(crate) const PICK_LIMITED: &str = "
+        SELECT p.id
+        FROM unnest($6::text[], $7::int8[]) AS room(queue, n)
+        CROSS JOIN LATERAL (
+            SELECT e.id, e.priority, e.inserted_at
+            FROM bildad_queue e
+            JOIN bildad_templates t ON t.id = e.template_id
+            WHERE e.status = 'AVAILABLE' AND {filter} AND t.job_type = ANY($1)
+              AND e.queue = room.queue
+            ORDER BY e.priority, e.inserted_at, e.id
+            LIMIT room.n
+            FOR UPDATE OF e SKIP LOCKED) p
+        ORDER BY p.priority, p.inserted_at, p.id
+        LIMIT $2";
 
 /// Planner settings for the claim's transaction. The queue's statistics are usually wrong
 /// (a burst of enqueues after the last ANALYZE; a fresh table has none): the planner

@@ -28,6 +28,10 @@ struct Picked {
     run_at: Timestamp,
     #[diesel(sql_type = Nullable<Text>)]
     trace_context: Option<String>,
+    #[diesel(sql_type = Integer)]
+    priority: i32,
+    #[diesel(sql_type = BigInt)]
+    inserted_at: i64,
 }
 
 /// A run a finalize ended.
@@ -58,27 +62,15 @@ pub(super) async fn claim(store: &SqliteStore, req: ClaimRequest) -> StoreResult
     store
         .write(move |c| {
             let now = now_us(c)?;
-            let filter = if req.only_identifier.is_some() {
-                "e.job_run_identifier = ?4 AND ?3 IS NOT NULL"
-            } else {
-                // SQLite refuses a bound parameter that the statement does not name.
-                "e.run_at <= ?3 AND ?4 IS NULL"
-            };
-            let picked: Vec<Picked> = sql_query(format!(
-                "SELECT e.id, e.max_retries, t.id AS template_id,
-                    t.updated_at AS template_updated_at, e.run_at, e.trace_context
-             FROM bildad_queue e
-             JOIN bildad_templates t ON t.id = e.template_id
-             WHERE e.status = 'AVAILABLE' AND {filter}
-               AND t.job_type IN (SELECT value FROM json_each(?1))
-             ORDER BY e.priority, e.inserted_at, e.id
-             LIMIT ?2"
-            ))
-            .bind::<Text, _>(json_array(&req.job_types))
-            .bind::<BigInt, _>(i64::from(req.limit))
-            .bind::<BigInt, _>(now)
-            .bind::<Nullable<Text>, _>(req.only_identifier.as_deref())
-            .load(c)?;
+            // The queues treated apart, and their rooms, counted under the write lock.
+            let (special, rooms) = super::queues::special(c, &req, now)?;
+            let mut picked = pick(c, &req, now, Pick::Except(&special), req.limit)?;
+            for (queue, room) in rooms {
+                let room = u32::try_from(room).unwrap_or(u32::MAX);
+                picked.extend(pick(c, &req, now, Pick::Only(&queue), room)?);
+            }
+            picked.sort_by_key(|p| (p.priority, p.inserted_at, p.id));
+            picked.truncate(req.limit as usize);
             let grace = duration_us(req.expiry_grace);
             let mut out = Vec::with_capacity(picked.len());
             for p in picked {
@@ -105,6 +97,56 @@ pub(super) async fn claim(store: &SqliteStore, req: ClaimRequest) -> StoreResult
             Ok(out)
         })
         .await
+}
+
+/// Which queues a pick takes entries of.
+enum Pick<'a> {
+    /// Those the request serves, but none of these.
+    Except(&'a [String]),
+    /// Only this one.
+    Only(&'a str),
+}
+
+/// At most `limit` available entries in run order, of the queues `which` names.
+fn pick(
+    c: &mut SqliteConnection,
+    req: &ClaimRequest,
+    now: i64,
+    which: Pick<'_>,
+    limit: u32,
+) -> Tx<Vec<Picked>> {
+    let filter = if req.only_identifier.is_some() {
+        "e.job_run_identifier = ?4 AND ?3 IS NOT NULL"
+    } else {
+        // SQLite refuses a bound parameter that the statement does not name.
+        "e.run_at <= ?3 AND ?4 IS NULL"
+    };
+    let (queues, (list, served)) = match which {
+        Pick::Except(special) => (
+            "e.queue NOT IN (SELECT value FROM json_each(?5))
+               AND (?6 IS NULL OR e.queue IN (SELECT value FROM json_each(?6)))",
+            (json_array(special), req.queues.as_deref().map(json_array)),
+        ),
+        Pick::Only(q) => ("e.queue = ?5 AND ?6 IS NULL", (q.to_owned(), None)),
+    };
+    Ok(sql_query(format!(
+        "SELECT e.id, e.max_retries, t.id AS template_id,
+                t.updated_at AS template_updated_at, e.run_at, e.trace_context,
+                e.priority, e.inserted_at
+         FROM bildad_queue e
+         JOIN bildad_templates t ON t.id = e.template_id
+         WHERE e.status = 'AVAILABLE' AND {filter} AND {queues}
+           AND t.job_type IN (SELECT value FROM json_each(?1))
+         ORDER BY e.priority, e.inserted_at, e.id
+         LIMIT ?2"
+    ))
+    .bind::<Text, _>(json_array(&req.job_types))
+    .bind::<BigInt, _>(i64::from(limit))
+    .bind::<BigInt, _>(now)
+    .bind::<Nullable<Text>, _>(req.only_identifier.as_deref())
+    .bind::<Text, _>(list)
+    .bind::<Nullable<Text>, _>(served)
+    .load(c)?)
 }
 
 pub(super) async fn finalize_many(

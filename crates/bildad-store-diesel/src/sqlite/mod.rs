@@ -16,6 +16,7 @@ mod enqueue;
 mod listen;
 mod nodes;
 mod operator;
+mod queues;
 mod reads;
 mod schedules;
 pub(crate) mod sql;

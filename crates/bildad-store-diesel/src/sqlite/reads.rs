@@ -79,7 +79,14 @@ pub(super) async fn list_entries(
     status: Option<EntryStatus>,
     page: PageRequest,
 ) -> StoreResult<Page<QueueEntry>> {
-    let l = dialect::entries(Dialect::Sqlite, status, None, page);
+    let l = dialect::entries(
+        Dialect::Sqlite,
+        bildad_core::EntryFilter {
+            status,
+            ..Default::default()
+        },
+        page,
+    );
     store
         .run(move |c| {
             let (rows, total) = super::listing::<EntryRow>(c, &l)?;
@@ -93,7 +100,7 @@ pub(super) async fn list_entries_where(
     filter: EntryFilter,
     page: PageRequest,
 ) -> StoreResult<Page<QueueEntry>> {
-    let l = dialect::entries(Dialect::Sqlite, filter.status, filter.template, page);
+    let l = dialect::entries(Dialect::Sqlite, filter, page);
     store
         .run(move |c| {
             let (rows, total) = super::listing::<EntryRow>(c, &l)?;

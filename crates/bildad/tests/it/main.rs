@@ -7,6 +7,7 @@ mod cli;
 mod isolation;
 mod metrics;
 mod nodes;
+mod queues;
 mod schedules;
 
 use serde_json::Value;
