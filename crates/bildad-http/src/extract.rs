@@ -33,6 +33,14 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         })?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+        // Every body is an object: serde would also fill a struct from an array, by
+        // position (`[null, null]` as an empty patch).
+        if !value.is_object() {
+            return Err(ApiError::invalid(vec![Violation::new(
+                "",
+                "the body must be a JSON object",
+            )]));
+        }
         serde_path_to_error::deserialize(value)
             .map(JsonBody)
             .map_err(|e| ApiError::invalid(vec![shape_violation(&e)]))

@@ -20,10 +20,23 @@ use utoipa::{IntoParams, ToSchema};
 pub(crate) struct RateLimitJson {
     /// Starts per window.
     #[schema(minimum = 1, maximum = 2147483647)]
+    #[serde(deserialize_with = "whole")]
     allowed: i32,
     /// The window's length in seconds.
     #[schema(minimum = 1, maximum = 2147483647)]
+    #[serde(deserialize_with = "whole")]
     period_seconds: i32,
+}
+
+/// A required `i32` that, like JSON Schema's `integer`, also takes `5.0`
+/// ([`crate::dto::whole_i32`]).
+fn whole<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    crate::dto::whole_i32(d)?.ok_or_else(|| serde::de::Error::custom("must not be null"))
+}
+
+/// An optional `i32` that may also be `5.0`, present or not (see [`present`]).
+fn present_whole<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i32>>, D::Error> {
+    crate::dto::whole_i32(d).map(Some)
 }
 
 /// A queue on the wire: its settings and counts.
@@ -77,7 +90,7 @@ pub(crate) struct PatchQueueBody {
     /// Pause (true) or resume (false).
     paused: Option<bool>,
     /// An integer ≥ 1, or null to lift the limit.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_whole")]
     #[schema(value_type = Option<i32>, minimum = 1, maximum = 2147483647)]
     global_limit: Option<Option<i32>>,
     /// A rate limit, or null to lift it.

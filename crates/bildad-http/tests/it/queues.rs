@@ -102,6 +102,8 @@ pub(crate) async fn queue_patch_bad_input_is_422(store: Arc<dyn JobStore>) {
         json!({"rate_limit": {"allowed": 0, "period_seconds": 5}}),
         json!({"paused": "yes"}),
         json!({"unknown": 1}),
+        json!([null, null]),
+        json!({"global_limit": 1.5}),
     ] {
         let a = api
             .call(Method::PATCH, "/jobs/queues/q", Some(body.clone()))
@@ -122,4 +124,16 @@ pub(crate) async fn queue_patch_bad_input_is_422(store: Arc<dyn JobStore>) {
         .await
         .expect(422);
     assert_eq!(bad_queue["error"]["details"][0]["pointer"], "/queue");
+    // JSON Schema's `integer` includes `3.0`: the document's integers accept it.
+    let whole = api
+        .call(
+            Method::PATCH,
+            "/jobs/queues/q",
+            Some(json!({"global_limit": 3.0,
+                        "rate_limit": {"allowed": 899.0, "period_seconds": 736.0}})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(whole["global_limit"], 3);
+    assert_eq!(whole["rate_limit"]["allowed"], 899);
 }
