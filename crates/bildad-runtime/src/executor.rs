@@ -80,6 +80,8 @@ struct LocalRun {
     /// The job ends by itself once cancelled ([`Job::ends_on_cancel`]): it is not
     /// dropped, its slot frees when it returns.
     ends_on_cancel: bool,
+    /// The run's queue (the metrics label of the run's end when shutdown aborts it).
+    queue: String,
 }
 
 /// Where a local run stands. Changed only under the registry's lock, so that an abort
@@ -233,6 +235,24 @@ impl TokioExecutor {
         }
     }
 
+    /// [`JobExecutor::shutdown`], with each aborted run's queue: stops accepting work,
+    /// waits up to `grace` for running jobs, then aborts those still running and returns
+    /// them (the caller finalizes them, and counts their end under their queue).
+    pub async fn shutdown_runs(&self, grace: Duration) -> Vec<(RunId, String)> {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        if self.wait_idle(grace).await {
+            return Vec::new();
+        }
+        let mut map = self.inner.lock();
+        let mut aborted = Vec::new();
+        for id in Inner::running_ids(&map) {
+            if Inner::abort_running(&mut map, id) {
+                aborted.extend(map.get(&id).map(|l| (id, l.queue.clone())));
+            }
+        }
+        aborted
+    }
+
     /// Simulates a crash: aborts every task and the finalizer without finalizing
     /// anything, so the runs stay `RUNNING` until another node's engine expires them.
     /// For tests and failure drills; a real node calls `NodeRuntime::shutdown`.
@@ -265,6 +285,7 @@ impl JobExecutor for TokioExecutor {
             self.inner.rt.spawn(
                 async move {
                     let result = inner.finalize(req).await;
+                    crate::metrics::failed_if_won(&run, FailureKind::NotStarted, &result);
                     tracing::warn!(?result, "run claimed during shutdown; not started");
                 }
                 .instrument(span),
@@ -293,7 +314,7 @@ impl JobExecutor for TokioExecutor {
         };
         let task = inner
             .rt
-            .spawn(execute(inner.clone(), guard, job, ctx, queue).instrument(span));
+            .spawn(execute(inner.clone(), guard, job, ctx, queue.clone()).instrument(span));
         map.insert(
             run_id,
             LocalRun {
@@ -301,6 +322,7 @@ impl JobExecutor for TokioExecutor {
                 cancel,
                 state: LocalState::Running,
                 ends_on_cancel,
+                queue,
             },
         );
     }
@@ -329,14 +351,10 @@ impl JobExecutor for TokioExecutor {
     /// has returned is not aborted and not returned: its own outcome, already queued,
     /// is the run's ([`TokioExecutor::wait_idle`] waits for it to be recorded).
     async fn shutdown(&self, grace: Duration) -> Vec<RunId> {
-        self.inner.closed.store(true, Ordering::SeqCst);
-        if self.wait_idle(grace).await {
-            return Vec::new();
-        }
-        let mut map = self.inner.lock();
-        Inner::running_ids(&map)
+        self.shutdown_runs(grace)
+            .await
             .into_iter()
-            .filter(|&id| Inner::abort_running(&mut map, id))
+            .map(|(id, _)| id)
             .collect()
     }
 }

@@ -5,8 +5,7 @@ use crate::engine::Engine;
 use crate::executor::{TokioExecutor, finalize_batch};
 use crate::killer::JobKiller;
 use bildad_core::{
-    FailureKind, Finalize, JobExecutor, JobRegistry, JobStore, NodeConfig, NodeRef, Outcome,
-    StoreError,
+    FailureKind, Finalize, JobRegistry, JobStore, NodeConfig, NodeRef, Outcome, StoreError,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -189,7 +188,7 @@ impl NodeRuntime {
         tracing::info!(node = %node.instance_id, ?grace, "node shutting down");
         self.inner.stop_ticker.cancel();
         self.engine.close().await;
-        let rest = self.inner.executor.shutdown(grace).await;
+        let rest = self.inner.executor.shutdown_runs(grace).await;
         let store = self.engine.store();
         let (_, idle) = tokio::join!(
             self.finalize_shut_down(&rest),
@@ -214,13 +213,14 @@ impl NodeRuntime {
         tracing::info!(node = %node.instance_id, "node stopped");
     }
 
-    /// Finalizes as `Shutdown` the runs whose jobs shutdown aborted.
-    async fn finalize_shut_down(&self, rest: &[bildad_core::RunId]) {
+    /// Finalizes as `Shutdown` the runs whose jobs shutdown aborted (with their queues),
+    /// and counts those it ended.
+    async fn finalize_shut_down(&self, rest: &[(bildad_core::RunId, String)]) {
         let store = self.engine.store();
         if !rest.is_empty() {
             let reqs = rest
                 .iter()
-                .map(|&run_id| Finalize {
+                .map(|&(run_id, _)| Finalize {
                     run_id,
                     outcome: Outcome::standard(FailureKind::Shutdown),
                     backoff: self.inner.config.backoff,
@@ -231,7 +231,11 @@ impl NodeRuntime {
             let finalize = finalize_batch(&**store, reqs);
             match tokio::time::timeout(SHUTDOWN_FINALIZE_BOUND, finalize).await {
                 Ok(results) => {
-                    for (run_id, res) in rest.iter().zip(results) {
+                    for ((run_id, queue), res) in rest.iter().zip(results) {
+                        if res.as_ref().is_ok_and(|r| r.won) {
+                            let outcome = Outcome::standard(FailureKind::Shutdown);
+                            crate::metrics::run_finished(queue, &outcome);
+                        }
                         tracing::warn!(run_id, result = ?res, "run ended by shutdown");
                     }
                 }

@@ -1,6 +1,8 @@
 //! The schedules (SPEC §9): each with its cron and time zone, next and last fire time,
-//! the outcome of its latest fire, and activate/deactivate (a form with the CSRF token,
-//! behind the same same-origin checks as every dashboard action).
+//! the runs of its recent fires ([`fires`]), and activate/deactivate (a form with the
+//! CSRF token, behind the same same-origin checks as every dashboard action).
+
+mod fires;
 
 use super::layout::{self, ago, badge, csrf_field, empty, pager, query};
 use super::queue::path_segment;
@@ -10,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use axum::response::Response;
 use bildad_core::firing::fire_identifier;
-use bildad_core::{JobRun, PageRequest, RunFilter, Schedule, SchedulePatch, Timestamp};
+use bildad_core::{JobRun, Schedule, SchedulePatch, Timestamp};
 use maud::{Markup, html};
 
 /// `GET /jobs/dashboard/schedules?page=&limit=`.
@@ -21,28 +23,16 @@ pub(crate) async fn page(
 ) -> Result<Response, DashError> {
     let req = layout::page_request(&q, "page");
     let store = d.app.engine.store().clone();
-    let (now, schedules, latest) = d
+    let (now, schedules, recent) = d
         .app
         .call(async move {
             let now = store.now().await?;
             let schedules = store.list_schedules(req).await?;
-            // The newest run of each schedule's latest fire time.
-            let mut latest = Vec::with_capacity(schedules.items.len());
+            let mut recent = Vec::with_capacity(schedules.items.len());
             for s in &schedules.items {
-                let run = match s.last_fire_at {
-                    Some(t) => {
-                        let filter = RunFilter {
-                            identifier: Some(fire_identifier(&s.name, t)),
-                            ..RunFilter::default()
-                        };
-                        let one = PageRequest { page: 0, limit: 1 };
-                        store.list_runs(filter, one).await?.items.pop()
-                    }
-                    None => None,
-                };
-                latest.push(run);
+                recent.push(fires::recent_fires(&*store, s).await?);
             }
-            Ok((now, schedules, latest))
+            Ok((now, schedules, recent))
         })
         .await
         .map_err(|e| ctx.error(e))?;
@@ -58,11 +48,11 @@ pub(crate) async fn page(
                 table #schedules-table {
                     thead { tr {
                         th { "Name" } th { "Cron" } th { "Template" } th { "Next fire" }
-                        th { "Last fire" } th { "Latest run" } th { "Active" } th { "Actions" }
+                        th { "Last fire" } th { "Recent runs" } th { "Active" } th { "Actions" }
                     } }
                     tbody {
-                        @for (s, run) in schedules.items.iter().zip(&latest) {
-                            (row(&ctx, now, s, run.as_ref()))
+                        @for (s, fires) in schedules.items.iter().zip(&recent) {
+                            (row(&ctx, now, s, fires))
                         }
                     }
                 }
@@ -82,7 +72,30 @@ fn when(now: Timestamp, t: Option<Timestamp>) -> Markup {
     }
 }
 
-fn row(ctx: &Ctx, now: Timestamp, s: &Schedule, run: Option<&JobRun>) -> Markup {
+/// The runs of a schedule's recent fires, newest first: each links to its run, with its
+/// result (or status) and start. A fire whose entry has not run (or was skipped) is
+/// left out; `—` when none ran.
+fn recent_runs(ctx: &Ctx, now: Timestamp, fires: &[(Timestamp, Option<JobRun>)]) -> Markup {
+    let runs: Vec<&JobRun> = fires.iter().filter_map(|(_, r)| r.as_ref()).collect();
+    html! {
+        @if runs.is_empty() {
+            span.muted { "—" }
+        } @else {
+            ul.recent-runs {
+                @for r in runs {
+                    li data-run=(r.id) {
+                        a href=(ctx.page_url(&format!("runs/{}", r.id), "")) {
+                            (badge(r.result.map(|x| x.as_str()).unwrap_or(r.status.as_str())))
+                        }
+                        " " (when(now, Some(r.started_at)))
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn row(ctx: &Ctx, now: Timestamp, s: &Schedule, fires: &[(Timestamp, Option<JobRun>)]) -> Markup {
     let (verb, next) = if s.active {
         ("Deactivate", "false")
     } else {
@@ -102,12 +115,7 @@ fn row(ctx: &Ctx, now: Timestamp, s: &Schedule, run: Option<&JobRun>) -> Markup 
                     }
                 } @else { span.muted { "never" } }
             }
-            td {
-                @match run {
-                    Some(r) => { (badge(r.result.map(|x| x.as_str()).unwrap_or(r.status.as_str()))) }
-                    None => { span.muted { "—" } }
-                }
-            }
+            td { (recent_runs(ctx, now, fires)) }
             td { (badge(if s.active { "ACTIVE" } else { "INACTIVE" })) }
             td.actions {
                 form method="post" action=(action) {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod hardening;
+mod shutdown_metrics;
 mod snooze;
 
 fn config() -> NodeConfig {
