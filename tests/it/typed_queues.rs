@@ -1,12 +1,16 @@
 //! Typed queues (SPEC §7, §8): a job type's default queue becomes its template's queue,
 //! owned by the code, and the queue of its entries; an enqueue's option overrides it; a
-//! bad name is `Invalid` and writes nothing. On every store.
+//! bad name is `Invalid` and writes nothing. On every store, and through the
+//! transactional enqueue on SQLite and PostgreSQL.
 
 use bildad_core::{
-    EnqueueOptions, ErrorKind, JobArgs, JobDefaults, JobError, JobRegistry, Jobs, NewTemplate,
-    RunInfo, TemplatePatch,
+    EnqueueOptions, ErrorKind, JobArgs, JobDefaults, JobError, JobRegistry, JobStore, Jobs,
+    NewTemplate, RunInfo, TemplatePatch,
 };
+use bildad_store_diesel::testing::{TestPg, TestSqlite};
+use bildad_store_diesel::{EnqueueIn, SqliteStore};
 use bildad_tests::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde::{Deserialize, Serialize};
 
 /// A job type whose default queue is `media`.
@@ -184,3 +188,52 @@ on_every_store!(
     a_job_types_queue_holds_on_a_hand_made_template,
     a_bad_queue_name_is_invalid_and_writes_nothing,
 );
+
+/// The transactional enqueue (SPEC §7) puts a typed job where `Jobs` would: the job
+/// type's queue or the option's; a bad name is `Invalid` and the transaction goes on.
+async fn in_a_transaction<S, C>(store: &S, conn: &mut C, backend: &str)
+where
+    S: JobStore + EnqueueIn<C>,
+    C: AsyncConnection + Send + 'static,
+{
+    registry().ensure_templates(store).await.unwrap();
+    let (kept, over, bad) = conn
+        .transaction::<_, diesel::result::Error, _>(async |c| {
+            let kept = store.enqueue_args_in(c, &Resize { id: 1 }, EnqueueOptions::default());
+            let kept = kept.await;
+            let opts = EnqueueOptions::default().queue("bulk");
+            let over = store.enqueue_args_in(c, &Resize { id: 2 }, opts).await;
+            let opts = EnqueueOptions::default().queue("a b");
+            let bad = store.enqueue_args_in(c, &Resize { id: 3 }, opts).await;
+            Ok((kept, over, bad))
+        })
+        .await
+        .unwrap();
+    assert_eq!(kept.unwrap().queue, "media", "{backend}");
+    assert_eq!(over.unwrap().queue, "bulk", "{backend}");
+    let e = bad.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{backend}");
+    assert_eq!(e.violations()[0].pointer, "/queue", "{backend}: {e}");
+    assert_eq!(store.stats().await.unwrap().available, 2, "{backend}");
+}
+
+#[tokio::test]
+async fn a_typed_queue_in_a_postgres_transaction() {
+    let Some(db) = TestPg::fresh().await else {
+        return;
+    };
+    let mut conn = AsyncPgConnection::establish(db.url()).await.unwrap();
+    in_a_transaction(db.pg(), &mut conn, "postgres").await;
+}
+
+#[tokio::test]
+async fn a_typed_queue_in_a_sqlite_transaction() {
+    let db = TestSqlite::fresh().await;
+    let pool = diesel_async::pooled_connection::deadpool::Pool::builder(SqliteStore::manager(
+        db.sqlite().path(),
+    ))
+    .max_size(1)
+    .build()
+    .unwrap();
+    in_a_transaction(db.sqlite(), &mut *pool.get().await.unwrap(), "sqlite").await;
+}
