@@ -9,3 +9,4 @@ mod race;
 mod schedules_from_code;
 mod shutdown_load;
 mod templates_from_code;
+mod typed_queues;

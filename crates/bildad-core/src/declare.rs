@@ -8,7 +8,7 @@
 //!
 //! What the code owns and what the operator owns: the code owns the fields in
 //! [`DeclaredTemplate::owned`] — always the job type and the context schema, and for a
-//! typed worker the name, timeout and retries its [`JobArgs::defaults`] declares. The
+//! typed worker the name, timeout, retries and queue its [`JobArgs::defaults`] declares. The
 //! operator owns the rest (whether the template is `active`, its `display_order`, and
 //! every default the code leaves unset): they are written when the template is created,
 //! never after, so a template an operator deactivated stays inactive.
@@ -44,7 +44,7 @@ impl DeclaredTemplate {
     }
 
     /// The template of a typed job type: code and job type [`JobArgs::KIND`], the
-    /// schema [`JobArgs::context_schema`], and the name, timeout and retries of
+    /// schema [`JobArgs::context_schema`], and the name, timeout, retries and queue of
     /// [`JobArgs::defaults`] (Bildad's defaults where it sets none).
     pub fn of<A: JobArgs>() -> Self {
         let d = A::defaults();
@@ -60,10 +60,14 @@ impl DeclaredTemplate {
         if let Some(r) = d.max_retries {
             template.default_max_retries = r;
         }
+        if let Some(q) = &d.queue {
+            template.queue.clone_from(q);
+        }
         let mut declared = Self::new(template);
         declared.owned.name = d.name.map(str::to_owned);
         declared.owned.default_timeout_seconds = d.timeout_seconds;
         declared.owned.default_max_retries = d.max_retries;
+        declared.owned.queue = d.queue;
         declared
     }
 
@@ -84,7 +88,7 @@ impl DeclaredTemplate {
                 &existing.default_timeout_seconds,
             ),
             default_max_retries: differs(&o.default_max_retries, &existing.default_max_retries),
-            queue: None,
+            queue: differs(&o.queue, &existing.queue),
         };
         (patch != TemplatePatch::default()).then_some(patch)
     }

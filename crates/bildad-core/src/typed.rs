@@ -38,8 +38,9 @@ pub trait JobArgs:
     /// The job type, and the code of its template (characters of a code: SPEC §1).
     const KIND: &'static str;
 
-    /// This job type's defaults. Timeout and retries become its template's defaults;
-    /// the priority is given to every entry that does not set its own.
+    /// This job type's defaults. Name, timeout, retries and queue become its template's
+    /// defaults; the priority and the queue are given to every entry that does not set
+    /// its own.
     fn defaults() -> JobDefaults {
         JobDefaults::default()
     }
@@ -65,6 +66,9 @@ pub struct JobDefaults {
     /// Makes every entry of this job type unique for this many seconds (SPEC §8), unless
     /// its enqueue says otherwise.
     pub unique_for_seconds: Option<i32>,
+    /// The queue of its template, which the code owns (SPEC §8; default `"default"`), and
+    /// of every entry whose enqueue names no other. Same characters as a code.
+    pub queue: Option<String>,
 }
 
 /// Options of one typed enqueue; unset fields take the job type's and then the
@@ -85,6 +89,8 @@ pub struct EnqueueOptions {
     pub timeout_seconds: Option<i32>,
     /// A unique job for this many seconds (SPEC §8; default: the job type's).
     pub unique_for_seconds: Option<i32>,
+    /// The queue to join (SPEC §8; default: the job type's, then the template's).
+    pub queue: Option<String>,
 }
 
 impl EnqueueOptions {
@@ -129,13 +135,21 @@ impl EnqueueOptions {
         self.unique_for_seconds = Some(seconds);
         self
     }
+
+    /// Joins `queue` instead of the job type's (see [`NewEntry::queue`]).
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
 }
 
 impl NewEntry {
     /// The entry of a typed enqueue: `A::KIND`'s template, the arguments as its context,
-    /// the options over the job type's defaults. An argument value that does not
+    /// the options over the job type's defaults (the job type's queue is set on the entry
+    /// too, so it holds even when the template was created by hand). An argument value that does not
     /// serialize to JSON is `Invalid` at `/context`.
     pub fn typed<A: JobArgs>(args: &A, options: EnqueueOptions) -> Result<Self, StoreError> {
+        let defaults = A::defaults();
         let context = serde_json::to_value(args).map_err(|e| {
             StoreError::invalid(
                 "/context",
@@ -145,16 +159,14 @@ impl NewEntry {
         Ok(Self {
             template: A::KIND.to_owned(),
             context,
-            priority: options.priority.or(A::defaults().priority),
+            priority: options.priority.or(defaults.priority),
             timeout_seconds: options.timeout_seconds,
             max_retries: options.max_retries,
             job_run_identifier: options.identifier,
             run_at: options.run_at,
             run_in: options.run_in,
-            unique_for_seconds: options
-                .unique_for_seconds
-                .or(A::defaults().unique_for_seconds),
-            queue: None,
+            unique_for_seconds: options.unique_for_seconds.or(defaults.unique_for_seconds),
+            queue: options.queue.or(defaults.queue),
             trace_context: None,
         })
     }

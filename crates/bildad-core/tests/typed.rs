@@ -57,6 +57,7 @@ impl JobArgs for Invoice {
             timeout_seconds: Some(60),
             priority: Some(1),
             unique_for_seconds: None,
+            queue: None,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The queue: entries in run order with their place, filters by status and template,
-//! and the operator actions stop and remove (each behind a confirmation page).
+//! The queue: entries in run order with their place, filters by status, template and
+//! queue, and the operator actions stop and remove (each behind a confirmation page).
 
 use super::layout::{self, ago, badge, clip, csrf_field, empty, pager, query};
 use super::{Ctx, Dash, DashError, see_other};
@@ -7,10 +7,10 @@ use crate::extract::{PathText, QueryPairs};
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use axum::response::Response;
-use bildad_core::{EntryFilter, EntryStatus, PageRequest, QueueEntry, TemplateFilter};
+use bildad_core::{EntryFilter, EntryStatus, PageRequest, QueueEntry, QueueInfo, TemplateFilter};
 use maud::{Markup, html};
 
-/// `GET /jobs/dashboard/queue?status=&template=&page=&limit=`.
+/// `GET /jobs/dashboard/queue?status=&template=&queue=&page=&limit=`.
 pub(crate) async fn page(
     State(d): State<Dash>,
     Extension(ctx): Extension<Ctx>,
@@ -20,17 +20,18 @@ pub(crate) async fn page(
         .get("status")
         .and_then(|s| s.to_ascii_uppercase().parse::<EntryStatus>().ok());
     let template = q.get("template").map(str::to_owned);
+    let queue = q
+        .get("queue")
+        .filter(|v| !v.is_empty() && !v.chars().any(char::is_control))
+        .map(str::to_owned);
     let req = layout::page_request(&q, "page");
     let filter = EntryFilter {
         status,
         template: template.clone(),
-        queue: q
-            .get("queue")
-            .filter(|v| !v.is_empty() && !v.chars().any(char::is_control))
-            .map(str::to_owned),
+        queue: queue.clone(),
     };
     let store = d.app.engine.store().clone();
-    let (now, entries, positions, templates) = d
+    let (now, entries, positions, templates, queues) = d
         .app
         .call(async move {
             let now = store.now().await?;
@@ -43,7 +44,8 @@ pub(crate) async fn page(
                     EntryStatus::Running => None,
                     EntryStatus::Available
                         if filter.status == Some(EntryStatus::Available)
-                            && filter.template.is_none() =>
+                            && filter.template.is_none()
+                            && filter.queue.is_none() =>
                     {
                         Some(req.offset() + i as u64 + 1)
                     }
@@ -63,13 +65,15 @@ pub(crate) async fn page(
                     },
                 )
                 .await?;
-            Ok((now, entries, positions, templates))
+            let queues = store.list_queues().await?;
+            Ok((now, entries, positions, templates, queues))
         })
         .await
         .map_err(|e| ctx.error(e))?;
     let status_text = status.map(EntryStatus::as_str).unwrap_or_default();
     let template_text = template.as_deref().unwrap_or_default();
-    let filtered = status.is_some() || template.is_some();
+    let queue_text = queue.as_deref().unwrap_or_default();
+    let filtered = status.is_some() || template.is_some() || queue.is_some();
     let body = html! {
         h1 { "Queue" }
         form.filters method="get" action=(ctx.page_url("queue", "")) {
@@ -81,19 +85,8 @@ pub(crate) async fn page(
                     }
                 }
             }
-            label { "Template "
-                select name="template" {
-                    option value="" { "any" }
-                    @for t in &templates.items {
-                        option value=(t.code) selected[template.as_deref() == Some(t.code.as_str())] { (t.code) }
-                    }
-                    @if let Some(t) = &template {
-                        @if !templates.items.iter().any(|x| &x.code == t) {
-                            option value=(t) selected { (t) }
-                        }
-                    }
-                }
-            }
+            (filter_select("Template", "template", templates.items.iter().map(|t| t.code.as_str()), template_text))
+            (queue_select(&queues, queue_text))
             button type="submit" { "Filter" }
             @if filtered { " " a href=(ctx.page_url("queue", "")) { "Clear" } }
         }
@@ -121,10 +114,42 @@ pub(crate) async fn page(
                     }
                 }
             }
-            (pager(&ctx, "queue", "page", &[("status", status_text), ("template", template_text)], req, entries.total))
+            (pager(&ctx, "queue", "page", &[("status", status_text), ("template", template_text), ("queue", queue_text)], req, entries.total))
         }
     };
     Ok(layout::page(&ctx, "Queue", &q, body))
+}
+
+/// A filter's `<select>` labelled `label`: "any", then `choices`, with `selected` chosen.
+/// A `selected` that is not among the choices (typed into the URL, or gone since) is
+/// kept as a choice, so the form shows the filter in force.
+pub(crate) fn filter_select<'a>(
+    label: &str,
+    name: &str,
+    choices: impl Iterator<Item = &'a str>,
+    selected: &str,
+) -> Markup {
+    let choices: Vec<&str> = choices.collect();
+    html! {
+        label { (label) " "
+            select name=(name) {
+                option value="" { "any" }
+                @for c in &choices {
+                    option value=(c) selected[*c == selected] { (c) }
+                }
+                @if !selected.is_empty() && !choices.contains(&selected) {
+                    option value=(selected) selected { (selected) }
+                }
+            }
+        }
+    }
+}
+
+/// The queue filter (`?queue=`) of the queue and runs pages: the queues the store
+/// knows (`list_queues`: those with settings or entries).
+pub(crate) fn queue_select(queues: &[QueueInfo], selected: &str) -> Markup {
+    let names = queues.iter().map(|q| q.settings.name.as_str());
+    filter_select("Queue", "queue", names, selected)
 }
 
 fn row(ctx: &Ctx, now: bildad_core::Timestamp, e: &QueueEntry, pos: Option<u64>) -> Markup {

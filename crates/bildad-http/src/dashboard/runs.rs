@@ -1,8 +1,9 @@
-//! The run history (newest first, filtered by template, result, identifier and node)
+//! The run history (newest first, filtered by template, result, identifier, node and
+//! queue)
 //! and one run's page with its context, output and the other runs of its entry.
 
 use super::layout::{self, ago, badge, clip, empty, pager, query};
-use super::queue::path_segment;
+use super::queue::{filter_select, path_segment, queue_select};
 use super::{Ctx, Dash, DashError};
 use crate::extract::{PathText, QueryPairs};
 use axum::extract::{Extension, State};
@@ -16,7 +17,7 @@ use maud::{Markup, html};
 /// The result filter's choices: a result, or still running.
 const RESULTS: [&str; 3] = ["RUNNING", "SUCCEEDED", "FAILED"];
 
-/// `GET /jobs/dashboard/runs?template=&result=&identifier=&node=&page=&limit=`.
+/// `GET /jobs/dashboard/runs?template=&result=&identifier=&node=&queue=&page=&limit=`.
 pub(crate) async fn page(
     State(d): State<Dash>,
     Extension(ctx): Extension<Ctx>,
@@ -48,7 +49,7 @@ pub(crate) async fn page(
     let req = layout::page_request(&q, "page");
     let store = d.app.engine.store().clone();
     let f = filter.clone();
-    let (now, runs, templates) = d
+    let (now, runs, templates, queues) = d
         .app
         .call(async move {
             let now = store.now().await?;
@@ -62,31 +63,24 @@ pub(crate) async fn page(
                     },
                 )
                 .await?;
-            Ok((now, runs, templates))
+            let queues = store.list_queues().await?;
+            Ok((now, runs, templates, queues))
         })
         .await
         .map_err(|e| ctx.error(e))?;
     let identifier = filter.identifier.clone().unwrap_or_default();
     let template = filter.template.clone().unwrap_or_default();
     let node = filter.node.clone().unwrap_or_default();
+    let queue = filter.queue.clone().unwrap_or_default();
     let filtered = !(identifier.is_empty()
         && template.is_empty()
         && node.is_empty()
+        && queue.is_empty()
         && result_text.is_empty());
     let body = html! {
         h1 { "Runs" }
         form.filters method="get" action=(ctx.page_url("runs", "")) {
-            label { "Template "
-                select name="template" {
-                    option value="" { "any" }
-                    @for t in &templates.items {
-                        option value=(t.code) selected[template == t.code] { (t.code) }
-                    }
-                    @if !template.is_empty() && !templates.items.iter().any(|t| t.code == template) {
-                        option value=(template) selected { (template) }
-                    }
-                }
-            }
+            (filter_select("Template", "template", templates.items.iter().map(|t| t.code.as_str()), &template))
             label { "Result "
                 select name="result" {
                     option value="" { "any" }
@@ -95,6 +89,7 @@ pub(crate) async fn page(
             }
             label { "Identifier " input name="identifier" value=(identifier) size="24"; }
             label { "Node " input name="node" value=(node) size="16" placeholder="name or instance"; }
+            (queue_select(&queues, &queue))
             button type="submit" { "Filter" }
             @if filtered { " " a href=(ctx.page_url("runs", "")) { "Clear" } }
         }
@@ -115,7 +110,7 @@ pub(crate) async fn page(
             } @else {
                 (table(&ctx, now, &runs.items, None))
             }
-            (pager(&ctx, "runs", "page", &[("template", &template), ("result", &result_text), ("identifier", &identifier), ("node", &node)], req, runs.total))
+            (pager(&ctx, "runs", "page", &[("template", &template), ("result", &result_text), ("identifier", &identifier), ("node", &node), ("queue", &queue)], req, runs.total))
         }
     };
     Ok(layout::page(&ctx, "Runs", &q, body))

@@ -663,6 +663,9 @@ async fn signing_out_revokes_the_cookie_which_lasts_twelve_hours() {
 #[path = "dashboard_schedules.rs"]
 mod schedules;
 
+#[path = "dashboard_queue_filter.rs"]
+mod queue_filter;
+
 #[tokio::test]
 async fn the_queues_page_pauses_and_resumes_a_queue_behind_csrf_and_origin() {
     let api = api_with_token(Arc::new(MemoryStore::new())).await;
