@@ -115,7 +115,10 @@ pub async fn run(opts: LimitChaosOptions) -> Result<LimitReport> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()?;
-    let base = nodes[0].as_ref().map(|n| n.base.clone()).unwrap_or_default();
+    let base = nodes[0]
+        .as_ref()
+        .map(|n| n.base.clone())
+        .unwrap_or_default();
     let patched = http
         .patch(format!("{base}/jobs/queues/{QUEUE}"))
         .json(&json!({"global_limit": opts.limit}))
@@ -127,7 +130,11 @@ pub async fn run(opts: LimitChaosOptions) -> Result<LimitReport> {
     for job in &jobs {
         let mut body = job.request(false);
         body["queue"] = json!(QUEUE);
-        let r = http.post(format!("{base}/jobs/queue")).json(&body).send().await?;
+        let r = http
+            .post(format!("{base}/jobs/queue"))
+            .json(&body)
+            .send()
+            .await?;
         if r.status().as_u16() != 201 {
             bail!("enqueueing {} answered {}", job.identifier, r.status());
         }
@@ -275,7 +282,12 @@ mod tests {
         assert_eq!(check_limit(3, &ok), (3, vec![]));
         // A fourth run while three run (one of them never ended: a leaked slot that
         // should have expired).
-        let over = [(0.0, None), (0.5, Some(3.0)), (1.0, Some(4.0)), (2.5, Some(2.6))];
+        let over = [
+            (0.0, None),
+            (0.5, Some(3.0)),
+            (1.0, Some(4.0)),
+            (2.5, Some(2.6)),
+        ];
         let (peak, v) = check_limit(3, &over);
         assert_eq!(peak, 4);
         assert_eq!(v.len(), 1, "{v:?}");
