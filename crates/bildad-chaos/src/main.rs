@@ -154,6 +154,17 @@ fn default_bin() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Drops the run's database when it passed (unless asked to keep it); says where it is
+/// otherwise. Returns `passed`.
+async fn conclude(fresh: db::FreshDatabase, passed: bool, keep: bool) -> Result<bool> {
+    if passed && !keep {
+        fresh.drop_database().await?;
+    } else {
+        println!("database kept: {}", fresh.name);
+    }
+    Ok(passed)
+}
+
 async fn run(cli: Cli) -> Result<bool> {
     let bin = match cli.bin {
         Some(b) => b,
@@ -176,13 +187,7 @@ async fn run(cli: Cli) -> Result<bool> {
             let dead_after = Duration::from_secs(node_dead_after_secs);
             let report = outage::run_with(opts, dead_after).await?;
             println!("{report}");
-            let passed = report.verdict.passed();
-            if passed && !cli.keep_database {
-                fresh.drop_database().await?;
-            } else {
-                println!("database kept: {}", fresh.name);
-            }
-            Ok(passed)
+            conclude(fresh, report.verdict.passed(), cli.keep_database).await
         }
         Some(Command::Schedule {
             nodes,
@@ -201,13 +206,7 @@ async fn run(cli: Cli) -> Result<bool> {
                 })
                 .await?;
             println!("{report}");
-            let passed = report.passed();
-            if passed && !cli.keep_database {
-                fresh.drop_database().await?;
-            } else {
-                println!("database kept: {}", fresh.name);
-            }
-            Ok(passed)
+            conclude(fresh, report.passed(), cli.keep_database).await
         }
         Some(Command::Limit {
             nodes,
@@ -231,13 +230,7 @@ async fn run(cli: Cli) -> Result<bool> {
             })
             .await?;
             println!("{report}");
-            let passed = report.passed();
-            if passed && !cli.keep_database {
-                fresh.drop_database().await?;
-            } else {
-                println!("database kept: {}", fresh.name);
-            }
-            Ok(passed)
+            conclude(fresh, report.passed(), cli.keep_database).await
         }
         None => {
             let a = cli.chaos;
