@@ -121,6 +121,12 @@ pub async fn run(opts: &BenchOptions) -> Result<()> {
         opts.concurrency,
         opts.queues.label()
     );
+    if let Some(r) = t.queue_rates {
+        println!(
+            "bildad limited_queue_jobs_per_s={:.0} other_queues_jobs_per_s={:.0}",
+            r.limited_per_s, r.others_per_s
+        );
+    }
     if opts.count_statements {
         match (t.enqueue_statements, t.process_statements) {
             (Some(e), Some(p)) => println!(

@@ -2,8 +2,11 @@
 //! over `count` queues `q0`…, `q0` with a global limit, to show that the claim stays
 //! fast when queues and limits are in play (`--queues 10 --limited-queue-limit 5`).
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use bildad_core::{JobStore, NewEntry, QueuePatch};
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Bool, Double};
+use diesel_async::RunQueryDsl;
 use serde_json::json;
 
 /// How the jobs of the throughput scenario are spread over queues.
@@ -58,4 +61,50 @@ impl QueueMix {
             (true, Some(n)) => format!(" queues={} limited_queue_limit={n}", self.count),
         }
     }
+}
+
+/// Jobs per second of the limited queue `q0` and of the other queues, each from its first
+/// run's start to its last run's end (the limited queue's tail runs alone, so the
+/// scenario's overall rate says little about the claim).
+#[derive(Debug, Clone, Copy)]
+pub struct QueueRates {
+    /// Jobs per second in `q0`.
+    pub limited_per_s: f64,
+    /// Jobs per second in the other queues.
+    pub others_per_s: f64,
+}
+
+#[derive(QueryableByName)]
+struct SpanRow {
+    #[diesel(sql_type = Bool)]
+    limited: bool,
+    #[diesel(sql_type = BigInt)]
+    jobs: i64,
+    #[diesel(sql_type = Double)]
+    seconds: f64,
+}
+
+/// The [`QueueRates`] of the history in the database at `url`.
+///
+/// # Errors
+/// On a database error.
+pub(crate) async fn rates(url: &str) -> Result<QueueRates> {
+    let mut conn = crate::admin(url).await?;
+    let rows: Vec<SpanRow> = diesel::sql_query(
+        "SELECT queue = 'q0' AS limited, count(*) AS jobs,
+                extract(epoch FROM max(ended_at) - min(started_at))::float8 AS seconds
+         FROM bildad_runs GROUP BY 1",
+    )
+    .load(&mut conn)
+    .await
+    .context("reading the queues' spans")?;
+    let rate = |limited: bool| {
+        rows.iter()
+            .find(|r| r.limited == limited)
+            .map_or(0.0, |r| r.jobs as f64 / r.seconds.max(1e-9))
+    };
+    Ok(QueueRates {
+        limited_per_s: rate(true),
+        others_per_s: rate(false),
+    })
 }

@@ -22,6 +22,8 @@ pub struct Throughput {
     pub enqueue_statements: Option<u64>,
     /// Statements executed in the bench database while processing, if counted.
     pub process_statements: Option<u64>,
+    /// With a limited queue: the rates of that queue and of the others.
+    pub queue_rates: Option<crate::queues::QueueRates>,
 }
 
 /// Enqueues `opts.n` no-op jobs over the queues of `mix`, then processes them on
@@ -108,6 +110,10 @@ pub(crate) async fn throughput(
         process_per_s: opts.n as f64 / process.as_secs_f64(),
         enqueue_statements,
         process_statements,
+        queue_rates: match mix.limit {
+            Some(_) if mix.spread() => Some(crate::queues::rates(&db.url).await?),
+            _ => None,
+        },
     })
 }
 
