@@ -211,14 +211,17 @@ pub async fn run(opts: LimitChaosOptions) -> Result<LimitReport> {
     })
 }
 
-/// The indexes of the nodes (`limit-<i>`) whose current instance holds a running run
-/// of the queue.
+/// The indexes of the nodes (`limit-<i>`) with an instance that holds a running run of
+/// the queue and beat in the last 3 s (heartbeats come every second; an instance killed
+/// less than 3 s ago may still be taken for its node's new one: a miss only makes the
+/// kill a plain one).
 async fn slot_holders(db: &Client) -> Result<Vec<usize>> {
     let rows = db
         .query(
             "SELECT DISTINCT n.name FROM bildad_runs r
              JOIN bildad_nodes n ON n.instance_id = r.node
-             WHERE r.status = 'RUNNING' AND r.queue = $1 AND n.stopped_at IS NULL",
+             WHERE r.status = 'RUNNING' AND r.queue = $1 AND n.stopped_at IS NULL
+               AND n.last_heartbeat_at > now() - interval '3 seconds'",
             &[&QUEUE],
         )
         .await
