@@ -11,6 +11,13 @@
 //! administration around the store, not part of Bildad: jobs go only through
 //! `Arc<dyn JobStore>` and the runtime.
 
+pub mod queues;
+mod throughput;
+
+pub use queues::QueueMix;
+pub use throughput::Throughput;
+use throughput::throughput;
+
 use anyhow::{Context as _, Result, bail};
 use bildad_core::{JobContext, JobRegistry, JobStore, NewEntry, NewTemplate, NodeConfig};
 use bildad_runtime::NodeRuntime;
@@ -54,6 +61,8 @@ pub struct BenchOptions {
     /// Count SQL statements with `pg_stat_statements` (needs it in
     /// `shared_preload_libraries`; otherwise says so and goes on).
     pub count_statements: bool,
+    /// The queues of the throughput scenario (not of the history scenario).
+    pub queues: QueueMix,
 }
 
 impl Default for BenchOptions {
@@ -70,21 +79,9 @@ impl Default for BenchOptions {
             history: vec![1_000, 1_000_000],
             sleepers: 10_000,
             count_statements: false,
+            queues: QueueMix::default(),
         }
     }
-}
-
-/// One throughput measurement.
-#[derive(Debug, Clone, Copy)]
-pub struct Throughput {
-    /// Jobs enqueued per second (`enqueue_many` in chunks).
-    pub enqueue_per_s: f64,
-    /// Jobs claimed, run and finalized per second.
-    pub process_per_s: f64,
-    /// Statements executed in the bench database while enqueuing, if counted.
-    pub enqueue_statements: Option<u64>,
-    /// Statements executed in the bench database while processing, if counted.
-    pub process_statements: Option<u64>,
 }
 
 /// Runs every scenario `opts` asks for and prints one `bildad …` line per result.
@@ -112,13 +109,24 @@ pub async fn run(opts: &BenchOptions) -> Result<()> {
 
     // Throughput on a fresh database.
     let db = BenchDb::create(&opts.database_url).await?;
-    let t = throughput(&db, opts, stats.as_ref()).await;
+    let t = throughput(&db, opts, &opts.queues, stats.as_ref()).await;
     db.drop_now().await;
     let t = t?;
     println!(
-        "bildad enqueue_jobs_per_s={:.0} process_jobs_per_s={:.0} N={} nodes={} concurrency={}",
-        t.enqueue_per_s, t.process_per_s, opts.n, opts.nodes, opts.concurrency
+        "bildad enqueue_jobs_per_s={:.0} process_jobs_per_s={:.0} N={} nodes={} concurrency={}{}",
+        t.enqueue_per_s,
+        t.process_per_s,
+        opts.n,
+        opts.nodes,
+        opts.concurrency,
+        opts.queues.label()
     );
+    if let Some(r) = t.queue_rates {
+        println!(
+            "bildad limited_queue_jobs_per_s={:.0} other_queues_jobs_per_s={:.0}",
+            r.limited_per_s, r.others_per_s
+        );
+    }
     if opts.count_statements {
         match (t.enqueue_statements, t.process_statements) {
             (Some(e), Some(p)) => println!(
@@ -162,6 +170,7 @@ pub async fn run(opts: &BenchOptions) -> Result<()> {
                     nodes: 1,
                     ..opts.clone()
                 },
+                &QueueMix::default(),
                 None,
             )
             .await
@@ -220,110 +229,6 @@ async fn create_template(store: &dyn JobStore, code: &str) -> Result<()> {
             json!({"type": "object"}),
         ))
         .await?;
-    Ok(())
-}
-
-/// Enqueues `opts.n` no-op jobs, then processes them on `opts.nodes` nodes.
-async fn throughput(
-    db: &BenchDb,
-    opts: &BenchOptions,
-    stats: Option<&StatementCounter>,
-) -> Result<Throughput> {
-    let store = connect(db, opts.pool).await?;
-    create_template(&*store, "bench.noop").await?;
-    db.checkpoint().await;
-
-    let entries: Vec<NewEntry> = (0..opts.n)
-        .map(|i| NewEntry::new("bench.noop", json!({"i": i})))
-        .collect();
-    if let Some(s) = stats {
-        s.reset().await?;
-    }
-    let started = Instant::now();
-    for chunk in entries.chunks(opts.enqueue_chunk.max(1)) {
-        store.enqueue_many(chunk.to_vec()).await?;
-    }
-    let enqueue = started.elapsed();
-    let enqueue_statements = match stats {
-        Some(s) => s.read(&db.name).await?,
-        None => None,
-    };
-
-    let executed = Arc::new(AtomicU64::new(0));
-    let mut nodes = Vec::with_capacity(opts.nodes);
-    for k in 0..opts.nodes {
-        // Each node has its own pool, as separate processes would.
-        let store = if k == 0 {
-            store.clone()
-        } else {
-            connect(db, opts.pool).await?
-        };
-        let node = NodeRuntime::start(
-            store,
-            noop_registry(executed.clone()),
-            node_config(&format!("bench-{k}"), opts.concurrency, opts.batch),
-        )
-        .await?;
-        nodes.push(node);
-    }
-    if let Some(s) = stats {
-        s.reset().await?;
-    }
-    let started = Instant::now();
-    let drivers: Vec<_> = nodes
-        .iter()
-        .map(|node| {
-            let node = node.clone();
-            let executed = executed.clone();
-            let n = opts.n;
-            tokio::spawn(async move { drive(&node, &executed, n).await })
-        })
-        .collect();
-    for d in drivers {
-        d.await??;
-    }
-    let process = started.elapsed();
-    let process_statements = match stats {
-        Some(s) => s.read(&db.name).await?,
-        None => None,
-    };
-    for node in &nodes {
-        node.shutdown(Duration::from_secs(5)).await;
-    }
-    let stats_now = store.stats().await?;
-    // History rows, if any, are SUCCEEDED too.
-    if stats_now.succeeded < opts.n
-        || stats_now.failed != 0
-        || stats_now.available + stats_now.scheduled + stats_now.running != 0
-    {
-        bail!(
-            "expected {} more succeeded runs and an empty queue, found {stats_now:?}",
-            opts.n
-        );
-    }
-    Ok(Throughput {
-        enqueue_per_s: opts.n as f64 / enqueue.as_secs_f64(),
-        process_per_s: opts.n as f64 / process.as_secs_f64(),
-        enqueue_statements,
-        process_statements,
-    })
-}
-
-/// Keeps `node`'s engine claiming until `n` jobs ran and every local run is finalized.
-async fn drive(node: &NodeRuntime, executed: &AtomicU64, n: u64) -> Result<()> {
-    let engine = node.engine();
-    loop {
-        engine.run_until_idle().await?;
-        if executed.load(Ordering::Relaxed) >= n {
-            break;
-        }
-        // Another node holds the rest, or a claim raced: look again shortly.
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    // A slot frees only after its run's finalize came back.
-    while node.executor().running_count() > 0 {
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    }
     Ok(())
 }
 

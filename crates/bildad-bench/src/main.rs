@@ -41,6 +41,12 @@ struct Args {
     /// Count SQL statements per job with pg_stat_statements.
     #[arg(long)]
     count_statements: bool,
+    /// Spread the throughput scenario's jobs round-robin over this many queues `q0`…
+    #[arg(long, default_value_t = 1)]
+    queues: usize,
+    /// With `--queues`: the global limit of `q0`.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    limited_queue_limit: Option<i32>,
     /// Only the throughput line (and the statement count, if asked).
     #[arg(long)]
     quick: bool,
@@ -68,6 +74,10 @@ fn main() -> Result<()> {
         history,
         sleepers: if a.quick { 0 } else { a.sleepers },
         count_statements: a.count_statements,
+        queues: bildad_bench::QueueMix {
+            count: a.queues,
+            limit: a.limited_queue_limit,
+        },
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

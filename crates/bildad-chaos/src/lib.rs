@@ -2,7 +2,8 @@
 //! PostgreSQL database, SIGKILLed and restarted under load ([`chaos`]), or cut off from
 //! the database by a TCP proxy ([`outage`]), then checked from the database alone
 //! ([`check`]); and a per-second schedule evaluated by nodes being SIGKILLed
-//! ([`schedule`]).
+//! ([`schedule`]); and a queue's global limit while nodes holding its slots are
+//! SIGKILLed ([`limit`]).
 //!
 //! `cargo xtask chaos` runs the full form; `crates/bildad/tests/it/chaos.rs` runs short
 //! forms in CI against the binary cargo built for the test.
@@ -12,6 +13,7 @@
 
 pub mod check;
 pub mod db;
+pub mod limit;
 pub mod node;
 pub mod outage;
 pub mod plan;
@@ -162,7 +164,7 @@ impl Slot {
 /// immediate retries, an expiry grace no live node reaches.
 pub const NODE_DEAD_AFTER_SECS: u64 = 4;
 
-fn node_args(name: &str) -> Vec<String> {
+pub(crate) fn node_args(name: &str) -> Vec<String> {
     [
         "--node-name",
         name,

@@ -4,6 +4,7 @@
 //! bildad-chaos [--nodes 4] [--jobs 10000] [--kill-every-secs 3] [--min-kills 50] [--runs 1]
 //! bildad-chaos outage [--outage-secs 10] [--node-dead-after-secs 60] [--jobs 300]
 //! bildad-chaos schedule [--nodes 3] [--seconds 60] [--kill-every-secs 2]
+//! bildad-chaos limit [--nodes 3] [--limit 3] [--jobs 300] [--seconds 60] [--kill-every-secs 2]
 //! ```
 
 use anyhow::{Context, Result};
@@ -99,6 +100,28 @@ enum Command {
         #[arg(long, default_value_t = 2.0)]
         kill_every_secs: f64,
     },
+    /// A queue with a global limit while nodes holding its slots are SIGKILLed: never
+    /// more than the limit running at once, and the slots of dead nodes come back.
+    Limit {
+        /// `bildad serve` processes (at least 2).
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// The queue's `global_limit`.
+        #[arg(long, default_value_t = 3)]
+        limit: i32,
+        /// Jobs enqueued in the limited queue (sleeps of 0.3 to 1 s).
+        #[arg(long, default_value_t = 300)]
+        jobs: usize,
+        /// Seconds nodes are killed.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Mean seconds between SIGKILLs.
+        #[arg(long, default_value_t = 2.0)]
+        kill_every_secs: f64,
+        /// Seconds the queue may take to drain after the last kill.
+        #[arg(long, default_value_t = 180)]
+        drain_timeout_secs: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -131,6 +154,17 @@ fn default_bin() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Drops the run's database when it passed (unless asked to keep it); says where it is
+/// otherwise. Returns `passed`.
+async fn conclude(fresh: db::FreshDatabase, passed: bool, keep: bool) -> Result<bool> {
+    if passed && !keep {
+        fresh.drop_database().await?;
+    } else {
+        println!("database kept: {}", fresh.name);
+    }
+    Ok(passed)
+}
+
 async fn run(cli: Cli) -> Result<bool> {
     let bin = match cli.bin {
         Some(b) => b,
@@ -153,13 +187,7 @@ async fn run(cli: Cli) -> Result<bool> {
             let dead_after = Duration::from_secs(node_dead_after_secs);
             let report = outage::run_with(opts, dead_after).await?;
             println!("{report}");
-            let passed = report.verdict.passed();
-            if passed && !cli.keep_database {
-                fresh.drop_database().await?;
-            } else {
-                println!("database kept: {}", fresh.name);
-            }
-            Ok(passed)
+            conclude(fresh, report.verdict.passed(), cli.keep_database).await
         }
         Some(Command::Schedule {
             nodes,
@@ -178,13 +206,31 @@ async fn run(cli: Cli) -> Result<bool> {
                 })
                 .await?;
             println!("{report}");
-            let passed = report.passed();
-            if passed && !cli.keep_database {
-                fresh.drop_database().await?;
-            } else {
-                println!("database kept: {}", fresh.name);
-            }
-            Ok(passed)
+            conclude(fresh, report.passed(), cli.keep_database).await
+        }
+        Some(Command::Limit {
+            nodes,
+            limit,
+            jobs,
+            seconds,
+            kill_every_secs,
+            drain_timeout_secs,
+        }) => {
+            let fresh = db::FreshDatabase::create(&cli.database_url, "limit").await?;
+            let report = bildad_chaos::limit::run(bildad_chaos::limit::LimitChaosOptions {
+                bin,
+                database_url: fresh.url.clone(),
+                nodes,
+                limit,
+                jobs,
+                duration: Duration::from_secs(seconds),
+                kill_every: Duration::from_secs_f64(kill_every_secs.max(0.1)),
+                drain_timeout: Duration::from_secs(drain_timeout_secs),
+                seed: cli.seed.unwrap_or_else(bildad_chaos::seed_from_clock),
+            })
+            .await?;
+            println!("{report}");
+            conclude(fresh, report.passed(), cli.keep_database).await
         }
         None => {
             let a = cli.chaos;

@@ -1,6 +1,7 @@
 //! Short forms of the fault runs of `bildad-chaos` (the full ones are `cargo xtask chaos`
 //! and `bildad-chaos outage`), on the binary cargo built for this test: nodes SIGKILLed
-//! under load, and the database cut away by a proxy for 10 s.
+//! under load, the database cut away by a proxy for 10 s, a schedule and a limited queue
+//! while nodes are killed.
 
 use bildad_chaos::{ChaosOptions, outage};
 use bildad_store_diesel::testing::TestPg;
@@ -71,4 +72,31 @@ async fn schedule_fires_once_per_second_while_nodes_are_killed() {
     eprintln!("{report}");
     assert!(report.passed(), "{report}");
     assert!(report.kills >= 3 && report.fires >= 10, "{report}");
+}
+
+/// A queue with a global limit of 3 while nodes holding its slots are SIGKILLed: never
+/// more than 3 of its runs at once (a dead node's runs count until they expire), every
+/// job finished (no leaked slot), nothing lost or run twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn global_limit_holds_and_slots_come_back_while_nodes_are_killed() {
+    let Some(pg) = TestPg::fresh().await else {
+        return;
+    };
+    let report = bildad_chaos::limit::run(bildad_chaos::limit::LimitChaosOptions {
+        bin: bin(),
+        database_url: pg.url().to_owned(),
+        nodes: 3,
+        limit: 3,
+        jobs: 40,
+        duration: Duration::from_secs(10),
+        kill_every: Duration::from_secs(2),
+        drain_timeout: Duration::from_secs(60),
+        seed: bildad_chaos::seed_from_clock(),
+    })
+    .await
+    .expect("limit chaos run");
+    eprintln!("{report}");
+    assert!(report.passed(), "{report}");
+    assert!(report.kills >= 3 && report.verdict.expired > 0, "{report}");
+    assert_eq!(report.peak, 3, "{report}");
 }
