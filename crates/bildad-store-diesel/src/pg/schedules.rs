@@ -222,6 +222,10 @@ pub(super) async fn evaluate_schedules(
     .await
     .map_err(db_error)?;
     let (mut out, due) = plan_due(due.into_iter().map(Into::into).collect(), now, &req);
+    if due.is_empty() {
+        // Nothing due (the common case, every second on every node): no transaction.
+        return Ok(out);
+    }
     // One transaction for the round (one commit, not one per schedule); each schedule
     // is decided alone inside it: its own compare-and-set, then the entries of every
     // won schedule in one insert (a savepoint), or, when that is refused, each
