@@ -67,7 +67,13 @@ impl Scheduler {
     /// Evaluates every `every` until `stop`. A failing evaluation is logged; the next
     /// tick tries again (fire times within the grace period are not lost).
     pub async fn run(self, every: Duration, stop: CancellationToken) {
-        repeat(every, stop, || {
+        // The first evaluation one interval after start, not at once: a node's start is
+        // its busiest moment (its pools fill, its first claims run), and an evaluation
+        // there cost a node 5–10 % of its throughput in the first seconds
+        // (docs/PERFORMANCE.md); one interval later it costs nothing measurable. Nothing
+        // is missed: a fire time is enqueued by the next evaluation within the grace.
+        let first = tokio::time::Instant::now() + every;
+        repeat_from(first, every, stop, || {
             let s = self.clone();
             async move {
                 match s.evaluate().await {
@@ -88,12 +94,25 @@ impl Scheduler {
 }
 
 /// Runs `f` at every tick of `every` (a late tick is delayed, not doubled) until `stop`.
-pub(crate) async fn repeat<F, Fut>(every: Duration, stop: CancellationToken, mut f: F)
+pub(crate) async fn repeat<F, Fut>(every: Duration, stop: CancellationToken, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let mut ticker = tokio::time::interval(every);
+    repeat_from(tokio::time::Instant::now(), every, stop, f).await;
+}
+
+/// [`repeat`], with the first call at `first` instead of at once.
+async fn repeat_from<F, Fut>(
+    first: tokio::time::Instant,
+    every: Duration,
+    stop: CancellationToken,
+    mut f: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticker = tokio::time::interval_at(first, every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
