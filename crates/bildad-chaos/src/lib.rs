@@ -417,27 +417,7 @@ pub async fn chaos(opts: ChaosOptions) -> Result<ChaosSummary> {
         }
     }
 
-    let plan = plan::load(&client).await?;
-    let runs = db::runs(&client).await?;
-    let nodes = db::nodes(&client).await?;
-    let queue = db::queue(&client).await?;
-    let mut verdict = check::verdict(
-        &plan,
-        &runs,
-        &nodes,
-        &queue,
-        check::Rules {
-            node_dead_after_secs: NODE_DEAD_AFTER_SECS as f64,
-            expired_from_any_node: false,
-            database_away: false,
-        },
-    );
-    if verdict.killed_instances != kills {
-        verdict.violations.push(format!(
-            "{} instances never recorded a departure, but {kills} were killed",
-            verdict.killed_instances
-        ));
-    }
+    let mut verdict = killed_nodes_verdict(&client, kills).await?;
     verdict.violations.extend(std::mem::take(
         &mut *violations.lock().unwrap_or_else(|e| e.into_inner()),
     ));
@@ -463,6 +443,33 @@ pub async fn chaos(opts: ChaosOptions) -> Result<ChaosSummary> {
         f.drop_database().await?;
     }
     Ok(summary)
+}
+
+/// The checker's verdict on the database after a run in which `kills` node processes
+/// were SIGKILLed: the no-loss rules of [`check::verdict`], and every killed instance
+/// recorded as departed. Shared by every scenario that kills nodes.
+pub(crate) async fn killed_nodes_verdict(
+    client: &tokio_postgres::Client,
+    kills: usize,
+) -> Result<check::Verdict> {
+    let mut verdict = check::verdict(
+        &plan::load(client).await?,
+        &db::runs(client).await?,
+        &db::nodes(client).await?,
+        &db::queue(client).await?,
+        check::Rules {
+            node_dead_after_secs: NODE_DEAD_AFTER_SECS as f64,
+            expired_from_any_node: false,
+            database_away: false,
+        },
+    );
+    if verdict.killed_instances != kills {
+        verdict.violations.push(format!(
+            "{} instances never recorded a departure, but {kills} were killed",
+            verdict.killed_instances
+        ));
+    }
+    Ok(verdict)
 }
 
 /// Rows that break the move model's invariant (docs/STORAGE.md): a running job is its

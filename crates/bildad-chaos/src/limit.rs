@@ -9,10 +9,10 @@
 //! expired), the queue drained (no leaked slot), and the usual no-loss verdict of
 //! [`crate::check`].
 
-use crate::check::{self, Verdict};
+use crate::check::Verdict;
 use crate::node::{ServeProcess, log_dir};
 use crate::plan::{Kind, PlannedJob, Rng};
-use crate::{NODE_DEAD_AFTER_SECS, db, node_args, plan};
+use crate::{db, node_args, plan};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use std::path::PathBuf;
@@ -182,23 +182,7 @@ pub async fn run(opts: LimitChaosOptions) -> Result<LimitReport> {
         }
     }
 
-    let mut verdict = check::verdict(
-        &plan::load(&client).await?,
-        &db::runs(&client).await?,
-        &db::nodes(&client).await?,
-        &db::queue(&client).await?,
-        check::Rules {
-            node_dead_after_secs: NODE_DEAD_AFTER_SECS as f64,
-            expired_from_any_node: false,
-            database_away: false,
-        },
-    );
-    if verdict.killed_instances != kills {
-        verdict.violations.push(format!(
-            "{} instances never recorded a departure, but {kills} were killed",
-            verdict.killed_instances
-        ));
-    }
+    let mut verdict = crate::killed_nodes_verdict(&client, kills).await?;
     let spans = spans(&client).await?;
     let (peak, over) = check_limit(opts.limit, &spans);
     verdict.violations.extend(over);
