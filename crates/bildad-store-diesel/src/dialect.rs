@@ -30,40 +30,144 @@ pub(crate) enum Dialect {
     /// `?1`, `?2`, …
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     Sqlite,
+    /// `?`, bound once per occurrence (MySQL numbers no placeholder: see [`Stmt`]).
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    Mysql,
 }
 
+/// MySQL's clock: UTC with microseconds, stable within one statement.
+pub(crate) const MYSQL_NOW: &str = "UTC_TIMESTAMP(6)";
+
 impl Dialect {
-    /// `sql`, written with `$n` placeholders and `{now}`, in this dialect.
+    /// `sql`, written with `$n` placeholders and `{now}`, in this dialect. On MySQL each
+    /// `$n` must appear once, in order (else build a [`Stmt`], which binds repeats).
     pub(crate) fn sql(self, sql: &str) -> String {
-        match self {
+        let (text, order) = self.numbered(sql);
+        debug_assert!(
+            self != Dialect::Mysql || order.iter().copied().eq(0..order.len()),
+            "MySQL placeholders out of order: {sql}"
+        );
+        text
+    }
+
+    /// `sql` in this dialect, and the 0-based argument that each placeholder reads, in
+    /// the order they appear (what MySQL's positional `?` needs bound).
+    pub(crate) fn numbered(self, sql: &str) -> (String, Vec<usize>) {
+        let sql = match self {
             Dialect::Postgres => sql.replace("{now}", "now()"),
-            Dialect::Sqlite => {
-                let sql = sql.replace("{now}", SQLITE_NOW);
-                let mut out = String::with_capacity(sql.len());
-                let mut chars = sql.chars().peekable();
-                while let Some(c) = chars.next() {
-                    let numbered = c == '$' && chars.peek().is_some_and(char::is_ascii_digit);
-                    out.push(if numbered { '?' } else { c });
-                }
-                out
+            Dialect::Sqlite => sql.replace("{now}", SQLITE_NOW),
+            Dialect::Mysql => sql
+                .replace("{now}", MYSQL_NOW)
+                .replace("AS BIGINT)", "AS SIGNED)"),
+        };
+        let mut out = String::with_capacity(sql.len());
+        let mut order = Vec::new();
+        let mut chars = sql.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '$' || !chars.peek().is_some_and(char::is_ascii_digit) {
+                out.push(c);
+                continue;
             }
+            let mut n = 0usize;
+            let mut digits = String::new();
+            while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+                chars.next();
+                digits.push(d);
+                n = n * 10 + d.to_digit(10).unwrap_or(0) as usize;
+            }
+            order.push(n.saturating_sub(1));
+            match self {
+                Dialect::Postgres => out.push('$'),
+                Dialect::Sqlite => out.push('?'),
+                Dialect::Mysql => {
+                    out.push('?');
+                    continue;
+                }
+            }
+            out.push_str(&digits);
         }
+        (out, order)
+    }
+
+    /// `a` followed by `b` (two text expressions).
+    pub(crate) fn concat(self, a: &str, b: &str) -> String {
+        match self {
+            Dialect::Mysql => format!("CONCAT({a}, {b})"),
+            _ => format!("{a} || {b}"),
+        }
+    }
+}
+
+/// One argument of a [`Stmt`] (`None`: SQL NULL).
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Text(Option<String>),
+    BigInt(Option<i64>),
+    Int(Option<i32>),
+    Bool(Option<bool>),
+    Json(Option<Value>),
+}
+
+/// A statement written once with `$n` placeholders, and its arguments, bound in the
+/// order its dialect reads them: by number on PostgreSQL and SQLite, once per
+/// occurrence on MySQL (where `$1 IS NULL OR x = $1` binds the first argument twice).
+pub(crate) struct Stmt {
+    sql: String,
+    /// The argument each placeholder reads, in the order they are bound.
+    order: Vec<usize>,
+    args: Vec<Arg>,
+}
+
+impl Stmt {
+    /// `sql` (with `$n` and `{now}`) in dialect `d`, with `args` (`$1` is `args[0]`).
+    pub(crate) fn new(d: Dialect, sql: &str, args: Vec<Arg>) -> Self {
+        let (sql, occurrences) = d.numbered(sql);
+        let order = match d {
+            Dialect::Mysql => occurrences,
+            _ => (0..args.len()).collect(),
+        };
+        debug_assert!(order.iter().all(|&i| i < args.len()), "{sql}");
+        Self { sql, order, args }
+    }
+
+    /// The statement with its arguments bound.
+    pub(crate) fn query<DB>(&self) -> BoxedSqlQuery<'_, DB, SqlQuery>
+    where
+        DB: Backend
+            + HasSqlType<Text>
+            + HasSqlType<BigInt>
+            + HasSqlType<Integer>
+            + HasSqlType<Bool>
+            + HasSqlType<DbJson>,
+        str: ToSql<Text, DB>,
+        i64: ToSql<BigInt, DB>,
+        i32: ToSql<Integer, DB>,
+        bool: ToSql<Bool, DB>,
+        Value: ToSql<DbJson, DB>,
+    {
+        let mut q = sql_query(self.sql.as_str()).into_boxed();
+        for &i in &self.order {
+            q = match &self.args[i] {
+                Arg::Text(v) => q.bind::<Nullable<Text>, _>(v.as_deref()),
+                Arg::BigInt(v) => q.bind::<Nullable<BigInt>, _>(*v),
+                Arg::Int(v) => q.bind::<Nullable<Integer>, _>(*v),
+                Arg::Bool(v) => q.bind::<Nullable<Bool>, _>(*v),
+                Arg::Json(v) => q.bind::<Nullable<DbJson>, _>(v.as_ref()),
+            };
+        }
+        q
     }
 }
 
 /// One page of a listing: the rows' query and the total's, with their binds.
 pub(crate) struct Listing {
-    rows: String,
-    count: String,
-    /// `$1`…`$n`: the filters, NULL for none.
-    filters: Vec<Option<String>>,
-    /// `$n+1`, `$n+2` of the rows' query.
-    limit: i64,
-    offset: i64,
+    rows: Stmt,
+    count: Stmt,
 }
 
 impl Listing {
-    /// `SELECT select from_where ORDER BY order`, a page of it, and its total.
+    /// `SELECT select from_where ORDER BY order`, a page of it, and its total. The
+    /// filters are `$1`…`$n` (NULL for none).
     fn new(
         d: Dialect,
         select: &str,
@@ -74,75 +178,47 @@ impl Listing {
     ) -> Self {
         let (limit, offset) = limit_offset(page);
         let (l, o) = (filters.len() + 1, filters.len() + 2);
+        let filters: Vec<Arg> = filters.into_iter().map(Arg::Text).collect();
+        let mut paged = filters.clone();
+        paged.push(Arg::BigInt(Some(limit)));
+        paged.push(Arg::BigInt(Some(offset)));
         Self {
-            rows: d.sql(&format!(
-                "SELECT {select} {from_where} ORDER BY {order} LIMIT ${l} OFFSET ${o}"
-            )),
-            count: d.sql(&format!("SELECT count(*) AS n {from_where}")),
-            filters,
-            limit,
-            offset,
+            rows: Stmt::new(
+                d,
+                &format!("SELECT {select} {from_where} ORDER BY {order} LIMIT ${l} OFFSET ${o}"),
+                paged,
+            ),
+            count: Stmt::new(d, &format!("SELECT count(*) AS n {from_where}"), filters),
         }
     }
 
     /// The rows of the page.
-    pub(crate) fn rows<DB>(&self) -> BoxedSqlQuery<'_, DB, SqlQuery>
-    where
-        DB: Backend + HasSqlType<Text> + HasSqlType<BigInt>,
-        str: ToSql<Text, DB>,
-        i64: ToSql<BigInt, DB>,
-    {
-        self.bind_filters(sql_query(&self.rows).into_boxed())
-            .bind::<BigInt, _>(self.limit)
-            .bind::<BigInt, _>(self.offset)
+    pub(crate) fn rows(&self) -> &Stmt {
+        &self.rows
     }
 
     /// The total over every page (`n`).
-    pub(crate) fn count<DB>(&self) -> BoxedSqlQuery<'_, DB, SqlQuery>
-    where
-        DB: Backend + HasSqlType<Text>,
-        str: ToSql<Text, DB>,
-    {
-        self.bind_filters(sql_query(&self.count).into_boxed())
-    }
-
-    fn bind_filters<'a, DB>(
-        &'a self,
-        mut q: BoxedSqlQuery<'a, DB, SqlQuery>,
-    ) -> BoxedSqlQuery<'a, DB, SqlQuery>
-    where
-        DB: Backend + HasSqlType<Text>,
-        str: ToSql<Text, DB>,
-    {
-        for f in &self.filters {
-            q = q.bind::<Nullable<Text>, _>(f.as_deref());
-        }
-        q
+    pub(crate) fn count(&self) -> &Stmt {
+        &self.count
     }
 }
 
 /// `JobStore::mark_killed` of run `run`: appends `bildad_core::KILLED_SUFFIX` to its
 /// reason when it ended `FAILED` with one of `bildad_core::HARD_KILL_REASONS`.
-pub(crate) fn mark_killed<DB>(d: Dialect, run: i64) -> BoxedSqlQuery<'static, DB, SqlQuery>
-where
-    DB: Backend + HasSqlType<Text> + HasSqlType<BigInt>,
-    i64: ToSql<BigInt, DB>,
-    str: ToSql<Text, DB>,
-{
-    let [a, b, c, e, f] = HARD_KILL_REASONS;
-    sql_query(d.sql(
-        "UPDATE bildad_runs SET reason = reason || $7
-         WHERE id = $1 AND status = 'DONE' AND result = 'FAILED'
-           AND reason IN ($2, $3, $4, $5, $6)",
-    ))
-    .into_boxed()
-    .bind::<BigInt, _>(run)
-    .bind::<Text, _>(a)
-    .bind::<Text, _>(b)
-    .bind::<Text, _>(c)
-    .bind::<Text, _>(e)
-    .bind::<Text, _>(f)
-    .bind::<Text, _>(KILLED_SUFFIX)
+pub(crate) fn mark_killed(d: Dialect, run: i64) -> Stmt {
+    let mut args = vec![Arg::BigInt(Some(run))];
+    args.extend(HARD_KILL_REASONS.map(|r| Arg::Text(Some(r.to_owned()))));
+    args.push(Arg::Text(Some(KILLED_SUFFIX.to_owned())));
+    Stmt::new(
+        d,
+        &format!(
+            "UPDATE bildad_runs SET reason = {}
+             WHERE id = $1 AND status = 'DONE' AND result = 'FAILED'
+               AND reason IN ($2, $3, $4, $5, $6)",
+            d.concat("reason", "$7")
+        ),
+        args,
+    )
 }
 
 /// Every node, the most recently heard first.
@@ -179,79 +255,82 @@ pub(crate) fn stats(d: Dialect) -> String {
     )
 }
 
-/// The INSERT of a new template, returning it.
-pub(crate) fn create_template<'a, DB>(
-    d: Dialect,
-    new: &'a NewTemplate,
-) -> BoxedSqlQuery<'a, DB, SqlQuery>
-where
-    DB: Backend + HasSqlType<Text> + HasSqlType<Bool> + HasSqlType<Integer> + HasSqlType<DbJson>,
-    str: ToSql<Text, DB>,
-    bool: ToSql<Bool, DB>,
-    i32: ToSql<Integer, DB>,
-    Value: ToSql<DbJson, DB>,
-{
-    sql_query(d.sql(&format!(
-        "INSERT INTO bildad_templates (code, name, job_type, active, display_order,
-             default_timeout_seconds, default_max_retries, context_schema,
-             inserted_at, updated_at, queue)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {{now}}, {{now}}, $9)
-         RETURNING {TEMPLATE_COLS}"
-    )))
-    .into_boxed()
-    .bind::<Text, _>(new.code.as_str())
-    .bind::<Text, _>(new.name.as_str())
-    .bind::<Text, _>(new.job_type.as_str())
-    .bind::<Bool, _>(new.active)
-    .bind::<Integer, _>(new.display_order)
-    .bind::<Integer, _>(new.default_timeout_seconds)
-    .bind::<Integer, _>(new.default_max_retries)
-    .bind::<DbJson, _>(&new.context_schema)
-    .bind::<Text, _>(new.queue.as_str())
+/// The INSERT of a new template; `RETURNING` it where the dialect can (MySQL reads it
+/// back by code).
+pub(crate) fn create_template(d: Dialect, new: &NewTemplate) -> Stmt {
+    let returning = match d {
+        Dialect::Mysql => String::new(),
+        _ => format!("RETURNING {TEMPLATE_COLS}"),
+    };
+    Stmt::new(
+        d,
+        &format!(
+            "INSERT INTO bildad_templates (code, name, job_type, active, display_order,
+                 default_timeout_seconds, default_max_retries, context_schema,
+                 inserted_at, updated_at, queue)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {{now}}, {{now}}, $9)
+             {returning}"
+        ),
+        vec![
+            Arg::Text(Some(new.code.clone())),
+            Arg::Text(Some(new.name.clone())),
+            Arg::Text(Some(new.job_type.clone())),
+            Arg::Bool(Some(new.active)),
+            Arg::Int(Some(new.display_order)),
+            Arg::Int(Some(new.default_timeout_seconds)),
+            Arg::Int(Some(new.default_max_retries)),
+            Arg::Json(Some(new.context_schema.clone())),
+            Arg::Text(Some(new.queue.clone())),
+        ],
+    )
 }
 
-/// The UPDATE of the template `code` by `patch`, returning it. `updated_at` names the
-/// schema version: it moves forward even within the clock's resolution.
-pub(crate) fn update_template<'a, DB>(
-    d: Dialect,
-    code: &'a str,
-    patch: &'a TemplatePatch,
-) -> BoxedSqlQuery<'a, DB, SqlQuery>
-where
-    DB: Backend + HasSqlType<Text> + HasSqlType<Bool> + HasSqlType<Integer> + HasSqlType<DbJson>,
-    str: ToSql<Text, DB>,
-    bool: ToSql<Bool, DB>,
-    i32: ToSql<Integer, DB>,
-    Value: ToSql<DbJson, DB>,
-{
-    let next_version = match d {
-        Dialect::Postgres => "greatest(now(), updated_at + interval '1 microsecond')",
-        Dialect::Sqlite => "MAX({now}, updated_at + 1)",
+/// The UPDATE of the template `code` by `patch`; `RETURNING` it where the dialect can.
+/// `updated_at` names the schema version: it moves forward even within the clock's
+/// resolution.
+pub(crate) fn update_template(d: Dialect, code: &str, patch: &TemplatePatch) -> Stmt {
+    let (next_version, returning) = match d {
+        Dialect::Postgres => (
+            "greatest(now(), updated_at + interval '1 microsecond')",
+            format!("RETURNING {TEMPLATE_COLS}"),
+        ),
+        Dialect::Sqlite => (
+            "MAX({now}, updated_at + 1)",
+            format!("RETURNING {TEMPLATE_COLS}"),
+        ),
+        Dialect::Mysql => (
+            "GREATEST({now}, updated_at + INTERVAL 1 MICROSECOND)",
+            String::new(),
+        ),
     };
-    sql_query(d.sql(&format!(
-        "UPDATE bildad_templates SET
-             name = COALESCE($2, name),
-             job_type = COALESCE($3, job_type),
-             context_schema = COALESCE($4, context_schema),
-             active = COALESCE($5, active),
-             display_order = COALESCE($6, display_order),
-             default_timeout_seconds = COALESCE($7, default_timeout_seconds),
-             default_max_retries = COALESCE($8, default_max_retries),
-             queue = COALESCE($9, queue),
-             updated_at = {next_version}
-         WHERE code = $1
-         RETURNING {TEMPLATE_COLS}"
-    )))
-    .into_boxed()
-    .bind::<Text, _>(code)
-    .bind::<Nullable<Text>, _>(patch.name.as_deref())
-    .bind::<Nullable<Text>, _>(patch.job_type.as_deref())
-    .bind::<Nullable<DbJson>, _>(patch.context_schema.as_ref())
-    .bind::<Nullable<Bool>, _>(patch.active)
-    .bind::<Nullable<Integer>, _>(patch.display_order)
-    .bind::<Nullable<Integer>, _>(patch.default_timeout_seconds)
-    .bind::<Nullable<Integer>, _>(patch.default_max_retries)
-    .bind::<Nullable<Text>, _>(patch.queue.as_deref())
+    Stmt::new(
+        d,
+        &format!(
+            "UPDATE bildad_templates SET
+                 name = COALESCE($2, name),
+                 job_type = COALESCE($3, job_type),
+                 context_schema = COALESCE($4, context_schema),
+                 active = COALESCE($5, active),
+                 display_order = COALESCE($6, display_order),
+                 default_timeout_seconds = COALESCE($7, default_timeout_seconds),
+                 default_max_retries = COALESCE($8, default_max_retries),
+                 queue = COALESCE($9, queue),
+                 updated_at = {next_version}
+             WHERE code = $1
+             {returning}"
+        ),
+        vec![
+            Arg::Text(Some(code.to_owned())),
+            Arg::Text(patch.name.clone()),
+            Arg::Text(patch.job_type.clone()),
+            Arg::Json(patch.context_schema.clone()),
+            Arg::Bool(patch.active),
+            Arg::Int(patch.display_order),
+            Arg::Int(patch.default_timeout_seconds),
+            Arg::Int(patch.default_max_retries),
+            Arg::Text(patch.queue.clone()),
+        ],
+    )
 }
 
 /// Templates by display order, then code.
@@ -331,6 +410,18 @@ mod tests {
         assert_eq!(
             Dialect::Sqlite.sql("t < {now}"),
             format!("t < {SQLITE_NOW}")
+        );
+    }
+
+    #[test]
+    fn mysql_binds_each_occurrence() {
+        let (sql, order) =
+            Dialect::Mysql.numbered("($1 IS NULL OR a = $1) AND b = $12 AND c = '$x'");
+        assert_eq!(sql, "(? IS NULL OR a = ?) AND b = ? AND c = '$x'");
+        assert_eq!(order, vec![0, 0, 11]);
+        assert_eq!(
+            Dialect::Mysql.sql("CAST(x AS BIGINT) < {now}"),
+            format!("CAST(x AS SIGNED) < {MYSQL_NOW}")
         );
     }
 }

@@ -63,6 +63,13 @@ const TRANSIENT_MESSAGES: &[&str] = &[
     "connection closed",                                   // 08003 / 08006 (tokio-postgres)
     "could not receive data from client",                  // 08006
     "SSL connection has been closed unexpectedly",         // 08006
+    // MySQL/MariaDB: 1213 ER_LOCK_DEADLOCK, 1205 ER_LOCK_WAIT_TIMEOUT, 1040 too many
+    // connections, 1053 shutdown in progress, 2013 lost connection.
+    "Deadlock found when trying to get lock",
+    "Lock wait timeout exceeded",
+    "Too many connections",
+    "Server shutdown in progress",
+    "Lost connection to",
     // SQLite: still busy after busy_timeout.
     "database is locked",
     "database is busy",

@@ -20,38 +20,42 @@
 //! `bildad_core::MemoryStore`, the reference implementation, and the conformance suite
 //! checks it.
 
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 mod depth;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 mod dialect;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 mod errors;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 pub mod harness;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 mod migrate;
+#[cfg(feature = "mysql")]
+mod mysql;
 #[cfg(feature = "postgres")]
 mod pg;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 mod queues;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 mod rows;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 mod schedules;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 mod shared;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 mod tx;
 
+#[cfg(feature = "mysql")]
+pub use mysql::MysqlStore;
 #[cfg(feature = "postgres")]
 pub use pg::{ClaimConnections, PgStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteConnectionWrapper, SqliteStore};
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 pub use tx::EnqueueIn;
 
 use bildad_core::{JobStore, StoreError, StoreResult};
@@ -62,7 +66,7 @@ use std::time::Duration;
 /// the backend's module for that section of the trait (`templates`, `enqueue`, `claim`,
 /// `operator`, `reads`, `nodes`, `listen`). `enqueue` and `finalize` are the batch
 /// calls with one element, written here once for both backends.
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 macro_rules! job_store_by_sections {
     ($store:ty) => {
         #[async_trait::async_trait]
@@ -342,7 +346,7 @@ macro_rules! job_store_by_sections {
         }
     };
 }
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 pub(crate) use job_store_by_sections;
 
 /// How a store's connection pool behaves.
@@ -374,6 +378,7 @@ impl Default for PoolOptions {
 enum Backend {
     Postgres,
     Sqlite,
+    Mysql,
 }
 
 fn backend_of(url: &str) -> StoreResult<Backend> {
@@ -382,15 +387,18 @@ fn backend_of(url: &str) -> StoreResult<Backend> {
         Ok(Backend::Postgres)
     } else if lower.starts_with("sqlite:") {
         Ok(Backend::Sqlite)
+    } else if lower.starts_with("mysql://") || lower.starts_with("mariadb://") {
+        Ok(Backend::Mysql)
     } else {
         Err(StoreError::invalid(
             "/database_url",
-            "unsupported database URL: expected postgres://…, postgresql://… or sqlite://<path>",
+            "unsupported database URL: expected postgres://…, postgresql://…, mysql://… \
+             or sqlite://<path>",
         ))
     }
 }
 
-#[cfg(not(all(feature = "postgres", feature = "sqlite")))]
+#[cfg(not(all(feature = "postgres", feature = "sqlite", feature = "mysql")))]
 fn not_built(feature: &str) -> StoreError {
     StoreError::invalid(
         "/database_url",
@@ -398,9 +406,10 @@ fn not_built(feature: &str) -> StoreError {
     )
 }
 
-/// Connects to `url` — `postgres://…` / `postgresql://…` (a [`PgStore`]) or
-/// `sqlite://<path>` (a [`SqliteStore`], file created if missing) — and applies the
-/// migrations it has not run yet.
+/// Connects to `url` — `postgres://…` / `postgresql://…` (a [`PgStore`]),
+/// `mysql://…` / `mariadb://…` (a [`MysqlStore`], MariaDB 10.6+) or `sqlite://<path>` (a
+/// [`SqliteStore`], file created if missing) — and applies the migrations it has not run
+/// yet.
 ///
 /// `Invalid` for an unknown scheme (or a backend this build lacks), `Unavailable` when
 /// the database cannot be reached.
@@ -426,6 +435,26 @@ pub async fn connect(url: &str) -> StoreResult<Arc<dyn JobStore>> {
             #[cfg(not(feature = "sqlite"))]
             Err(not_built("sqlite"))
         }
+        Backend::Mysql => {
+            #[cfg(feature = "mysql")]
+            {
+                let store = MysqlStore::connect(&mysql_url(url)).await?;
+                store.migrate().await?;
+                Ok(Arc::new(store))
+            }
+            #[cfg(not(feature = "mysql"))]
+            Err(not_built("mysql"))
+        }
+    }
+}
+
+/// `mariadb://…` as the driver spells it (`mysql://…`).
+#[cfg(feature = "mysql")]
+fn mysql_url(url: &str) -> String {
+    let trimmed = url.trim_start();
+    match trimmed.get(..10) {
+        Some(s) if s.eq_ignore_ascii_case("mariadb://") => format!("mysql://{}", &trimmed[10..]),
+        _ => trimmed.to_owned(),
     }
 }
 
@@ -459,6 +488,24 @@ pub async fn migrate(url: &str) -> StoreResult<()> {
             #[cfg(not(feature = "sqlite"))]
             Err(not_built("sqlite"))
         }
+        Backend::Mysql => {
+            #[cfg(feature = "mysql")]
+            {
+                let store = MysqlStore::connect_with(
+                    &mysql_url(url),
+                    PoolOptions {
+                        max_size: 1,
+                        ..PoolOptions::default()
+                    },
+                )
+                .await?;
+                let out = store.migrate().await;
+                store.close();
+                out
+            }
+            #[cfg(not(feature = "mysql"))]
+            Err(not_built("mysql"))
+        }
     }
 }
 
@@ -471,7 +518,9 @@ mod tests {
         assert_eq!(backend_of("postgres://u@h/db").unwrap(), Backend::Postgres);
         assert_eq!(backend_of("PostgreSQL://h/db").unwrap(), Backend::Postgres);
         assert_eq!(backend_of("sqlite://bildad.db").unwrap(), Backend::Sqlite);
-        for bad in ["mysql://h/db", "bildad.db", "", "http://x"] {
+        assert_eq!(backend_of("mysql://root@h/db").unwrap(), Backend::Mysql);
+        assert_eq!(backend_of("MariaDB://root@h/db").unwrap(), Backend::Mysql);
+        for bad in ["bildad.db", "", "http://x"] {
             let e = backend_of(bad).unwrap_err();
             assert_eq!(e.kind(), bildad_core::ErrorKind::Invalid, "{bad}");
             assert!(e.to_string().contains("postgres://"), "{e}");
@@ -510,6 +559,12 @@ mod tests {
     #[test]
     fn postgres_embeds_every_migration() {
         embedded_are_the_directories("postgres", crate::pg::sql::MIGRATIONS);
+    }
+
+    #[cfg(feature = "mysql")]
+    #[test]
+    fn mysql_embeds_every_migration() {
+        embedded_are_the_directories("mysql", crate::mysql::sql::MIGRATIONS);
     }
 
     #[cfg(feature = "sqlite")]

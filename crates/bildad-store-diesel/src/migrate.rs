@@ -18,6 +18,8 @@ pub(crate) struct Migrations {
     /// Opens the transaction and takes the lock that serialises concurrent runners
     /// (several nodes starting at once).
     pub(crate) begin_locked: &'static str,
+    /// Releases a lock that outlives the transaction (MySQL's named lock), or "".
+    pub(crate) release: &'static str,
 }
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS __diesel_schema_migrations (
@@ -43,8 +45,12 @@ where
         "ROLLBACK"
     };
     let ended = conn.batch_execute(end).await.map_err(db_error);
+    let released = match m.release {
+        "" => Ok(()),
+        release => conn.batch_execute(release).await.map_err(db_error),
+    };
     applied.map_err(|f| f.0)?;
-    ended
+    ended.and(released)
 }
 
 async fn apply_pending<C>(conn: &mut C, list: &[(&str, &str)]) -> Result<(), Fail>

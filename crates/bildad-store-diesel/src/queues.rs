@@ -2,7 +2,7 @@
 //! upsert of a change, and what a claim needs to know of the limited queues it serves.
 //! The SQL is written once with `$n` and `{now}` (see [`Dialect::sql`]).
 
-use crate::dialect::Dialect;
+use crate::dialect::{Arg, Dialect, Stmt};
 use bildad_core::{QueueInfo, QueuePatch, QueueSettings, RateLimit};
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
@@ -153,6 +153,48 @@ pub(crate) fn limits(d: Dialect, names: &str, window_start: &str) -> String {
          FROM bildad_queues q WHERE q.name IN ({names})
          ORDER BY q.name"
     ))
+}
+
+/// [`UPDATE_QUEUE`] as MySQL writes an upsert (`$n` as there: see [`update_stmt`]).
+/// MySQL applies the assignments left to right; none reads a column set before it.
+const UPDATE_QUEUE_MYSQL: &str = "
+INSERT INTO bildad_queues (name, paused, global_limit, rate_allowed, rate_period_seconds,
+    updated_at)
+VALUES ($1, COALESCE($2, FALSE), CASE WHEN $3 THEN $4 END, CASE WHEN $5 THEN $6 END,
+        CASE WHEN $5 THEN $7 END, {now})
+ON DUPLICATE KEY UPDATE
+    paused = COALESCE($2, paused),
+    global_limit = CASE WHEN $3 THEN $4 ELSE global_limit END,
+    rate_allowed = CASE WHEN $5 THEN $6 ELSE rate_allowed END,
+    rate_period_seconds = CASE WHEN $5 THEN $7 ELSE rate_period_seconds END,
+    updated_at = {now}";
+
+/// [`QUEUES`] of every queue (`None`) or of one, as a statement with its argument.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+pub(crate) fn queues_stmt(d: Dialect, name: Option<&str>) -> Stmt {
+    Stmt::new(d, QUEUES, vec![Arg::Text(name.map(str::to_owned))])
+}
+
+/// The upsert of queue `name`'s settings by `b`, as a statement with its arguments.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+pub(crate) fn update_stmt(d: Dialect, name: &str, b: &UpdateBinds) -> Stmt {
+    let sql = match d {
+        Dialect::Mysql => UPDATE_QUEUE_MYSQL,
+        _ => UPDATE_QUEUE,
+    };
+    Stmt::new(
+        d,
+        sql,
+        vec![
+            Arg::Text(Some(name.to_owned())),
+            Arg::Bool(b.paused),
+            Arg::Bool(Some(b.set_global)),
+            Arg::Int(b.global_limit),
+            Arg::Bool(Some(b.set_rate)),
+            Arg::Int(b.rate_allowed),
+            Arg::Int(b.rate_period),
+        ],
+    )
 }
 
 /// [`QUEUES`] in dialect `d`.

@@ -37,6 +37,7 @@ pub(crate) const RUN_COLS: &str = "id, job_run_identifier, template, job_type, r
     diesel(postgres_type(oid = 1184, array_oid = 1185))
 )]
 #[cfg_attr(feature = "sqlite", diesel(sqlite_type(name = "Long")))]
+#[cfg_attr(feature = "mysql", diesel(mysql_type(name = "DateTime")))]
 pub(crate) struct DbTime;
 
 /// A JSON document: `jsonb` in PostgreSQL, text in SQLite.
@@ -48,6 +49,7 @@ pub(crate) struct DbTime;
     diesel(postgres_type(oid = 3802, array_oid = 3807))
 )]
 #[cfg_attr(feature = "sqlite", diesel(sqlite_type(name = "Text")))]
+#[cfg_attr(feature = "mysql", diesel(mysql_type(name = "String")))]
 pub(crate) struct DbJson;
 
 #[cfg(feature = "postgres")]
@@ -105,6 +107,52 @@ mod sqlite_impls {
         fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
             let text = <String as FromSql<Text, Sqlite>>::from_sql(value)?;
             Ok(serde_json::from_str(&text)?)
+        }
+    }
+}
+
+#[cfg(feature = "mysql")]
+mod mysql_impls {
+    use super::*;
+    use diesel::mysql::{Mysql, MysqlValue};
+    use diesel::sql_types::Datetime;
+
+    /// `DATETIME(6)` holds UTC (every session of the store is UTC; the store writes only
+    /// `UTC_TIMESTAMP(6)` and values it read).
+    impl FromSql<DbTime, Mysql> for Timestamp {
+        fn from_sql(value: MysqlValue<'_>) -> deserialize::Result<Self> {
+            let t = <chrono::NaiveDateTime as FromSql<Datetime, Mysql>>::from_sql(value)?;
+            Ok(t.and_utc())
+        }
+    }
+
+    impl diesel::serialize::ToSql<DbTime, Mysql> for Timestamp {
+        fn to_sql<'b>(
+            &'b self,
+            out: &mut diesel::serialize::Output<'b, '_, Mysql>,
+        ) -> diesel::serialize::Result {
+            let naive = self.naive_utc();
+            <chrono::NaiveDateTime as diesel::serialize::ToSql<Datetime, Mysql>>::to_sql(
+                &naive,
+                &mut out.reborrow(),
+            )
+        }
+    }
+
+    impl diesel::serialize::ToSql<DbJson, Mysql> for Value {
+        fn to_sql<'b>(
+            &'b self,
+            out: &mut diesel::serialize::Output<'b, '_, Mysql>,
+        ) -> diesel::serialize::Result {
+            use std::io::Write;
+            out.write_all(self.to_string().as_bytes())?;
+            Ok(diesel::serialize::IsNull::No)
+        }
+    }
+
+    impl FromSql<DbJson, Mysql> for Value {
+        fn from_sql(value: MysqlValue<'_>) -> deserialize::Result<Self> {
+            Ok(serde_json::from_slice(value.as_bytes())?)
         }
     }
 }
@@ -425,7 +473,7 @@ pub(crate) struct EntryRunRow {
 }
 
 /// A requeued entry and its new `run_at`.
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 #[derive(QueryableByName)]
 pub(crate) struct RequeuedRow {
     #[diesel(sql_type = BigInt)]

@@ -9,6 +9,8 @@ pub use pg::TestPg;
 /// The PostgreSQL server tests, the bench and the chaos run use, unless
 /// `BILDAD_TEST_DATABASE_URL` (or their `--database-url`) names another. The one copy.
 pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+#[cfg(feature = "mysql")]
+pub use mysql::{DEFAULT_MYSQL_URL, TestMysql};
 #[cfg(feature = "sqlite")]
 pub use sqlite::TestSqlite;
 
@@ -252,6 +254,144 @@ mod sqlite {
         fn drop(&mut self) {
             self.store.close();
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+#[cfg(feature = "mysql")]
+mod mysql {
+    use super::with_database;
+    use crate::MysqlStore;
+    use bildad_core::JobStore;
+    use diesel_async::{AsyncConnection, AsyncMysqlConnection, SimpleAsyncConnection};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// The MariaDB server tests use, unless `BILDAD_TEST_MYSQL_URL` names another.
+    pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/mysql";
+
+    /// A uniquely named, migrated MariaDB database, dropped on Drop.
+    pub struct TestMysql {
+        name: String,
+        admin_url: String,
+        url: String,
+        store: MysqlStore,
+    }
+
+    impl std::fmt::Debug for TestMysql {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("TestMysql").field("url", &self.url).finish()
+        }
+    }
+
+    async fn admin(url: &str) -> Result<AsyncMysqlConnection, String> {
+        match tokio::time::timeout(Duration::from_secs(5), AsyncMysqlConnection::establish(url))
+            .await
+        {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out after 5 s".into()),
+        }
+    }
+
+    impl TestMysql {
+        /// Creates and migrates a fresh database on the server of `BILDAD_TEST_MYSQL_URL`
+        /// (default [`DEFAULT_MYSQL_URL`]).
+        ///
+        /// `None`, with a notice on stderr, when the server cannot be reached — unless
+        /// `BILDAD_REQUIRE_MYSQL=1`, then it panics, so CI cannot skip silently.
+        pub async fn fresh() -> Option<TestMysql> {
+            let admin_url = std::env::var("BILDAD_TEST_MYSQL_URL")
+                .unwrap_or_else(|_| DEFAULT_MYSQL_URL.to_string());
+            let required = std::env::var("BILDAD_REQUIRE_MYSQL").is_ok_and(|v| v == "1");
+            let mut conn = match admin(&admin_url).await {
+                Ok(c) => c,
+                Err(e) if required => {
+                    panic!("BILDAD_REQUIRE_MYSQL=1 but MariaDB at {admin_url} is unreachable: {e}")
+                }
+                Err(e) => {
+                    eprintln!(
+                        "NOTICE: skipping a MariaDB test: cannot reach {admin_url} ({e}). \
+                         Set BILDAD_TEST_MYSQL_URL, or BILDAD_REQUIRE_MYSQL=1 to fail instead."
+                    );
+                    return None;
+                }
+            };
+            let name = format!("bildad_test_{}", uuid::Uuid::new_v4().simple());
+            conn.batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+            drop(conn);
+            let url = with_database(&admin_url, &name);
+            let store = async {
+                let store = MysqlStore::connect(&url).await?;
+                store.migrate().await?;
+                Ok::<_, bildad_core::StoreError>(store)
+            }
+            .await;
+            let store = match store {
+                Ok(s) => s,
+                Err(e) => {
+                    drop_database(admin_url.clone(), name.clone());
+                    panic!("cannot migrate test database {name}: {e}");
+                }
+            };
+            Some(TestMysql {
+                name,
+                admin_url,
+                url,
+                store,
+            })
+        }
+
+        /// The test database's URL.
+        pub fn url(&self) -> &str {
+            &self.url
+        }
+
+        /// The store on the test database, for `Arc<dyn JobStore>` callers.
+        pub fn store(&self) -> Arc<dyn JobStore> {
+            Arc::new(self.store.clone())
+        }
+
+        /// The concrete store (shares the pool with [`TestMysql::store`]).
+        pub fn mysql(&self) -> &MysqlStore {
+            &self.store
+        }
+    }
+
+    /// Drops `name` from a short-lived thread with its own runtime, so that Drop works
+    /// inside or outside any runtime.
+    fn drop_database(admin_url: String, name: String) {
+        let joined = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for dropping the test database");
+            rt.block_on(async {
+                match admin(&admin_url).await {
+                    Ok(mut c) => {
+                        if let Err(e) = c
+                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+                            .await
+                        {
+                            eprintln!("cannot drop test database {name}: {e}");
+                        }
+                    }
+                    Err(e) => eprintln!("cannot drop test database {name}: {e}"),
+                }
+            });
+        })
+        .join();
+        if joined.is_err() {
+            eprintln!("dropping a test database panicked");
+        }
+    }
+
+    impl Drop for TestMysql {
+        fn drop(&mut self) {
+            self.store.close();
+            drop_database(self.admin_url.clone(), self.name.clone());
         }
     }
 }

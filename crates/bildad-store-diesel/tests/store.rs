@@ -472,12 +472,27 @@ async fn pg_unreachable_server_is_unavailable_quickly() {
 
 #[tokio::test]
 async fn unknown_scheme_is_invalid() {
-    let err = bildad_store_diesel::connect("mysql://x/y")
+    let err = bildad_store_diesel::connect("oracle://x/y")
         .await
         .err()
         .unwrap();
     assert_eq!(err.kind(), ErrorKind::Invalid);
     assert!(err.to_string().contains("sqlite://"), "{err}");
+    assert!(err.to_string().contains("mysql://"), "{err}");
+}
+
+#[tokio::test]
+async fn mysql_unreachable_is_transient_and_malformed_is_invalid() {
+    let err = bildad_store_diesel::connect("mysql://root@127.0.0.1:1/nothing")
+        .await
+        .err()
+        .expect("no server");
+    assert!(err.is_transient(), "{err}");
+    let err = bildad_store_diesel::connect("mysql://root@[::1/app")
+        .await
+        .err()
+        .expect("malformed");
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
 }
 
 /// Fills a database with a million runs of history and a realistic queue, then prints

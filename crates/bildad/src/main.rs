@@ -19,8 +19,8 @@ mod logs;
 #[derive(Debug, Parser)]
 #[command(name = "bildad", version, about, propagate_version = true)]
 struct Cli {
-    /// The database: `postgres://user:pass@host/db` or `sqlite://path` (created if
-    /// missing).
+    /// The database: `postgres://user:pass@host/db`, `mysql://user:pass@host/db`
+    /// (MariaDB 10.6+) or `sqlite://path` (created if missing).
     #[arg(
         long,
         env = "BILDAD_DATABASE_URL",

@@ -198,12 +198,14 @@ impl PgStore {
     {
         let mut conn = self.conn().await?;
         let rows: Vec<R> = listing
-            .rows::<Pg>()
+            .rows()
+            .query::<Pg>()
             .load(&mut conn)
             .await
             .map_err(db_error)?;
         let total: CountRow = listing
-            .count::<Pg>()
+            .count()
+            .query::<Pg>()
             .get_result(&mut conn)
             .await
             .map_err(db_error)?;

@@ -82,7 +82,8 @@ pub(super) async fn stop_entry(store: &PgStore, identifier: &str) -> StoreResult
 
 pub(super) async fn mark_killed(store: &PgStore, run: RunId) -> StoreResult<bool> {
     let mut conn = store.conn().await?;
-    let n = dialect::mark_killed::<Pg>(Dialect::Postgres, run)
+    let n = dialect::mark_killed(Dialect::Postgres, run)
+        .query::<Pg>()
         .execute(&mut conn)
         .await
         .map_err(db_error)?;

@@ -57,6 +57,7 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
 pub(crate) static MIGRATE: Migrations = Migrations {
     list: MIGRATIONS,
     begin_locked: "BEGIN; SELECT pg_advisory_xact_lock(108204929605988)",
+    release: "",
 };
 
 /// The claim, one statement: pick (skipping rows other claims hold), move the entries

@@ -22,7 +22,8 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 pub(super) async fn create_template(store: &PgStore, new: NewTemplate) -> StoreResult<JobTemplate> {
     new.validate()?;
     let mut conn = store.conn().await?;
-    let row: TemplateRow = dialect::create_template::<Pg>(Dialect::Postgres, &new)
+    let row: TemplateRow = dialect::create_template(Dialect::Postgres, &new)
+        .query::<Pg>()
         .get_result(&mut conn)
         .await
         .map_err(|e| match e {
@@ -54,7 +55,8 @@ pub(super) async fn update_template(
 ) -> StoreResult<JobTemplate> {
     patch.validate()?;
     let mut conn = store.conn().await?;
-    let row: Option<TemplateRow> = dialect::update_template::<Pg>(Dialect::Postgres, code, &patch)
+    let row: Option<TemplateRow> = dialect::update_template(Dialect::Postgres, code, &patch)
+        .query::<Pg>()
         .get_result(&mut conn)
         .await
         .map(Some)

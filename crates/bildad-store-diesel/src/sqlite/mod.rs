@@ -255,8 +255,8 @@ fn listing<R>(c: &mut SqliteConnection, listing: &Listing) -> Tx<(Vec<R>, u64)>
 where
     R: QueryableByName<Sqlite> + 'static,
 {
-    let rows: Vec<R> = listing.rows::<Sqlite>().load(c)?;
-    let total: CountRow = listing.count::<Sqlite>().get_result(c)?;
+    let rows: Vec<R> = listing.rows().query::<Sqlite>().load(c)?;
+    let total: CountRow = listing.count().query::<Sqlite>().get_result(c)?;
     Ok((rows, count(total.n)))
 }
 

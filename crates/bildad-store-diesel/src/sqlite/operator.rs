@@ -78,7 +78,9 @@ pub(super) async fn stop_entry(store: &SqliteStore, identifier: &str) -> StoreRe
 pub(super) async fn mark_killed(store: &SqliteStore, run: RunId) -> StoreResult<bool> {
     store
         .write(move |c| {
-            let n = dialect::mark_killed::<Sqlite>(Dialect::Sqlite, run).execute(c)?;
+            let n = dialect::mark_killed(Dialect::Sqlite, run)
+                .query::<Sqlite>()
+                .execute(c)?;
             Ok(n == 1)
         })
         .await

@@ -63,6 +63,7 @@ pub(crate) const PRAGMAS: &str = "PRAGMA journal_mode = WAL;
 pub(crate) static MIGRATE: Migrations = Migrations {
     list: MIGRATIONS,
     begin_locked: "BEGIN IMMEDIATE",
+    release: "",
 };
 
 /// Moves a picked entry (`?1`) into its run, which carries what the entry carried

@@ -22,7 +22,8 @@ pub(super) async fn create_template(
     new.validate()?;
     store
         .run(move |c| {
-            let row: TemplateRow = dialect::create_template::<Sqlite>(Dialect::Sqlite, &new)
+            let row: TemplateRow = dialect::create_template(Dialect::Sqlite, &new)
+                .query::<Sqlite>()
                 .get_result(c)
                 .map_err(|e| match e {
                     e if is_unique_violation(&e) => Fail(template_exists(&new.code)),
@@ -60,7 +61,8 @@ pub(super) async fn update_template(
     store
         .run(move |c| {
             optional(
-                dialect::update_template::<Sqlite>(Dialect::Sqlite, &code, &patch)
+                dialect::update_template(Dialect::Sqlite, &code, &patch)
+                    .query::<Sqlite>()
                     .get_result::<TemplateRow>(c),
             )?
             .map(Into::into)
