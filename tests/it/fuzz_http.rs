@@ -410,6 +410,7 @@ enum Backend {
     Memory,
     Sqlite,
     Postgres,
+    Mysql,
 }
 
 /// The API over a fresh store of `backend`, and the store (kept alive with it).
@@ -423,6 +424,7 @@ async fn api(backend: Backend) -> Option<Target> {
         Backend::Memory => bildad_tests::memory(),
         Backend::Sqlite => bildad_tests::sqlite().await,
         Backend::Postgres => bildad_tests::postgres().await?,
+        Backend::Mysql => bildad_tests::mysql().await?,
     };
     let store = keep.store.clone();
     let mut t = NewTemplate::new("fz.echo", "fuzz", "fz.echo", json!({"type": "object"}));
@@ -462,6 +464,11 @@ fn http_api_survives_hostile_requests_on_sqlite() {
 #[test]
 fn http_api_survives_hostile_requests_on_postgres() {
     fuzz(Backend::Postgres);
+}
+
+#[test]
+fn http_api_survives_hostile_requests_on_mysql() {
+    fuzz(Backend::Mysql);
 }
 
 fn fuzz(backend: Backend) {

@@ -7,7 +7,7 @@ use bildad_core::{
     EnqueueOptions, ErrorKind, JobArgs, JobDefaults, JobError, JobRegistry, JobStore, Jobs,
     NewTemplate, RunInfo, TemplatePatch,
 };
-use bildad_store_diesel::testing::{TestPg, TestSqlite};
+use bildad_store_diesel::testing::{TestMysql, TestPg, TestSqlite};
 use bildad_store_diesel::{EnqueueIn, SqliteStore};
 use bildad_tests::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -236,4 +236,18 @@ async fn a_typed_queue_in_a_sqlite_transaction() {
     .build()
     .unwrap();
     in_a_transaction(db.sqlite(), &mut *pool.get().await.unwrap(), "sqlite").await;
+}
+
+#[tokio::test]
+async fn a_typed_queue_in_a_mysql_transaction() {
+    let Some(db) = TestMysql::fresh().await else {
+        return;
+    };
+    let pool = diesel_async::pooled_connection::deadpool::Pool::builder(
+        bildad_store_diesel::MysqlStore::manager(db.url()),
+    )
+    .max_size(1)
+    .build()
+    .unwrap();
+    in_a_transaction(db.mysql(), &mut *pool.get().await.unwrap(), "mysql").await;
 }

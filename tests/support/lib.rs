@@ -45,6 +45,17 @@ pub async fn postgres() -> Option<TestStore> {
     })
 }
 
+/// A fresh, migrated MariaDB database (dropped with the returned value), or `None` when
+/// the server cannot be reached (see `bildad_store_diesel::testing::TestMysql`).
+pub async fn mysql() -> Option<TestStore> {
+    let db = bildad_store_diesel::testing::TestMysql::fresh().await?;
+    Some(TestStore {
+        store: db.store(),
+        backend: "mysql",
+        _keep: Some(Box::new(db)),
+    })
+}
+
 /// A fresh, migrated SQLite file in a temporary directory (removed with the returned value):
 /// several nodes of one test share it, as several processes would share one embedded file.
 pub async fn sqlite() -> TestStore {
@@ -57,8 +68,8 @@ pub async fn sqlite() -> TestStore {
 }
 
 /// Generates one `#[tokio::test]` per backend for an `async fn(TestStore)` body:
-/// `on_every_store!(body_fn);` makes the module `body_fn` with tests `memory`, `sqlite`
-/// and `postgres` (skipped with a notice when PostgreSQL is unreachable).
+/// `on_every_store!(body_fn);` makes the module `body_fn` with tests `memory`, `sqlite`,
+/// `postgres` and `mysql` (each skipped with a notice when its server is unreachable).
 #[macro_export]
 macro_rules! on_every_store {
     ($($body:ident),+ $(,)?) => {
@@ -77,6 +88,13 @@ macro_rules! on_every_store {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn postgres() {
                     if let Some(t) = $crate::postgres().await {
+                        super::$body(t).await;
+                    }
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn mysql() {
+                    if let Some(t) = $crate::mysql().await {
                         super::$body(t).await;
                     }
                 }

@@ -639,3 +639,37 @@ fn uuid_like() -> String {
             .as_nanos()
     )
 }
+
+/// A store call dropped mid-query (a caller's timeout, a node's shutdown) must not leave
+/// a half-read connection in the pool: every later call on the same pool still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_dropped_mid_query_leave_the_pool_usable() {
+    let Some(db) = bildad_store_diesel::testing::TestMysql::fresh().await else {
+        return;
+    };
+    let store = bildad_store_diesel::MysqlStore::connect_with(
+        db.url(),
+        bildad_store_diesel::PoolOptions {
+            max_size: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    template().code("t").create(&store).await;
+    let entries = (0..300)
+        .map(|i| NewEntry::new("t", json!({ "i": i })))
+        .collect();
+    store.enqueue_many(entries).await.unwrap();
+    let page = bildad_core::PageRequest::new(0, 500).unwrap();
+    for i in 0..200u64 {
+        let _ = tokio::time::timeout(Duration::from_micros(50 + i * 7), store.list_nodes()).await;
+        let listed = store.list_entries(None, page);
+        let _ = tokio::time::timeout(Duration::from_micros(100 + i * 20), listed).await;
+        let _ = tokio::time::timeout(Duration::from_micros(30 + i * 5), store.stats()).await;
+        store
+            .stats()
+            .await
+            .unwrap_or_else(|e| panic!("after drop {i}: {e}"));
+    }
+}

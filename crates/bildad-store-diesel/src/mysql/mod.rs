@@ -97,9 +97,26 @@ impl MysqlStore {
     /// settings ([`sql::SESSION`]: `READ COMMITTED`; diesel-async already sets UTC). An
     /// application that shares its pool with the store ([`MysqlStore::from_pool`]) builds
     /// it with this manager.
+    ///
+    /// A connection whose query was cut short (the caller stopped waiting: a timeout, a
+    /// node's shutdown) is closed instead of being handed out again: MySQL's protocol
+    /// cannot resume a half-read reply ([`InFlight`]).
     pub fn manager(url: &str) -> AsyncDieselConnectionManager<AsyncMysqlConnection> {
         let mut config = ManagerConfig::default();
-        config.recycling_method = RecyclingMethod::Fast;
+        config.recycling_method =
+            RecyclingMethod::CustomFunction(Box::new(|conn: &mut AsyncMysqlConnection| {
+                let clean = conn
+                    .instrumentation()
+                    .downcast_ref::<InFlight>()
+                    .is_none_or(|f| f.open == 0);
+                Box::pin(async move {
+                    if clean {
+                        Ok(())
+                    } else {
+                        Err(diesel::result::Error::BrokenTransactionManager)
+                    }
+                })
+            }));
         config.custom_setup = Box::new(|url| {
             let url = url.to_owned();
             Box::pin(async move {
@@ -107,6 +124,7 @@ impl MysqlStore {
                 conn.batch_execute(sql::SESSION)
                     .await
                     .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                conn.set_instrumentation(InFlight::default());
                 Ok(conn)
             })
         });
@@ -182,6 +200,25 @@ where
     R: QueryableByName<Mysql> + Send + 'static,
 {
     stmt.query::<Mysql>().load(conn).await.map_err(db_error)
+}
+
+/// Counts a connection's queries that started and did not finish: one left open means a
+/// caller dropped the query's future mid-way, and the connection's protocol state is
+/// unknown (the pool's recycle check then closes it).
+#[derive(Debug, Default)]
+struct InFlight {
+    open: u32,
+}
+
+impl diesel::connection::Instrumentation for InFlight {
+    fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+        use diesel::connection::InstrumentationEvent as E;
+        match event {
+            E::StartQuery { .. } => self.open += 1,
+            E::FinishQuery { .. } => self.open = self.open.saturating_sub(1),
+            _ => {}
+        }
+    }
 }
 
 /// Evaluates `$tx` (one transaction, a `StoreResult`) again when InnoDB chose it as a
