@@ -157,8 +157,9 @@ struct NodeArgs {
     max_concurrent_jobs: u32,
 
     /// Also run the engine the moment an entry is enqueued: on any node with PostgreSQL
-    /// (LISTEN/NOTIFY), through this process with SQLite. Off by default: cron drives
-    /// the engine.
+    /// (LISTEN/NOTIFY); with MySQL at once through this process and within 100 ms on
+    /// other nodes (a poll); through this process with SQLite. Off by default: cron
+    /// drives the engine.
     #[arg(long, env = "BILDAD_WAKE_ON_ENQUEUE", default_value_t = false,
           value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1,
           default_missing_value = "true")]
