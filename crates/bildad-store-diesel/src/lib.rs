@@ -34,6 +34,8 @@ mod migrate;
 mod mysql;
 #[cfg(feature = "postgres")]
 mod pg;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod pooled;
 #[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
 mod queues;
 #[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]

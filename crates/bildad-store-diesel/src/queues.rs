@@ -50,6 +50,7 @@ ON CONFLICT (name) DO UPDATE SET
 
 /// The names of the queues whose settings restrict a claim (paused or limited): the
 /// claim's fast path skips their entries.
+#[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(dead_code))]
 pub(crate) const RESTRICTED: &str = "SELECT name AS text FROM bildad_queues
     WHERE paused OR global_limit IS NOT NULL OR rate_allowed IS NOT NULL ORDER BY name";
 
@@ -232,6 +233,7 @@ impl From<&QueuePatch> for UpdateBinds {
 }
 
 /// Binds `$1`…`$7` of [`UPDATE_QUEUE`] to `q`.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 macro_rules! bind_update {
     ($q:expr, $name:expr, $b:expr) => {
         $q.bind::<diesel::sql_types::Text, _>($name)
@@ -243,6 +245,7 @@ macro_rules! bind_update {
             .bind::<diesel::sql_types::Nullable<diesel::sql_types::Integer>, _>($b.rate_period)
     };
 }
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) use bind_update;
 
 /// Each queue a claim treats apart, with the room it leaves (0 left out).

@@ -117,7 +117,7 @@ pub(crate) fn limit_offset(page: bildad_core::PageRequest) -> (i64, i64) {
 }
 
 /// Puts enqueued entries back in the order of the request (identifiers are unique).
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 pub(crate) fn in_request_order(
     identifiers: &[String],
     rows: Vec<crate::rows::EntryRow>,

@@ -28,16 +28,11 @@ mod templates;
 mod tx;
 
 use crate::PoolOptions;
-use crate::dialect::{Listing, Stmt};
-use crate::errors::{db_error, entry_not_found, pool_error};
-use crate::rows::{CountRow, EntryRunRow};
-use crate::shared::count;
+use crate::dialect::Stmt;
+use crate::errors::{db_error, pool_error};
 use bildad_core::{LocalEnqueueSignal, SchemaCache, StoreError, StoreResult};
 use diesel::QueryableByName;
 use diesel::mysql::Mysql;
-use diesel::result::Error as DieselError;
-use diesel::sql_query;
-use diesel::sql_types::Text;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
@@ -161,37 +156,6 @@ impl MysqlStore {
     async fn conn(&self) -> StoreResult<Object<AsyncMysqlConnection>> {
         self.pool.get().await.map_err(pool_error)
     }
-
-    /// The rows of one page of `listing`, and its total.
-    async fn listing<R>(&self, listing: &Listing) -> StoreResult<(Vec<R>, u64)>
-    where
-        R: QueryableByName<Mysql> + Send + 'static,
-    {
-        let mut conn = self.conn().await?;
-        let rows: Vec<R> = load(&mut conn, listing.rows()).await?;
-        let total: CountRow = listing
-            .count()
-            .query::<Mysql>()
-            .get_result(&mut conn)
-            .await
-            .map_err(db_error)?;
-        Ok((rows, count(total.n)))
-    }
-
-    /// Reads an entry's id and current run (a running entry is its run).
-    async fn entry_run(
-        conn: &mut AsyncMysqlConnection,
-        identifier: &str,
-    ) -> StoreResult<EntryRunRow> {
-        sql_query("SELECT id, current_run_id FROM bildad_entries_v2 WHERE job_run_identifier = ?")
-            .bind::<Text, _>(identifier)
-            .get_result::<EntryRunRow>(conn)
-            .await
-            .map_err(|e| match e {
-                DieselError::NotFound => entry_not_found(identifier),
-                e => db_error(e),
-            })
-    }
 }
 
 /// The rows of `stmt`.
@@ -286,6 +250,13 @@ fn check_url(url: &str) -> StoreResult<()> {
         )),
     }
 }
+
+crate::pooled::pooled_helpers!(
+    MysqlStore,
+    AsyncMysqlConnection,
+    diesel::mysql::Mysql,
+    crate::dialect::Dialect::Mysql
+);
 
 crate::job_store_by_sections!(MysqlStore);
 

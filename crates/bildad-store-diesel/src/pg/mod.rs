@@ -29,21 +29,13 @@ mod tx;
 mod unique;
 
 use crate::PoolOptions;
-use crate::dialect::Listing;
-use crate::errors::{db_error, entry_not_found, pool_error};
-use crate::rows::{CountRow, EntryRunRow};
-use crate::shared::count;
+use crate::errors::pool_error;
 use bildad_core::{SchemaCache, StoreError, StoreResult};
-use diesel::QueryableByName;
-use diesel::pg::Pg;
-use diesel::result::Error as DieselError;
-use diesel::sql_query;
-use diesel::sql_types::Text;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use sql::CLAIM_SESSION;
 
 /// Connections of the claim pool (at most this many; never more than the main pool's).
@@ -190,39 +182,6 @@ impl PgStore {
     async fn conn(&self) -> StoreResult<Object<AsyncPgConnection>> {
         self.pool.get().await.map_err(pool_error)
     }
-
-    /// The rows of one page of `listing`, and its total.
-    async fn listing<R>(&self, listing: &Listing) -> StoreResult<(Vec<R>, u64)>
-    where
-        R: QueryableByName<Pg> + Send + 'static,
-    {
-        let mut conn = self.conn().await?;
-        let rows: Vec<R> = listing
-            .rows()
-            .query::<Pg>()
-            .load(&mut conn)
-            .await
-            .map_err(db_error)?;
-        let total: CountRow = listing
-            .count()
-            .query::<Pg>()
-            .get_result(&mut conn)
-            .await
-            .map_err(db_error)?;
-        Ok((rows, count(total.n)))
-    }
-
-    /// Reads an entry's id and current run (a running entry is its run).
-    async fn entry_run(conn: &mut AsyncPgConnection, identifier: &str) -> StoreResult<EntryRunRow> {
-        sql_query("SELECT id, current_run_id FROM bildad_entries_v2 WHERE job_run_identifier = $1")
-            .bind::<Text, _>(identifier)
-            .get_result::<EntryRunRow>(conn)
-            .await
-            .map_err(|e| match e {
-                DieselError::NotFound => entry_not_found(identifier),
-                e => db_error(e),
-            })
-    }
 }
 
 /// Where a [`PgStore`] built by [`PgStore::from_pool`] runs its claims. A claim is one
@@ -294,5 +253,12 @@ fn build_pool(
 mod tokio_postgres_config {
     pub(crate) use tokio_postgres::Config;
 }
+
+crate::pooled::pooled_helpers!(
+    PgStore,
+    AsyncPgConnection,
+    diesel::pg::Pg,
+    crate::dialect::Dialect::Postgres
+);
 
 crate::job_store_by_sections!(PgStore);

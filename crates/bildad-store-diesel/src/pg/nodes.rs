@@ -1,15 +1,15 @@
-//! Nodes on PostgreSQL: heartbeats, stops, the list.
+//! Nodes on PostgreSQL: heartbeats (a cached statement), stops, the list (written once
+//! with MySQL's: `pooled::pooled_nodes`).
 
 use super::PgStore;
 use super::prepared::Cached;
 use super::sql::HEARTBEAT;
-use crate::dialect;
-use crate::errors::db_error;
-use crate::rows::NodeRow;
-use bildad_core::{Node, NodeRef, StoreResult};
+use crate::dialect::Dialect;
+use bildad_core::NodeRef;
 use diesel::sql_query;
 use diesel::sql_types::Text;
-use diesel_async::RunQueryDsl;
+
+crate::pooled::pooled_nodes!(PgStore, diesel::pg::Pg, Dialect::Postgres);
 
 pub(super) async fn heartbeat(store: &PgStore, node: &NodeRef) -> StoreResult<()> {
     let mut conn = store.conn().await?;
@@ -22,23 +22,4 @@ pub(super) async fn heartbeat(store: &PgStore, node: &NodeRef) -> StoreResult<()
     .await
     .map_err(db_error)?;
     Ok(())
-}
-
-pub(super) async fn node_stopped(store: &PgStore, instance_id: &str) -> StoreResult<()> {
-    let mut conn = store.conn().await?;
-    sql_query("UPDATE bildad_nodes SET stopped_at = now() WHERE instance_id = $1")
-        .bind::<Text, _>(instance_id)
-        .execute(&mut conn)
-        .await
-        .map_err(db_error)?;
-    Ok(())
-}
-
-pub(super) async fn list_nodes(store: &PgStore) -> StoreResult<Vec<Node>> {
-    let mut conn = store.conn().await?;
-    let rows: Vec<NodeRow> = sql_query(dialect::NODES)
-        .load(&mut conn)
-        .await
-        .map_err(db_error)?;
-    Ok(rows.into_iter().map(Into::into).collect())
 }

@@ -331,7 +331,3 @@ SELECT count(*) AS n FROM (
     UNION ALL
     SELECT 1 FROM bildad_runs WHERE status = 'RUNNING' AND template_id = $1
     LIMIT 1) x";
-
-/// Removes a waiting entry (the remove of a running entry goes through the finalize).
-pub(crate) const REMOVE_IDLE: &str = "
-DELETE FROM bildad_queue WHERE id = $1";
