@@ -221,6 +221,16 @@ pub(crate) fn mark_killed(d: Dialect, run: i64) -> Stmt {
     )
 }
 
+/// Whether an entry (waiting, or running: its run) uses the template `$1` (a scan that
+/// stops at the first: see docs/STORAGE.md).
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+pub(crate) const TEMPLATE_USED: &str = "
+SELECT count(*) AS n FROM (
+    SELECT 1 AS x FROM bildad_queue WHERE template_id = $1
+    UNION ALL
+    SELECT 1 FROM bildad_runs WHERE status = 'RUNNING' AND template_id = $1
+    LIMIT 1) used";
+
 /// Every node, the most recently heard first.
 pub(crate) const NODES: &str = "
 SELECT instance_id, name, started_at, last_heartbeat_at, stopped_at

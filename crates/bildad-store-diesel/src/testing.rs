@@ -32,15 +32,134 @@ pub fn with_database(base: &str, name: &str) -> String {
     }
 }
 
-#[cfg(feature = "postgres")]
-mod pg {
-    use crate::PgStore;
-    use bildad_core::JobStore;
-    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-    use std::sync::Arc;
+/// What the PostgreSQL and MariaDB helpers share: a server named by an environment
+/// variable, on which each test creates a database of its own and drops it afterwards.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod server {
+    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+    use std::future::Future;
     use std::time::Duration;
 
-    use super::DEFAULT_URL;
+    /// A database server the tests use.
+    pub(super) struct Server {
+        /// Its name in messages.
+        pub(super) name: &'static str,
+        /// The variable that names its admin URL, and the URL without it.
+        pub(super) url_var: &'static str,
+        pub(super) default_url: &'static str,
+        /// The variable that, set to 1, makes an unreachable server a failure.
+        pub(super) require_var: &'static str,
+    }
+
+    async fn admin<C: AsyncConnection>(url: &str) -> Result<C, String> {
+        match tokio::time::timeout(Duration::from_secs(5), C::establish(url)).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out after 5 s".into()),
+        }
+    }
+
+    impl Server {
+        /// Creates a uniquely named database; its admin URL and name. `None`, with a
+        /// notice on stderr, when the server cannot be reached — unless required, then it
+        /// panics, so CI cannot skip silently.
+        pub(super) async fn create<C>(&self) -> Option<(String, String)>
+        where
+            C: AsyncConnection + SimpleAsyncConnection,
+        {
+            let admin_url =
+                std::env::var(self.url_var).unwrap_or_else(|_| self.default_url.to_string());
+            let required = std::env::var(self.require_var).is_ok_and(|v| v == "1");
+            let mut conn = match admin::<C>(&admin_url).await {
+                Ok(c) => c,
+                Err(e) if required => {
+                    panic!(
+                        "{}=1 but {} at {admin_url} is unreachable: {e}",
+                        self.require_var, self.name
+                    )
+                }
+                Err(e) => {
+                    eprintln!(
+                        "NOTICE: skipping a {} test: cannot reach {admin_url} ({e}). Set {}, or \
+                         {}=1 to fail instead.",
+                        self.name, self.url_var, self.require_var
+                    );
+                    return None;
+                }
+            };
+            let name = format!("bildad_test_{}", uuid::Uuid::new_v4().simple());
+            conn.batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+            Some((admin_url, name))
+        }
+
+        /// The migrated store that `open` gives, or the database dropped (with
+        /// `drop_sql`) and a panic.
+        pub(super) async fn migrated<C, S, F>(
+            admin_url: &str,
+            name: &str,
+            drop_sql: String,
+            open: F,
+        ) -> S
+        where
+            C: AsyncConnection + SimpleAsyncConnection + 'static,
+            F: Future<Output = Result<S, bildad_core::StoreError>>,
+        {
+            match open.await {
+                Ok(s) => s,
+                Err(e) => {
+                    drop_database::<C>(admin_url.to_owned(), drop_sql);
+                    panic!("cannot migrate test database {name}: {e}");
+                }
+            }
+        }
+    }
+
+    /// Runs `drop_sql` on the server from a short-lived thread with its own runtime, so
+    /// that Drop works inside or outside any runtime.
+    pub(super) fn drop_database<C>(admin_url: String, drop_sql: String)
+    where
+        C: AsyncConnection + SimpleAsyncConnection + 'static,
+    {
+        let joined = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for dropping the test database");
+            rt.block_on(async {
+                match admin::<C>(&admin_url).await {
+                    Ok(mut c) => {
+                        if let Err(e) = c.batch_execute(&drop_sql).await {
+                            eprintln!("cannot drop a test database ({drop_sql}): {e}");
+                        }
+                    }
+                    Err(e) => eprintln!("cannot drop a test database ({drop_sql}): {e}"),
+                }
+            });
+        })
+        .join();
+        if joined.is_err() {
+            eprintln!("dropping a test database panicked");
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod pg {
+    use super::server::{Server, drop_database};
+    use super::{DEFAULT_URL, with_database};
+    use crate::PgStore;
+    use bildad_core::JobStore;
+    use diesel_async::AsyncPgConnection;
+    use std::sync::Arc;
+
+    const POSTGRES: Server = Server {
+        name: "PostgreSQL",
+        url_var: "BILDAD_TEST_DATABASE_URL",
+        default_url: DEFAULT_URL,
+        require_var: "BILDAD_REQUIRE_POSTGRES",
+    };
 
     /// A uniquely named, migrated PostgreSQL database, dropped (`WITH (FORCE)`) on Drop.
     pub struct TestPg {
@@ -56,15 +175,8 @@ mod pg {
         }
     }
 
-    use super::with_database;
-
-    async fn admin(url: &str) -> Result<AsyncPgConnection, String> {
-        match tokio::time::timeout(Duration::from_secs(5), AsyncPgConnection::establish(url)).await
-        {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("timed out after 5 s".into()),
-        }
+    fn drop_sql(name: &str) -> String {
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     }
 
     impl TestPg {
@@ -74,44 +186,20 @@ mod pg {
         /// `None`, with a notice on stderr, when the server cannot be reached — unless
         /// `BILDAD_REQUIRE_POSTGRES=1`, then it panics, so CI cannot skip silently.
         pub async fn fresh() -> Option<TestPg> {
-            let admin_url = std::env::var("BILDAD_TEST_DATABASE_URL")
-                .unwrap_or_else(|_| DEFAULT_URL.to_string());
-            let required = std::env::var("BILDAD_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
-            let mut conn = match admin(&admin_url).await {
-                Ok(c) => c,
-                Err(e) if required => {
-                    panic!(
-                        "BILDAD_REQUIRE_POSTGRES=1 but PostgreSQL at {admin_url} is unreachable: {e}"
-                    )
-                }
-                Err(e) => {
-                    eprintln!(
-                        "NOTICE: skipping a PostgreSQL test: cannot reach {admin_url} ({e}). \
-                         Set BILDAD_TEST_DATABASE_URL, or BILDAD_REQUIRE_POSTGRES=1 to fail instead."
-                    );
-                    return None;
-                }
-            };
-            let name = format!("bildad_test_{}", uuid::Uuid::new_v4().simple());
-            conn.batch_execute(&format!("CREATE DATABASE {name}"))
-                .await
-                .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
-            drop(conn);
+            let (admin_url, name) = POSTGRES.create::<AsyncPgConnection>().await?;
             let url = with_database(&admin_url, &name);
-            let guard_name = name.clone();
-            let store = async {
+            let open = async {
                 let store = PgStore::connect(&url).await?;
                 store.migrate().await?;
-                Ok::<_, bildad_core::StoreError>(store)
-            }
-            .await;
-            let store = match store {
-                Ok(s) => s,
-                Err(e) => {
-                    drop_database(admin_url.clone(), guard_name);
-                    panic!("cannot migrate test database {name}: {e}");
-                }
+                Ok(store)
             };
+            let store = Server::migrated::<AsyncPgConnection, _, _>(
+                &admin_url,
+                &name,
+                drop_sql(&name),
+                open,
+            )
+            .await;
             Some(TestPg {
                 name,
                 admin_url,
@@ -148,38 +236,10 @@ mod pg {
         }
     }
 
-    /// Drops `name` from a short-lived thread with its own runtime, so that Drop works
-    /// inside or outside any runtime.
-    fn drop_database(admin_url: String, name: String) {
-        let joined = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for dropping the test database");
-            rt.block_on(async {
-                match admin(&admin_url).await {
-                    Ok(mut c) => {
-                        if let Err(e) = c
-                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .await
-                        {
-                            eprintln!("cannot drop test database {name}: {e}");
-                        }
-                    }
-                    Err(e) => eprintln!("cannot drop test database {name}: {e}"),
-                }
-            });
-        })
-        .join();
-        if joined.is_err() {
-            eprintln!("dropping a test database panicked");
-        }
-    }
-
     impl Drop for TestPg {
         fn drop(&mut self) {
             self.store.close();
-            drop_database(self.admin_url.clone(), self.name.clone());
+            drop_database::<AsyncPgConnection>(self.admin_url.clone(), drop_sql(&self.name));
         }
     }
 
@@ -260,15 +320,22 @@ mod sqlite {
 
 #[cfg(feature = "mysql")]
 mod mysql {
+    use super::server::{Server, drop_database};
     use super::with_database;
     use crate::MysqlStore;
     use bildad_core::JobStore;
-    use diesel_async::{AsyncConnection, AsyncMysqlConnection, SimpleAsyncConnection};
+    use diesel_async::AsyncMysqlConnection;
     use std::sync::Arc;
-    use std::time::Duration;
 
     /// The MariaDB server tests use, unless `BILDAD_TEST_MYSQL_URL` names another.
     pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/mysql";
+
+    const MARIADB: Server = Server {
+        name: "MariaDB",
+        url_var: "BILDAD_TEST_MYSQL_URL",
+        default_url: DEFAULT_MYSQL_URL,
+        require_var: "BILDAD_REQUIRE_MYSQL",
+    };
 
     /// A uniquely named, migrated MariaDB database, dropped on Drop.
     pub struct TestMysql {
@@ -284,14 +351,8 @@ mod mysql {
         }
     }
 
-    async fn admin(url: &str) -> Result<AsyncMysqlConnection, String> {
-        match tokio::time::timeout(Duration::from_secs(5), AsyncMysqlConnection::establish(url))
-            .await
-        {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("timed out after 5 s".into()),
-        }
+    fn drop_sql(name: &str) -> String {
+        format!("DROP DATABASE IF EXISTS {name}")
     }
 
     impl TestMysql {
@@ -301,41 +362,20 @@ mod mysql {
         /// `None`, with a notice on stderr, when the server cannot be reached — unless
         /// `BILDAD_REQUIRE_MYSQL=1`, then it panics, so CI cannot skip silently.
         pub async fn fresh() -> Option<TestMysql> {
-            let admin_url = std::env::var("BILDAD_TEST_MYSQL_URL")
-                .unwrap_or_else(|_| DEFAULT_MYSQL_URL.to_string());
-            let required = std::env::var("BILDAD_REQUIRE_MYSQL").is_ok_and(|v| v == "1");
-            let mut conn = match admin(&admin_url).await {
-                Ok(c) => c,
-                Err(e) if required => {
-                    panic!("BILDAD_REQUIRE_MYSQL=1 but MariaDB at {admin_url} is unreachable: {e}")
-                }
-                Err(e) => {
-                    eprintln!(
-                        "NOTICE: skipping a MariaDB test: cannot reach {admin_url} ({e}). \
-                         Set BILDAD_TEST_MYSQL_URL, or BILDAD_REQUIRE_MYSQL=1 to fail instead."
-                    );
-                    return None;
-                }
-            };
-            let name = format!("bildad_test_{}", uuid::Uuid::new_v4().simple());
-            conn.batch_execute(&format!("CREATE DATABASE {name}"))
-                .await
-                .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
-            drop(conn);
+            let (admin_url, name) = MARIADB.create::<AsyncMysqlConnection>().await?;
             let url = with_database(&admin_url, &name);
-            let store = async {
+            let open = async {
                 let store = MysqlStore::connect(&url).await?;
                 store.migrate().await?;
-                Ok::<_, bildad_core::StoreError>(store)
-            }
-            .await;
-            let store = match store {
-                Ok(s) => s,
-                Err(e) => {
-                    drop_database(admin_url.clone(), name.clone());
-                    panic!("cannot migrate test database {name}: {e}");
-                }
+                Ok(store)
             };
+            let store = Server::migrated::<AsyncMysqlConnection, _, _>(
+                &admin_url,
+                &name,
+                drop_sql(&name),
+                open,
+            )
+            .await;
             Some(TestMysql {
                 name,
                 admin_url,
@@ -360,38 +400,10 @@ mod mysql {
         }
     }
 
-    /// Drops `name` from a short-lived thread with its own runtime, so that Drop works
-    /// inside or outside any runtime.
-    fn drop_database(admin_url: String, name: String) {
-        let joined = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for dropping the test database");
-            rt.block_on(async {
-                match admin(&admin_url).await {
-                    Ok(mut c) => {
-                        if let Err(e) = c
-                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-                            .await
-                        {
-                            eprintln!("cannot drop test database {name}: {e}");
-                        }
-                    }
-                    Err(e) => eprintln!("cannot drop test database {name}: {e}"),
-                }
-            });
-        })
-        .join();
-        if joined.is_err() {
-            eprintln!("dropping a test database panicked");
-        }
-    }
-
     impl Drop for TestMysql {
         fn drop(&mut self) {
             self.store.close();
-            drop_database(self.admin_url.clone(), self.name.clone());
+            drop_database::<AsyncMysqlConnection>(self.admin_url.clone(), drop_sql(&self.name));
         }
     }
 }

@@ -6,62 +6,33 @@
 
 use super::MysqlStore;
 use super::enqueue::enqueue_on;
-use crate::errors::{Fail, db_error, is_unique_violation, not_found_is_none};
-use crate::rows::{CountRow, DbJson, DbTime, TEMPLATE_COLS, TemplateRow, TimeRow};
+use crate::errors::{Fail, db_error, is_unique_violation};
+use crate::rows::{DbJson, DbTime, TimeRow};
 use crate::schedules::{
     Advance, DueFire, SCHEDULE_COLS, ScheduleRow, options_json, plan_due, record, schedule_exists,
-    schedule_not_found,
 };
-use crate::shared::{count, limit_offset};
 use bildad_core::schedule::check_schedule_template;
 use bildad_core::{
-    EvaluateSchedules, JobTemplate, NewSchedule, Page, PageRequest, Schedule, ScheduleEvaluation,
-    SchedulePatch, SchemaCache, StoreResult, Timestamp, Violation,
+    EvaluateSchedules, NewSchedule, Schedule, ScheduleEvaluation, SchemaCache, StoreResult,
+    Timestamp,
 };
 use diesel::sql_query;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 
-async fn db_now(c: &mut AsyncMysqlConnection) -> Result<Timestamp, Fail> {
+crate::pooled::pooled_schedules!(
+    MysqlStore,
+    AsyncMysqlConnection,
+    diesel::mysql::Mysql,
+    crate::dialect::Dialect::Mysql
+);
+
+async fn db_now(c: &mut AsyncMysqlConnection) -> StoreResult<Timestamp> {
     Ok(sql_query("SELECT UTC_TIMESTAMP(6) AS t")
         .get_result::<TimeRow>(c)
-        .await?
+        .await
+        .map_err(db_error)?
         .t)
-}
-
-/// The template named by a schedule, unless its code already failed the field checks.
-async fn template_of(
-    c: &mut AsyncMysqlConnection,
-    code: &str,
-    v: &[Violation],
-) -> Result<Option<JobTemplate>, Fail> {
-    if v.iter().any(|x| x.pointer == "/template") {
-        return Ok(None);
-    }
-    let row: Option<TemplateRow> = sql_query(format!(
-        "SELECT {TEMPLATE_COLS} FROM bildad_templates WHERE code = ?"
-    ))
-    .bind::<Text, _>(code)
-    .get_result(c)
-    .await
-    .map(Some)
-    .or_else(not_found_is_none)?;
-    Ok(row.map(Into::into))
-}
-
-/// The schedule `name`, locked until the transaction ends when `lock`.
-async fn read(c: &mut AsyncMysqlConnection, name: &str, lock: bool) -> Result<Schedule, Fail> {
-    let row: Option<ScheduleRow> = sql_query(format!(
-        "SELECT {SCHEDULE_COLS} FROM bildad_schedules WHERE name = ? {}",
-        if lock { "FOR UPDATE" } else { "" }
-    ))
-    .bind::<Text, _>(name)
-    .get_result(c)
-    .await
-    .map(Some)
-    .or_else(not_found_is_none)?;
-    row.map(Into::into)
-        .ok_or_else(|| Fail(schedule_not_found(name)))
 }
 
 pub(super) async fn create_schedule(store: &MysqlStore, new: NewSchedule) -> StoreResult<Schedule> {
@@ -93,40 +64,10 @@ pub(super) async fn create_schedule(store: &MysqlStore, new: NewSchedule) -> Sto
             e if is_unique_violation(&e) => Fail(schedule_exists(&new.name)),
             e => e.into(),
         })?;
-        read(c, &new.name, false).await
+        Ok(read(c, &new.name, false).await?)
     })
     .await
     .map_err(|f| f.0)
-}
-
-pub(super) async fn get_schedule(store: &MysqlStore, name: &str) -> StoreResult<Schedule> {
-    let mut conn = store.conn().await?;
-    read(&mut conn, name, false).await.map_err(|f| f.0)
-}
-
-pub(super) async fn list_schedules(
-    store: &MysqlStore,
-    page: PageRequest,
-) -> StoreResult<Page<Schedule>> {
-    let (limit, offset) = limit_offset(page);
-    let mut conn = store.conn().await?;
-    let rows: Vec<ScheduleRow> = sql_query(format!(
-        "SELECT {SCHEDULE_COLS} FROM bildad_schedules ORDER BY name LIMIT ? OFFSET ?"
-    ))
-    .bind::<BigInt, _>(limit)
-    .bind::<BigInt, _>(offset)
-    .load(&mut conn)
-    .await
-    .map_err(db_error)?;
-    let total: CountRow = sql_query("SELECT count(*) AS n FROM bildad_schedules")
-        .get_result(&mut conn)
-        .await
-        .map_err(db_error)?;
-    Ok(Page::new(
-        rows.into_iter().map(Into::into).collect(),
-        count(total.n),
-        page,
-    ))
 }
 
 /// Writes every changeable column of `s`, and reads it back.
@@ -147,57 +88,7 @@ async fn write(c: &mut AsyncMysqlConnection, s: &Schedule) -> Result<Schedule, F
     .bind::<Text, _>(&s.name)
     .execute(c)
     .await?;
-    read(c, &s.name, false).await
-}
-
-pub(super) async fn update_schedule(
-    store: &MysqlStore,
-    name: &str,
-    patch: SchedulePatch,
-) -> StoreResult<Schedule> {
-    let mut conn = store.conn().await?;
-    let schemas = &store.schemas;
-    conn.transaction::<_, Fail, _>(async |c| {
-        let mut s = read(c, name, true).await?;
-        let mut v = Vec::new();
-        let (firing, sample, reclock) = patch.apply(&mut s, &mut v);
-        let template = template_of(c, &s.template, &v).await?;
-        let firing = check_schedule_template(schemas, template.as_ref(), &sample, firing, v)?;
-        if reclock {
-            s.next_fire_at = firing.next_after(db_now(c).await?);
-        }
-        write(c, &s).await
-    })
-    .await
-    .map_err(|f| f.0)
-}
-
-pub(super) async fn delete_schedule(store: &MysqlStore, name: &str) -> StoreResult<()> {
-    let mut conn = store.conn().await?;
-    let n = sql_query("DELETE FROM bildad_schedules WHERE name = ?")
-        .bind::<Text, _>(name)
-        .execute(&mut conn)
-        .await
-        .map_err(db_error)?;
-    if n == 0 {
-        return Err(schedule_not_found(name));
-    }
-    Ok(())
-}
-
-pub(super) async fn rewind_schedule(
-    store: &MysqlStore,
-    name: &str,
-    from: Timestamp,
-) -> StoreResult<Schedule> {
-    let mut conn = store.conn().await?;
-    conn.transaction::<_, Fail, _>(async |c| {
-        let mut s = read(c, name, true).await?;
-        s.next_fire_at = s.firing()?.next_after(from);
-        write(c, &s).await
-    })
-    .await
-    .map_err(|f| f.0)
+    Ok(read(c, &s.name, false).await?)
 }
 
 pub(super) async fn evaluate_schedules(
@@ -207,7 +98,7 @@ pub(super) async fn evaluate_schedules(
     let mut conn = store.conn().await?;
     let now = match req.at {
         Some(t) => t,
-        None => db_now(&mut conn).await.map_err(|f| f.0)?,
+        None => db_now(&mut conn).await?,
     };
     // Only the due rows, through the index on (active, next_fire_at).
     let due: Vec<ScheduleRow> = sql_query(format!(

@@ -23,14 +23,6 @@ pub(crate) static MIGRATE: Migrations = Migrations {
     release: "DO RELEASE_LOCK('bildad_migrate')",
 };
 
-/// Whether an entry (waiting, or running: its run) uses the template `?` (twice).
-pub(crate) const TEMPLATE_USED: &str = "
-SELECT count(*) AS n FROM (
-    SELECT 1 AS x FROM bildad_queue WHERE template_id = ?
-    UNION ALL
-    SELECT 1 FROM bildad_runs WHERE status = 'RUNNING' AND template_id = ?
-    LIMIT 1) used";
-
 /// A node's heartbeat (`?` instance, `?` name): its row, created on the first.
 pub(crate) const HEARTBEAT: &str = "
 INSERT INTO bildad_nodes (instance_id, name, started_at, last_heartbeat_at)

@@ -7,42 +7,26 @@
 
 use super::PgStore;
 use super::enqueue::enqueue_on;
-use crate::errors::{Fail, db_error, is_unique_violation, not_found_is_none};
-use crate::rows::{CountRow, TEMPLATE_COLS, TemplateRow, TextRow};
+use crate::errors::{Fail, db_error, is_unique_violation};
+use crate::rows::TextRow;
 use crate::schedules::{
     Advance, DueFire, SCHEDULE_COLS, ScheduleRow, options_json, plan_due, record, schedule_exists,
-    schedule_not_found,
 };
-use crate::shared::{count, limit_offset};
 use bildad_core::schedule::check_schedule_template;
 use bildad_core::{
-    EvaluateSchedules, JobStore, JobTemplate, NewEntry, NewSchedule, Page, PageRequest, Schedule,
-    ScheduleEvaluation, SchedulePatch, SchemaCache, StoreResult, Timestamp, Violation,
+    EvaluateSchedules, JobStore, NewEntry, NewSchedule, Schedule, ScheduleEvaluation, SchemaCache,
+    StoreResult, Timestamp,
 };
 use diesel::sql_query;
 use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-/// The template named by a schedule, unless its code already failed the field checks
-/// (a code with a NUL cannot even be looked up).
-async fn template_of(
-    c: &mut AsyncPgConnection,
-    code: &str,
-    v: &[Violation],
-) -> StoreResult<Option<JobTemplate>> {
-    if v.iter().any(|x| x.pointer == "/template") {
-        return Ok(None);
-    }
-    let row: Option<TemplateRow> = sql_query(format!(
-        "SELECT {TEMPLATE_COLS} FROM bildad_templates WHERE code = $1"
-    ))
-    .bind::<Text, _>(code)
-    .get_result(c)
-    .await
-    .map(Some)
-    .or_else(not_found_is_none)?;
-    Ok(row.map(Into::into))
-}
+crate::pooled::pooled_schedules!(
+    PgStore,
+    AsyncPgConnection,
+    diesel::pg::Pg,
+    crate::dialect::Dialect::Postgres
+);
 
 pub(super) async fn create_schedule(store: &PgStore, new: NewSchedule) -> StoreResult<Schedule> {
     let mut v = Vec::new();
@@ -75,48 +59,6 @@ pub(super) async fn create_schedule(store: &PgStore, new: NewSchedule) -> StoreR
     Ok(row.into())
 }
 
-async fn read(c: &mut AsyncPgConnection, name: &str, lock: bool) -> StoreResult<Schedule> {
-    let row: Option<ScheduleRow> = sql_query(format!(
-        "SELECT {SCHEDULE_COLS} FROM bildad_schedules WHERE name = $1 {}",
-        if lock { "FOR UPDATE" } else { "" }
-    ))
-    .bind::<Text, _>(name)
-    .get_result(c)
-    .await
-    .map(Some)
-    .or_else(not_found_is_none)?;
-    row.map(Into::into).ok_or_else(|| schedule_not_found(name))
-}
-
-pub(super) async fn get_schedule(store: &PgStore, name: &str) -> StoreResult<Schedule> {
-    read(&mut *store.conn().await?, name, false).await
-}
-
-pub(super) async fn list_schedules(
-    store: &PgStore,
-    page: PageRequest,
-) -> StoreResult<Page<Schedule>> {
-    let mut conn = store.conn().await?;
-    let (limit, offset) = limit_offset(page);
-    let rows: Vec<ScheduleRow> = sql_query(format!(
-        "SELECT {SCHEDULE_COLS} FROM bildad_schedules ORDER BY name LIMIT $1 OFFSET $2"
-    ))
-    .bind::<BigInt, _>(limit)
-    .bind::<BigInt, _>(offset)
-    .load(&mut conn)
-    .await
-    .map_err(db_error)?;
-    let total: CountRow = sql_query("SELECT count(*) AS n FROM bildad_schedules")
-        .get_result(&mut conn)
-        .await
-        .map_err(db_error)?;
-    Ok(Page::new(
-        rows.into_iter().map(Into::into).collect(),
-        count(total.n),
-        page,
-    ))
-}
-
 /// Writes every changeable column of `s` (the row is locked by the caller).
 async fn write(c: &mut AsyncPgConnection, s: &Schedule) -> Result<Schedule, Fail> {
     let row: ScheduleRow = sql_query(format!(
@@ -139,28 +81,6 @@ async fn write(c: &mut AsyncPgConnection, s: &Schedule) -> Result<Schedule, Fail
     Ok(row.into())
 }
 
-pub(super) async fn update_schedule(
-    store: &PgStore,
-    name: &str,
-    patch: SchedulePatch,
-) -> StoreResult<Schedule> {
-    let mut conn = store.conn().await?;
-    let schemas = &store.schemas;
-    conn.transaction::<_, Fail, _>(async |c| {
-        let mut s = read(c, name, true).await?;
-        let mut v = Vec::new();
-        let (firing, sample, reclock) = patch.apply(&mut s, &mut v);
-        let template = template_of(c, &s.template, &v).await?;
-        let firing = check_schedule_template(schemas, template.as_ref(), &sample, firing, v)?;
-        if reclock {
-            s.next_fire_at = firing.next_after(db_now(c).await?);
-        }
-        write(c, &s).await
-    })
-    .await
-    .map_err(|f| f.0)
-}
-
 async fn db_now(c: &mut AsyncPgConnection) -> StoreResult<Timestamp> {
     #[derive(diesel::QueryableByName)]
     struct Now {
@@ -172,33 +92,6 @@ async fn db_now(c: &mut AsyncPgConnection) -> StoreResult<Timestamp> {
         .await
         .map_err(db_error)?;
     Ok(row.t)
-}
-
-pub(super) async fn delete_schedule(store: &PgStore, name: &str) -> StoreResult<()> {
-    let n = sql_query("DELETE FROM bildad_schedules WHERE name = $1")
-        .bind::<Text, _>(name)
-        .execute(&mut *store.conn().await?)
-        .await
-        .map_err(db_error)?;
-    if n == 0 {
-        return Err(schedule_not_found(name));
-    }
-    Ok(())
-}
-
-pub(super) async fn rewind_schedule(
-    store: &PgStore,
-    name: &str,
-    from: Timestamp,
-) -> StoreResult<Schedule> {
-    let mut conn = store.conn().await?;
-    conn.transaction::<_, Fail, _>(async |c| {
-        let mut s = read(c, name, true).await?;
-        s.next_fire_at = s.firing()?.next_after(from);
-        write(c, &s).await
-    })
-    .await
-    .map_err(|f| f.0)
 }
 
 pub(super) async fn evaluate_schedules(

@@ -322,12 +322,3 @@ FROM bildad_runs
 WHERE status = 'DONE' AND started_at >= $1
   AND result IS NOT NULL AND ended_at IS NOT NULL
 GROUP BY 1 ORDER BY 1";
-
-/// Whether an entry (waiting, or running: its run) uses the template (a scan of the queue that stops at the first: see
-/// docs/STORAGE.md).
-pub(crate) const TEMPLATE_USED: &str = "
-SELECT count(*) AS n FROM (
-    SELECT 1 FROM bildad_queue WHERE template_id = $1
-    UNION ALL
-    SELECT 1 FROM bildad_runs WHERE status = 'RUNNING' AND template_id = $1
-    LIMIT 1) x";
