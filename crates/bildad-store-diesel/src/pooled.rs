@@ -558,3 +558,49 @@ macro_rules! pooled_schedules {
     };
 }
 pub(crate) use pooled_schedules;
+
+/// The queues' listing and one queue's read (the upsert is each backend's: PostgreSQL
+/// also drops its cache of restricted queues).
+macro_rules! pooled_queues {
+    ($store:ty, $conn:ty, $db:ty, $d:expr) => {
+        pub(super) async fn list_queues(
+            store: &$store,
+        ) -> bildad_core::StoreResult<Vec<bildad_core::QueueInfo>> {
+            use diesel_async::RunQueryDsl;
+            let mut conn = store.conn().await?;
+            let rows: Vec<$crate::queues::QueueRow> = $crate::queues::queues_stmt($d, None)
+                .query::<$db>()
+                .load(&mut conn)
+                .await
+                .map_err($crate::errors::db_error)?;
+            Ok(rows.into_iter().map(Into::into).collect())
+        }
+
+        pub(super) async fn get_queue(
+            store: &$store,
+            name: &str,
+        ) -> bildad_core::StoreResult<bildad_core::QueueInfo> {
+            bildad_core::check_queue_name(name)?;
+            let mut conn = store.conn().await?;
+            read_one(&mut conn, name).await
+        }
+
+        /// The queue `name` with its settings and counts.
+        async fn read_one(
+            conn: &mut $conn,
+            name: &str,
+        ) -> bildad_core::StoreResult<bildad_core::QueueInfo> {
+            use diesel_async::RunQueryDsl;
+            let rows: Vec<$crate::queues::QueueRow> = $crate::queues::queues_stmt($d, Some(name))
+                .query::<$db>()
+                .load(conn)
+                .await
+                .map_err($crate::errors::db_error)?;
+            rows.into_iter()
+                .next()
+                .map(Into::into)
+                .ok_or_else(|| bildad_core::StoreError::NotFound(format!("queue {name:?}")))
+        }
+    };
+}
+pub(crate) use pooled_queues;

@@ -171,7 +171,7 @@ ON DUPLICATE KEY UPDATE
     updated_at = {now}";
 
 /// [`QUEUES`] of every queue (`None`) or of one, as a statement with its argument.
-#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 pub(crate) fn queues_stmt(d: Dialect, name: Option<&str>) -> Stmt {
     Stmt::new(d, QUEUES, vec![Arg::Text(name.map(str::to_owned))])
 }
@@ -247,6 +247,24 @@ macro_rules! bind_update {
 }
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) use bind_update;
+
+/// The names of the queues a claim treats apart: those whose settings restrict them
+/// (`restricted`, read with [`RESTRICTED`]) and those the node caps, among the queues
+/// it serves, each once, by name.
+#[cfg_attr(not(any(feature = "sqlite", feature = "mysql")), allow(dead_code))]
+pub(crate) fn special_names(
+    req: &bildad_core::ClaimRequest,
+    restricted: Vec<crate::rows::TextRow>,
+) -> Vec<String> {
+    restricted
+        .into_iter()
+        .map(|r| r.text)
+        .chain(req.queue_caps.keys().cloned())
+        .filter(|q| bildad_core::serves(req.queues.as_deref(), q))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
 
 /// Each queue a claim treats apart, with the room it leaves (0 left out).
 pub(crate) type Rooms = Vec<(String, u64)>;

@@ -28,16 +28,13 @@ mod templates;
 mod tx;
 
 use crate::PoolOptions;
-use crate::dialect::Stmt;
-use crate::errors::{db_error, pool_error};
+use crate::errors::pool_error;
 use bildad_core::{LocalEnqueueSignal, SchemaCache, StoreError, StoreResult};
-use diesel::QueryableByName;
-use diesel::mysql::Mysql;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncMysqlConnection, SimpleAsyncConnection};
 
 /// A `JobStore` on MariaDB. Cheap to clone: clones share the pool.
 #[derive(Clone)]
@@ -156,14 +153,6 @@ impl MysqlStore {
     async fn conn(&self) -> StoreResult<Object<AsyncMysqlConnection>> {
         self.pool.get().await.map_err(pool_error)
     }
-}
-
-/// The rows of `stmt`.
-async fn load<R>(conn: &mut AsyncMysqlConnection, stmt: &Stmt) -> StoreResult<Vec<R>>
-where
-    R: QueryableByName<Mysql> + Send + 'static,
-{
-    stmt.query::<Mysql>().load(conn).await.map_err(db_error)
 }
 
 /// Counts a connection's queries that started and did not finish: one left open means a

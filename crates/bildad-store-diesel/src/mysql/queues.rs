@@ -7,18 +7,14 @@ use super::{MysqlStore, in_list, padded};
 use crate::dialect::Dialect;
 use crate::errors::Fail;
 use crate::queues::{
-    LimitRow, QueueRow, RESTRICTED, Rooms, UpdateBinds, limits, queues_stmt, special_rooms,
-    update_stmt,
+    LimitRow, RESTRICTED, Rooms, UpdateBinds, limits, special_names, special_rooms, update_stmt,
 };
 use crate::rows::TextRow;
-use bildad_core::{
-    ClaimRequest, QueueInfo, QueuePatch, StoreError, StoreResult, check_queue_name, serves,
-};
+use bildad_core::{ClaimRequest, QueueInfo, QueuePatch, StoreResult};
 use diesel::mysql::Mysql;
 use diesel::sql_query;
 use diesel::sql_types::{Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
-use std::collections::BTreeSet;
 
 /// The queues a claim treats apart (restricted by their settings, or capped by the
 /// node) among those it serves, with the room each leaves now; queues without room are
@@ -28,14 +24,7 @@ pub(super) async fn special(
     req: &ClaimRequest,
 ) -> Result<(Vec<String>, Rooms), Fail> {
     let restricted: Vec<TextRow> = sql_query(RESTRICTED).load(c).await?;
-    let names: Vec<String> = restricted
-        .into_iter()
-        .map(|r| r.text)
-        .chain(req.queue_caps.keys().cloned())
-        .filter(|q| serves(req.queues.as_deref(), q))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let names = special_names(req, restricted);
     if names.is_empty() {
         return Ok((names, Vec::new()));
     }
@@ -64,26 +53,12 @@ pub(super) async fn special(
     Ok((names, rooms))
 }
 
-pub(super) async fn list_queues(store: &MysqlStore) -> StoreResult<Vec<QueueInfo>> {
-    let mut conn = store.conn().await?;
-    super::load::<QueueRow>(&mut conn, &queues_stmt(Dialect::Mysql, None))
-        .await
-        .map(|rows| rows.into_iter().map(Into::into).collect())
-}
-
-pub(super) async fn get_queue(store: &MysqlStore, name: &str) -> StoreResult<QueueInfo> {
-    check_queue_name(name)?;
-    let mut conn = store.conn().await?;
-    read_one(&mut conn, name).await
-}
-
-async fn read_one(c: &mut AsyncMysqlConnection, name: &str) -> StoreResult<QueueInfo> {
-    let rows: Vec<QueueRow> = super::load(c, &queues_stmt(Dialect::Mysql, Some(name))).await?;
-    rows.into_iter()
-        .next()
-        .map(Into::into)
-        .ok_or_else(|| StoreError::NotFound(format!("queue {name:?}")))
-}
+crate::pooled::pooled_queues!(
+    MysqlStore,
+    AsyncMysqlConnection,
+    diesel::mysql::Mysql,
+    Dialect::Mysql
+);
 
 pub(super) async fn update_queue(
     store: &MysqlStore,

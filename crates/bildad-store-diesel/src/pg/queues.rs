@@ -16,11 +16,10 @@ use super::sql::{CLAIM, PICK_LIMITED};
 use crate::dialect::Dialect;
 use crate::errors::{Fail, db_error};
 use crate::queues::{
-    LIMITED, LimitRow, QueueRow, UpdateBinds, bind_update, limits, queues_sql, special_rooms,
-    update_sql,
+    LIMITED, LimitRow, UpdateBinds, bind_update, limits, special_rooms, update_sql,
 };
 use crate::rows::{ClaimRow, TextRow, duration_us};
-use bildad_core::{ClaimRequest, QueueInfo, QueuePatch, StoreError, StoreResult, check_queue_name};
+use bildad_core::{ClaimRequest, QueueInfo, QueuePatch, StoreResult};
 use diesel::sql_query;
 use diesel::sql_types::{Array, BigInt, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -135,33 +134,12 @@ pub(super) async fn claim_limited(
     .map_err(|f| f.0)
 }
 
-pub(super) async fn list_queues(store: &PgStore) -> StoreResult<Vec<QueueInfo>> {
-    let mut conn = store.conn().await?;
-    let rows: Vec<QueueRow> = sql_query(queues_sql(Dialect::Postgres))
-        .bind::<Nullable<Text>, _>(None::<&str>)
-        .load(&mut conn)
-        .await
-        .map_err(db_error)?;
-    Ok(rows.into_iter().map(Into::into).collect())
-}
-
-pub(super) async fn get_queue(store: &PgStore, name: &str) -> StoreResult<QueueInfo> {
-    check_queue_name(name)?;
-    let mut conn = store.conn().await?;
-    read_one(&mut conn, name).await
-}
-
-async fn read_one(conn: &mut AsyncPgConnection, name: &str) -> StoreResult<QueueInfo> {
-    let rows: Vec<QueueRow> = sql_query(queues_sql(Dialect::Postgres))
-        .bind::<Nullable<Text>, _>(Some(name))
-        .load(conn)
-        .await
-        .map_err(db_error)?;
-    rows.into_iter()
-        .next()
-        .map(Into::into)
-        .ok_or_else(|| StoreError::NotFound(format!("queue {name:?}")))
-}
+crate::pooled::pooled_queues!(
+    PgStore,
+    AsyncPgConnection,
+    diesel::pg::Pg,
+    Dialect::Postgres
+);
 
 pub(super) async fn update_queue(
     store: &PgStore,

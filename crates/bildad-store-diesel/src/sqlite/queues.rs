@@ -7,15 +7,12 @@ use super::{SqliteStore, Tx, json_array, optional};
 use crate::dialect::Dialect;
 use crate::queues::{
     LimitRow, QueueRow, RESTRICTED, Rooms, UpdateBinds, bind_update, limits, queues_sql,
-    special_rooms, update_sql,
+    special_names, special_rooms, update_sql,
 };
 use crate::rows::TextRow;
-use bildad_core::{
-    ClaimRequest, QueueInfo, QueuePatch, StoreError, StoreResult, check_queue_name, serves,
-};
+use bildad_core::{ClaimRequest, QueueInfo, QueuePatch, StoreError, StoreResult, check_queue_name};
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{RunQueryDsl, SqliteConnection, sql_query};
-use std::collections::BTreeSet;
 
 /// The queues a claim treats apart (restricted by their settings, or capped by the
 /// node) among those it serves, with the room each leaves now (`now` in µs); queues
@@ -26,14 +23,7 @@ pub(super) fn special(
     now: i64,
 ) -> Tx<(Vec<String>, Rooms)> {
     let restricted: Vec<TextRow> = sql_query(RESTRICTED).load(c)?;
-    let names: Vec<String> = restricted
-        .into_iter()
-        .map(|r| r.text)
-        .chain(req.queue_caps.keys().cloned())
-        .filter(|q| serves(req.queues.as_deref(), q))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let names = special_names(req, restricted);
     if names.is_empty() {
         return Ok((names, Vec::new()));
     }
