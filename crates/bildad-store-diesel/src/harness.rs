@@ -35,6 +35,12 @@ pub const POSTGRES: BildadMigrations = BildadMigrations {
     list: crate::pg::sql::MIGRATIONS,
 };
 
+/// Bildad's MySQL/MariaDB migrations.
+#[cfg(feature = "mysql")]
+pub const MYSQL: BildadMigrations = BildadMigrations {
+    list: crate::mysql::sql::MIGRATIONS,
+};
+
 /// Bildad's SQLite migrations.
 #[cfg(feature = "sqlite")]
 pub const SQLITE: BildadMigrations = BildadMigrations {
