@@ -34,7 +34,7 @@ pub(crate) async fn throughput(
     mix: &QueueMix,
     stats: Option<&StatementCounter>,
 ) -> Result<Throughput> {
-    let store = connect(db, opts.pool).await?;
+    let store = connect(db, opts.pool_size()).await?;
     create_template(&*store, "bench.noop").await?;
     mix.apply(&*store).await?;
     db.checkpoint().await;
@@ -60,7 +60,7 @@ pub(crate) async fn throughput(
         let store = if k == 0 {
             store.clone()
         } else {
-            connect(db, opts.pool).await?
+            connect(db, opts.pool_size()).await?
         };
         let node = NodeRuntime::start(
             store,
@@ -111,7 +111,7 @@ pub(crate) async fn throughput(
         enqueue_statements,
         process_statements,
         queue_rates: match mix.limit {
-            Some(_) if mix.spread() => Some(crate::queues::rates(&db.url).await?),
+            Some(_) if mix.spread() => Some(crate::queues::rates(db).await?),
             _ => None,
         },
     })
