@@ -238,10 +238,6 @@ fn node_config(name: &str, concurrency: u32, batch: u32) -> NodeConfig {
     }
 }
 
-async fn connect(db: &BenchDb, pool: usize) -> Result<Arc<dyn JobStore>> {
-    db.connect(pool).await
-}
-
 async fn create_template(store: &dyn JobStore, code: &str) -> Result<()> {
     store
         .create_template(NewTemplate::new(
@@ -266,7 +262,7 @@ struct Latency {
 /// Time from the call that enqueues a job to the moment the job starts running, one job
 /// at a time, on a node with the default configuration (batch 10, 100 slots).
 async fn pickup_latency(db: &BenchDb, samples: usize) -> Result<Latency> {
-    let store = connect(db, 10).await?;
+    let store = db.connect(10).await?;
     create_template(&*store, "bench.ping").await?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
     let registry = JobRegistry::new().with("bench.ping", move |_ctx: JobContext| {
@@ -311,10 +307,10 @@ async fn pickup_latency(db: &BenchDb, samples: usize) -> Result<Latency> {
     // by LISTEN/NOTIFY, the entries enqueued through another pool, as another node of the
     // app would. SQLite wakes in process only: through the node's own store, as the
     // embedded node's API and library calls do.
-    let store = connect(db, 10).await?;
+    let store = db.connect(10).await?;
     let other = match db.backend {
         Backend::Sqlite => store.clone(),
-        _ => connect(db, 2).await?,
+        _ => db.connect(2).await?,
     };
     let node = NodeRuntime::start(
         store,
@@ -361,7 +357,7 @@ fn percentiles(mut v: Vec<f64>) -> Percentiles {
 
 /// RSS of this process before and while `n` jobs sleep at once, in MiB.
 async fn sleeping_memory(db: &BenchDb, n: u32) -> Result<(f64, f64)> {
-    let store = connect(db, 10).await?;
+    let store = db.connect(10).await?;
     create_template(&*store, "bench.sleep").await?;
     let entries: Vec<NewEntry> = (0..n)
         .map(|i| NewEntry::new("bench.sleep", json!({"i": i})))
