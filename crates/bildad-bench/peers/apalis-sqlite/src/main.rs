@@ -44,7 +44,7 @@ impl Args {
             batch_size: 500,
             pool: 10,
             chunk_size: 5000,
-            timeout_s: 600,
+            timeout_s: 3600,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
