@@ -1,18 +1,22 @@
-//! Bildad's benchmark: enqueue and process no-op jobs on PostgreSQL, measure pickup
-//! latency, throughput against the size of the run history, SQL statements per job and
-//! the memory of many sleeping jobs. Run it with `cargo xtask bench`; see
+//! Bildad's benchmark: enqueue and process no-op jobs on PostgreSQL or SQLite, measure
+//! pickup latency, throughput against the size of the run history, SQL statements per job
+//! (PostgreSQL) and the memory of many sleeping jobs. Run it with `cargo xtask bench`; see
 //! `docs/PERFORMANCE.md` for the figures and how to read them.
 //!
 //! The bench is a tool, not a test: it prints lines of `key=value` pairs that start with
 //! `bildad `, so that runs can be compared by machine, and it never judges speed.
 //!
-//! It creates a database of its own for each scenario and drops it afterwards. Its own
-//! SQL (create and drop the database, fill the history, read `pg_stat_statements`) is
-//! administration around the store, not part of Bildad: jobs go only through
-//! `Arc<dyn JobStore>` and the runtime.
+//! It creates a database of its own for each scenario (on SQLite, a file in a directory of
+//! its own) and removes it afterwards. Its own SQL (create and drop the database, fill the
+//! history, read `pg_stat_statements`) is administration around the store, not part of
+//! Bildad: jobs go only through `Arc<dyn JobStore>` and the runtime.
 
+mod db;
 pub mod queues;
 mod throughput;
+
+pub use db::{Backend, sqlite_dir};
+use db::{BenchDb, admin};
 
 pub use queues::QueueMix;
 pub use throughput::Throughput;
@@ -21,11 +25,9 @@ use throughput::throughput;
 use anyhow::{Context as _, Result, bail};
 use bildad_core::{JobContext, JobRegistry, JobStore, NewEntry, NewTemplate, NodeConfig};
 use bildad_runtime::NodeRuntime;
-use bildad_store_diesel::testing::with_database;
-use bildad_store_diesel::{PgStore, PoolOptions};
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Nullable};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,7 +40,9 @@ pub use bildad_store_diesel::testing::DEFAULT_URL;
 /// What to measure, and how hard.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// An administrative URL on the server; the bench creates its databases there.
+    /// `postgres://…`: an administrative URL on the server, where the bench creates its
+    /// databases. `sqlite://<dir>`: the directory where it makes a fresh file per
+    /// scenario (in a directory of its own, deleted afterwards).
     pub database_url: String,
     /// Jobs per throughput scenario.
     pub n: u64,
@@ -50,8 +54,9 @@ pub struct BenchOptions {
     pub batch: u32,
     /// Entries per `enqueue_many` call.
     pub enqueue_chunk: usize,
-    /// Connections in each node's pool.
-    pub pool: usize,
+    /// Connections in each node's pool; `None`: the backend's
+    /// [`Backend::default_pool`] (10 on PostgreSQL, 4 on SQLite).
+    pub pool: Option<usize>,
     /// Pickup latency samples (0 skips the scenario).
     pub latency_samples: usize,
     /// Sizes of the run history to compare (empty skips the scenario).
@@ -74,7 +79,7 @@ impl Default for BenchOptions {
             concurrency: 1000,
             batch: 500,
             enqueue_chunk: 5000,
-            pool: 10,
+            pool: None,
             latency_samples: 1000,
             history: vec![1_000, 1_000_000],
             sleepers: 10_000,
@@ -84,15 +89,34 @@ impl Default for BenchOptions {
     }
 }
 
+impl BenchOptions {
+    /// Connections in each node's pool: `pool`, or the backend's default.
+    pub fn pool_size(&self) -> usize {
+        self.pool
+            .unwrap_or_else(|| Backend::of(&self.database_url).map_or(10, Backend::default_pool))
+    }
+}
+
 /// Runs every scenario `opts` asks for and prints one `bildad …` line per result.
+/// Scenarios that only PostgreSQL has (statements per job) print a `skipped` line on
+/// the other backends.
 pub async fn run(opts: &BenchOptions) -> Result<()> {
     if opts.n == 0 || opts.nodes == 0 || opts.concurrency == 0 || opts.batch == 0 {
         bail!("--n, --nodes, --concurrency and --batch must be positive");
     }
-    let stats = if opts.count_statements {
-        StatementCounter::open(&opts.database_url).await
-    } else {
-        None
+    if opts.pool == Some(0) {
+        bail!("--pool must be positive");
+    }
+    let backend = Backend::of(&opts.database_url)?;
+    let stats = match (opts.count_statements, backend) {
+        (true, Backend::Postgres) => StatementCounter::open(&opts.database_url).await,
+        (true, _) => {
+            println!(
+                "bildad statements_per_job=skipped reason=pg_stat_statements_is_postgres_only"
+            );
+            None
+        }
+        (false, _) => None,
     };
 
     // Memory first, while the process is still small.
@@ -127,7 +151,7 @@ pub async fn run(opts: &BenchOptions) -> Result<()> {
             r.limited_per_s, r.others_per_s
         );
     }
-    if opts.count_statements {
+    if opts.count_statements && backend == Backend::Postgres {
         match (t.enqueue_statements, t.process_statements) {
             (Some(e), Some(p)) => println!(
                 "bildad statements_per_job={:.3} enqueue_statements={e} process_statements={p} N={}",
@@ -154,8 +178,14 @@ pub async fn run(opts: &BenchOptions) -> Result<()> {
             l.run_now.0, l.run_now.1, opts.latency_samples
         );
         println!(
-            "bildad pickup_mode=notify p50_ms={:.2} p99_ms={:.2} samples={}",
-            l.notify.0, l.notify.1, opts.latency_samples
+            "bildad pickup_mode={} p50_ms={:.2} p99_ms={:.2} samples={}",
+            match backend {
+                Backend::Sqlite => "local_wake",
+                _ => "notify",
+            },
+            l.notify.0,
+            l.notify.1,
+            opts.latency_samples
         );
     }
 
@@ -208,18 +238,6 @@ fn node_config(name: &str, concurrency: u32, batch: u32) -> NodeConfig {
     }
 }
 
-async fn connect(db: &BenchDb, pool: usize) -> Result<Arc<dyn JobStore>> {
-    let store = PgStore::connect_with(
-        &db.url,
-        PoolOptions {
-            max_size: pool,
-            ..PoolOptions::default()
-        },
-    )
-    .await?;
-    Ok(Arc::new(store))
-}
-
 async fn create_template(store: &dyn JobStore, code: &str) -> Result<()> {
     store
         .create_template(NewTemplate::new(
@@ -244,7 +262,7 @@ struct Latency {
 /// Time from the call that enqueues a job to the moment the job starts running, one job
 /// at a time, on a node with the default configuration (batch 10, 100 slots).
 async fn pickup_latency(db: &BenchDb, samples: usize) -> Result<Latency> {
-    let store = connect(db, 10).await?;
+    let store = db.connect(10).await?;
     create_template(&*store, "bench.ping").await?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
     let registry = JobRegistry::new().with("bench.ping", move |_ctx: JobContext| {
@@ -285,10 +303,17 @@ async fn pickup_latency(db: &BenchDb, samples: usize) -> Result<Latency> {
     }
     node.shutdown(Duration::from_secs(5)).await;
 
-    // A node woken by LISTEN/NOTIFY (`wake_on_enqueue`, no ticker, no trigger), and the
-    // entries enqueued through another pool, as another node of the app would.
+    // A node woken by its store (`wake_on_enqueue`, no ticker, no trigger). PostgreSQL:
+    // by LISTEN/NOTIFY, the entries enqueued through another pool, as another node of the
+    // app would. SQLite wakes in process only: through the node's own store, as the
+    // embedded node's API and library calls do.
+    let store = db.connect(10).await?;
+    let other = match db.backend {
+        Backend::Sqlite => store.clone(),
+        _ => db.connect(2).await?,
+    };
     let node = NodeRuntime::start(
-        connect(db, 10).await?,
+        store,
         registry,
         NodeConfig {
             wake_on_enqueue: true,
@@ -296,7 +321,6 @@ async fn pickup_latency(db: &BenchDb, samples: usize) -> Result<Latency> {
         },
     )
     .await?;
-    let other = connect(db, 2).await?;
     let mut notify = Vec::with_capacity(samples);
     for i in 0..(samples + 20) {
         let entry = NewEntry::new("bench.ping", json!({"i": i}));
@@ -333,7 +357,7 @@ fn percentiles(mut v: Vec<f64>) -> Percentiles {
 
 /// RSS of this process before and while `n` jobs sleep at once, in MiB.
 async fn sleeping_memory(db: &BenchDb, n: u32) -> Result<(f64, f64)> {
-    let store = connect(db, 10).await?;
+    let store = db.connect(10).await?;
     create_template(&*store, "bench.sleep").await?;
     let entries: Vec<NewEntry> = (0..n)
         .map(|i| NewEntry::new("bench.sleep", json!({"i": i})))
@@ -382,107 +406,6 @@ fn rss_mib() -> f64 {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-/// A database of the bench's own, migrated, dropped (`WITH (FORCE)`) by `drop_now`.
-struct BenchDb {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-/// SQL for the identifier of history run `g`: a UUIDv7 of a time `g` milliseconds into
-/// the 30 days before now, as [`bildad_core::new_identifier`] would have drawn it then
-/// (48-bit millisecond prefix, version 7, variant bits, the rest from a hash of `g`).
-const HISTORY_IDENTIFIER: &str = "SELECT substr(t, 1, 8) || '-' || substr(t, 9, 4) || '-7' \
-    || substr(r, 1, 3) || '-8' || substr(r, 4, 3) || '-' || substr(r, 7, 12) AS id \
-    FROM (SELECT lpad(to_hex((extract(epoch FROM now() - interval '30 days') * 1000)::bigint \
-    + g), 12, '0') AS t, md5(g::text) AS r) x";
-
-impl BenchDb {
-    async fn create(admin_url: &str) -> Result<Self> {
-        let name = format!("bildad_bench_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = admin(admin_url).await?;
-        conn.batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .with_context(|| format!("cannot create database {name}"))?;
-        let db = Self {
-            admin_url: admin_url.to_string(),
-            url: with_database(admin_url, &name),
-            name,
-        };
-        let store = PgStore::connect(&db.url).await?;
-        let migrated = store.migrate().await;
-        store.close();
-        if let Err(e) = migrated {
-            db.drop_now().await;
-            bail!("cannot migrate {}: {e}", db.name);
-        }
-        Ok(db)
-    }
-
-    /// `rows` runs of history (`DONE`, of entries long gone), then `VACUUM ANALYZE`.
-    /// Their identifiers are of the kind the stores generate (see [`HISTORY_IDENTIFIER`]),
-    /// so that a new run's key lands among them where a real one would.
-    async fn fill_history(&self, rows: u64) -> Result<()> {
-        let mut conn = admin(&self.url).await?;
-        conn.batch_execute(&format!(
-            "INSERT INTO bildad_runs (entry_id, job_run_identifier, template, job_type, retry,
-                process_name, node, node_name, status, result, context, started_at,
-                timeout_at, expires_at, ended_at)
-             SELECT g, h.id, 'bench.noop', 'bench.noop', 0, 'history/' || h.id,
-                'history', 'history', 'DONE', 'SUCCEEDED', '{{}}'::jsonb,
-                now() - interval '30 days' + g * interval '1 millisecond',
-                now(), now(), now()
-             FROM generate_series(1, {rows}) g,
-             LATERAL ({HISTORY_IDENTIFIER}) h"
-        ))
-        .await
-        .context("cannot fill the run history")?;
-        conn.batch_execute("VACUUM ANALYZE").await?;
-        Ok(())
-    }
-
-    /// `CHECKPOINT`, so that every timed scenario starts with no checkpoint due: without
-    /// it, the one that the history's bulk load sets off runs during the timing and
-    /// charges full-page writes to the jobs (it moved the 1M-run figure by up to 40 %).
-    /// A role that may not checkpoint only gets a warning.
-    async fn checkpoint(&self) {
-        let done = match admin(&self.url).await {
-            Ok(mut c) => c
-                .batch_execute("CHECKPOINT")
-                .await
-                .map_err(anyhow::Error::from),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = done {
-            eprintln!("warning: CHECKPOINT before the timing failed: {e:#}");
-        }
-    }
-
-    async fn drop_now(&self) {
-        match admin(&self.admin_url).await {
-            Ok(mut c) => {
-                if let Err(e) = c
-                    .batch_execute(&format!(
-                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                        self.name
-                    ))
-                    .await
-                {
-                    eprintln!("cannot drop database {}: {e}", self.name);
-                }
-            }
-            Err(e) => eprintln!("cannot drop database {}: {e}", self.name),
-        }
-    }
-}
-
-async fn admin(url: &str) -> Result<AsyncPgConnection> {
-    tokio::time::timeout(Duration::from_secs(5), AsyncPgConnection::establish(url))
-        .await
-        .with_context(|| format!("connecting to {url} timed out"))?
-        .with_context(|| format!("cannot connect to {url}"))
 }
 
 /// Reads `pg_stat_statements` from the administrative database, so that its own

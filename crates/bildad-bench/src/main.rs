@@ -4,11 +4,14 @@ use anyhow::Result;
 use bildad_bench::{BenchOptions, DEFAULT_URL};
 use clap::Parser;
 
-/// Enqueue and process no-op jobs on PostgreSQL and print `bildad key=value` lines.
+/// Enqueue and process no-op jobs on PostgreSQL or SQLite and print `bildad key=value`
+/// lines.
 #[derive(Debug, Parser)]
 #[command(name = "bildad-bench")]
 struct Args {
-    /// Administrative URL; the bench creates (and drops) databases of its own there.
+    /// `postgres://…`: an administrative URL; the bench creates (and drops) databases of
+    /// its own there. `sqlite://<dir>`: a fresh SQLite file per scenario, in a directory
+    /// of its own under `<dir>`, deleted afterwards.
     #[arg(long, default_value = DEFAULT_URL)]
     database_url: String,
     /// Jobs per throughput scenario.
@@ -26,9 +29,9 @@ struct Args {
     /// Entries per `enqueue_many` call.
     #[arg(long, default_value_t = 5000)]
     enqueue_chunk: usize,
-    /// Connections per node's pool.
-    #[arg(long, default_value_t = 10)]
-    pool: usize,
+    /// Connections per node's pool [default: 10 on PostgreSQL, 4 on SQLite].
+    #[arg(long)]
+    pool: Option<usize>,
     /// Pickup latency samples per mode (0 skips).
     #[arg(long, default_value_t = 1000)]
     latency_samples: usize,
@@ -38,7 +41,7 @@ struct Args {
     /// Concurrently sleeping jobs for the memory line (0 skips).
     #[arg(long, default_value_t = 10_000)]
     sleepers: u32,
-    /// Count SQL statements per job with pg_stat_statements.
+    /// Count SQL statements per job with pg_stat_statements (PostgreSQL only).
     #[arg(long)]
     count_statements: bool,
     /// Spread the throughput scenario's jobs round-robin over this many queues `q0`…

@@ -2,6 +2,7 @@
 //! over `count` queues `q0`…, `q0` with a global limit, to show that the claim stays
 //! fast when queues and limits are in play (`--queues 10 --limited-queue-limit 5`).
 
+use crate::{Backend, BenchDb};
 use anyhow::{Context as _, Result};
 use bildad_core::{JobStore, NewEntry, QueuePatch};
 use diesel::QueryableByName;
@@ -84,19 +85,35 @@ struct SpanRow {
     seconds: f64,
 }
 
-/// The [`QueueRates`] of the history in the database at `url`.
+/// The [`QueueRates`] of the history in `db`.
 ///
 /// # Errors
 /// On a database error.
-pub(crate) async fn rates(url: &str) -> Result<QueueRates> {
-    let mut conn = crate::admin(url).await?;
-    let rows: Vec<SpanRow> = diesel::sql_query(
-        "SELECT queue = 'q0' AS limited, count(*) AS jobs,
-                extract(epoch FROM max(ended_at) - min(started_at))::float8 AS seconds
-         FROM bildad_runs GROUP BY 1",
-    )
-    .load(&mut conn)
-    .await
+pub(crate) async fn rates(db: &BenchDb) -> Result<QueueRates> {
+    let rows: Vec<SpanRow> = match db.backend {
+        Backend::Postgres => {
+            let mut conn = crate::admin(&db.url).await?;
+            diesel::sql_query(
+                "SELECT queue = 'q0' AS limited, count(*) AS jobs,
+                        extract(epoch FROM max(ended_at) - min(started_at))::float8 AS seconds
+                 FROM bildad_runs GROUP BY 1",
+            )
+            .load(&mut conn)
+            .await
+        }
+        // Times are integer microseconds in the SQLite schema.
+        Backend::Sqlite => {
+            let mut conn = db.sqlite_admin().await?;
+            diesel::sql_query(
+                "SELECT queue = 'q0' AS limited, count(*) AS jobs,
+                        (max(ended_at) - min(started_at)) / 1e6 AS seconds
+                 FROM bildad_runs GROUP BY 1",
+            )
+            .load(&mut conn)
+            .await
+        }
+        Backend::Mysql => anyhow::bail!("mysql: not yet"),
+    }
     .context("reading the queues' spans")?;
     let rate = |limited: bool| {
         rows.iter()

@@ -2,9 +2,7 @@
 //! them on `nodes` nodes, spread over the queues of a [`QueueMix`].
 
 use crate::queues::QueueMix;
-use crate::{
-    BenchDb, BenchOptions, StatementCounter, connect, create_template, node_config, noop_registry,
-};
+use crate::{BenchDb, BenchOptions, StatementCounter, create_template, node_config, noop_registry};
 use anyhow::{Result, bail};
 use bildad_runtime::NodeRuntime;
 use std::sync::Arc;
@@ -34,7 +32,7 @@ pub(crate) async fn throughput(
     mix: &QueueMix,
     stats: Option<&StatementCounter>,
 ) -> Result<Throughput> {
-    let store = connect(db, opts.pool).await?;
+    let store = db.connect(opts.pool_size()).await?;
     create_template(&*store, "bench.noop").await?;
     mix.apply(&*store).await?;
     db.checkpoint().await;
@@ -60,7 +58,7 @@ pub(crate) async fn throughput(
         let store = if k == 0 {
             store.clone()
         } else {
-            connect(db, opts.pool).await?
+            db.connect(opts.pool_size()).await?
         };
         let node = NodeRuntime::start(
             store,
@@ -111,7 +109,7 @@ pub(crate) async fn throughput(
         enqueue_statements,
         process_statements,
         queue_rates: match mix.limit {
-            Some(_) if mix.spread() => Some(crate::queues::rates(&db.url).await?),
+            Some(_) if mix.spread() => Some(crate::queues::rates(db).await?),
             _ => None,
         },
     })
