@@ -1,5 +1,6 @@
 //! The bench's own databases, one per scenario, on the backend the URL names:
-//! `postgres://…` (a database created on that server and dropped with `FORCE`) or
+//! `postgres://…` (a database created on that server and dropped with `FORCE`),
+//! `mysql://…` (a database created on that MariaDB server and dropped) or
 //! `sqlite://<dir>` (a fresh file in a directory of its own under `<dir>`, deleted with
 //! its WAL). Everything the bench does to a database besides going through the store
 //! (create, fill the history, checkpoint, drop) is here, once per backend.
@@ -7,8 +8,10 @@
 use anyhow::{Context as _, Result, bail};
 use bildad_core::JobStore;
 use bildad_store_diesel::testing::with_database;
-use bildad_store_diesel::{PgStore, PoolOptions, SqliteConnectionWrapper, SqliteStore};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use bildad_store_diesel::{MysqlStore, PgStore, PoolOptions, SqliteConnectionWrapper, SqliteStore};
+use diesel_async::{
+    AsyncConnection, AsyncMysqlConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +23,7 @@ pub enum Backend {
     Postgres,
     /// `sqlite://<dir>` (or `sqlite:<dir>`): where the bench makes its files.
     Sqlite,
-    /// `mysql://…`: not yet (`MysqlStore` is not in this build).
+    /// `mysql://…` or `mariadb://…`: an administrative URL on a MariaDB server.
     Mysql,
 }
 
@@ -52,10 +55,6 @@ impl Backend {
             Self::Sqlite => 4,
         }
     }
-}
-
-fn mysql_not_yet() -> anyhow::Error {
-    anyhow::anyhow!("mysql: not yet (MysqlStore is not in this build of the bench)")
 }
 
 /// The directory a `sqlite://<dir>` URL names: `<dir>` (created if missing), the
@@ -122,14 +121,51 @@ const SQLITE_HISTORY: &str = "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT 
     FROM (SELECT n, started, substr(t, 1, 8) || '-' || substr(t, 9, 4) || '-7' \
         || substr(r, 1, 3) || '-8' || substr(r, 4, 3) || '-' || substr(r, 7, 12) AS id FROM h)";
 
+/// The same on MariaDB, for the rows of its sequence engine's `seq_1_to_{rows}`
+/// (`DATETIME(6)` in UTC).
+const MYSQL_HISTORY: &str = "INSERT INTO bildad_runs (entry_id, job_run_identifier, template, \
+        job_type, retry, process_name, node, node_name, status, result, context, started_at, \
+        timeout_at, expires_at, ended_at) \
+    SELECT seq, id, 'bench.noop', 'bench.noop', 0, CONCAT('history/', id), 'history', \
+        'history', 'DONE', 'SUCCEEDED', '{}', \
+        UTC_TIMESTAMP(6) - INTERVAL 30 DAY + INTERVAL seq * 1000 MICROSECOND, \
+        UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) \
+    FROM (SELECT seq, CONCAT(SUBSTR(t, 1, 8), '-', SUBSTR(t, 9, 4), '-7', SUBSTR(r, 1, 3), \
+            '-8', SUBSTR(r, 4, 3), '-', SUBSTR(r, 7, 12)) AS id \
+        FROM (SELECT seq, LOWER(LPAD(HEX(FLOOR(UNIX_TIMESTAMP(UTC_TIMESTAMP(6) - INTERVAL 30 DAY) \
+                * 1000) + seq), 12, '0')) AS t, MD5(seq) AS r \
+            FROM seq_1_to_{rows}) x) h";
+
 impl BenchDb {
     /// A fresh, migrated database on the backend of `admin_url`.
     pub(crate) async fn create(admin_url: &str) -> Result<Self> {
         match Backend::of(admin_url)? {
             Backend::Postgres => Self::create_pg(admin_url).await,
             Backend::Sqlite => Self::create_sqlite(admin_url).await,
-            Backend::Mysql => Err(mysql_not_yet()),
+            Backend::Mysql => Self::create_mysql(admin_url).await,
         }
+    }
+
+    async fn create_mysql(admin_url: &str) -> Result<Self> {
+        let name = format!("bildad_bench_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = mysql_admin(admin_url).await?;
+        conn.batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .with_context(|| format!("cannot create database {name}"))?;
+        let db = Self {
+            backend: Backend::Mysql,
+            admin_url: admin_url.to_string(),
+            url: with_database(admin_url, &name),
+            name,
+        };
+        let store = MysqlStore::connect(&db.url).await?;
+        let migrated = store.migrate().await;
+        store.close();
+        if let Err(e) = migrated {
+            db.drop_now().await;
+            bail!("cannot migrate {}: {e}", db.name);
+        }
+        Ok(db)
     }
 
     async fn create_pg(admin_url: &str) -> Result<Self> {
@@ -197,7 +233,7 @@ impl BenchDb {
         Ok(match self.backend {
             Backend::Postgres => Arc::new(PgStore::connect_with(&self.url, options).await?),
             Backend::Sqlite => Arc::new(SqliteStore::connect_with(&self.url, options).await?),
-            Backend::Mysql => return Err(mysql_not_yet()),
+            Backend::Mysql => Arc::new(MysqlStore::connect_with(&self.url, options).await?),
         })
     }
 
@@ -235,7 +271,16 @@ impl BenchDb {
                 conn.batch_execute("ANALYZE").await?;
                 inserted
             }
-            Backend::Mysql => return Err(mysql_not_yet()),
+            Backend::Mysql => {
+                let mut conn = mysql_admin(&self.url).await?;
+                let inserted =
+                    diesel::sql_query(MYSQL_HISTORY.replace("{rows}", &rows.to_string()))
+                        .execute(&mut conn)
+                        .await
+                        .context("cannot fill the run history")?;
+                conn.batch_execute("ANALYZE TABLE bildad_runs").await?;
+                inserted
+            }
         };
         if inserted as u64 != rows {
             bail!("the run history has {inserted} rows, not {rows}");
@@ -261,7 +306,8 @@ impl BenchDb {
                     .map_err(Into::into),
                 Err(e) => Err(e),
             },
-            Backend::Mysql => Err(mysql_not_yet()),
+            // InnoDB flushes in the background; there is no checkpoint to ask for.
+            Backend::Mysql => Ok(()),
         };
         if let Err(e) = done {
             eprintln!("warning: the checkpoint before the timing failed: {e:#}");
@@ -291,7 +337,15 @@ impl BenchDb {
                     eprintln!("cannot delete {}: {e}", self.name);
                 }
             }
-            Backend::Mysql => {}
+            Backend::Mysql => match mysql_admin(&self.admin_url).await {
+                Ok(mut c) => {
+                    let sql = format!("DROP DATABASE IF EXISTS {}", self.name);
+                    if let Err(e) = c.batch_execute(&sql).await {
+                        eprintln!("cannot drop database {}: {e}", self.name);
+                    }
+                }
+                Err(e) => eprintln!("cannot drop database {}: {e}", self.name),
+            },
         }
     }
 
@@ -305,6 +359,14 @@ impl BenchDb {
         conn.batch_execute("PRAGMA busy_timeout = 5000").await?;
         Ok(conn)
     }
+}
+
+/// A connection to the MariaDB server at `url`, within 5 s.
+pub(crate) async fn mysql_admin(url: &str) -> Result<AsyncMysqlConnection> {
+    tokio::time::timeout(Duration::from_secs(5), AsyncMysqlConnection::establish(url))
+        .await
+        .with_context(|| format!("connecting to {url} timed out"))?
+        .with_context(|| format!("cannot connect to {url}"))
 }
 
 /// A connection to the PostgreSQL server at `url`, within 5 s.

@@ -181,7 +181,8 @@ pub async fn run(opts: &BenchOptions) -> Result<()> {
             "bildad pickup_mode={} p50_ms={:.2} p99_ms={:.2} samples={}",
             match backend {
                 Backend::Sqlite => "local_wake",
-                _ => "notify",
+                Backend::Mysql => "poll",
+                Backend::Postgres => "notify",
             },
             l.notify.0,
             l.notify.1,

@@ -112,7 +112,17 @@ pub(crate) async fn rates(db: &BenchDb) -> Result<QueueRates> {
             .load(&mut conn)
             .await
         }
-        Backend::Mysql => anyhow::bail!("mysql: not yet"),
+        Backend::Mysql => {
+            let mut conn = crate::db::mysql_admin(&db.url).await?;
+            diesel::sql_query(
+                "SELECT queue = 'q0' AS limited, count(*) AS jobs,
+                        TIMESTAMPDIFF(MICROSECOND, min(started_at), max(ended_at)) / 1e6
+                            AS seconds
+                 FROM bildad_runs GROUP BY 1",
+            )
+            .load(&mut conn)
+            .await
+        }
     }
     .context("reading the queues' spans")?;
     let rate = |limited: bool| {

@@ -673,3 +673,28 @@ async fn calls_dropped_mid_query_leave_the_pool_usable() {
             .unwrap_or_else(|e| panic!("after drop {i}: {e}"));
     }
 }
+
+/// MySQL allows 65,535 placeholders a statement: a batch larger than one statement can
+/// bind is split, all of it in one transaction (7,000 entries bind 70,000 values).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_enqueues_a_batch_larger_than_one_statement() {
+    let Some(db) = bildad_store_diesel::testing::TestMysql::fresh().await else {
+        return;
+    };
+    let store = db.store();
+    template().code("t").create(&*store).await;
+    let entries: Vec<NewEntry> = (0..7000)
+        .map(|i| NewEntry::new("t", json!({ "i": i })).identifier(format!("big-{i}")))
+        .collect();
+    let out = store.enqueue_many(entries).await.unwrap();
+    assert_eq!(out.len(), 7000);
+    assert_eq!(out[6999].job_run_identifier, "big-6999");
+    assert_eq!(store.stats().await.unwrap().available, 7000);
+    // One identifier taken makes the whole batch a conflict, and nothing is written.
+    let again: Vec<NewEntry> = (6990..7010)
+        .map(|i| NewEntry::new("t", json!({ "i": i })).identifier(format!("big-{i}")))
+        .collect();
+    let e = store.enqueue_many(again).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert_eq!(store.stats().await.unwrap().available, 7000);
+}

@@ -7,7 +7,7 @@
 //! `READ COMMITTED`, sees its run). [`enqueue_on`] is the one code of both the pool's
 //! path and the application's transaction (`tx.rs`).
 
-use super::{MysqlStore, in_list, padded, retry_deadlocks};
+use super::{MysqlStore, TEXTS, in_list, json_texts, padded, retry_deadlocks};
 use crate::errors::{Fail, identifier_taken};
 use crate::rows::{DbJson, DbTime, ENTRY_COLS, EntryRow, TEMPLATE_COLS, TemplateRow, TextRow};
 use crate::shared::{PreparedEntry, in_request_order, prepare_entries};
@@ -82,32 +82,33 @@ async fn templates_of(
 /// The identifiers among `wanted` that a waiting entry (`queue` true) or a run uses.
 async fn taken(
     c: &mut AsyncMysqlConnection,
-    wanted: &[String],
+    wanted: &str,
     queue: bool,
 ) -> Result<Vec<TextRow>, Fail> {
-    let list = in_list(wanted.len());
+    let runs = format!(
+        "SELECT DISTINCT r.job_run_identifier AS text
+         FROM {TEXTS} STRAIGHT_JOIN bildad_runs r
+           ON r.job_run_identifier = j.v COLLATE utf8mb4_nopad_bin"
+    );
     let sql = if queue {
         format!(
-            "SELECT job_run_identifier AS text FROM bildad_queue
-             WHERE job_run_identifier IN ({list})
-             UNION
-             SELECT job_run_identifier FROM bildad_runs WHERE job_run_identifier IN ({list})"
+            "SELECT q.job_run_identifier AS text
+             FROM {TEXTS} STRAIGHT_JOIN bildad_queue q
+               ON q.job_run_identifier = j.v COLLATE utf8mb4_nopad_bin
+             UNION {runs}"
         )
     } else {
-        format!(
-            "SELECT DISTINCT job_run_identifier AS text FROM bildad_runs
-             WHERE job_run_identifier IN ({list})"
-        )
+        runs
     };
-    let mut q = sql_query(sql).into_boxed::<Mysql>();
-    let times = if queue { 2 } else { 1 };
-    for _ in 0..times {
-        for id in padded(wanted) {
-            q = q.bind::<Nullable<Text>, _>(id);
-        }
+    let mut q = sql_query(sql).into_boxed::<Mysql>().bind::<Text, _>(wanted);
+    if queue {
+        q = q.bind::<Text, _>(wanted);
     }
     Ok(q.load(c).await?)
 }
+
+/// Rows per `INSERT`: MySQL allows 65,535 placeholders a statement, and an entry binds 10.
+const INSERT_ROWS: usize = 1000;
 
 /// The first of `identifiers` that `taken` names, as a `Conflict`.
 fn first_taken(identifiers: &[String], taken: &[TextRow]) -> Result<(), Fail> {
@@ -127,9 +128,28 @@ async fn insert(
     prepared: Vec<PreparedEntry>,
 ) -> Result<Vec<QueueEntry>, Fail> {
     let identifiers: Vec<String> = prepared.iter().map(|p| p.identifier.clone()).collect();
+    let wanted = json_texts(&identifiers);
     // An identifier with history is taken too (SPEC §2.1; see MemoryStore).
-    first_taken(&identifiers, &taken(c, &identifiers, true).await?)?;
+    first_taken(&identifiers, &taken(c, &wanted, true).await?)?;
     take_keys(c, &prepared).await?;
+    for chunk in prepared.chunks(INSERT_ROWS) {
+        insert_rows(c, chunk).await?;
+    }
+    first_taken(&identifiers, &taken(c, &wanted, false).await?)?;
+    let rows: Vec<EntryRow> = sql_query(format!(
+        "SELECT {ENTRY_COLS} FROM {TEXTS}
+         STRAIGHT_JOIN bildad_entries_v2 e
+           ON e.job_run_identifier = j.v COLLATE utf8mb4_nopad_bin
+         JOIN bildad_templates t ON t.id = e.template_id"
+    ))
+    .bind::<Text, _>(&wanted)
+    .load(c)
+    .await?;
+    Ok(in_request_order(&identifiers, rows)?)
+}
+
+/// One multi-row `INSERT` of `prepared` (at most [`INSERT_ROWS`]).
+async fn insert_rows(c: &mut AsyncMysqlConnection, prepared: &[PreparedEntry]) -> Result<(), Fail> {
     let rows = vec![
         "(?, ?, ?, ?, ?, ?, COALESCE(?, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, \
          UTC_TIMESTAMP(6)), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), ?, ?)";
@@ -143,7 +163,7 @@ async fn insert(
         rows.join(", ")
     ))
     .into_boxed::<Mysql>();
-    for p in &prepared {
+    for p in prepared {
         q = q
             .bind::<Text, _>(p.identifier.clone())
             .bind::<BigInt, _>(p.template_id)
@@ -162,19 +182,7 @@ async fn insert(
         ))),
         e => e.into(),
     })?;
-    first_taken(&identifiers, &taken(c, &identifiers, false).await?)?;
-    let mut q = sql_query(format!(
-        "SELECT {ENTRY_COLS} FROM bildad_entries_v2 e
-         JOIN bildad_templates t ON t.id = e.template_id
-         WHERE e.job_run_identifier IN ({})",
-        in_list(identifiers.len())
-    ))
-    .into_boxed::<Mysql>();
-    for id in padded(&identifiers) {
-        q = q.bind::<Nullable<Text>, _>(id);
-    }
-    let rows: Vec<EntryRow> = q.load(c).await?;
-    Ok(in_request_order(&identifiers, rows)?)
+    Ok(())
 }
 
 /// Takes each unique entry's key, or takes over one whose age is at least the new

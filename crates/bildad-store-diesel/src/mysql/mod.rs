@@ -209,6 +209,16 @@ fn is_deadlock(e: &StoreError) -> bool {
 /// text for any number of ids.
 const IDS: &str = "JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) j";
 
+/// A list of texts bound as one JSON array (`?`, see [`json_texts`]), as a table
+/// `j(v)`; compare with `= j.v COLLATE utf8mb4_nopad_bin`, the schema's collation, so that
+/// the index of the other side serves the join and `a` matches neither `A` nor `a `.
+const TEXTS: &str = "JSON_TABLE(?, '$[*]' COLUMNS (v VARCHAR(255) PATH '$')) j";
+
+/// `texts` as the JSON array [`TEXTS`] reads.
+fn json_texts(texts: &[String]) -> String {
+    serde_json::to_string(texts).unwrap_or_else(|_| "[]".into())
+}
+
 /// `ids` as the JSON array [`IDS`] reads.
 fn json_ids(ids: &[i64]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
