@@ -136,9 +136,13 @@ async fn insert(
         insert_rows(c, chunk).await?;
     }
     first_taken(&identifiers, &taken(c, &wanted, false).await?)?;
+    // The new entries, from the queue itself: they wait (no claim sees them before this
+    // transaction commits), and MariaDB cannot push the join into the entries' view, a
+    // UNION, which it would read whole.
+    let cols = ENTRY_COLS.replace("e.current_run_id", "CAST(NULL AS SIGNED) AS current_run_id");
     let rows: Vec<EntryRow> = sql_query(format!(
-        "SELECT {ENTRY_COLS} FROM {TEXTS}
-         STRAIGHT_JOIN bildad_entries_v2 e
+        "SELECT {cols} FROM {TEXTS}
+         STRAIGHT_JOIN bildad_queue e
            ON e.job_run_identifier = j.v COLLATE utf8mb4_nopad_bin
          JOIN bildad_templates t ON t.id = e.template_id"
     ))
