@@ -69,7 +69,7 @@ impl Drop for Proxy {
     }
 }
 
-/// The `host:port` of a `postgres://` URL (port 5432 when absent).
+/// The `host:port` of a `postgres://` or `mysql://` URL (port 5432 or 3306 when absent).
 pub fn host_port(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
     let authority = rest.split(['/', '?']).next()?;
@@ -77,10 +77,14 @@ pub fn host_port(url: &str) -> Option<String> {
     if host.is_empty() {
         return None;
     }
+    let default_port = match crate::db::Backend::of(url).ok()? {
+        crate::db::Backend::Postgres => 5432,
+        crate::db::Backend::Mysql => 3306,
+    };
     Some(if host.contains(':') {
         host.to_owned()
     } else {
-        format!("{host}:5432")
+        format!("{host}:{default_port}")
     })
 }
 
@@ -107,6 +111,10 @@ mod tests {
         assert_eq!(
             host_port("postgres://u:p@db.example/x").as_deref(),
             Some("db.example:5432")
+        );
+        assert_eq!(
+            host_port("mysql://root@db.example/x").as_deref(),
+            Some("db.example:3306")
         );
         let a: SocketAddr = "127.0.0.1:7000".parse().unwrap();
         assert_eq!(
