@@ -105,15 +105,26 @@ impl MysqlStore {
         let mut config = ManagerConfig::default();
         config.recycling_method =
             RecyclingMethod::CustomFunction(Box::new(|conn: &mut AsyncMysqlConnection| {
-                let clean = conn
+                let state = conn
                     .instrumentation()
                     .downcast_ref::<InFlight>()
-                    .is_none_or(|f| f.open == 0);
+                    .map(|f| (f.open, f.failed));
                 Box::pin(async move {
-                    if clean {
-                        Ok(())
-                    } else {
-                        Err(diesel::result::Error::BrokenTransactionManager)
+                    match state {
+                        Some((open, _)) if open > 0 => {
+                            Err(diesel::result::Error::BrokenTransactionManager)
+                        }
+                        // A query failed on it: a server's refusal leaves it usable, a
+                        // lost connection (the server restarted, the network cut) does
+                        // not, and mysql_async does not say which: ask the server.
+                        Some((_, true)) => {
+                            conn.batch_execute("SELECT 1").await?;
+                            if let Some(f) = conn.instrumentation().downcast_mut::<InFlight>() {
+                                f.failed = false;
+                            }
+                            Ok(())
+                        }
+                        _ => Ok(()),
                     }
                 })
             }));
@@ -204,10 +215,12 @@ where
 
 /// Counts a connection's queries that started and did not finish: one left open means a
 /// caller dropped the query's future mid-way, and the connection's protocol state is
-/// unknown (the pool's recycle check then closes it).
+/// unknown (the pool's recycle check then closes it). Also notes a query that failed: the
+/// recycle check then pings the server before the connection is handed out again.
 #[derive(Debug, Default)]
 struct InFlight {
     open: u32,
+    failed: bool,
 }
 
 impl diesel::connection::Instrumentation for InFlight {
@@ -215,7 +228,10 @@ impl diesel::connection::Instrumentation for InFlight {
         use diesel::connection::InstrumentationEvent as E;
         match event {
             E::StartQuery { .. } => self.open += 1,
-            E::FinishQuery { .. } => self.open = self.open.saturating_sub(1),
+            E::FinishQuery { error, .. } => {
+                self.open = self.open.saturating_sub(1);
+                self.failed |= error.is_some();
+            }
             _ => {}
         }
     }
