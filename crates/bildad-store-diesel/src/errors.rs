@@ -70,6 +70,9 @@ const TRANSIENT_MESSAGES: &[&str] = &[
     "Too many connections",
     "Server shutdown in progress",
     "Lost connection to",
+    // MariaDB 1467 ER_AUTOINC_READ_FAILED: a deadlock's victim that waited for a table's
+    // AUTO-INC lock gets this instead of 1213.
+    "Failed to read auto-increment value",
     // mysql_async's own reports of a lost connection, which carry no server code: an I/O
     // failure on the socket (`Error::Io`: broken pipe, reset) and a closed connection.
     "Input/output error:",
@@ -244,6 +247,10 @@ mod tests {
             (
                 DatabaseErrorKind::Unknown,
                 "Driver error: `Connection to the server is closed.'",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "Failed to read auto-increment value from storage engine",
             ),
         ] {
             let e = db_error(db(kind, message));

@@ -260,9 +260,13 @@ use retry_deadlocks;
 /// See [`retry_deadlocks`].
 const DEADLOCK_ATTEMPTS: u32 = 5;
 
-/// True for InnoDB's ER_LOCK_DEADLOCK (1213), which diesel reports by its message.
+/// True for InnoDB's ER_LOCK_DEADLOCK (1213), which diesel reports by its message, and
+/// for MariaDB's ER_AUTOINC_READ_FAILED (1467), which is what a deadlock's victim gets
+/// when it was waiting for a table's AUTO-INC lock (an enqueue against a retry's
+/// `INSERT … SELECT`; `SHOW ENGINE INNODB STATUS` lists it as a deadlock, rolled back).
 fn is_deadlock(e: &StoreError) -> bool {
-    e.to_string().contains("Deadlock found")
+    let text = e.to_string();
+    text.contains("Deadlock found") || text.contains("Failed to read auto-increment value")
 }
 
 /// A list of ids bound as one JSON array (`?`, see [`json_ids`]), as a table `j(id)`.
