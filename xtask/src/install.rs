@@ -27,19 +27,26 @@ pub enum Backend {
     Postgres,
     /// `migrations/sqlite`.
     Sqlite,
+    /// `migrations/mysql` (MySQL 8 and MariaDB 10.6+).
+    Mysql,
 }
 
 impl Backend {
-    fn dir_name(self) -> &'static str {
+    /// Every backend, in the order the tidy checks and `release-migrations` walk them.
+    pub const ALL: [Backend; 3] = [Backend::Postgres, Backend::Sqlite, Backend::Mysql];
+
+    /// Its folder under `migrations/`.
+    pub fn dir_name(self) -> &'static str {
         match self {
             Self::Postgres => "postgres",
             Self::Sqlite => "sqlite",
+            Self::Mysql => "mysql",
         }
     }
 }
 
 impl Options {
-    /// Parses `--app-dir PATH [--backend postgres|sqlite] [--dry-run] [--create-migrations-dir]`.
+    /// Parses `--app-dir PATH [--backend postgres|sqlite|mysql] [--dry-run] [--create-migrations-dir]`.
     pub fn parse(args: &[String]) -> Result<Self> {
         let mut app_dir = None;
         let mut backend = Backend::Postgres;
@@ -63,7 +70,10 @@ impl Options {
                     backend = match value("--backend")?.as_str() {
                         "postgres" | "postgresql" | "pg" => Backend::Postgres,
                         "sqlite" => Backend::Sqlite,
-                        other => bail!("unknown backend {other:?}: use postgres or sqlite"),
+                        "mysql" | "mariadb" => Backend::Mysql,
+                        other => {
+                            bail!("unknown backend {other:?}: use postgres, sqlite or mysql")
+                        }
                     }
                 }
                 "--dry-run" => dry_run = true,
@@ -245,6 +255,7 @@ fn instructions(backend: Backend) -> String {
     let (feature, url) = match backend {
         Backend::Postgres => ("postgres", "postgres://user@localhost/myapp"),
         Backend::Sqlite => ("sqlite", "sqlite://myapp.db"),
+        Backend::Mysql => ("mysql", "mysql://user@localhost/myapp"),
     };
     format!(
         r#"
@@ -343,6 +354,48 @@ mod tests {
     }
 
     #[test]
+    fn every_backend_installs_its_own_migrations() {
+        for backend in Backend::ALL {
+            let name = backend.dir_name();
+            let a = app(&format!("backend-{name}"), true);
+            let report = install(
+                &opts(&a, &format!("--backend {name}")),
+                &repo_migrations_dir(),
+            )
+            .unwrap();
+            assert!(
+                report.contains(&format!(r#"features = ["{name}"]"#)),
+                "{report}"
+            );
+            let source = repo_migrations_dir().join(name);
+            let mut wanted: Vec<String> = fs::read_dir(&source)
+                .unwrap()
+                .map(|e| {
+                    let dir = e.unwrap().path();
+                    fs::read_to_string(dir.join("up.sql")).unwrap()
+                })
+                .collect();
+            let mut got: Vec<String> = installed(&a)
+                .iter()
+                .map(|n| fs::read_to_string(a.join("migrations").join(n).join("up.sql")).unwrap())
+                .collect();
+            wanted.sort();
+            got.sort();
+            assert_eq!(
+                got, wanted,
+                "{name}: the installed up.sql files are the repository's"
+            );
+        }
+        let mysql = app("backend-mariadb", true);
+        install(&opts(&mysql, "--backend mariadb"), &repo_migrations_dir()).unwrap();
+        let up = installed(&mysql)
+            .iter()
+            .map(|n| fs::read_to_string(mysql.join("migrations").join(n).join("up.sql")).unwrap())
+            .collect::<String>();
+        assert!(up.contains("DATETIME(6)"), "mariadb is an alias of mysql");
+    }
+
+    #[test]
     fn dry_run_writes_nothing() {
         let a = app("dry", true);
         let report = install(&opts(&a, "--dry-run"), &repo_migrations_dir()).unwrap();
@@ -373,7 +426,8 @@ mod tests {
         assert!(report.contains("created"), "{report}");
         assert!(!installed(&no_mig).is_empty());
 
-        assert!(Options::parse(&args("--backend mysql --app-dir x")).is_err());
+        let e = Options::parse(&args("--backend oracle --app-dir x")).unwrap_err();
+        assert!(e.to_string().contains("postgres, sqlite or mysql"), "{e}");
         assert!(Options::parse(&args("--dry-run")).is_err());
     }
 

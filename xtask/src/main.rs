@@ -11,7 +11,7 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  install --app-dir PATH [--backend postgres|sqlite] [--dry-run] [--create-migrations-dir]
+  install --app-dir PATH [--backend postgres|sqlite|mysql] [--dry-run] [--create-migrations-dir]
       Copy Bildad's migrations into an existing diesel application and print
       the lines to add to its Cargo.toml, router and main.
   bench [--database-url URL] [--n N] [--nodes K] [--quick] [--count-statements] ...
@@ -30,6 +30,7 @@ commands:
       --n 20000,100000,500000.
   chaos [--nodes 4] [--jobs 10000] [--kill-every-secs 3] [--min-kills 50] [--runs N]
         [--database-url URL] [--seed S] | chaos outage [--outage-secs 10]
+      (URL: a postgres:// or mysql:// server; a fresh database is created on it)
       Build bildad and crates/bildad-chaos in release mode and run the fault proof:
       nodes SIGKILLed and restarted under load (or the database cut by a proxy),
       checked from the database; exits non-zero on any violation.
@@ -109,7 +110,7 @@ fn release_migrations() -> Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let listed = tidy::released_lines(&root);
     let mut new = Vec::new();
-    for backend in ["postgres", "sqlite"] {
+    for backend in install::Backend::ALL.map(install::Backend::dir_name) {
         let mut dirs: Vec<_> = std::fs::read_dir(root.join("migrations").join(backend))?
             .flatten()
             .map(|e| e.path())

@@ -143,7 +143,7 @@ mod tests {
         }
         // Every migration file is released (listed), so an edit is always caught.
         let mut files = Vec::new();
-        for backend in ["postgres", "sqlite"] {
+        for backend in crate::install::Backend::ALL.map(crate::install::Backend::dir_name) {
             for dir in fs::read_dir(root.join("migrations").join(backend))
                 .unwrap()
                 .flatten()

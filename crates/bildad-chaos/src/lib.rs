@@ -1,5 +1,5 @@
 //! Fault proof for Bildad, driven from outside: real `bildad serve` processes on one
-//! PostgreSQL database, SIGKILLed and restarted under load ([`chaos`]), or cut off from
+//! PostgreSQL or MySQL/MariaDB database, SIGKILLed and restarted under load ([`chaos`]), or cut off from
 //! the database by a TCP proxy ([`outage`]), then checked from the database alone
 //! ([`check`]); and a per-second schedule evaluated by nodes being SIGKILLed
 //! ([`schedule`]); and a queue's global limit while nodes holding its slots are
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 pub struct ChaosOptions {
     /// The `bildad` binary.
     pub bin: PathBuf,
-    /// A PostgreSQL server URL: a fresh database is created on it (and dropped after a
+    /// A PostgreSQL or MySQL/MariaDB server URL: a fresh database is created on it (and dropped after a
     /// passing run unless `keep_database`).
     pub server_url: String,
     /// Use this database as it is instead of creating one (tests pass their own).
@@ -213,7 +213,7 @@ pub async fn chaos(opts: ChaosOptions) -> Result<ChaosSummary> {
         .clone()
         .or_else(|| fresh.as_ref().map(|f| f.url.clone()))
         .context("no database")?;
-    let client = db::connect(&url).await?;
+    let client = db::Db::connect(&url).await?;
     let mut rng = Rng::new(opts.seed);
     let jobs = plan::generate(opts.jobs, "chaos", &mut rng);
     plan::save(&client, &jobs).await?;
@@ -319,15 +319,16 @@ pub async fn chaos(opts: ChaosOptions) -> Result<ChaosSummary> {
     let sampler = {
         let (stop, violations, url) = (stop.clone(), violations.clone(), url.clone());
         tokio::spawn(async move {
-            let Ok(db) = db::connect(&url).await else {
+            let Ok(db) = db::Db::connect(&url).await else {
                 return;
             };
+            let sql = invariant_sql(db.backend());
             while !stop.load(Ordering::Relaxed) {
-                if let Ok(rows) = db.query(INVARIANT_SQL, &[]).await {
+                if let Ok(rows) = db.query(&sql, &[]).await {
                     let mut v = violations.lock().unwrap_or_else(|e| e.into_inner());
                     for r in rows {
-                        let id: String = r.get(0);
-                        let what: String = r.get(1);
+                        let id = r.get::<String>(0).unwrap_or_default();
+                        let what = r.get::<String>(1).unwrap_or_default();
                         v.push(format!("{id}: {what} (seen while running)"));
                     }
                 }
@@ -448,10 +449,7 @@ pub async fn chaos(opts: ChaosOptions) -> Result<ChaosSummary> {
 /// The checker's verdict on the database after a run in which `kills` node processes
 /// were SIGKILLed: the no-loss rules of [`check::verdict`], and every killed instance
 /// recorded as departed. Shared by every scenario that kills nodes.
-pub(crate) async fn killed_nodes_verdict(
-    client: &tokio_postgres::Client,
-    kills: usize,
-) -> Result<check::Verdict> {
+pub(crate) async fn killed_nodes_verdict(client: &db::Db, kills: usize) -> Result<check::Verdict> {
     let mut verdict = check::verdict(
         &plan::load(client).await?,
         &db::runs(client).await?,
@@ -475,20 +473,27 @@ pub(crate) async fn killed_nodes_verdict(
 /// Rows that break the move model's invariant (docs/STORAGE.md): a running job is its
 /// `RUNNING` run and nothing else — no queue row is `RUNNING`, no waiting entry shares
 /// its id or identifier with a `RUNNING` run, an identifier has at most one `RUNNING`
-/// run — read in one snapshot.
-const INVARIANT_SQL: &str = "
-    SELECT q.job_run_identifier, 'queue row RUNNING'
-    FROM bildad_queue q
-    WHERE q.status <> 'AVAILABLE' OR q.current_run_id IS NOT NULL
-    UNION ALL
-    SELECT q.job_run_identifier, 'entry waiting while its run runs'
-    FROM bildad_queue q JOIN bildad_runs r
-      ON (r.entry_id = q.id OR r.job_run_identifier = q.job_run_identifier)
-     AND r.status = 'RUNNING'
-    UNION ALL
-    SELECT job_run_identifier, 'two RUNNING runs'
-    FROM bildad_runs WHERE status = 'RUNNING'
-    GROUP BY job_run_identifier HAVING count(*) > 1";
+/// run — read in one snapshot. (MySQL's queue table has no `current_run_id` left.)
+fn invariant_sql(backend: db::Backend) -> String {
+    let queue_row_running = match backend {
+        db::Backend::Postgres => "q.status <> 'AVAILABLE' OR q.current_run_id IS NOT NULL",
+        db::Backend::Mysql => "q.status <> 'AVAILABLE'",
+    };
+    format!(
+        "SELECT q.job_run_identifier, 'queue row RUNNING'
+         FROM bildad_queue q
+         WHERE {queue_row_running}
+         UNION ALL
+         SELECT q.job_run_identifier, 'entry waiting while its run runs'
+         FROM bildad_queue q JOIN bildad_runs r
+           ON (r.entry_id = q.id OR r.job_run_identifier = q.job_run_identifier)
+          AND r.status = 'RUNNING'
+         UNION ALL
+         SELECT job_run_identifier, 'two RUNNING runs'
+         FROM bildad_runs WHERE status = 'RUNNING'
+         GROUP BY job_run_identifier HAVING count(*) > 1"
+    )
+}
 
 /// Sends `job` to a live node until one accepts it. A 409 on a later attempt means an
 /// earlier attempt got through before its node died.

@@ -10,14 +10,14 @@
 //! [`crate::check`].
 
 use crate::check::Verdict;
+use crate::db::{self, Db, Param};
 use crate::node::{ServeProcess, log_dir};
 use crate::plan::{Kind, PlannedJob, Rng};
-use crate::{db, node_args, plan};
+use crate::{node_args, plan};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tokio_postgres::Client;
 
 /// The limited queue.
 pub const QUEUE: &str = "chaos-limited";
@@ -27,7 +27,7 @@ pub const QUEUE: &str = "chaos-limited";
 pub struct LimitChaosOptions {
     /// The `bildad` binary.
     pub bin: PathBuf,
-    /// A migrated or empty PostgreSQL database the run may use.
+    /// A migrated or empty PostgreSQL or MySQL/MariaDB database the run may use.
     pub database_url: String,
     /// `bildad serve` processes.
     pub nodes: usize,
@@ -99,7 +99,7 @@ pub async fn run(opts: LimitChaosOptions) -> Result<LimitReport> {
     for i in 1..opts.nodes {
         nodes.push(Some(start(&opts, i, log(i)).await?));
     }
-    let client = db::connect(&opts.database_url).await?;
+    let client = Db::connect(&opts.database_url).await?;
     let mut rng = Rng::new(opts.seed);
     let jobs: Vec<PlannedJob> = (0..opts.jobs)
         .map(|i| PlannedJob {
@@ -199,34 +199,43 @@ pub async fn run(opts: LimitChaosOptions) -> Result<LimitReport> {
 /// the queue and beat in the last 3 s (heartbeats come every second; an instance killed
 /// less than 3 s ago may still be taken for its node's new one: a miss only makes the
 /// kill a plain one).
-async fn slot_holders(db: &Client) -> Result<Vec<usize>> {
+async fn slot_holders(db: &Db) -> Result<Vec<usize>> {
+    let sql = format!(
+        "SELECT DISTINCT n.name FROM bildad_runs r
+         JOIN bildad_nodes n ON n.instance_id = r.node
+         WHERE r.status = 'RUNNING' AND r.queue = $1 AND n.stopped_at IS NULL
+           AND {} > {} - 3",
+        db.epoch("n.last_heartbeat_at"),
+        db.epoch("CURRENT_TIMESTAMP(6)")
+    );
     let rows = db
-        .query(
-            "SELECT DISTINCT n.name FROM bildad_runs r
-             JOIN bildad_nodes n ON n.instance_id = r.node
-             WHERE r.status = 'RUNNING' AND r.queue = $1 AND n.stopped_at IS NULL
-               AND n.last_heartbeat_at > now() - interval '3 seconds'",
-            &[&QUEUE],
-        )
+        .query(&sql, &[Param::Text(QUEUE)])
         .await
         .context("reading the slot holders")?;
     Ok(rows
         .iter()
-        .filter_map(|r| r.get::<_, String>(0).strip_prefix("limit-")?.parse().ok())
+        .filter_map(|r| {
+            r.get::<String>(0)
+                .ok()?
+                .strip_prefix("limit-")?
+                .parse()
+                .ok()
+        })
         .collect())
 }
 
 /// `(started_at, ended_at)` of every run of the queue, seconds since the epoch.
-async fn spans(db: &Client) -> Result<Vec<(f64, Option<f64>)>> {
+async fn spans(db: &Db) -> Result<Vec<(f64, Option<f64>)>> {
+    let sql = format!(
+        "SELECT {}, {} FROM bildad_runs WHERE queue = $1",
+        db.epoch("started_at"),
+        db.epoch("ended_at")
+    );
     let rows = db
-        .query(
-            "SELECT extract(epoch FROM started_at)::float8, extract(epoch FROM ended_at)::float8
-             FROM bildad_runs WHERE queue = $1",
-            &[&QUEUE],
-        )
+        .query(&sql, &[Param::Text(QUEUE)])
         .await
         .context("reading the queue's runs")?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    rows.iter().map(|r| Ok((r.get(0)?, r.get(1)?))).collect()
 }
 
 /// The most runs with `started_at <= t < ended_at` at one instant `t` (a run without

@@ -24,7 +24,8 @@ struct Cli {
     #[arg(long, global = true)]
     bin: Option<PathBuf>,
 
-    /// The PostgreSQL server; a fresh database is created on it for each run.
+    /// The PostgreSQL (`postgres://…`) or MySQL/MariaDB (`mysql://…`) server; a fresh
+    /// database is created on it for each run.
     #[arg(
         long,
         global = true,

@@ -11,7 +11,7 @@
 //! node's run may expire (issue #12).
 
 use crate::check::{self, Verdict};
-use crate::db;
+use crate::db::{self, Db};
 use crate::node::{self, ServeProcess};
 use crate::plan::{self, Kind, PlannedJob, Rng};
 use crate::proxy::{self, Proxy};
@@ -128,7 +128,7 @@ pub async fn run_with(opts: OutageOptions, node_dead_after: Duration) -> Result<
     let upstream = proxy::host_port(&opts.database_url).context("no host in the URL")?;
     let proxy = Proxy::start(upstream).await?;
     let node_url = proxy::via(&opts.database_url, proxy.addr).context("bad URL")?;
-    let client = db::connect(&opts.database_url).await?;
+    let client = Db::connect(&opts.database_url).await?;
     let log_dir = node::log_dir("outage")?;
 
     let mut rng = Rng::new(opts.seed);
@@ -296,13 +296,12 @@ pub async fn run_with(opts: OutageOptions, node_dead_after: Duration) -> Result<
         }
     }
     // Rejected probes wrote nothing.
-    let probes = client
-        .query_one(
-            "SELECT count(*) FROM bildad_entries WHERE job_run_identifier LIKE 'probe-%'",
-            &[],
-        )
-        .await?
-        .get::<_, i64>(0);
+    let probes = db::count(
+        &client,
+        "SELECT count(*) FROM bildad_entries_v2 WHERE job_run_identifier LIKE 'probe-%'",
+        &[],
+    )
+    .await?;
     if probes > 0 && !statuses.contains_key(&201) {
         violations.push(format!("{probes} probe entries written although refused"));
     }
@@ -349,17 +348,16 @@ async fn post_until_accepted(http: &reqwest::Client, base: &str, job: &PlannedJo
     Ok(())
 }
 
-async fn wait_running(client: &tokio_postgres::Client, n: usize) -> Result<()> {
+async fn wait_running(client: &Db, n: usize) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let running: i64 = client
-            .query_one(
-                "SELECT count(*) FROM bildad_runs
-                 WHERE job_run_identifier LIKE 'span-%' AND status = 'RUNNING'",
-                &[],
-            )
-            .await?
-            .get(0);
+        let running = db::count(
+            client,
+            "SELECT count(*) FROM bildad_runs
+             WHERE job_run_identifier LIKE 'span-%' AND status = 'RUNNING'",
+            &[],
+        )
+        .await?;
         if running as usize >= n {
             return Ok(());
         }

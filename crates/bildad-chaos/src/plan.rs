@@ -1,9 +1,9 @@
 //! The jobs of a run: a seeded mix of the demo types, what each attempt must end with,
 //! and the `chaos_plan` table that keeps the plan in the database beside the jobs.
 
+use crate::db::{Db, Param};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use tokio_postgres::Client;
 
 /// What a planned job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,28 +222,51 @@ pub fn generate(jobs: usize, prefix: &str, rng: &mut Rng) -> Vec<PlannedJob> {
 ///
 /// # Errors
 /// On a database error.
-pub async fn save(db: &Client, jobs: &[PlannedJob]) -> Result<()> {
+pub async fn save(db: &Db, jobs: &[PlannedJob]) -> Result<()> {
     db.batch_execute(
         "CREATE TABLE IF NOT EXISTS chaos_plan (
-             job_run_identifier TEXT PRIMARY KEY,
-             kind TEXT NOT NULL,
+             job_run_identifier VARCHAR(255) PRIMARY KEY,
+             kind VARCHAR(16) NOT NULL,
              max_retries INTEGER NOT NULL,
              fail_times INTEGER NOT NULL,
-             seconds FLOAT8 NOT NULL
+             seconds DOUBLE PRECISION NOT NULL
          )",
     )
     .await
     .context("creating chaos_plan")?;
-    for chunk in jobs.chunks(5000) {
-        let ids: Vec<&str> = chunk.iter().map(|j| j.identifier.as_str()).collect();
-        let kinds: Vec<&str> = chunk.iter().map(|j| j.kind.name()).collect();
-        let retries: Vec<i32> = chunk.iter().map(|j| j.max_retries).collect();
-        let fails: Vec<i32> = chunk.iter().map(|j| j.fail_times).collect();
-        let secs: Vec<f64> = chunk.iter().map(|j| j.seconds).collect();
+    for chunk in jobs.chunks(1000) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let n = i * 5;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${})",
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4,
+                    n + 5
+                )
+            })
+            .collect();
+        let params: Vec<Param<'_>> = chunk
+            .iter()
+            .flat_map(|j| {
+                [
+                    Param::Text(&j.identifier),
+                    Param::Text(j.kind.name()),
+                    Param::Int(j.max_retries),
+                    Param::Int(j.fail_times),
+                    Param::Float(j.seconds),
+                ]
+            })
+            .collect();
         db.execute(
-            "INSERT INTO chaos_plan
-             SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::int4[], $5::float8[])",
-            &[&ids, &kinds, &retries, &fails, &secs],
+            &format!(
+                "INSERT INTO chaos_plan (job_run_identifier, kind, max_retries, fail_times, seconds)
+                 VALUES {}",
+                rows.join(", ")
+            ),
+            &params,
         )
         .await
         .context("storing the plan")?;
@@ -255,7 +278,7 @@ pub async fn save(db: &Client, jobs: &[PlannedJob]) -> Result<()> {
 ///
 /// # Errors
 /// On a database error or an unknown kind.
-pub async fn load(db: &Client) -> Result<Vec<PlannedJob>> {
+pub async fn load(db: &Db) -> Result<Vec<PlannedJob>> {
     let rows = db
         .query(
             "SELECT job_run_identifier, kind, max_retries, fail_times, seconds FROM chaos_plan",
@@ -265,13 +288,13 @@ pub async fn load(db: &Client) -> Result<Vec<PlannedJob>> {
         .context("reading chaos_plan")?;
     rows.iter()
         .map(|r| {
-            let kind: String = r.get(1);
+            let kind: String = r.get(1)?;
             Ok(PlannedJob {
-                identifier: r.get(0),
+                identifier: r.get(0)?,
                 kind: Kind::from_name(&kind).with_context(|| format!("unknown kind {kind}"))?,
-                max_retries: r.get(2),
-                fail_times: r.get(3),
-                seconds: r.get(4),
+                max_retries: r.get(2)?,
+                fail_times: r.get(3)?,
+                seconds: r.get(4)?,
             })
         })
         .collect()

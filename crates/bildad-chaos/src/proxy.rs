@@ -69,7 +69,7 @@ impl Drop for Proxy {
     }
 }
 
-/// The `host:port` of a `postgres://` URL (port 5432 when absent).
+/// The `host:port` of a `postgres://` or `mysql://` URL (port 5432 or 3306 when absent).
 pub fn host_port(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
     let authority = rest.split(['/', '?']).next()?;
@@ -77,23 +77,34 @@ pub fn host_port(url: &str) -> Option<String> {
     if host.is_empty() {
         return None;
     }
+    let default_port = match crate::db::Backend::of(url).ok()? {
+        crate::db::Backend::Postgres => 5432,
+        crate::db::Backend::Mysql => 3306,
+    };
     Some(if host.contains(':') {
         host.to_owned()
     } else {
-        format!("{host}:5432")
+        format!("{host}:{default_port}")
     })
 }
 
-/// `url` pointing at `addr` instead of its own host and port.
+/// `url` pointing at `addr` instead of its own host and port. A MySQL URL also gets
+/// `prefer_socket=false`: the driver (`mysql_async`) otherwise moves a connection to
+/// `127.0.0.1` onto the server's Unix socket, around the proxy.
 pub fn via(url: &str, addr: SocketAddr) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
     let creds = authority.rsplit_once('@').map(|(c, _)| c);
-    Some(match creds {
+    let mut out = match creds {
         Some(c) => format!("{scheme}://{c}@{addr}{tail}"),
         None => format!("{scheme}://{addr}{tail}"),
-    })
+    };
+    if crate::db::Backend::of(url).ok()? == crate::db::Backend::Mysql {
+        out.push(if tail.contains('?') { '&' } else { '?' });
+        out.push_str("prefer_socket=false");
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -108,7 +119,19 @@ mod tests {
             host_port("postgres://u:p@db.example/x").as_deref(),
             Some("db.example:5432")
         );
+        assert_eq!(
+            host_port("mysql://root@db.example/x").as_deref(),
+            Some("db.example:3306")
+        );
         let a: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        assert_eq!(
+            via("mysql://root@127.0.0.1:3306/db", a).as_deref(),
+            Some("mysql://root@127.0.0.1:7000/db?prefer_socket=false")
+        );
+        assert_eq!(
+            via("mysql://root@h/db?pool_max=4", a).as_deref(),
+            Some("mysql://root@127.0.0.1:7000/db?pool_max=4&prefer_socket=false")
+        );
         assert_eq!(
             via(u, a).as_deref(),
             Some("postgres://postgres@127.0.0.1:7000/db?x=1")

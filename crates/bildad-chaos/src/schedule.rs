@@ -4,7 +4,7 @@
 //! from the schedule's first to its last has exactly one entry (in the queue or in the
 //! history), with no gap.
 
-use crate::db;
+use crate::db::{Db, Param};
 use crate::node::{ServeProcess, log_dir};
 use crate::plan::Rng;
 use anyhow::{Context, Result, bail};
@@ -21,7 +21,7 @@ pub const SCHEDULE: &str = "chaos-tick";
 pub struct ScheduleChaosOptions {
     /// The `bildad` binary.
     pub bin: PathBuf,
-    /// A migrated or empty PostgreSQL database the run may use.
+    /// A migrated or empty PostgreSQL or MySQL/MariaDB database the run may use.
     pub database_url: String,
     /// `bildad serve` processes (at least 2: one is down at a time).
     pub nodes: usize,
@@ -154,7 +154,7 @@ pub async fn run(opts: ScheduleChaosOptions) -> Result<ScheduleReport> {
     for p in nodes.into_iter().flatten() {
         tokio::task::spawn_blocking(move || p.terminate(Duration::from_secs(30))).await?;
     }
-    let client = db::connect(&opts.database_url).await?;
+    let client = Db::connect(&opts.database_url).await?;
     let (first, last) = span(&client).await?;
     let fires = fire_times(&client).await?;
     let violations = check(first, last, &fires);
@@ -166,48 +166,47 @@ pub async fn run(opts: ScheduleChaosOptions) -> Result<ScheduleReport> {
     })
 }
 
-/// The schedule's first fire time (from its creation) and last one, as stored.
-async fn span(
-    db: &tokio_postgres::Client,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+/// The schedule's first fire time (the second after its creation) and last one, as
+/// stored.
+async fn span(db: &Db) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+    let sql = format!(
+        "SELECT floor({}) + 1, {} FROM bildad_schedules WHERE name = $1",
+        db.epoch("inserted_at"),
+        db.epoch("last_fire_at")
+    );
     let row = db
-        .query_one(
-            "SELECT extract(epoch FROM date_trunc('second', inserted_at) + interval '1 second')::float8,
-                    extract(epoch FROM last_fire_at)::float8
-             FROM bildad_schedules WHERE name = $1",
-            &[&SCHEDULE],
-        )
+        .query_one(&sql, &[Param::Text(SCHEDULE)])
         .await
         .context("reading the schedule")?;
     let at = |s: Option<f64>| s.and_then(|s| DateTime::from_timestamp(s as i64, 0));
-    Ok((at(row.get(0)), at(row.get(1))))
+    Ok((at(row.get(0)?), at(row.get(1)?)))
 }
 
 /// Every fire time with an entry: the identifiers in the queue and in the history
 /// (several runs of one entry count once), with how many entries each has.
-async fn fire_times(db: &tokio_postgres::Client) -> Result<Vec<(DateTime<Utc>, i64)>> {
+async fn fire_times(db: &Db) -> Result<Vec<(DateTime<Utc>, i64)>> {
     let prefix = format!("schedule:{SCHEDULE}:");
     let rows = db
         .query(
             "SELECT substr(job_run_identifier, length($1) + 1), count(*) FROM (
-                 SELECT job_run_identifier FROM bildad_entries
-                 WHERE starts_with(job_run_identifier, $1)
+                 SELECT job_run_identifier FROM bildad_entries_v2
+                 WHERE substr(job_run_identifier, 1, length($1)) = $1
                  UNION ALL
                  SELECT DISTINCT job_run_identifier FROM bildad_runs
-                 WHERE starts_with(job_run_identifier, $1)
-                   AND job_run_identifier NOT IN (SELECT job_run_identifier FROM bildad_entries)
+                 WHERE substr(job_run_identifier, 1, length($1)) = $1
+                   AND job_run_identifier NOT IN (SELECT job_run_identifier FROM bildad_entries_v2)
              ) ids GROUP BY 1 ORDER BY 1",
-            &[&prefix],
+            &[Param::Text(&prefix)],
         )
         .await
         .context("reading the fire times")?;
     let mut out = Vec::new();
     for r in rows {
-        let text: String = r.get(0);
+        let text: String = r.get(0)?;
         let t = DateTime::parse_from_rfc3339(&text)
             .with_context(|| format!("fire time {text:?}"))?
             .with_timezone(&Utc);
-        out.push((t, r.get(1)));
+        out.push((t, r.get(1)?));
     }
     out.sort();
     Ok(out)

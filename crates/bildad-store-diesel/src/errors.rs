@@ -70,6 +70,13 @@ const TRANSIENT_MESSAGES: &[&str] = &[
     "Too many connections",
     "Server shutdown in progress",
     "Lost connection to",
+    // MariaDB 1467 ER_AUTOINC_READ_FAILED: a deadlock's victim that waited for a table's
+    // AUTO-INC lock gets this instead of 1213.
+    "Failed to read auto-increment value",
+    // mysql_async's own reports of a lost connection, which carry no server code: an I/O
+    // failure on the socket (`Error::Io`: broken pipe, reset) and a closed connection.
+    "Input/output error:",
+    "Connection to the server is closed",
     // SQLite: still busy after busy_timeout.
     "database is locked",
     "database is busy",
@@ -233,6 +240,18 @@ mod tests {
             (DatabaseErrorKind::ClosedConnection, "closed"),
             (DatabaseErrorKind::UnableToSendCommand, "connection closed"),
             (DatabaseErrorKind::Unknown, "database is locked"),
+            (
+                DatabaseErrorKind::Unknown,
+                "Input/output error: Input/output error: Broken pipe (os error 32)",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "Driver error: `Connection to the server is closed.'",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "Failed to read auto-increment value from storage engine",
+            ),
         ] {
             let e = db_error(db(kind, message));
             assert_eq!(e.kind(), ErrorKind::Unavailable, "{kind:?} {message}");

@@ -97,15 +97,26 @@ impl MysqlStore {
         let mut config = ManagerConfig::default();
         config.recycling_method =
             RecyclingMethod::CustomFunction(Box::new(|conn: &mut AsyncMysqlConnection| {
-                let clean = conn
+                let state = conn
                     .instrumentation()
                     .downcast_ref::<InFlight>()
-                    .is_none_or(|f| f.open == 0);
+                    .map(|f| (f.open, f.failed));
                 Box::pin(async move {
-                    if clean {
-                        Ok(())
-                    } else {
-                        Err(diesel::result::Error::BrokenTransactionManager)
+                    match state {
+                        Some((open, _)) if open > 0 => {
+                            Err(diesel::result::Error::BrokenTransactionManager)
+                        }
+                        // A query failed on it: a server's refusal leaves it usable, a
+                        // lost connection (the server restarted, the network cut) does
+                        // not, and mysql_async does not say which: ask the server.
+                        Some((_, true)) => {
+                            conn.batch_execute("SELECT 1").await?;
+                            if let Some(f) = conn.instrumentation().downcast_mut::<InFlight>() {
+                                f.failed = false;
+                            }
+                            Ok(())
+                        }
+                        _ => Ok(()),
                     }
                 })
             }));
@@ -157,10 +168,12 @@ impl MysqlStore {
 
 /// Counts a connection's queries that started and did not finish: one left open means a
 /// caller dropped the query's future mid-way, and the connection's protocol state is
-/// unknown (the pool's recycle check then closes it).
+/// unknown (the pool's recycle check then closes it). Also notes a query that failed: the
+/// recycle check then pings the server before the connection is handed out again.
 #[derive(Debug, Default)]
 struct InFlight {
     open: u32,
+    failed: bool,
 }
 
 impl diesel::connection::Instrumentation for InFlight {
@@ -168,7 +181,10 @@ impl diesel::connection::Instrumentation for InFlight {
         use diesel::connection::InstrumentationEvent as E;
         match event {
             E::StartQuery { .. } => self.open += 1,
-            E::FinishQuery { .. } => self.open = self.open.saturating_sub(1),
+            E::FinishQuery { error, .. } => {
+                self.open = self.open.saturating_sub(1);
+                self.failed |= error.is_some();
+            }
             _ => {}
         }
     }
@@ -197,9 +213,13 @@ use retry_deadlocks;
 /// See [`retry_deadlocks`].
 const DEADLOCK_ATTEMPTS: u32 = 5;
 
-/// True for InnoDB's ER_LOCK_DEADLOCK (1213), which diesel reports by its message.
+/// True for InnoDB's ER_LOCK_DEADLOCK (1213), which diesel reports by its message, and
+/// for MariaDB's ER_AUTOINC_READ_FAILED (1467), which is what a deadlock's victim gets
+/// when it was waiting for a table's AUTO-INC lock (an enqueue against a retry's
+/// `INSERT … SELECT`; `SHOW ENGINE INNODB STATUS` lists it as a deadlock, rolled back).
 fn is_deadlock(e: &StoreError) -> bool {
-    e.to_string().contains("Deadlock found")
+    let text = e.to_string();
+    text.contains("Deadlock found") || text.contains("Failed to read auto-increment value")
 }
 
 /// A list of ids bound as one JSON array (`?`, see [`json_ids`]), as a table `j(id)`.

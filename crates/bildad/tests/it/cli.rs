@@ -1,6 +1,8 @@
-//! Subcommands and flags on an embedded SQLite database.
+//! Subcommands and flags on an embedded SQLite database (and `migrate`, `engine run` and
+//! `status` on MariaDB).
 
 use crate::{Node, bildad, eventually};
+use bildad_store_diesel::testing::TestMysql;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -80,7 +82,33 @@ fn bad_flags_are_refused_with_a_message() {
 #[test]
 fn migrate_engine_run_and_status_work_from_the_shell() {
     let dir = scratch("cli");
-    let url = format!("sqlite://{}", dir.join("jobs.db").display());
+    migrate_engine_run_and_status(&format!("sqlite://{}", dir.join("jobs.db").display()));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The same on an empty MariaDB database (on the server of `BILDAD_TEST_MYSQL_URL`;
+/// skipped when none answers, unless `BILDAD_REQUIRE_MYSQL=1`). A failing run leaves its
+/// `bildad_cli_*` database behind for a look.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_engine_run_and_status_work_from_the_shell_on_mysql() {
+    // TestMysql says whether the server is there (and skips or panics as asked).
+    if TestMysql::fresh().await.is_none() {
+        return;
+    }
+    let server = std::env::var("BILDAD_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| bildad_store_diesel::testing::DEFAULT_MYSQL_URL.to_owned());
+    let empty = bildad_chaos::db::FreshDatabase::create(&server, "cli")
+        .await
+        .unwrap();
+    let url = empty.url.clone();
+    tokio::task::spawn_blocking(move || migrate_engine_run_and_status(&url))
+        .await
+        .unwrap();
+    empty.drop_database().await.unwrap();
+}
+
+fn migrate_engine_run_and_status(url: &str) {
+    let url = url.to_owned();
     let out = bildad()
         .args(["migrate", "--database-url", &url])
         .output()
@@ -121,7 +149,6 @@ fn migrate_engine_run_and_status_work_from_the_shell() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("available"));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// `--wake-on-enqueue` on the embedded SQLite default: an entry posted without

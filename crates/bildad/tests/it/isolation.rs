@@ -5,7 +5,7 @@
 //! children with it.
 
 use crate::{Node, eventually};
-use bildad_store_diesel::testing::{TestPg, TestSqlite};
+use bildad_store_diesel::testing::{TestMysql, TestPg, TestSqlite};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -181,6 +181,14 @@ async fn isolated_runs_are_killed_on_postgres() {
         return;
     };
     isolated_runs_are_killed(pg.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_runs_are_killed_on_mysql() {
+    let Some(db) = TestMysql::fresh().await else {
+        return;
+    };
+    isolated_runs_are_killed(db.url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 //! Prometheus text parser; the route needs the token. And `--log-format json`.
 
 use crate::{Node, eventually};
-use bildad_store_diesel::testing::TestPg;
+use bildad_store_diesel::testing::{TestMysql, TestPg};
 use prometheus_parse::{Sample, Scrape, Value as Metric};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -158,6 +158,14 @@ async fn metrics_of_a_known_mix_on_postgres() {
         return;
     };
     known_mix_is_counted_exactly(pg.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_of_a_known_mix_on_mysql() {
+    let Some(db) = TestMysql::fresh().await else {
+        return;
+    };
+    known_mix_is_counted_exactly(db.url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
