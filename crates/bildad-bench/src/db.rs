@@ -140,50 +140,28 @@ impl BenchDb {
     /// A fresh, migrated database on the backend of `admin_url`.
     pub(crate) async fn create(admin_url: &str) -> Result<Self> {
         match Backend::of(admin_url)? {
-            Backend::Postgres => Self::create_pg(admin_url).await,
             Backend::Sqlite => Self::create_sqlite(admin_url).await,
-            Backend::Mysql => Self::create_mysql(admin_url).await,
+            backend => Self::create_on_server(admin_url, backend).await,
         }
     }
 
-    async fn create_mysql(admin_url: &str) -> Result<Self> {
+    /// A database created on the server of `admin_url` (PostgreSQL or MariaDB), and
+    /// migrated by the store's own `migrate` for its URL.
+    async fn create_on_server(admin_url: &str, backend: Backend) -> Result<Self> {
         let name = format!("bildad_bench_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = mysql_admin(admin_url).await?;
-        conn.batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .with_context(|| format!("cannot create database {name}"))?;
+        let create = format!("CREATE DATABASE {name}");
+        let created = match backend {
+            Backend::Mysql => mysql_admin(admin_url).await?.batch_execute(&create).await,
+            _ => admin(admin_url).await?.batch_execute(&create).await,
+        };
+        created.with_context(|| format!("cannot create database {name}"))?;
         let db = Self {
-            backend: Backend::Mysql,
+            backend,
             admin_url: admin_url.to_string(),
             url: with_database(admin_url, &name),
             name,
         };
-        let store = MysqlStore::connect(&db.url).await?;
-        let migrated = store.migrate().await;
-        store.close();
-        if let Err(e) = migrated {
-            db.drop_now().await;
-            bail!("cannot migrate {}: {e}", db.name);
-        }
-        Ok(db)
-    }
-
-    async fn create_pg(admin_url: &str) -> Result<Self> {
-        let name = format!("bildad_bench_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = admin(admin_url).await?;
-        conn.batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .with_context(|| format!("cannot create database {name}"))?;
-        let db = Self {
-            backend: Backend::Postgres,
-            admin_url: admin_url.to_string(),
-            url: with_database(admin_url, &name),
-            name,
-        };
-        let store = PgStore::connect(&db.url).await?;
-        let migrated = store.migrate().await;
-        store.close();
-        if let Err(e) = migrated {
+        if let Err(e) = bildad_store_diesel::migrate(&db.url).await {
             db.drop_now().await;
             bail!("cannot migrate {}: {e}", db.name);
         }
@@ -314,38 +292,26 @@ impl BenchDb {
         }
     }
 
-    /// Drops the database (PostgreSQL, `WITH (FORCE)`) or deletes its directory (SQLite);
-    /// a failure is only printed.
+    /// Drops the database (PostgreSQL `WITH (FORCE)`, MariaDB) or deletes its directory
+    /// (SQLite); a failure is only printed.
     pub(crate) async fn drop_now(&self) {
-        match self.backend {
+        let sql = format!("DROP DATABASE IF EXISTS {}", self.name);
+        let dropped = match self.backend {
             Backend::Postgres => match admin(&self.admin_url).await {
-                Ok(mut c) => {
-                    if let Err(e) = c
-                        .batch_execute(&format!(
-                            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                            self.name
-                        ))
-                        .await
-                    {
-                        eprintln!("cannot drop database {}: {e}", self.name);
-                    }
-                }
-                Err(e) => eprintln!("cannot drop database {}: {e}", self.name),
+                Ok(mut c) => c
+                    .batch_execute(&format!("{sql} WITH (FORCE)"))
+                    .await
+                    .map_err(Into::into),
+                Err(e) => Err(e),
             },
-            Backend::Sqlite => {
-                if let Err(e) = std::fs::remove_dir_all(&self.name) {
-                    eprintln!("cannot delete {}: {e}", self.name);
-                }
-            }
             Backend::Mysql => match mysql_admin(&self.admin_url).await {
-                Ok(mut c) => {
-                    let sql = format!("DROP DATABASE IF EXISTS {}", self.name);
-                    if let Err(e) = c.batch_execute(&sql).await {
-                        eprintln!("cannot drop database {}: {e}", self.name);
-                    }
-                }
-                Err(e) => eprintln!("cannot drop database {}: {e}", self.name),
+                Ok(mut c) => c.batch_execute(&sql).await.map_err(Into::into),
+                Err(e) => Err(e),
             },
+            Backend::Sqlite => std::fs::remove_dir_all(&self.name).map_err(Into::into),
+        };
+        if let Err(e) = dropped {
+            eprintln!("cannot drop {}: {e:#}", self.name);
         }
     }
 
