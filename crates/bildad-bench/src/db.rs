@@ -165,6 +165,16 @@ impl BenchDb {
             db.drop_now().await;
             bail!("cannot migrate {}: {e}", db.name);
         }
+        if let Ok(sql) = std::env::var("BILDAD_BENCH_AFTER_MIGRATE") {
+            let done = match backend {
+                Backend::Mysql => mysql_admin(&db.url).await?.batch_execute(&sql).await,
+                _ => admin(&db.url).await?.batch_execute(&sql).await,
+            };
+            if let Err(e) = done {
+                db.drop_now().await;
+                bail!("BILDAD_BENCH_AFTER_MIGRATE failed on {}: {e}", db.name);
+            }
+        }
         Ok(db)
     }
 

@@ -274,41 +274,49 @@ impl NewEntry {
     /// The rules that need no template: identifier, bounds. Pointers are prefixed
     /// with `prefix` (e.g. `/3` for the fourth entry of a bulk enqueue).
     pub fn check_fields(&self, prefix: &str, v: &mut Vec<Violation>) {
-        check_code(&format!("{prefix}/template"), &self.template, v);
-        check_no_nul(&format!("{prefix}/context"), &self.context, v);
+        // The checks name fields from the entry's root; `prefix` is put in front of the
+        // pointers of what they found only, so that a valid entry costs no formatting.
+        let start = v.len();
+        check_code("/template", &self.template, v);
+        check_no_nul("/context", &self.context, v);
         if let Some(id) = &self.job_run_identifier {
-            check_identifier(&format!("{prefix}/job_run_identifier"), id, v);
+            check_identifier("/job_run_identifier", id, v);
         }
         if let Some(q) = &self.queue {
-            check_code(&format!("{prefix}/queue"), q, v);
+            check_code("/queue", q, v);
         }
         if let Some(t) = &self.trace_context
             && crate::Traceparent::parse(t).is_none()
         {
             v.push(Violation::new(
-                format!("{prefix}/trace_context"),
+                "/trace_context",
                 "must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)",
             ));
         }
         if let Some(t) = self.timeout_seconds {
-            check_timeout(&format!("{prefix}/timeout_seconds"), t, v);
+            check_timeout("/timeout_seconds", t, v);
         }
         if let Some(r) = self.max_retries {
-            check_retries(&format!("{prefix}/max_retries"), r, v);
+            check_retries("/max_retries", r, v);
         }
         if let Some(s) = self.unique_for_seconds {
-            crate::unique::check_unique_for(&format!("{prefix}/unique_for_seconds"), s, v);
+            crate::unique::check_unique_for("/unique_for_seconds", s, v);
         }
         if self.run_at.is_some() && self.run_in.is_some() {
             v.push(Violation::new(
-                format!("{prefix}/run_in"),
+                "/run_in",
                 "run_in and run_at cannot both be set",
             ));
         } else if self.run_in.is_some_and(|d| d > MAX_RUN_IN) {
             v.push(Violation::new(
-                format!("{prefix}/run_in"),
+                "/run_in",
                 format!("must be at most {} seconds", MAX_RUN_IN.as_secs()),
             ));
+        }
+        if !prefix.is_empty() {
+            for e in &mut v[start..] {
+                e.pointer.insert_str(0, prefix);
+            }
         }
     }
 }
@@ -326,6 +334,9 @@ fn finish(v: Vec<Violation>) -> Result<(), StoreError> {
 /// JSON pointer inside `value`; at most 20. Every store applies it to contexts and
 /// schemas, so such input is a 422 naming the field on every backend.
 pub fn check_no_nul(pointer: &str, value: &Value, v: &mut Vec<Violation>) {
+    if !holds_nul(value) {
+        return;
+    }
     let mut found = 0;
     let mut stack = vec![(pointer.to_owned(), value)];
     while let Some((here, value)) = stack.pop().filter(|_| found < 20) {
@@ -348,6 +359,27 @@ pub fn check_no_nul(pointer: &str, value: &Value, v: &mut Vec<Violation>) {
             v.push(Violation::new(here, "must not contain NUL (\\u0000)"));
         }
     }
+}
+
+/// True when a string or an object key anywhere in `value` holds a NUL: the check's
+/// fast path, which allocates nothing.
+fn holds_nul(value: &Value) -> bool {
+    // A stack, not recursion: a context built in code may nest deeper than a thread's stack.
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::String(s) if s.contains('\0') => return true,
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                if map.keys().any(|k| k.contains('\0')) {
+                    return true;
+                }
+                stack.extend(map.values());
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 fn check_text(pointer: &str, s: &str, v: &mut Vec<Violation>) {

@@ -63,8 +63,14 @@ pub(crate) fn prepare_entries(
     let mut v = Vec::new();
     let mut out = Vec::with_capacity(new.len());
     for (i, n) in new.into_iter().enumerate() {
-        let prefix = format!("/{i}");
-        let Some(t) = schemas.check_entry(templates.get(&n.template), &n, &prefix, &mut v) else {
+        // Pointers are made from the entry's root, and prefixed with its index only when
+        // it has a violation: a valid entry costs no formatting.
+        let start = v.len();
+        let t = schemas.check_entry(templates.get(&n.template), &n, "", &mut v);
+        for e in &mut v[start..] {
+            e.pointer.insert_str(0, &format!("/{i}"));
+        }
+        let Some(t) = t else {
             continue;
         };
         let unique = n.unique_key().zip(n.unique_for_seconds);
