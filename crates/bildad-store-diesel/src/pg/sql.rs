@@ -64,10 +64,19 @@ pub(crate) static MIGRATE: Migrations = Migrations {
 /// into their runs (`DELETE … RETURNING` feeding the runs' `INSERT`: a running job is
 /// one row, its run, which carries what the entry carried). `{pick}` is [`PICK`] (the fast
 /// path) or [`PICK_LIMITED`] (the limited queues' bounded path, `pg/queues.rs`).
+///
+/// The pick returns the locked rows' `ctid`s, and the `DELETE` finds them by a TID scan
+/// instead of one primary-key probe each: 20 % less time per claim of 500, 1.07× the
+/// processed rate (docs/PERFORMANCE.md, round 7). A `ctid` names a row version; the pick
+/// holds the row's lock from the moment it reads it, and no statement updates an entry
+/// (a retry re-inserts it), so the version the pick locked is the one the `DELETE` finds.
+/// Were an entry ever updated between the claim's snapshot and its lock, the `DELETE`
+/// would not see the new version and would leave that entry `AVAILABLE` (claimed later),
+/// never claim it twice.
 pub(crate) const CLAIM: &str = "
 WITH moved AS (
     DELETE FROM bildad_queue e
-    WHERE e.id IN ({pick})
+    WHERE e.ctid = ANY(ARRAY({pick}))
     RETURNING e.*
 ), started AS (
     INSERT INTO bildad_runs (entry_id, job_run_identifier, template, job_type, retry,
@@ -102,7 +111,7 @@ ORDER BY s.priority, s.entry_inserted_at, s.entry_id";
 /// that starts after it commits). `{filter}` is one of two constant predicates, followed
 /// by the node's queue filters ([`super::claim`]).
 pub(crate) const PICK: &str = "
-        SELECT e.id
+        SELECT e.ctid
         FROM bildad_queue e
         JOIN bildad_templates t ON t.id = e.template_id
         WHERE e.status = 'AVAILABLE' AND {filter} AND t.job_type = ANY($1)
@@ -116,10 +125,10 @@ pub(crate) const PICK: &str = "
 /// The bounded path's pick: of each queue `$6`, at most its room `$7` entries in run
 /// order, at most `$2` in all.
 pub(crate) const PICK_LIMITED: &str = "
-        SELECT p.id
+        SELECT p.ctid
         FROM unnest($6::text[], $7::int8[]) AS room(queue, n)
         CROSS JOIN LATERAL (
-            SELECT e.id, e.priority, e.inserted_at
+            SELECT e.ctid, e.id, e.priority, e.inserted_at
             FROM bildad_queue e
             JOIN bildad_templates t ON t.id = e.template_id
             WHERE e.status = 'AVAILABLE' AND {filter} AND t.job_type = ANY($1)
