@@ -193,15 +193,16 @@ macro_rules! for_each_case {
             runs_to_expire_stale_heartbeat,
             runs_to_expire_stopped_node,
             runs_finalized_reports_finalized,
-            // listings, history, nodes
+            // queue listings
             queue_listing_in_run_order,
             queue_listing_filters_by_status,
             queue_listing_pages_and_totals,
             entry_position_in_run_order,
+            list_entries_where_filters_by_template,
+            // run history, nodes, counts
             list_runs_newest_first,
             list_runs_each_filter_narrows,
             list_runs_pages_and_totals,
-            list_entries_where_filters_by_template,
             run_activity_matches_run_history,
             get_run_not_found,
             prune_runs_only_old_done,
