@@ -372,6 +372,21 @@ pub(crate) struct ClaimRow {
     pub(crate) entry_run_at: Timestamp,
     #[diesel(sql_type = Nullable<Text>)]
     pub(crate) trace_context: Option<String>,
+    /// The entry's place in run order (`priority`, `inserted_at`, id): a batch is listed
+    /// in it ([`ClaimRow::run_order`]), sorted by the store rather than by the server.
+    #[diesel(sql_type = Integer)]
+    pub(crate) priority: i32,
+    #[diesel(sql_type = DbTime)]
+    pub(crate) entry_inserted_at: Timestamp,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) entry_id: i64,
+}
+
+impl ClaimRow {
+    /// The key that puts a claimed batch in run order.
+    pub(crate) fn run_order(&self) -> (i32, Timestamp, i64) {
+        (self.priority, self.entry_inserted_at, self.entry_id)
+    }
 }
 
 impl TryFrom<ClaimRow> for bildad_core::ClaimedRun {

@@ -42,6 +42,9 @@ pub(super) async fn claim(store: &PgStore, req: ClaimRequest) -> StoreResult<Vec
     if left > 0 {
         rows.extend(claim_fast(&mut conn, &req, left, &special).await?);
     }
+    // In run order: each statement's rows come unsorted (see `CLAIM`), and the limited
+    // queues' come before the others'.
+    rows.sort_unstable_by_key(ClaimRow::run_order);
     convert(rows)
 }
 

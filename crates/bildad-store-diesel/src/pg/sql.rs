@@ -73,6 +73,10 @@ pub(crate) static MIGRATE: Migrations = Migrations {
 /// Were an entry ever updated between the claim's snapshot and its lock, the `DELETE`
 /// would not see the new version and would leave that entry `AVAILABLE` (claimed later),
 /// never claim it twice.
+///
+/// The rows come back in no particular order, with each entry's place in run order: the
+/// store sorts the batch (`ClaimRow::run_order`), which spares the server a sort of
+/// every claim (0.5 ms of 9).
 pub(crate) const CLAIM: &str = "
 WITH moved AS (
     DELETE FROM bildad_queue e
@@ -101,10 +105,9 @@ SELECT s.id, s.job_run_identifier, s.template, s.job_type, s.retry, s.process_na
        s.node, s.node_name, s.status, s.result, s.reason, s.context, s.output,
        s.started_at, s.timeout_at, s.expires_at, s.ended_at, s.queue,
        s.max_retries, s.template_id, t.updated_at AS template_updated_at, s.entry_run_at,
-       s.trace_context
+       s.trace_context, s.priority, s.entry_inserted_at, s.entry_id
 FROM started s
-JOIN bildad_templates t ON t.id = s.template_id
-ORDER BY s.priority, s.entry_inserted_at, s.entry_id";
+JOIN bildad_templates t ON t.id = s.template_id";
 
 /// The fast path's pick: available entries in run order, of no queue whose settings
 /// restrict it (paused or limited: read in the statement, so a change binds every claim
