@@ -77,37 +77,47 @@ pub(crate) static MIGRATE: Migrations = Migrations {
 /// The rows come back in no particular order, with each entry's place in run order: the
 /// store sorts the batch (`ClaimRow::run_order`), which spares the server a sort of
 /// every claim (0.5 ms of 9).
+///
+/// The runs' rows are made once, in `r` (their ids drawn from the identity's sequence),
+/// inserted from there, and returned from there: the result is what was inserted
+/// (`started` must succeed for the statement to), read without a `RETURNING` of the
+/// insert or a second join to the templates for their version (1 ms of 8.5 less).
 pub(crate) const CLAIM: &str = "
 WITH moved AS (
     DELETE FROM bildad_queue e
     WHERE e.ctid = ANY(ARRAY({pick}))
     RETURNING e.*
+), r AS MATERIALIZED (
+    SELECT nextval('bildad_runs_id_seq') AS id, m.id AS entry_id, m.job_run_identifier,
+           t.code AS template, t.job_type, m.attempts AS retry,
+           $3 || '/' || m.job_run_identifier || '/' || m.attempts AS process_name,
+           $3 AS node, $4 AS node_name, 'RUNNING' AS status, m.context, now() AS started_at,
+           now() + m.timeout_seconds * interval '1 second' AS timeout_at,
+           now() + m.timeout_seconds * interval '1 second' + $5 * interval '1 microsecond'
+               AS expires_at,
+           m.template_id, m.priority, m.timeout_seconds, m.max_retries, m.uncounted_runs,
+           m.run_at AS entry_run_at, m.inserted_at AS entry_inserted_at, m.queue,
+           m.trace_context, t.updated_at AS template_updated_at
+    FROM moved m
+    JOIN bildad_templates t ON t.id = m.template_id
 ), started AS (
-    INSERT INTO bildad_runs (entry_id, job_run_identifier, template, job_type, retry,
+    INSERT INTO bildad_runs (id, entry_id, job_run_identifier, template, job_type, retry,
         process_name, node, node_name, status, context, started_at, timeout_at, expires_at,
         template_id, priority, timeout_seconds, max_retries, uncounted_runs, entry_run_at,
         entry_inserted_at, queue, trace_context)
-    SELECT m.id, m.job_run_identifier, t.code, t.job_type, m.attempts,
-           $3 || '/' || m.job_run_identifier || '/' || m.attempts, $3, $4, 'RUNNING',
-           m.context, now(),
-           now() + m.timeout_seconds * interval '1 second',
-           now() + m.timeout_seconds * interval '1 second' + $5 * interval '1 microsecond',
-           m.template_id, m.priority, m.timeout_seconds, m.max_retries, m.uncounted_runs,
-           m.run_at, m.inserted_at, m.queue, m.trace_context
-    FROM moved m
-    JOIN bildad_templates t ON t.id = m.template_id
-    RETURNING id, job_run_identifier, template, job_type, retry, process_name, node,
-        node_name, status, result, reason, context, output, started_at, timeout_at,
-        expires_at, ended_at, max_retries, template_id, priority, entry_inserted_at, entry_id,
-        queue, entry_run_at, trace_context
+    OVERRIDING SYSTEM VALUE
+    SELECT id, entry_id, job_run_identifier, template, job_type, retry, process_name, node,
+        node_name, status, context, started_at, timeout_at, expires_at, template_id,
+        priority, timeout_seconds, max_retries, uncounted_runs, entry_run_at,
+        entry_inserted_at, queue, trace_context
+    FROM r
 )
-SELECT s.id, s.job_run_identifier, s.template, s.job_type, s.retry, s.process_name,
-       s.node, s.node_name, s.status, s.result, s.reason, s.context, s.output,
-       s.started_at, s.timeout_at, s.expires_at, s.ended_at, s.queue,
-       s.max_retries, s.template_id, t.updated_at AS template_updated_at, s.entry_run_at,
-       s.trace_context, s.priority, s.entry_inserted_at, s.entry_id
-FROM started s
-JOIN bildad_templates t ON t.id = s.template_id";
+SELECT id, job_run_identifier, template, job_type, retry, process_name, node, node_name,
+       status, NULL::text AS result, NULL::text AS reason, context, NULL::jsonb AS output,
+       started_at, timeout_at, expires_at, NULL::timestamptz AS ended_at, queue,
+       max_retries, template_id, template_updated_at, entry_run_at, trace_context,
+       priority, entry_inserted_at, entry_id
+FROM r";
 
 /// The fast path's pick: available entries in run order, of no queue whose settings
 /// restrict it (paused or limited: read in the statement, so a change binds every claim
