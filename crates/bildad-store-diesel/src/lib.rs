@@ -460,6 +460,25 @@ fn mysql_url(url: &str) -> String {
     }
 }
 
+/// Opens a `$store` of one connection on `$url`, applies its migrations, and closes it:
+/// [`migrate`] for the server backends.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+macro_rules! migrate_on_one_connection {
+    ($store:ty, $url:expr) => {{
+        let store = <$store>::connect_with(
+            $url,
+            PoolOptions {
+                max_size: 1,
+                ..PoolOptions::default()
+            },
+        )
+        .await?;
+        let out = store.migrate().await;
+        store.close();
+        out
+    }};
+}
+
 /// Applies the migrations that the database at `url` has not run yet (as [`connect`]
 /// does), then closes the connections.
 pub async fn migrate(url: &str) -> StoreResult<()> {
@@ -467,17 +486,7 @@ pub async fn migrate(url: &str) -> StoreResult<()> {
         Backend::Postgres => {
             #[cfg(feature = "postgres")]
             {
-                let store = PgStore::connect_with(
-                    url,
-                    PoolOptions {
-                        max_size: 1,
-                        ..PoolOptions::default()
-                    },
-                )
-                .await?;
-                let out = store.migrate().await;
-                store.close();
-                out
+                migrate_on_one_connection!(PgStore, url)
             }
             #[cfg(not(feature = "postgres"))]
             Err(not_built("postgres"))
@@ -493,17 +502,7 @@ pub async fn migrate(url: &str) -> StoreResult<()> {
         Backend::Mysql => {
             #[cfg(feature = "mysql")]
             {
-                let store = MysqlStore::connect_with(
-                    &mysql_url(url),
-                    PoolOptions {
-                        max_size: 1,
-                        ..PoolOptions::default()
-                    },
-                )
-                .await?;
-                let out = store.migrate().await;
-                store.close();
-                out
+                migrate_on_one_connection!(MysqlStore, &mysql_url(url))
             }
             #[cfg(not(feature = "mysql"))]
             Err(not_built("mysql"))
