@@ -34,8 +34,11 @@ pub trait JobExecutor: Send + Sync + 'static {
     fn running(&self) -> Vec<RunId>;
 
     /// How many more jobs this node may run now: `max_concurrent_jobs` minus the slots
-    /// taken (jobs running, outcomes being recorded, aborted tasks that have not ended
-    /// yet, so more than [`JobExecutor::running`] lists); 0 once shutdown began.
+    /// taken; 0 once shutdown began. A slot is taken by a job running and by an aborted
+    /// task that has not ended yet (so more than [`JobExecutor::running`] lists). A job
+    /// that has returned frees its slot while its outcome waits to be recorded, as long
+    /// as no more than `max_concurrent_jobs` outcomes wait; each one beyond holds a slot,
+    /// so a slow database slows the claims instead of piling up outcomes.
     fn free_slots(&self) -> usize;
 
     /// Stops accepting work, waits up to `grace` for running jobs, then aborts those

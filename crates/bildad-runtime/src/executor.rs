@@ -40,6 +40,11 @@ pub(crate) const RETRY_MAX: Duration = Duration::from_secs(5);
 ///   cancellation flag, and tokio drops the task at its next `.await`. The run keeps its
 ///   slot until its task has really ended (a blocking or CPU-bound job runs on until it
 ///   yields), so `max_concurrent_jobs` holds even then.
+/// - A slot frees when the job returns, not when its outcome is recorded (as River's
+///   completer does): up to `max_concurrent_jobs` outcomes may wait for the finalizer
+///   without holding a slot, and beyond that each waiting outcome holds one, so a slow
+///   database slows the claims instead of piling up outcomes. `max_concurrent_jobs` is
+///   the number of jobs executing at once.
 /// - Once a job has returned, its outcome is the run's: the run can no longer be aborted
 ///   (the killer and shutdown leave it alone), and its outcome, queued for the batch
 ///   finalizer, is recorded unless someone else ended the run first.
@@ -55,7 +60,7 @@ impl std::fmt::Debug for TokioExecutor {
         f.debug_struct("TokioExecutor")
             .field("node", &self.inner.node.instance_id)
             .field("max_concurrent_jobs", &self.inner.max)
-            .field("running", &self.inner.lock().len())
+            .field("running", &self.inner.lock().runs.len())
             .finish()
     }
 }
@@ -65,12 +70,27 @@ struct Inner {
     backoff: Backoff,
     max: usize,
     rt: tokio::runtime::Handle,
-    running: Mutex<HashMap<RunId, LocalRun>>,
+    running: Mutex<Registry>,
     closed: AtomicBool,
     slot_freed: Arc<Notify>,
     finalizer: mpsc::UnboundedSender<PendingFinalize>,
     finalizer_task: AbortHandle,
     store: Arc<dyn JobStore>,
+}
+
+/// The local runs, and how many of them are [`LocalState::Finishing`].
+#[derive(Default)]
+struct Registry {
+    runs: HashMap<RunId, LocalRun>,
+    finishing: usize,
+}
+
+impl Registry {
+    /// The slots taken: every task that is not finishing, and the finishing ones beyond
+    /// the `max` outcomes that may wait without a slot.
+    fn slots_taken(&self, max: usize) -> usize {
+        (self.runs.len() - self.finishing) + self.finishing.saturating_sub(max)
+    }
 }
 
 struct LocalRun {
@@ -103,29 +123,36 @@ struct PendingFinalize {
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, HashMap<RunId, LocalRun>> {
-        // The map is consistent after any panic (single inserts and removes).
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        // The registry is consistent after any panic (each change is made whole under
+        // the lock).
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Frees the slot of `run` (its task has ended).
+    /// Forgets `run` (its task has ended), freeing its slot if it held one.
     fn release(&self, run: RunId) {
-        if self.lock().remove(&run).is_some() {
+        let mut reg = self.lock();
+        if let Some(local) = reg.runs.remove(&run) {
+            if local.state == LocalState::Finishing {
+                reg.finishing -= 1;
+            }
+            drop(reg);
             self.slot_freed.notify_waiters();
         }
     }
 
     /// The runs of `map` whose jobs are still running (not returned, not aborted).
-    fn running_ids(map: &HashMap<RunId, LocalRun>) -> Vec<RunId> {
-        map.iter()
+    fn running_ids(reg: &Registry) -> Vec<RunId> {
+        reg.runs
+            .iter()
             .filter(|(_, l)| l.state == LocalState::Running)
             .map(|(id, _)| *id)
             .collect()
     }
 
     /// Aborts `run` if its job is still running: true when this call aborted it.
-    fn abort_running(map: &mut HashMap<RunId, LocalRun>, run: RunId) -> bool {
-        match map.get_mut(&run) {
+    fn abort_running(reg: &mut Registry, run: RunId) -> bool {
+        match reg.runs.get_mut(&run) {
             Some(local) if local.state == LocalState::Running => {
                 local.state = LocalState::Aborted;
                 local.cancel.cancel();
@@ -139,15 +166,30 @@ impl Inner {
     }
 
     /// The job of `run` returned: true when its outcome is to be recorded (the run was
-    /// not aborted meanwhile; its aborter finalizes it then).
+    /// not aborted meanwhile; its aborter finalizes it then). Its slot frees now unless
+    /// `max` outcomes already wait (see [`Registry::slots_taken`]).
     fn job_returned(&self, run: RunId) -> bool {
-        match self.lock().get_mut(&run) {
+        let mut reg = self.lock();
+        match reg.runs.get_mut(&run) {
             Some(local) if local.state == LocalState::Running => {
                 local.state = LocalState::Finishing;
+                reg.finishing += 1;
+                let freed = reg.finishing <= self.max;
+                drop(reg);
+                if freed {
+                    self.slot_freed.notify_waiters();
+                }
                 true
             }
             _ => false,
         }
+    }
+
+    fn free_slots(&self) -> usize {
+        if self.closed.load(Ordering::SeqCst) {
+            return 0;
+        }
+        self.max.saturating_sub(self.lock().slots_taken(self.max))
     }
 
     /// Queues `req` for the finalizer task and waits for its result.
@@ -197,7 +239,7 @@ impl TokioExecutor {
                 backoff,
                 max: max_concurrent_jobs,
                 rt,
-                running: Mutex::new(HashMap::new()),
+                running: Mutex::new(Registry::default()),
                 closed: AtomicBool::new(false),
                 slot_freed: Arc::new(Notify::new()),
                 finalizer: tx,
@@ -212,10 +254,10 @@ impl TokioExecutor {
         self.inner.slot_freed.clone()
     }
 
-    /// How many slots are taken now: jobs running, outcomes being recorded, and aborted
-    /// tasks that have not ended yet.
+    /// How many tasks this executor has now: jobs running, outcomes being recorded, and
+    /// aborted tasks that have not ended yet (each of them ends with its task).
     pub fn running_count(&self) -> usize {
-        self.inner.lock().len()
+        self.inner.lock().runs.len()
     }
 
     /// Waits until every task of this executor has ended (jobs done, outcomes recorded,
@@ -226,11 +268,11 @@ impl TokioExecutor {
             let freed = self.inner.slot_freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if self.inner.lock().is_empty() {
+            if self.inner.lock().runs.is_empty() {
                 return true;
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                return self.inner.lock().is_empty();
+                return self.inner.lock().runs.is_empty();
             }
         }
     }
@@ -243,11 +285,11 @@ impl TokioExecutor {
         if self.wait_idle(grace).await {
             return Vec::new();
         }
-        let mut map = self.inner.lock();
+        let mut reg = self.inner.lock();
         let mut aborted = Vec::new();
-        for id in Inner::running_ids(&map) {
-            if Inner::abort_running(&mut map, id) {
-                aborted.extend(map.get(&id).map(|l| (id, l.queue.clone())));
+        for id in Inner::running_ids(&reg) {
+            if Inner::abort_running(&mut reg, id) {
+                aborted.extend(reg.runs.get(&id).map(|l| (id, l.queue.clone())));
             }
         }
         aborted
@@ -259,7 +301,11 @@ impl TokioExecutor {
     pub fn crash(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.finalizer_task.abort();
-        let all: Vec<_> = self.inner.lock().drain().collect();
+        let all: Vec<_> = {
+            let mut reg = self.inner.lock();
+            reg.finishing = 0;
+            reg.runs.drain().collect()
+        };
         for (_, local) in all {
             local.abort.abort();
         }
@@ -307,7 +353,7 @@ impl JobExecutor for TokioExecutor {
         };
         // Hold the lock across the spawn, so the task's guard cannot remove the entry
         // before it is inserted.
-        let mut map = self.inner.lock();
+        let mut reg = self.inner.lock();
         let guard = SlotGuard {
             inner: inner.clone(),
             run: run_id,
@@ -315,7 +361,7 @@ impl JobExecutor for TokioExecutor {
         let task = inner
             .rt
             .spawn(execute(inner.clone(), guard, job, ctx, queue.clone()).instrument(span));
-        map.insert(
+        reg.runs.insert(
             run_id,
             LocalRun {
                 abort: task.abort_handle(),
@@ -340,10 +386,7 @@ impl JobExecutor for TokioExecutor {
     }
 
     fn free_slots(&self) -> usize {
-        if self.inner.closed.load(Ordering::SeqCst) {
-            return 0;
-        }
-        self.inner.max.saturating_sub(self.inner.lock().len())
+        self.inner.free_slots()
     }
 
     /// Stops accepting work, waits up to `grace` for running jobs, then aborts those

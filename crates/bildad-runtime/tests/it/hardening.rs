@@ -288,3 +288,35 @@ async fn the_killer_does_not_count_its_own_finished_run_as_ended_elsewhere() {
     let done = wait_done(&*mem, run.unwrap()).await;
     assert_eq!(done.result, Some(RunResult::Succeeded));
 }
+
+#[tokio::test]
+async fn a_returned_job_frees_its_slot_while_its_outcome_waits_up_to_the_bound() {
+    let mem = store_with("count", "count", 60, 3).await;
+    let faults = FaultStore::new(mem.clone());
+    // The first outcome waits in the finalizer, not yet in the database.
+    let queued = faults.once(Call::FinalizeMany, 0, Once::HoldBefore);
+    let (reg, runs) = counting();
+    let (engine, exec, _) = bare(faults.clone(), reg, 1);
+    for _ in 0..3 {
+        faults.enqueue(NewEntry::new("count", json!({}))).await.unwrap();
+    }
+    assert_eq!(engine.run_once().await.unwrap().start.ok_count, 1);
+    queued.entered().await;
+    // One slot: the first job returned, so the second may run while its outcome waits.
+    assert_eq!(exec.free_slots(), 1, "a returned job's outcome holds no slot");
+    assert_eq!(engine.run_once().await.unwrap().start.ok_count, 1);
+    // Its outcome waits behind the first: two outcomes wait, one more than the slots,
+    // so that one holds the slot and nothing more is claimed.
+    until("the second job returns", || async { exec.free_slots() == 0 }).await;
+    assert_eq!(exec.running_count(), 2);
+    assert_eq!(engine.run_once().await.unwrap().start.ok_count, 0);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    queued.release();
+    until("both outcomes are recorded", || async {
+        exec.running_count() == 0
+    })
+    .await;
+    assert_eq!(engine.run_once().await.unwrap().start.ok_count, 1);
+    until("the third ends", || async { exec.running_count() == 0 }).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+}
