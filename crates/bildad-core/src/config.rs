@@ -22,7 +22,9 @@ pub struct NodeConfig {
     pub node_dead_after: Duration,
     /// The retry delay (default base 1 s, cap 300 s).
     pub backoff: Backoff,
-    /// Most jobs running at once on this node (default 100).
+    /// Most jobs executing at once on this node (default 100). A job that has returned
+    /// frees its slot while its outcome waits to be recorded (see
+    /// [`crate::JobExecutor::free_slots`]).
     pub max_concurrent_jobs: u32,
     /// Run the engine the moment an entry is enqueued on any node, when the store can
     /// push wake-ups ([`crate::JobStore::listen_for_enqueues`]: PostgreSQL from every node,

@@ -298,17 +298,32 @@ async fn a_returned_job_frees_its_slot_while_its_outcome_waits_up_to_the_bound()
     let (reg, runs) = counting();
     let (engine, exec, _) = bare(faults.clone(), reg, 1);
     for _ in 0..3 {
-        faults.enqueue(NewEntry::new("count", json!({}))).await.unwrap();
+        faults
+            .enqueue(NewEntry::new("count", json!({})))
+            .await
+            .unwrap();
     }
     assert_eq!(engine.run_once().await.unwrap().start.ok_count, 1);
     queued.entered().await;
     // One slot: the first job returned, so the second may run while its outcome waits.
-    assert_eq!(exec.free_slots(), 1, "a returned job's outcome holds no slot");
+    assert_eq!(
+        exec.free_slots(),
+        1,
+        "a returned job's outcome holds no slot"
+    );
     assert_eq!(engine.run_once().await.unwrap().start.ok_count, 1);
     // Its outcome waits behind the first: two outcomes wait, one more than the slots,
     // so that one holds the slot and nothing more is claimed.
-    until("the second job returns", || async { exec.free_slots() == 0 }).await;
+    until("the second job returns", || async {
+        exec.running().is_empty()
+    })
+    .await;
     assert_eq!(exec.running_count(), 2);
+    assert_eq!(
+        exec.free_slots(),
+        0,
+        "the outcomes beyond the bound hold a slot"
+    );
     assert_eq!(engine.run_once().await.unwrap().start.ok_count, 0);
     assert_eq!(runs.load(Ordering::SeqCst), 2);
     queued.release();
