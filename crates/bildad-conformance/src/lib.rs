@@ -140,6 +140,7 @@ macro_rules! for_each_case {
             enqueue_identifier_with_history_conflicts,
             enqueue_same_identifier_concurrently,
             enqueue_many_all_or_nothing,
+            enqueue_many_large_batch_all_or_nothing,
             enqueue_validates_against_current_schema,
             enqueue_wakes_listeners,
             // a delayed enqueue

@@ -426,6 +426,71 @@ pub async fn enqueue_many_all_or_nothing(store: Arc<dyn JobStore>) {
     assert!(expect_ok(s.enqueue_many(vec![]).await, "empty bulk").is_empty());
 }
 
+/// A large `enqueue_many` (more entries than a store sends in one statement) is all or
+/// nothing too: a violation in its last entries leaves none of the first ones written,
+/// every violation is reported with its index, and success keeps the request's order.
+pub async fn enqueue_many_large_batch_all_or_nothing(store: Arc<dyn JobStore>) {
+    const N: usize = 2_500;
+    let s = &*store;
+    let schema =
+        json!({"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}});
+    let t = create_template(s, NewTemplate::new(unique("tpl"), "n", "a.b", schema)).await;
+    let batch = |bad: &[usize]| -> Vec<NewEntry> {
+        (0..N)
+            .map(|i| {
+                let n = if bad.contains(&i) {
+                    json!("x")
+                } else {
+                    json!(i)
+                };
+                NewEntry::new(t.code.clone(), json!({ "n": n }))
+            })
+            .collect()
+    };
+
+    let e = expect_err(
+        s.enqueue_many(batch(&[N - 1])).await,
+        ErrorKind::Invalid,
+        "the last entry is invalid",
+    );
+    assert_pointers(&e, &[&format!("/{}/context/n", N - 1)]);
+    assert_eq!(counts(s).await, (0, 0), "nothing written");
+    let e = expect_err(
+        s.enqueue_many(batch(&[1, 1_500, N - 2])).await,
+        ErrorKind::Invalid,
+        "invalid entries spread over the batch",
+    );
+    let want = [
+        "/1/context/n".to_string(),
+        "/1500/context/n".into(),
+        format!("/{}/context/n", N - 2),
+    ];
+    assert_pointers(&e, &want.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(pointers(&e).len(), 3, "{e}");
+    assert_eq!(counts(s).await, (0, 0), "nothing written");
+
+    let got = expect_ok(s.enqueue_many(batch(&[])).await, "enqueue_many");
+    let ns: Vec<_> = got.iter().map(|e| e.context["n"].clone()).collect();
+    assert_eq!(ns, (0..N).map(|i| json!(i)).collect::<Vec<_>>());
+    let listed: Vec<_> = all_entries(s, None)
+        .await
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(
+        listed,
+        got.iter().map(|e| e.id).collect::<Vec<_>>(),
+        "run order is request order"
+    );
+    assert_eq!(
+        expect_ok(
+            s.get_entry(&got[N - 1].job_run_identifier).await,
+            "the last"
+        ),
+        got[N - 1]
+    );
+}
+
 /// Enqueue validates against the template's current schema: after an update the old
 /// schema no longer applies (a store that caches compiled schemas must notice).
 pub async fn enqueue_validates_against_current_schema(store: Arc<dyn JobStore>) {
