@@ -122,6 +122,7 @@ pub(crate) fn is_foreign_key_violation(e: &DieselError) -> bool {
 }
 
 /// True for a NOT NULL violation (PostgreSQL reports its kind).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn is_not_null_violation(e: &DieselError) -> bool {
     matches!(
         e,
@@ -155,6 +156,7 @@ pub(crate) fn pool_error(e: diesel_async::pooled_connection::deadpool::PoolError
 }
 
 /// `Ok(None)` for a missing row, the mapped error otherwise.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 pub(crate) fn not_found_is_none<T>(e: DieselError) -> Result<Option<T>, StoreError> {
     match e {
         DieselError::NotFound => Ok(None),
@@ -190,6 +192,7 @@ pub(crate) fn template_exists(code: &str) -> StoreError {
 }
 
 /// The conflict of an entry that changed under every attempt of an operator action.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 pub(crate) fn keeps_changing(identifier: &str) -> StoreError {
     StoreError::Conflict(format!(
         "queue entry {identifier:?} keeps changing; try again"

@@ -56,6 +56,7 @@ pub(crate) const RESTRICTED: &str = "SELECT name AS text FROM bildad_queues
 
 /// The names of the limited queues (paused or not): PostgreSQL's claim counts them in
 /// its bounded path. A queue that is only paused needs no count: the fast path skips it.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) const LIMITED: &str = "SELECT name AS text FROM bildad_queues
     WHERE global_limit IS NOT NULL OR rate_allowed IS NOT NULL ORDER BY name";
 
@@ -199,11 +200,13 @@ pub(crate) fn update_stmt(d: Dialect, name: &str, b: &UpdateBinds) -> Stmt {
 }
 
 /// [`QUEUES`] in dialect `d`.
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub(crate) fn queues_sql(d: Dialect) -> String {
     d.sql(QUEUES)
 }
 
 /// [`UPDATE_QUEUE`] in dialect `d`.
+#[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
 pub(crate) fn update_sql(d: Dialect) -> String {
     d.sql(UPDATE_QUEUE)
 }

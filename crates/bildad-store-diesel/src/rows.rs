@@ -345,6 +345,7 @@ impl TryFrom<RunRow> for JobRun {
 
 /// What the database decided for an entry an enqueue inserted: the rest of the entry is
 /// the request's own (see `PgStore::enqueue_many`).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 #[derive(QueryableByName)]
 pub(crate) struct InsertedRow {
     #[diesel(sql_type = BigInt)]
@@ -374,16 +375,20 @@ pub(crate) struct ClaimRow {
     pub(crate) trace_context: Option<String>,
     /// The entry's place in run order (`priority`, `inserted_at`, id): a batch is listed
     /// in it ([`ClaimRow::run_order`]), sorted by the store rather than by the server.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     #[diesel(sql_type = Integer)]
     pub(crate) priority: i32,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     #[diesel(sql_type = DbTime)]
     pub(crate) entry_inserted_at: Timestamp,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     #[diesel(sql_type = BigInt)]
     pub(crate) entry_id: i64,
 }
 
 impl ClaimRow {
     /// The key that puts a claimed batch in run order.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn run_order(&self) -> (i32, Timestamp, i64) {
         (self.priority, self.entry_inserted_at, self.entry_id)
     }

@@ -31,6 +31,7 @@ pub(crate) struct PreparedEntry {
 /// when written), and PostgreSQL would refuse some such text outright (a NUL) as a
 /// database error. [`prepare_entries`] then reports it as `Invalid`, naming the field,
 /// as on every store.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 pub(crate) fn lookup_keys(new: &[NewEntry]) -> (Vec<String>, Vec<String>) {
     let mut codes = Vec::with_capacity(new.len());
     let mut identifiers = Vec::new();
