@@ -141,7 +141,7 @@ impl Inner {
         }
     }
 
-    /// The runs of `map` whose jobs are still running (not returned, not aborted).
+    /// The runs of `reg` whose jobs are still running (not returned, not aborted).
     fn running_ids(reg: &Registry) -> Vec<RunId> {
         reg.runs
             .iter()
@@ -185,6 +185,7 @@ impl Inner {
         }
     }
 
+    /// [`JobExecutor::free_slots`]: `max` less the slots taken; none once closed.
     fn free_slots(&self) -> usize {
         if self.closed.load(Ordering::SeqCst) {
             return 0;
