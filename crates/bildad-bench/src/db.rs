@@ -191,21 +191,7 @@ impl BenchDb {
             url: format!("sqlite://{}", dir.join("bench.db").display()),
             name: dir.display().to_string(),
         };
-        let migrated = async {
-            let store = SqliteStore::connect_with(
-                &db.url,
-                PoolOptions {
-                    max_size: 1,
-                    ..PoolOptions::default()
-                },
-            )
-            .await?;
-            let out = store.migrate().await;
-            store.close();
-            out
-        }
-        .await;
-        if let Err(e) = migrated {
+        if let Err(e) = bildad_store_diesel::migrate(&db.url).await {
             db.drop_now().await;
             bail!("cannot migrate {}: {e}", db.url);
         }

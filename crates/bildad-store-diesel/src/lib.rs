@@ -461,8 +461,8 @@ fn mysql_url(url: &str) -> String {
 }
 
 /// Opens a `$store` of one connection on `$url`, applies its migrations, and closes it:
-/// [`migrate`] for the server backends.
-#[cfg(any(feature = "postgres", feature = "mysql"))]
+/// [`migrate`] for every backend.
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 macro_rules! migrate_on_one_connection {
     ($store:ty, $url:expr) => {{
         let store = <$store>::connect_with(
@@ -494,7 +494,7 @@ pub async fn migrate(url: &str) -> StoreResult<()> {
         Backend::Sqlite => {
             #[cfg(feature = "sqlite")]
             {
-                SqliteStore::connect(url).await?.migrate().await
+                migrate_on_one_connection!(SqliteStore, url)
             }
             #[cfg(not(feature = "sqlite"))]
             Err(not_built("sqlite"))
